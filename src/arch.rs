@@ -1,0 +1,206 @@
+//! The architectures sysroot-mk knows: Alpine's names, qemu's, the ELF identity of
+//! their binaries and the binfmt_misc magic/mask that recognises them.
+//!
+//! One table serves the index reader (which arch a repository path uses), `enter`
+//! (which qemu to register and whether the host runs the binaries natively) and
+//! `binfmt` (what to write to the kernel). The magic and mask strings are QEMU's
+//! `qemu-binfmt-conf.sh` values, as measured in DESIGN.md section 5.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// ELF byte order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endian {
+    /// `EI_DATA` = 1.
+    Little,
+    /// `EI_DATA` = 2.
+    Big,
+}
+
+/// One architecture: every name and number the tool needs about it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ArchInfo {
+    /// Alpine's name (`etc/apk/arch`, repository sub-directory).
+    pub name: &'static str,
+    /// qemu's name: the interpreter is `qemu-<qemu>-static` or `qemu-<qemu>`.
+    pub qemu: &'static str,
+    /// What `uname -m` prints inside a sysroot of this arch.
+    pub uname: &'static str,
+    /// ELF class: 32 or 64 bits.
+    pub bits: u8,
+    /// ELF byte order.
+    pub endian: Endian,
+    /// ELF `e_machine`.
+    pub machine: u16,
+    /// binfmt_misc magic, hex, at offset 0.
+    pub magic: &'static str,
+    /// binfmt_misc mask, hex, same length as `magic`.
+    pub mask: &'static str,
+    /// Whether Alpine itself publishes this arch (others come from private repositories).
+    pub alpine: bool,
+}
+
+/// A known architecture. Cheap to copy; look the details up with [`Arch::info`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Arch(&'static ArchInfo);
+
+const ELF_MASK_LE: &str = "fffffffffffefe00fffffffffffffffffeffffff";
+
+/// Every architecture, in Alpine's usual listing order.
+#[rustfmt::skip]
+pub static ARCHES: &[ArchInfo] = &[
+    ArchInfo { name: "x86_64", qemu: "x86_64", uname: "x86_64", bits: 64, endian: Endian::Little, machine: 62, magic: "7f454c4602010100000000000000000002003e00", mask: ELF_MASK_LE, alpine: true },
+    ArchInfo { name: "x86", qemu: "i386", uname: "i686", bits: 32, endian: Endian::Little, machine: 3, magic: "7f454c4601010100000000000000000002000300", mask: ELF_MASK_LE, alpine: true },
+    ArchInfo { name: "aarch64", qemu: "aarch64", uname: "aarch64", bits: 64, endian: Endian::Little, machine: 183, magic: "7f454c460201010000000000000000000200b700", mask: "ffffffffffffff00fffffffffffffffffeffffff", alpine: true },
+    ArchInfo { name: "armhf", qemu: "arm", uname: "armv6l", bits: 32, endian: Endian::Little, machine: 40, magic: "7f454c4601010100000000000000000002002800", mask: "ffffffffffffff00fffffffffffffffffeffffff", alpine: true },
+    ArchInfo { name: "armv7", qemu: "arm", uname: "armv7l", bits: 32, endian: Endian::Little, machine: 40, magic: "7f454c4601010100000000000000000002002800", mask: "ffffffffffffff00fffffffffffffffffeffffff", alpine: true },
+    ArchInfo { name: "ppc64le", qemu: "ppc64le", uname: "ppc64le", bits: 64, endian: Endian::Little, machine: 21, magic: "7f454c4602010100000000000000000002001500", mask: "ffffffffffffff00fffffffffffffffffeffff00", alpine: true },
+    ArchInfo { name: "s390x", qemu: "s390x", uname: "s390x", bits: 64, endian: Endian::Big, machine: 22, magic: "7f454c4602020100000000000000000000020016", mask: "ffffffffffffff00fffffffffffffffffffeffff", alpine: true },
+    ArchInfo { name: "riscv64", qemu: "riscv64", uname: "riscv64", bits: 64, endian: Endian::Little, machine: 243, magic: "7f454c460201010000000000000000000200f300", mask: "ffffffffffffff00fffffffffffffffffeffffff", alpine: true },
+    ArchInfo { name: "loongarch64", qemu: "loongarch64", uname: "loongarch64", bits: 64, endian: Endian::Little, machine: 258, magic: "7f454c4602010100000000000000000002000201", mask: "fffffffffffffffc00fffffffffffffffeffffff", alpine: true },
+    ArchInfo { name: "ppc64", qemu: "ppc64", uname: "ppc64", bits: 64, endian: Endian::Big, machine: 21, magic: "7f454c4602020100000000000000000000020015", mask: "ffffffffffffff00fffffffffffffffffffeffff", alpine: false },
+    ArchInfo { name: "ppc", qemu: "ppc", uname: "ppc", bits: 32, endian: Endian::Big, machine: 20, magic: "7f454c4601020100000000000000000000020014", mask: "ffffffffffffff00fffffffffffffffffffeffff", alpine: false },
+    ArchInfo { name: "mips64", qemu: "mips64", uname: "mips64", bits: 64, endian: Endian::Big, machine: 8, magic: "7f454c4602020100000000000000000000020008", mask: "ffffffffffffff0000fffffffffffffffffeffff", alpine: false },
+    ArchInfo { name: "mips64el", qemu: "mips64el", uname: "mips64", bits: 64, endian: Endian::Little, machine: 8, magic: "7f454c4602010100000000000000000002000800", mask: "ffffffffffffff0000fffffffffffffffeffffff", alpine: false },
+];
+
+/// The name given is not an architecture this tool knows.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown architecture `{0}`; known: {known}", known = Arch::names().collect::<Vec<_>>().join(", "))]
+pub struct UnknownArch(pub String);
+
+impl Arch {
+    /// Looks an Alpine arch name up (`x86_64`, `aarch64`, ...).
+    pub fn from_name(name: &str) -> Option<Arch> {
+        ARCHES.iter().find(|a| a.name == name).map(Arch)
+    }
+
+    /// All Alpine arch names, in table order.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        ARCHES.iter().map(|a| a.name)
+    }
+
+    /// Every known arch.
+    pub fn all() -> impl Iterator<Item = Arch> {
+        ARCHES.iter().map(Arch)
+    }
+
+    /// The table row.
+    pub fn info(self) -> &'static ArchInfo {
+        self.0
+    }
+
+    /// Alpine's name.
+    pub fn name(self) -> &'static str {
+        self.0.name
+    }
+
+    /// The arch whose binaries this host's kernel runs natively, if it is in the table.
+    pub fn host() -> Option<Arch> {
+        let name = match std::env::consts::ARCH {
+            "x86_64" => "x86_64",
+            "x86" => "x86",
+            "aarch64" => "aarch64",
+            "arm" => "armv7",
+            "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+            "powerpc64" => "ppc64",
+            "powerpc" => "ppc",
+            "s390x" => "s390x",
+            "riscv64" => "riscv64",
+            "loongarch64" => "loongarch64",
+            "mips64" if cfg!(target_endian = "little") => "mips64el",
+            "mips64" => "mips64",
+            _ => return None,
+        };
+        Arch::from_name(name)
+    }
+
+    /// Whether this host runs the arch's binaries without emulation
+    /// (x86 on x86_64 and 32-bit arm on aarch64 too, through the 32-bit personality).
+    pub fn runs_natively_on(self, host: Arch) -> bool {
+        self == host
+            || (host.name() == "x86_64" && self.name() == "x86")
+            || (host.name() == "aarch64" && matches!(self.name(), "armhf" | "armv7"))
+    }
+
+    /// Finds the arch of an ELF header (at least 20 bytes), or None when it is not ELF
+    /// or not an arch in the table. armhf and armv7 share a header; armv7 is returned.
+    pub fn from_elf_header(header: &[u8]) -> Option<Arch> {
+        if header.len() < 20 || &header[..4] != b"\x7fELF" {
+            return None;
+        }
+        let bits = match header[4] {
+            1 => 32,
+            2 => 64,
+            _ => return None,
+        };
+        let endian = match header[5] {
+            1 => Endian::Little,
+            2 => Endian::Big,
+            _ => return None,
+        };
+        let machine = match endian {
+            Endian::Little => u16::from_le_bytes([header[18], header[19]]),
+            Endian::Big => u16::from_be_bytes([header[18], header[19]]),
+        };
+        ARCHES
+            .iter()
+            .filter(|a| a.name != "armhf")
+            .find(|a| a.bits == bits && a.endian == endian && a.machine == machine)
+            .map(Arch)
+    }
+}
+
+impl FromStr for Arch {
+    type Err = UnknownArch;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Arch::from_name(s).ok_or_else(|| UnknownArch(s.to_string()))
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_and_mask_have_the_same_length_and_are_hex() {
+        for a in ARCHES {
+            assert_eq!(a.magic.len(), a.mask.len(), "{}", a.name);
+            assert!(
+                hex::decode(a.magic).is_ok() && hex::decode(a.mask).is_ok(),
+                "{}",
+                a.name
+            );
+        }
+    }
+
+    #[test]
+    fn magic_matches_the_elf_identity_in_the_table() {
+        for a in ARCHES {
+            let magic = hex::decode(a.magic).unwrap();
+            let found = Arch::from_elf_header(&magic).map(|x| x.name());
+            let expect = if a.name == "armhf" { "armv7" } else { a.name };
+            assert_eq!(found, Some(expect), "{}", a.name);
+        }
+    }
+
+    #[test]
+    fn unknown_arch_lists_the_known_ones() {
+        let err = "sparc".parse::<Arch>().unwrap_err().to_string();
+        assert!(err.contains("sparc") && err.contains("ppc64le"), "{err}");
+    }
+
+    #[test]
+    fn x86_runs_natively_on_x86_64() {
+        let host = Arch::from_name("x86_64").unwrap();
+        assert!(Arch::from_name("x86").unwrap().runs_natively_on(host));
+        assert!(!Arch::from_name("aarch64").unwrap().runs_natively_on(host));
+    }
+}

@@ -1,0 +1,3 @@
+//! Extracting verified packages into the root, in parallel, never escaping it.
+//!
+//! OWNER: install helper. To be written.

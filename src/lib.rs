@@ -1,0 +1,36 @@
+//! sysroot-mk: build Alpine Linux root filesystems for any architecture natively,
+//! and step inside them.
+//!
+//! The modules follow the pipeline, one direction:
+//!
+//! ```text
+//! build (options) -> repository + trust + transport: fetch and verify indexes -> index
+//!   -> resolve: world + indexes -> ordered plan
+//!   -> fetch: packages in parallel through the cache
+//!   -> package: split the gzip members, verify the trust chain
+//!   -> install: extract in parallel inside the root
+//!   -> scripts: run package scripts (native or emulated)
+//!   -> db + layout: apk's database, etc/apk, keys, CA bundle
+//!   -> output: atomic rename of the finished tree
+//! enter: arch -> binfmt -> namespaces -> mounts -> chroot -> exec
+//! ```
+
+pub mod arch;
+pub mod archive;
+pub mod binfmt;
+pub mod build;
+pub mod db;
+pub mod enter;
+pub mod fetch;
+pub mod index;
+pub mod install;
+pub mod layout;
+pub mod output;
+pub mod package;
+pub mod report;
+pub mod repository;
+pub mod resolve;
+pub mod scripts;
+pub mod transport;
+pub mod trust;
+pub mod version;

@@ -1,0 +1,3 @@
+//! Atomic output: build in a temporary sibling directory and rename it into place at the end.
+//!
+//! OWNER: db helper. To be written.

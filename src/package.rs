@@ -1,0 +1,3 @@
+//! An .apk file: its three gzip members, the trust chain C: -> datahash, .PKGINFO and scripts.
+//!
+//! OWNER: install helper. To be written.

@@ -1,0 +1,3 @@
+//! Running package scripts and triggers inside the root as apk does.
+//!
+//! OWNER: db helper. To be written.
