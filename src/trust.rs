@@ -343,7 +343,7 @@ impl Keyring {
                 found: hex::encode(digest),
             });
         };
-        if !pin.arches.iter().any(|a| *a == self.arch) {
+        if !pin.arches.contains(&self.arch) {
             return Ok(false);
         }
         let key = TrustedKey {
