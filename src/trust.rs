@@ -433,15 +433,37 @@ fn read_key_files(dir: &Path, required: bool) -> Result<Vec<(String, Vec<u8>)>, 
         if name.starts_with('.') || !path.is_file() {
             continue;
         }
-        let mut pem = Vec::new();
-        let file = std::fs::File::open(&path).map_err(to_err)?;
-        file.take(MAX_KEY_FILE)
-            .read_to_end(&mut pem)
-            .map_err(to_err)?;
+        let mut pem = read_small(&path).map_err(to_err)?;
+        if let Some(target) = link_stub(&pem) {
+            // Checkouts without symlink support (and some archives) turn the links of
+            // alpine-keys' per-arch folders into files holding the link text; follow
+            // those one level, relative to the folder, as the link would have been.
+            pem = read_small(&dir.join(target)).map_err(to_err)?;
+        }
         out.push((name, pem));
     }
     out.sort();
     Ok(out)
+}
+
+fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_KEY_FILE)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The relative path a key file holds instead of a key (a symlink stored as text).
+fn link_stub(content: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(content).ok()?.trim_end_matches('\n');
+    let plausible = !text.is_empty()
+        && text.len() < 1024
+        && !text.starts_with('/')
+        && !text.contains('\n')
+        && !text.contains("-----BEGIN")
+        && text.ends_with(".pub");
+    plausible.then_some(text)
 }
 
 #[cfg(test)]
@@ -467,6 +489,13 @@ mod tests {
         assert!(pins.is_empty());
         let good = format!("{} k.pub x86,aarch64\n", "ab".repeat(32));
         assert_eq!(parse_pins(&good)[0].arches, ["x86", "aarch64"]);
+    }
+
+    #[test]
+    fn link_stubs_are_recognised() {
+        assert_eq!(link_stub(b"../k.rsa.pub\n"), Some("../k.rsa.pub"));
+        assert_eq!(link_stub(b"-----BEGIN PUBLIC KEY-----\nx.pub"), None);
+        assert_eq!(link_stub(b"/etc/passwd.pub"), None);
     }
 
     #[test]
