@@ -218,7 +218,7 @@ impl Loader<'_> {
             Err(TrustError::UnknownKey { key, known }) => {
                 self.with_fetched_key(url, signed, key, known)
             }
-            other => other.map(Clone::clone),
+            other => other.cloned(),
         };
         let err = match result {
             Ok(key) => {
