@@ -266,3 +266,17 @@ impl Recorder {
         self.warnings.lock().unwrap().clone()
     }
 }
+
+/// `len` incompressible bytes (a fixed xorshift stream), for packages that must be big
+/// on the wire.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
