@@ -34,6 +34,8 @@ pub struct Logged {
     pub if_modified_since: Option<String>,
     /// The status answered.
     pub status: u16,
+    /// The request line held an absolute URL: the client used us as its proxy.
+    pub proxied: bool,
 }
 
 #[derive(Default)]
@@ -133,17 +135,25 @@ fn handle(stream: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::Resu
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
-    let path = request_line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("/")
-        .to_string();
+    let target = request_line.split_whitespace().nth(1).unwrap_or("/");
+    // A client talking to a proxy sends the absolute URL; serve its path all the same.
+    let proxied = target.starts_with("http://");
+    let path = if proxied {
+        let after_scheme = &target["http://".len()..];
+        after_scheme
+            .find('/')
+            .map_or("/", |i| &after_scheme[i..])
+            .to_string()
+    } else {
+        target.to_string()
+    };
     let mut logged = Logged {
         path: path.clone(),
         range: headers.get("range").cloned(),
         if_none_match: headers.get("if-none-match").cloned(),
         if_modified_since: headers.get("if-modified-since").cloned(),
         status: 0,
+        proxied,
     };
     let fault = state
         .lock()
