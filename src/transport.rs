@@ -315,9 +315,19 @@ impl Transport {
                 attempts,
                 &[StatusCode::OK, StatusCode::PARTIAL_CONTENT],
             )?;
-            let resumed = response.status() == StatusCode::PARTIAL_CONTENT
-                && content_range_start(response.headers()) == Some(have);
-            if !resumed && have > 0 {
+            let partial_content = response.status() == StatusCode::PARTIAL_CONTENT;
+            if partial_content && content_range_start(response.headers()) != Some(have) {
+                // A range we did not ask for: start over without one.
+                file.set_len(0).map_err(io_err)?;
+                have = 0;
+                return Err(TransportError::Status {
+                    url: url.to_string(),
+                    status: 416,
+                    attempts,
+                });
+            }
+            if !partial_content && have > 0 {
+                // The server ignored `Range` and sends the whole body.
                 file.set_len(0).map_err(io_err)?;
                 file.rewind().map_err(io_err)?;
                 have = 0;

@@ -22,7 +22,13 @@ fn transport() -> TransportOptions {
     }
 }
 
+/// Three packages of different sizes, built once (signing is slow in debug builds).
 fn fixtures() -> Vec<FixturePackage> {
+    static BUILT: std::sync::OnceLock<Vec<FixturePackage>> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_fixtures).clone()
+}
+
+fn build_fixtures() -> Vec<FixturePackage> {
     vec![
         FixturePackage::new("small", "1.0-r0", b"s"),
         FixturePackage::new("large", "2.0-r1", &noise(300_000, 1)),

@@ -148,6 +148,7 @@ pub fn index_archive(text: &str, signer: Signer<'_>) -> Vec<u8> {
 }
 
 /// A fixture `.apk` with its index stanza.
+#[derive(Clone)]
 pub struct FixturePackage {
     /// `P:`
     pub name: String,
