@@ -294,6 +294,34 @@ fn partial_file_left_by_an_earlier_run_is_resumed() {
 }
 
 #[test]
+fn server_ignoring_range_gets_the_whole_file_written_once() {
+    let served = tempfile::tempdir().unwrap();
+    let server = TestServer::serve(served.path());
+    let (repo, packages) = repo_with(served.path(), &fixtures(), &server.base);
+    let cache = tempfile::tempdir().unwrap();
+    let bucket = cache.path().join("packages-v1");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let whole = std::fs::read(served.path().join("x86_64/large-2.0-r1.apk")).unwrap();
+    let key = cache_key(&packages[1].checksum).unwrap();
+    std::fs::write(bucket.join(format!("{key}.partial")), &whole[..5000]).unwrap();
+    server.fail("/x86_64/large-2.0-r1.apk", &[Fault::IgnoreRange]);
+    fetch_packages(
+        &packages,
+        &[repo],
+        "x86_64",
+        &options(Some(cache.path())),
+        &Silent,
+    )
+    .unwrap();
+    let log = server.requests("/x86_64/large-2.0-r1.apk");
+    assert_eq!((log.len(), log[0].status), (1, 200));
+    assert_eq!(
+        std::fs::read(bucket.join(format!("{key}.apk"))).unwrap(),
+        whole
+    );
+}
+
+#[test]
 fn stale_partial_file_is_discarded_and_downloaded_again() {
     let served = tempfile::tempdir().unwrap();
     let server = TestServer::serve(served.path());

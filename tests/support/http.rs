@@ -19,6 +19,8 @@ pub enum Fault {
     Status(u16),
     /// Announce the full length but close after this many body bytes.
     Truncate(usize),
+    /// Answer a `Range` request with the whole body (200), as some servers do.
+    IgnoreRange,
 }
 
 /// One request as the server saw it.
@@ -204,8 +206,10 @@ fn handle(stream: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::Resu
     if not_modified {
         return respond(304, &validators, b"", 0);
     }
+    let ignore_range = matches!(fault, Some(Fault::IgnoreRange));
     let start = headers
         .get("range")
+        .filter(|_| !ignore_range)
         .and_then(|r| r.strip_prefix("bytes="))
         .and_then(|r| r.strip_suffix('-'))
         .and_then(|n| n.parse::<usize>().ok());
