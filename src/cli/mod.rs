@@ -58,7 +58,11 @@ struct BuildArgs {
     #[arg(long = "repo", short = 'X', value_name = "URL|PATH")]
     repos: Vec<String>,
     /// Mirror used when no --repo is given (its main and community repositories).
-    #[arg(long, value_name = "URL", default_value = "https://dl-cdn.alpinelinux.org/alpine")]
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "https://dl-cdn.alpinelinux.org/alpine"
+    )]
     mirror: String,
     /// Branch of the mirror: latest-stable, edge, v3.19, ...
     #[arg(long, value_name = "NAME", default_value = "latest-stable")]
@@ -130,14 +134,30 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
         )
         .into());
     };
-    let arch = arch.parse().map_err(|e: sysroot_mk::arch::UnknownArch| UsageError(e.to_string()))?;
+    let arch = arch
+        .parse()
+        .map_err(|e: sysroot_mk::arch::UnknownArch| UsageError(e.to_string()))?;
     let repos = if args.repos.is_empty() && args.repositories_file.is_none() {
-        build::RepoSelection::Mirror { mirror: args.mirror, branch: args.branch }
+        build::RepoSelection::Mirror {
+            mirror: args.mirror,
+            branch: args.branch,
+        }
     } else {
-        build::RepoSelection::Explicit { repos: args.repos, repositories_file: args.repositories_file }
+        build::RepoSelection::Explicit {
+            repos: args.repos,
+            repositories_file: args.repositories_file,
+        }
     };
-    let cache_dir = if args.no_cache { None } else { args.cache_dir.or_else(default_cache_dir) };
-    let packages = if args.packages.is_empty() { vec!["alpine-base".to_string()] } else { args.packages };
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        args.cache_dir.or_else(default_cache_dir)
+    };
+    let packages = if args.packages.is_empty() {
+        vec!["alpine-base".to_string()]
+    } else {
+        args.packages
+    };
     let options = BuildOptions {
         arch,
         dir: dir.clone(),

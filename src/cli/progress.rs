@@ -49,12 +49,18 @@ impl TerminalReporter {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let bytes = multi.add(ProgressBar::hidden());
             bytes.set_style(
-                ProgressStyle::with_template("{prefix:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-                    .expect("static template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
             );
             bytes.set_prefix("download");
-            Bars { multi, bytes, packages: Mutex::new(None) }
+            Bars {
+                multi,
+                bytes,
+                packages: Mutex::new(None),
+            }
         });
         TerminalReporter { verbosity, bars }
     }

@@ -168,31 +168,32 @@ impl Context<'_, '_, '_, '_> {
         let u = self.s.u;
         let n = u.name(name);
         let mut details: Vec<String> = self.required_by_line(name).into_iter().collect();
-        let kind = if n.providers.is_empty() {
-            ProblemKind::NoSuchName
-        } else if n.providers.iter().all(|p| {
-            p.version.is_none() && u.pkg(p.pkg).src.provider_priority.unwrap_or(0) == 0
-        }) {
-            let names: Vec<String> = n
-                .providers
-                .iter()
-                .map(|p| u.name(u.pkg(p.pkg).name).text.to_owned())
-                .collect();
-            details.push(format!("provided by: {}", list(&names)));
-            ProblemKind::VirtualName
-        } else {
-            let reqs = self.requirements(name);
-            let lines: Vec<String> = n
-                .providers
-                .iter()
-                .map(|p| {
-                    let why = self.rejection(p.pkg, name, p.version, &reqs);
-                    format!("{}: {why}", self.label(p.pkg))
-                })
-                .collect();
-            details.push(format!("candidates:\n      {}", list_lines(&lines)));
-            ProblemKind::NoCandidate
-        };
+        let kind =
+            if n.providers.is_empty() {
+                ProblemKind::NoSuchName
+            } else if n.providers.iter().all(|p| {
+                p.version.is_none() && u.pkg(p.pkg).src.provider_priority.unwrap_or(0) == 0
+            }) {
+                let names: Vec<String> = n
+                    .providers
+                    .iter()
+                    .map(|p| u.name(u.pkg(p.pkg).name).text.to_owned())
+                    .collect();
+                details.push(format!("provided by: {}", list(&names)));
+                ProblemKind::VirtualName
+            } else {
+                let reqs = self.requirements(name);
+                let lines: Vec<String> = n
+                    .providers
+                    .iter()
+                    .map(|p| {
+                        let why = self.rejection(p.pkg, name, p.version, &reqs);
+                        format!("{}: {why}", self.label(p.pkg))
+                    })
+                    .collect();
+                details.push(format!("candidates:\n      {}", list_lines(&lines)));
+                ProblemKind::NoCandidate
+            };
         Problem {
             subject: n.text.to_owned(),
             kind,
@@ -331,7 +332,9 @@ impl Context<'_, '_, '_, '_> {
                     .copied()
                     .chain(self.s.names[name as usize].chosen_pkg)
                     .filter(|&p| p != pkg)
-                    .filter(|&p| u.pkg(p).name == name || u.provides(p).iter().any(|d| d.name == name))
+                    .filter(|&p| {
+                        u.pkg(p).name == name || u.provides(p).iter().any(|d| d.name == name)
+                    })
                     .map(|p| format!("`{}`", self.label(p)))
                     .collect::<Vec<_>>();
                 let mut others = others;
@@ -339,13 +342,21 @@ impl Context<'_, '_, '_, '_> {
                 details.push(format!(
                     "provides `{}`, and so does {} (also selected); only one may",
                     u.name(name).text,
-                    if others.is_empty() { "another selected package".to_owned() } else { others.join(", ") }
+                    if others.is_empty() {
+                        "another selected package".to_owned()
+                    } else {
+                        others.join(", ")
+                    }
                 ));
             }
             Some(Broken::UnfulfilledDependency { dep_index }) => {
                 let dep = &u.depends(pkg)[dep_index as usize];
                 let got = match self.s.names[dep.name as usize].chosen_pkg {
-                    Some(p) => format!("`{}` was selected for `{}`", self.label(p), u.name(dep.name).text),
+                    Some(p) => format!(
+                        "`{}` was selected for `{}`",
+                        self.label(p),
+                        u.name(dep.name).text
+                    ),
                     None => format!("nothing can be selected for `{}`", u.name(dep.name).text),
                 };
                 details.push(format!("requires `{}`, but {got}", dep.source));
