@@ -365,6 +365,20 @@ fn pinned_key_is_fetched_by_name_and_checked_against_its_pin() {
     let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
     assert!(chain.contains("pinned"), "{chain}");
 
+    // An unreachable key source: refused, and a warning says why.
+    let recorder = Recorder::default();
+    let opts = IndexOptions {
+        key_url: Some("file:///nonexistent-sysroot-mk-keys".to_string()),
+        ..options()
+    };
+    let err = load_indexes(&repos, "x86_64", &ring, &opts, &recorder).unwrap_err();
+    assert!(matches!(err, RepositoryError::UntrustedKey { .. }), "{err}");
+    let warnings = recorder.warnings();
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("nonexistent-sysroot-mk-keys"),
+        "{warnings:?}"
+    );
+
     // With `--keys-dir`, keys are never fetched.
     let empty = tempfile::tempdir().unwrap();
     let opts = IndexOptions {

@@ -297,10 +297,15 @@ impl Loader<'_> {
         self.reporter.info(&format!(
             "`{url}` is signed by `{key}`; fetching it from `{key_url}` to check against its pin"
         ));
-        let pem = self
-            .transport
-            .read(&key_url, MAX_KEY)
-            .map_err(|_| unknown())?;
+        let pem = match self.transport.read(&key_url, MAX_KEY) {
+            Ok(pem) => pem,
+            Err(err) => {
+                self.reporter.warn(&format!(
+                    "cannot fetch the pinned key `{key}` that signs `{url}`: {err}"
+                ));
+                return Err(unknown());
+            }
+        };
         if !ring.add_pinned(&key, &pem, &key_url)? {
             return Err(unknown());
         }
