@@ -14,7 +14,7 @@ use sha2::Sha256;
 
 use crate::archive::{self, ArchiveError};
 use crate::db::Script;
-use crate::index::Package;
+use crate::index::{Dependency, Op, Package};
 
 /// The largest `.apk` file read from disk (the biggest Alpine packages are a few hundred MB).
 pub const MAX_PACKAGE_FILE: u64 = 4 * 1024 * 1024 * 1024;
@@ -120,6 +120,11 @@ pub struct PkgInfo {
     pub build_time: u64,
     /// `triggers`: the trigger globs, split on spaces.
     pub triggers: Vec<String>,
+    /// `replaces`: packages whose files this one may overwrite (the index may omit `r:`,
+    /// apk records these from `.PKGINFO`).
+    pub replaces: Vec<Dependency>,
+    /// `replaces_priority`
+    pub replaces_priority: Option<u32>,
     /// Every line in file order (`depend`, `provides`, `replaces`, ... repeat).
     pub fields: Vec<(String, String)>,
 }
@@ -142,6 +147,8 @@ impl PkgInfo {
                 "size" => info.size = value.parse().unwrap_or(0),
                 "builddate" => info.build_time = value.parse().unwrap_or(0),
                 "triggers" => info.triggers = value.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                "replaces" => info.replaces.extend(value.split_whitespace().filter_map(parse_atom)),
+                "replaces_priority" => info.replaces_priority = value.parse().ok(),
                 _ => {}
             }
             info.fields.push((key.to_owned(), value.to_owned()));
@@ -278,6 +285,42 @@ pub fn encode_q1(digest: &[u8; 20]) -> String {
     format!("Q1{}", base64::engine::general_purpose::STANDARD.encode(digest))
 }
 
+/// One `[!]name[op version]` atom of a `.PKGINFO` list (`None` when empty).
+fn parse_atom(atom: &str) -> Option<Dependency> {
+    let (conflict, atom) = match atom.strip_prefix('!') {
+        Some(rest) => (true, rest),
+        None => (false, atom),
+    };
+    const OPS: [(&str, Op); 7] = [
+        ("><", Op::Checksum),
+        ("<=", Op::Le),
+        (">=", Op::Ge),
+        ("<", Op::Lt),
+        (">", Op::Gt),
+        ("=", Op::Eq),
+        ("~", Op::Fuzzy),
+    ];
+    let split = atom.find(['<', '>', '=', '~']);
+    let (name, op, version) = match split {
+        Some(at) => {
+            let rest = &atom[at..];
+            let (sym, op) = OPS.iter().find(|(sym, _)| rest.starts_with(sym))?;
+            (&atom[..at], *op, &rest[sym.len()..])
+        }
+        None => (atom, Op::Any, ""),
+    };
+    if name.is_empty() {
+        return None;
+    }
+    Some(Dependency {
+        name: name.to_owned(),
+        op,
+        version: version.to_owned(),
+        conflict,
+        tag: None,
+    })
+}
+
 /// `.PKGINFO` and scripts from the inflated control tar.
 fn read_control(package: &str, tar_bytes: &[u8]) -> Result<(PkgInfo, Vec<Script>), PackageError> {
     let control_err = |reason: String| PackageError::Control {
@@ -328,6 +371,21 @@ mod tests {
         assert_eq!(info.size, 950272);
         assert_eq!(info.triggers, ["/bin", "/usr/bin"]);
         assert_eq!(info.values("depend").collect::<Vec<_>>(), ["so:libc.musl-x86_64.so.1", "/bin/sh"]);
+    }
+
+    #[test]
+    fn replaces_atoms_keep_operator_and_version() {
+        let info = PkgInfo::parse("replaces = alpine-baselayout\nreplaces = !foo<=1.2-r0 bar\nreplaces_priority = 10\n");
+        let got: Vec<_> = info.replaces.iter().map(|d| (d.name.as_str(), d.op, d.version.as_str(), d.conflict)).collect();
+        assert_eq!(
+            got,
+            [
+                ("alpine-baselayout", Op::Any, "", false),
+                ("foo", Op::Le, "1.2-r0", true),
+                ("bar", Op::Any, "", false)
+            ]
+        );
+        assert_eq!(info.replaces_priority, Some(10));
     }
 
     #[test]

@@ -112,6 +112,10 @@ pub(crate) fn read_entries(package: &str, data: &[u8]) -> Result<Vec<Entry>, Ins
         };
         let path = text(package, &raw_path, &raw_path)?;
         let path = check_path(package, path.trim_end_matches('/'))?;
+        // apk ignores top-level dot files of the data part (`.dummy` of meta packages).
+        if path.starts_with('.') {
+            continue;
+        }
         let mut sha1 = None;
         let mut xattrs = Vec::new();
         if let Some(pax) = entry.pax_extensions().map_err(archive_err)? {

@@ -246,8 +246,12 @@ impl Installer {
                 self.write_plan(std::mem::take(&mut plan), &loaded, chunk, &planned, reporter)?;
                 planned.clear();
             }
+            // apk records `replaces` from `.PKGINFO`; the index usually carries no `r:`.
+            let mut package = (*pkg).clone();
+            package.replaces = verified.info().replaces.clone();
+            package.replaces_priority = verified.info().replaces_priority;
             let installed = InstalledPackage {
-                package: (*pkg).clone(),
+                package,
                 dirs: Vec::new(),
                 scripts: verified.scripts().to_vec(),
                 triggers: verified.info().triggers.clone(),
