@@ -121,7 +121,12 @@ fn skeleton(root: &Path) {
 }
 
 fn manifest(tools: &Path, root: &Path, out: &Path) {
-    let tsv = Command::new("python3").arg(tools.join("manifest.py")).arg(root).output().expect("manifest.py");
+    let tsv = Command::new("python3")
+        .arg(tools.join("manifest.py"))
+        .arg("--mtime")
+        .arg(root)
+        .output()
+        .expect("manifest.py");
     assert!(tsv.status.success(), "manifest.py {}: {}", root.display(), String::from_utf8_lossy(&tsv.stderr));
     std::fs::write(out, tsv.stdout).expect("write manifest");
 }
@@ -171,12 +176,26 @@ fn alpine_base_without_scripts_matches_apk() {
     for glob in NOT_OURS {
         diff.args(["--exclude", glob]);
     }
+    // Directories and links get the time of the install, in both trees.
+    diff.args(["--ignore", "mtime"]);
     let out = diff.arg(&a).arg(&b).output().expect("manifest-diff.py");
     assert!(
         out.status.success(),
         "tree differs from apk's:\n{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // Regular files (hard links included) carry the header's mtime, as with apk.
+    let file_mtimes = |tsv: &Path| -> HashMap<String, String> {
+        let text = std::fs::read_to_string(tsv).expect("manifest");
+        text.lines()
+            .map(|l| l.split('\t').collect::<Vec<_>>())
+            .filter(|f| f.len() > 10 && f[1] == "f" && !f[0].starts_with("lib/apk/db/") && f[0] != "etc/apk/arch" && f[0] != "etc/apk/world")
+            .map(|f| (f[0].to_owned(), f[10].to_owned()))
+            .collect()
+    };
+    let (want, got) = (file_mtimes(&a), file_mtimes(&b));
+    assert!(want.len() > 200, "only {} files in apk's tree", want.len());
+    assert_eq!(want, got, "mtimes of regular files differ");
 }
 
 #[test]

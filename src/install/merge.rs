@@ -180,13 +180,8 @@ impl State {
                 }
             }
             if is_dir {
-                if let Some(owner) = self.owners.get(&entry.path) {
-                    return Err(InstallError::Conflict {
-                        package: pkg_name,
-                        path: entry.path.clone(),
-                        owner: self.packages[owner.package].installed.package.name_version(),
-                    });
-                }
+                // A directory entry over another package's symlink (`var/run`) is fine for
+                // apk; the writes below it resolve inside the root.
                 let di = record.dir(&entry.path);
                 record.installed.dirs[di].acl = acl;
                 if !self.dirs.contains_key(&entry.path) {
