@@ -47,7 +47,9 @@ pub enum PackageError {
         source: std::io::Error,
     },
     /// The gzip members could not be split.
-    #[error("package `{package}` is not a valid .apk (truncated or corrupt?): {source}; fetch it again")]
+    #[error(
+        "package `{package}` is not a valid .apk (truncated or corrupt?): {source}; fetch it again"
+    )]
     Archive {
         /// `name-version`.
         package: String,
@@ -146,8 +148,16 @@ impl PkgInfo {
                 "datahash" => info.datahash = value.to_owned(),
                 "size" => info.size = value.parse().unwrap_or(0),
                 "builddate" => info.build_time = value.parse().unwrap_or(0),
-                "triggers" => info.triggers = value.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-                "replaces" => info.replaces.extend(value.split_whitespace().filter_map(parse_atom)),
+                "triggers" => {
+                    info.triggers = value
+                        .split(' ')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                }
+                "replaces" => info
+                    .replaces
+                    .extend(value.split_whitespace().filter_map(parse_atom)),
                 "replaces_priority" => info.replaces_priority = value.parse().ok(),
                 _ => {}
             }
@@ -158,7 +168,10 @@ impl PkgInfo {
 
     /// All values of `key`, in file order (`depend`, `provides`, `replaces`...).
     pub fn values<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.fields.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -183,7 +196,9 @@ impl VerifiedPackage {
         };
         let file = std::fs::File::open(path).map_err(read_err)?;
         let mut bytes = Vec::new();
-        file.take(MAX_PACKAGE_FILE).read_to_end(&mut bytes).map_err(read_err)?;
+        file.take(MAX_PACKAGE_FILE)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
         VerifiedPackage::from_bytes(expected, bytes)
     }
 
@@ -200,10 +215,11 @@ impl VerifiedPackage {
             archive::read_first_member(signed.rest, MAX_CONTROL_MEMBER).map_err(archive_err)?;
         let control = &signed.rest[..control_len];
 
-        let expected_digest = decode_q1(&expected.checksum).ok_or_else(|| PackageError::NoChecksum {
-            package: package.clone(),
-            checksum: expected.checksum.clone(),
-        })?;
+        let expected_digest =
+            decode_q1(&expected.checksum).ok_or_else(|| PackageError::NoChecksum {
+                package: package.clone(),
+                checksum: expected.checksum.clone(),
+            })?;
         let found: [u8; 20] = Sha1::digest(control).into();
         if found != expected_digest {
             return Err(PackageError::ControlChecksum {
@@ -282,7 +298,10 @@ pub fn decode_q1(checksum: &str) -> Option<[u8; 20]> {
 
 /// Encodes a SHA-1 digest as apk writes it: `Q1` + standard padded base64.
 pub fn encode_q1(digest: &[u8; 20]) -> String {
-    format!("Q1{}", base64::engine::general_purpose::STANDARD.encode(digest))
+    format!(
+        "Q1{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
 }
 
 /// One `[!]name[op version]` atom of a `.PKGINFO` list (`None` when empty).
@@ -343,9 +362,12 @@ fn read_control(package: &str, tar_bytes: &[u8]) -> Result<(PkgInfo, Vec<Script>
         };
         // The whole member was inflated under MAX_CONTROL_MEMBER, so entries are bounded too.
         let mut body = Vec::new();
-        entry.read_to_end(&mut body).map_err(|e| control_err(format!("`{path}`: {e}")))?;
+        entry
+            .read_to_end(&mut body)
+            .map_err(|e| control_err(format!("`{path}`: {e}")))?;
         if path == ".PKGINFO" {
-            let text = String::from_utf8(body).map_err(|_| control_err("`.PKGINFO` is not UTF-8".into()))?;
+            let text = String::from_utf8(body)
+                .map_err(|_| control_err("`.PKGINFO` is not UTF-8".into()))?;
             info = Some(PkgInfo::parse(&text));
         } else if SCRIPT_ACTIONS.contains(&dot_name) {
             scripts.push(Script {
@@ -370,13 +392,22 @@ mod tests {
         assert_eq!(info.name, "busybox");
         assert_eq!(info.size, 950272);
         assert_eq!(info.triggers, ["/bin", "/usr/bin"]);
-        assert_eq!(info.values("depend").collect::<Vec<_>>(), ["so:libc.musl-x86_64.so.1", "/bin/sh"]);
+        assert_eq!(
+            info.values("depend").collect::<Vec<_>>(),
+            ["so:libc.musl-x86_64.so.1", "/bin/sh"]
+        );
     }
 
     #[test]
     fn replaces_atoms_keep_operator_and_version() {
-        let info = PkgInfo::parse("replaces = alpine-baselayout\nreplaces = !foo<=1.2-r0 bar\nreplaces_priority = 10\n");
-        let got: Vec<_> = info.replaces.iter().map(|d| (d.name.as_str(), d.op, d.version.as_str(), d.conflict)).collect();
+        let info = PkgInfo::parse(
+            "replaces = alpine-baselayout\nreplaces = !foo<=1.2-r0 bar\nreplaces_priority = 10\n",
+        );
+        let got: Vec<_> = info
+            .replaces
+            .iter()
+            .map(|d| (d.name.as_str(), d.op, d.version.as_str(), d.conflict))
+            .collect();
         assert_eq!(
             got,
             [

@@ -66,12 +66,18 @@ fn file_lines(pkg: &InstalledPackage) -> Vec<String> {
     for dir in &pkg.dirs {
         out.push(format!("F:{}", dir.path));
         if (dir.acl.uid, dir.acl.gid, dir.acl.mode) != (0, 0, 0o755) {
-            out.push(format!("M:{}:{}:{:o}", dir.acl.uid, dir.acl.gid, dir.acl.mode));
+            out.push(format!(
+                "M:{}:{}:{:o}",
+                dir.acl.uid, dir.acl.gid, dir.acl.mode
+            ));
         }
         for file in &dir.files {
             out.push(format!("R:{}", file.name));
             if (file.acl.uid, file.acl.gid, file.acl.mode) != (0, 0, 0o644) {
-                out.push(format!("a:{}:{}:{:o}", file.acl.uid, file.acl.gid, file.acl.mode));
+                out.push(format!(
+                    "a:{}:{}:{:o}",
+                    file.acl.uid, file.acl.gid, file.acl.mode
+                ));
             }
             if let Some(sha1) = &file.sha1 {
                 out.push(format!("Z:{}", encode_q1(sha1)));
@@ -85,7 +91,10 @@ fn file_lines(pkg: &InstalledPackage) -> Vec<String> {
 fn oracle_file_lines(installed: &str) -> HashMap<String, Vec<String>> {
     let mut result = HashMap::new();
     for stanza in installed.split("\n\n").filter(|s| !s.trim().is_empty()) {
-        let name = stanza.lines().find_map(|l| l.strip_prefix("P:")).unwrap_or_default();
+        let name = stanza
+            .lines()
+            .find_map(|l| l.strip_prefix("P:"))
+            .unwrap_or_default();
         let lines = stanza
             .lines()
             .filter(|l| matches!(l.get(..2), Some("F:" | "M:" | "R:" | "a:" | "Z:")))
@@ -127,13 +136,20 @@ fn manifest(tools: &Path, root: &Path, out: &Path) {
         .arg(root)
         .output()
         .expect("manifest.py");
-    assert!(tsv.status.success(), "manifest.py {}: {}", root.display(), String::from_utf8_lossy(&tsv.stderr));
+    assert!(
+        tsv.status.success(),
+        "manifest.py {}: {}",
+        root.display(),
+        String::from_utf8_lossy(&tsv.stderr)
+    );
     std::fs::write(out, tsv.stdout).expect("write manifest");
 }
 
 #[test]
 fn alpine_base_without_scripts_matches_apk() {
-    let Some(shared) = shared_alpine() else { return };
+    let Some(shared) = shared_alpine() else {
+        return;
+    };
     if !is_root() {
         eprintln!("skipped: needs root (ownership, chroot for the oracle)");
         return;
@@ -159,12 +175,18 @@ fn alpine_base_without_scripts_matches_apk() {
     let installed = install_alpine_base(&shared, &ours, InstallOptions::default());
 
     // The records: every package's F/M/R/a/Z lines equal apk's, in apk's order.
-    let apk_db = std::fs::read_to_string(reference.join("lib/apk/db/installed")).expect("oracle db");
+    let apk_db =
+        std::fs::read_to_string(reference.join("lib/apk/db/installed")).expect("oracle db");
     let expected = oracle_file_lines(&apk_db);
     assert_eq!(installed.len(), 25);
     for pkg in &installed {
         let want = &expected[&pkg.package.name];
-        assert_eq!(&file_lines(pkg), want, "file records of {}", pkg.package.name);
+        assert_eq!(
+            &file_lines(pkg),
+            want,
+            "file records of {}",
+            pkg.package.name
+        );
     }
 
     // The tree: no difference outside what apk's database and skeleton code creates.
@@ -189,7 +211,13 @@ fn alpine_base_without_scripts_matches_apk() {
         let text = std::fs::read_to_string(tsv).expect("manifest");
         text.lines()
             .map(|l| l.split('\t').collect::<Vec<_>>())
-            .filter(|f| f.len() > 10 && f[1] == "f" && !f[0].starts_with("lib/apk/db/") && f[0] != "etc/apk/arch" && f[0] != "etc/apk/world")
+            .filter(|f| {
+                f.len() > 10
+                    && f[1] == "f"
+                    && !f[0].starts_with("lib/apk/db/")
+                    && f[0] != "etc/apk/arch"
+                    && f[0] != "etc/apk/world"
+            })
             .map(|f| (f[0].to_owned(), f[10].to_owned()))
             .collect()
     };
@@ -200,23 +228,41 @@ fn alpine_base_without_scripts_matches_apk() {
 
 #[test]
 fn regular_files_keep_the_package_mtime_and_setuid_survives_chown() {
-    let Some(shared) = shared_alpine() else { return };
+    let Some(shared) = shared_alpine() else {
+        return;
+    };
     if !is_root() {
         eprintln!("skipped: needs root (chown)");
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
-    let installed = install_alpine_base(&shared, work.path(), InstallOptions { jobs: 3, ..Default::default() });
+    let installed = install_alpine_base(
+        &shared,
+        work.path(),
+        InstallOptions {
+            jobs: 3,
+            ..Default::default()
+        },
+    );
     use std::os::unix::fs::MetadataExt;
     let bbsuid = std::fs::symlink_metadata(work.path().join("bin/bbsuid")).expect("bin/bbsuid");
     assert_eq!(bbsuid.mode() & 0o7777, 0o4111);
-    let busybox = installed.iter().find(|p| p.package.name == "busybox").expect("busybox");
+    let busybox = installed
+        .iter()
+        .find(|p| p.package.name == "busybox")
+        .expect("busybox");
     let motd = std::fs::symlink_metadata(work.path().join("bin/busybox")).expect("bin/busybox");
     assert_eq!(motd.mtime() as u64, busybox.package.build_time);
     // `var/run -> /run` is a symlink inside the root, not followed out of it.
-    assert_eq!(std::fs::read_link(work.path().join("var/run")).expect("var/run"), Path::new("/run"));
+    assert_eq!(
+        std::fs::read_link(work.path().join("var/run")).expect("var/run"),
+        Path::new("/run")
+    );
     // No temporary names left behind.
-    let leftovers = walk(work.path()).into_iter().filter(|p| p.contains("/.apk.")).count();
+    let leftovers = walk(work.path())
+        .into_iter()
+        .filter(|p| p.contains("/.apk."))
+        .count();
     assert_eq!(leftovers, 0);
 }
 

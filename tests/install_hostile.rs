@@ -35,8 +35,15 @@ impl Sandbox {
     fn install(&self, batches: &[Vec<TestEntry>]) -> Result<(), InstallError> {
         let mut installer = Installer::new(&self.root(), InstallOptions::default())?;
         for (i, entries) in batches.iter().enumerate() {
-            let (pkg, bytes) = build_apk(&format!("evil{i}"), "1.0-r0", &format!("evil{i}"), "", entries);
-            let verified = VerifiedPackage::from_bytes(&pkg, bytes).expect("generated package verifies");
+            let (pkg, bytes) = build_apk(
+                &format!("evil{i}"),
+                "1.0-r0",
+                &format!("evil{i}"),
+                "",
+                entries,
+            );
+            let verified =
+                VerifiedPackage::from_bytes(&pkg, bytes).expect("generated package verifies");
             installer.extract_batch(&[(&pkg, &verified)], &Silent)?;
         }
         installer.finish().map(|_| ())
@@ -51,7 +58,11 @@ impl Sandbox {
         let mut names = names;
         names.sort();
         assert_eq!(names, ["outside", "root"]);
-        assert_eq!(std::fs::read_dir(self.outside()).expect("outside").count(), 0, "something was written outside the root");
+        assert_eq!(
+            std::fs::read_dir(self.outside()).expect("outside").count(),
+            0,
+            "something was written outside the root"
+        );
     }
 }
 
@@ -59,8 +70,14 @@ fn expect_unsafe(result: Result<(), InstallError>, entry_part: &str) -> String {
     match result {
         Err(e @ InstallError::UnsafeEntry { .. }) => {
             let message = e.to_string();
-            assert!(message.contains("evil"), "message names no package: {message}");
-            assert!(message.contains(entry_part), "message names no entry: {message}");
+            assert!(
+                message.contains("evil"),
+                "message names no package: {message}"
+            );
+            assert!(
+                message.contains(entry_part),
+                "message names no entry: {message}"
+            );
             message
         }
         other => panic!("expected an unsafe entry error, got {other:?}"),
@@ -78,7 +95,10 @@ fn path_traversal_is_refused() {
 #[test]
 fn traversal_in_the_middle_of_a_path_is_refused() {
     let sandbox = Sandbox::new();
-    let result = sandbox.install(&[vec![TestEntry::dir("usr", 0o755), TestEntry::file(b"usr/../../outside/x", b"pwned")]]);
+    let result = sandbox.install(&[vec![
+        TestEntry::dir("usr", 0o755),
+        TestEntry::file(b"usr/../../outside/x", b"pwned"),
+    ]]);
     expect_unsafe(result, "usr/../../outside/x");
     sandbox.assert_nothing_outside();
 }
@@ -97,7 +117,10 @@ fn a_newline_in_a_name_cannot_inject_database_lines() {
     let sandbox = Sandbox::new();
     let result = sandbox.install(&[vec![TestEntry::file(b"motd\nR:etc/shadow", b"x")]]);
     let message = expect_unsafe(result, "control character");
-    assert!(message.contains("motd\\nR:etc/shadow"), "the entry is shown escaped: {message}");
+    assert!(
+        message.contains("motd\\nR:etc/shadow"),
+        "the entry is shown escaped: {message}"
+    );
     assert!(!sandbox.root().join("motd").exists());
 }
 
@@ -106,7 +129,10 @@ fn writing_through_a_symlink_of_the_same_package_is_refused() {
     let sandbox = Sandbox::new();
     let outside = sandbox.outside().display().to_string();
     // Without a directory entry: the file's directory is not one of the package's.
-    let result = sandbox.install(&[vec![TestEntry::symlink("esc", &outside), TestEntry::file(b"esc/x", b"pwned")]]);
+    let result = sandbox.install(&[vec![
+        TestEntry::symlink("esc", &outside),
+        TestEntry::file(b"esc/x", b"pwned"),
+    ]]);
     expect_unsafe(result, "esc/x");
     // With a directory entry over the symlink: a path listed twice.
     let sandbox2 = Sandbox::new();
@@ -126,20 +152,38 @@ fn a_symlink_left_by_an_earlier_package_resolves_inside_the_root() {
     let outside = sandbox.outside().display().to_string();
     // Like alpine-baselayout's `var/run -> /run`: absolute targets mean the root's paths.
     let result = sandbox.install(&[
-        vec![TestEntry::symlink("esc", &outside), TestEntry::symlink("up", "../../../../../..")],
-        vec![TestEntry::dir("esc", 0o755), TestEntry::file(b"esc/x", b"contained")],
+        vec![
+            TestEntry::symlink("esc", &outside),
+            TestEntry::symlink("up", "../../../../../.."),
+        ],
+        vec![
+            TestEntry::dir("esc", 0o755),
+            TestEntry::file(b"esc/x", b"contained"),
+        ],
     ]);
     // `<root><outside>` does not exist inside the root, so the write fails there.
-    assert!(matches!(result, Err(InstallError::Io { .. })), "got {result:?}");
+    assert!(
+        matches!(result, Err(InstallError::Io { .. })),
+        "got {result:?}"
+    );
     sandbox.assert_nothing_outside();
 
     let sandbox = Sandbox::new();
     let result = sandbox.install(&[
-        vec![TestEntry::dir("run", 0o755), TestEntry::symlink("var-run", "/run")],
-        vec![TestEntry::dir("var-run", 0o755), TestEntry::file(b"var-run/pid", b"1")],
+        vec![
+            TestEntry::dir("run", 0o755),
+            TestEntry::symlink("var-run", "/run"),
+        ],
+        vec![
+            TestEntry::dir("var-run", 0o755),
+            TestEntry::file(b"var-run/pid", b"1"),
+        ],
     ]);
     result.expect("a symlinked directory inside the root is usable");
-    assert_eq!(std::fs::read(sandbox.root().join("run/pid")).expect("run/pid"), b"1");
+    assert_eq!(
+        std::fs::read(sandbox.root().join("run/pid")).expect("run/pid"),
+        b"1"
+    );
     sandbox.assert_nothing_outside();
 }
 

@@ -90,7 +90,10 @@ pub(crate) fn read_entries(package: &str, data: &[u8]) -> Result<Vec<Entry>, Ins
             }
             tar::EntryType::Directory => Kind::Dir,
             tar::EntryType::Symlink | tar::EntryType::Link => {
-                let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
                 let target = text(package, &raw_path, &target)?;
                 if target.is_empty() {
                     return Err(unsafe_name(package, &raw_path, "a link without a target"));
@@ -99,13 +102,21 @@ pub(crate) fn read_entries(package: &str, data: &[u8]) -> Result<Vec<Entry>, Ins
                     Kind::Hardlink(check_path(package, target.trim_end_matches('/'))?)
                 } else {
                     if target.bytes().any(is_control) {
-                        return Err(unsafe_name(package, &raw_path, "a control character in the link target"));
+                        return Err(unsafe_name(
+                            package,
+                            &raw_path,
+                            "a control character in the link target",
+                        ));
                     }
                     Kind::Symlink(target)
                 }
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                return Err(unsafe_name(package, &raw_path, "a device node or fifo, which packages may not carry"));
+                return Err(unsafe_name(
+                    package,
+                    &raw_path,
+                    "a device node or fifo, which packages may not carry",
+                ));
             }
             // Global headers and unknown types carry nothing to install; apk skips them too.
             _ => continue,
@@ -138,8 +149,16 @@ pub(crate) fn read_entries(package: &str, data: &[u8]) -> Result<Vec<Entry>, Ins
             path,
             kind,
             mode: header.mode().map_err(archive_err)? & 0o7777,
-            uid: header.uid().map_err(archive_err)?.try_into().unwrap_or(u32::MAX),
-            gid: header.gid().map_err(archive_err)?.try_into().unwrap_or(u32::MAX),
+            uid: header
+                .uid()
+                .map_err(archive_err)?
+                .try_into()
+                .unwrap_or(u32::MAX),
+            gid: header
+                .gid()
+                .map_err(archive_err)?
+                .try_into()
+                .unwrap_or(u32::MAX),
             uname: header.username_bytes().map(field).unwrap_or_default(),
             gname: header.groupname_bytes().map(field).unwrap_or_default(),
             mtime: header.mtime().map_err(archive_err)?,
@@ -163,7 +182,8 @@ fn unsafe_name(package: &str, raw: &[u8], reason: &str) -> InstallError {
 }
 
 fn text(package: &str, raw: &[u8], bytes: &[u8]) -> Result<String, InstallError> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| unsafe_name(package, raw, "a name that is not UTF-8"))
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| unsafe_name(package, raw, "a name that is not UTF-8"))
 }
 
 /// Accepts only relative paths made of normal components without control characters,
@@ -195,9 +215,21 @@ mod tests {
 
     #[test]
     fn paths_that_could_escape_or_inject_are_refused() {
-        for bad in ["/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", "a\nR:evil", "a\x7fb", ""] {
+        for bad in [
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a/./b",
+            "a//b",
+            "a\nR:evil",
+            "a\x7fb",
+            "",
+        ] {
             assert!(check_path("p", bad).is_err(), "{bad:?} accepted");
         }
-        assert_eq!(check_path("p", "usr/lib/libz.so.1").ok().as_deref(), Some("usr/lib/libz.so.1"));
+        assert_eq!(
+            check_path("p", "usr/lib/libz.so.1").ok().as_deref(),
+            Some("usr/lib/libz.so.1")
+        );
     }
 }

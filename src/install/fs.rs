@@ -42,7 +42,11 @@ fn resolve_flags() -> ResolveFlags {
 impl Root {
     /// Opens the root directory.
     pub(crate) fn open(path: &Path) -> io::Result<Root> {
-        let fd = rfs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+        let fd = rfs::open(
+            path,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(Root { fd })
     }
 
@@ -61,7 +65,13 @@ impl Root {
     /// Reads a whole file inside the root, at most `limit` bytes; `None` if absent.
     pub(crate) fn read(&self, path: &str, limit: u64) -> io::Result<Option<Vec<u8>>> {
         use std::io::Read;
-        let fd = match rfs::openat2(&self.fd, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty(), resolve_flags()) {
+        let fd = match rfs::openat2(
+            &self.fd,
+            path,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve_flags(),
+        ) {
             Ok(fd) => fd,
             Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NOTDIR) => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -82,7 +92,9 @@ impl Root {
             Err(e) => return Err(e),
         };
         match rfs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory => Ok(Found::Dir),
+            Ok(st) if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory => {
+                Ok(Found::Dir)
+            }
             Ok(_) => Ok(Found::Other),
             Err(rustix::io::Errno::NOENT) => Ok(Found::Nothing),
             Err(e) => Err(e.into()),
@@ -140,7 +152,11 @@ impl Root {
         let mut file = std::fs::File::from(fd);
         file.write_all(data)?;
         // Owner first: chown clears setuid/setgid, so the mode must come after it.
-        rfs::fchown(&file, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)))?;
+        rfs::fchown(
+            &file,
+            Some(rfs::Uid::from_raw(uid)),
+            Some(rfs::Gid::from_raw(gid)),
+        )?;
         rfs::fchmod(&file, Mode::from_raw_mode(mode))?;
         for (name, value) in xattrs {
             rfs::fsetxattr(&file, name.as_str(), value, rfs::XattrFlags::empty())?;
@@ -150,7 +166,14 @@ impl Root {
     }
 
     /// Creates symlink `tmp` in `dir` pointing at `target` (stored, not resolved).
-    pub(crate) fn symlink(&self, dir: &str, tmp: &str, target: &str, uid: u32, gid: u32) -> io::Result<()> {
+    pub(crate) fn symlink(
+        &self,
+        dir: &str,
+        tmp: &str,
+        target: &str,
+        uid: u32,
+        gid: u32,
+    ) -> io::Result<()> {
         let parent = self.dir(dir)?;
         remove_stale(&parent, tmp)?;
         rfs::symlinkat(target, &parent, tmp)?;

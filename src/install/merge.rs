@@ -214,7 +214,9 @@ impl State {
                     return Err(InstallError::UnsafeEntry {
                         package: pkg_name,
                         entry: entry.path.clone(),
-                        reason: format!("its directory `{dir}` is not a directory entry of the package"),
+                        reason: format!(
+                            "its directory `{dir}` is not a directory entry of the package"
+                        ),
                     })
                 }
             };
@@ -229,7 +231,10 @@ impl State {
                 Kind::Hardlink(target) => {
                     let (tdir, tname) = split(target);
                     let found = record.dir_index.get(tdir).and_then(|&tdi| {
-                        record.installed.dirs[tdi].files.iter().find(|f| f.name == tname)
+                        record.installed.dirs[tdi]
+                            .files
+                            .iter()
+                            .find(|f| f.name == tname)
                     });
                     let write = own_writes.get(target.as_str()).map(|&w| &chunk.writes[w]);
                     match (found, write) {
@@ -257,7 +262,8 @@ impl State {
             if let Some(owner) = self.owners.get(&entry.path).copied() {
                 let opkg = &self.packages[owner.package].installed.package;
                 let pkg = &record.installed.package;
-                let same = opkg.name == pkg.name || (!pkg.origin.is_empty() && opkg.origin == pkg.origin);
+                let same =
+                    opkg.name == pkg.name || (!pkg.origin.is_empty() && opkg.origin == pkg.origin);
                 if !same {
                     let opkg_prio = replaces_priority(opkg, pkg);
                     let pkg_prio = replaces_priority(pkg, opkg);
@@ -311,7 +317,13 @@ impl State {
         for (path, dir) in claimed {
             chunk.non_dirs.insert(path.clone());
             chunk.finals.insert(path.clone(), own_writes[path.as_str()]);
-            self.owners.insert(path, Owner { package: index, dir });
+            self.owners.insert(
+                path,
+                Owner {
+                    package: index,
+                    dir,
+                },
+            );
         }
         chunk.id_files.extend(id_files);
         chunk.dirs.extend(new_dirs);
@@ -344,7 +356,10 @@ impl State {
                 }
             }
         }
-        order.into_iter().map(|p| (p.to_owned(), result[p])).collect()
+        order
+            .into_iter()
+            .map(|p| (p.to_owned(), result[p]))
+            .collect()
     }
 }
 

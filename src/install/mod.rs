@@ -65,7 +65,9 @@ pub enum InstallError {
         source: std::io::Error,
     },
     /// The data member inflates to more than allowed.
-    #[error("package `{package}`: the data member inflates to more than {limit} bytes; refusing it")]
+    #[error(
+        "package `{package}`: the data member inflates to more than {limit} bytes; refusing it"
+    )]
     TooLarge {
         /// `name-version`.
         package: String,
@@ -222,16 +224,29 @@ impl Installer {
                     .map_err(|source| self.io_err("", "set the permissions of", path, source))
             })
         })?;
-        Ok(self.state.packages.into_iter().map(|p| p.installed).collect())
+        Ok(self
+            .state
+            .packages
+            .into_iter()
+            .map(|p| p.installed)
+            .collect())
     }
 
-    fn extract_chunk(&mut self, chunk: &[(&Package, &VerifiedPackage)], reporter: &dyn Reporter) -> Result<(), InstallError> {
+    fn extract_chunk(
+        &mut self,
+        chunk: &[(&Package, &VerifiedPackage)],
+        reporter: &dyn Reporter,
+    ) -> Result<(), InstallError> {
         let loaded: Vec<Loaded> = self.pool.install(|| {
             chunk
                 .par_iter()
                 .map(|(pkg, verified)| {
                     let name = pkg.name_version();
-                    let limit = verified.info().size.saturating_mul(4).max(256 * 1024 * 1024);
+                    let limit = verified
+                        .info()
+                        .size
+                        .saturating_mul(4)
+                        .max(256 * 1024 * 1024);
                     let data = entries::inflate(&name, verified.data_member(), limit)?;
                     let entries = entries::read_entries(&name, &data)?;
                     Ok(Loaded { data, entries })
@@ -243,7 +258,13 @@ impl Installer {
         let mut planned: Vec<usize> = Vec::new();
         for (slot, ((pkg, verified), load)) in chunk.iter().zip(&loaded).enumerate() {
             if plan.must_flush_before(&load.entries) {
-                self.write_plan(std::mem::take(&mut plan), &loaded, chunk, &planned, reporter)?;
+                self.write_plan(
+                    std::mem::take(&mut plan),
+                    &loaded,
+                    chunk,
+                    &planned,
+                    reporter,
+                )?;
                 planned.clear();
             }
             // apk records `replaces` from `.PKGINFO`; the index usually carries no `r:`.
@@ -266,7 +287,8 @@ impl Installer {
             let root = &self.root;
             let root_path = &self.root_path;
             let name = pkg.name_version();
-            let mut read_ids = |kind: owners::IdKind| root.read(kind.path(), MAX_ID_FILE).ok().flatten();
+            let mut read_ids =
+                |kind: owners::IdKind| root.read(kind.path(), MAX_ID_FILE).ok().flatten();
             let mut lstat = |path: &str| {
                 root.lstat(path).map_err(|source| InstallError::Io {
                     package: name.clone(),
@@ -276,9 +298,13 @@ impl Installer {
                     source,
                 })
             };
-            let warnings = self
-                .state
-                .plan_package(input, &mut plan, &mut self.ids, &mut read_ids, &mut lstat)?;
+            let warnings = self.state.plan_package(
+                input,
+                &mut plan,
+                &mut self.ids,
+                &mut read_ids,
+                &mut lstat,
+            )?;
             for w in warnings {
                 reporter.warn(&w);
             }
@@ -299,7 +325,11 @@ impl Installer {
         let by_index = |index: usize| self.state.packages[index].installed.package.name_version();
         self.pool.install(|| -> Result<(), InstallError> {
             // Directories by depth, so that parents exist before their children.
-            let mut depths: Vec<usize> = plan.dirs.iter().map(|d| d.path.matches('/').count()).collect();
+            let mut depths: Vec<usize> = plan
+                .dirs
+                .iter()
+                .map(|d| d.path.matches('/').count())
+                .collect();
             depths.sort_unstable();
             depths.dedup();
             for depth in depths {
@@ -309,7 +339,14 @@ impl Installer {
                     .try_for_each(|d| {
                         self.root
                             .mkdir(&d.path, d.acl.uid, d.acl.gid, d.acl.mode)
-                            .map_err(|source| self.io_err(&by_index(d.package), "create directory", &d.path, source))
+                            .map_err(|source| {
+                                self.io_err(
+                                    &by_index(d.package),
+                                    "create directory",
+                                    &d.path,
+                                    source,
+                                )
+                            })
                     })?;
             }
             let is_link = |w: &&Write| matches!(w.what, What::Hardlink { .. });
@@ -324,13 +361,13 @@ impl Installer {
             plan.writes.par_iter().enumerate().try_for_each(|(i, w)| {
                 let path = join(&w.dir, &w.name);
                 if plan.finals.get(&path) == Some(&i) {
-                    self.root
-                        .rename(&w.dir, &w.tmp, &w.name)
-                        .map_err(|source| self.io_err(&pkg_name(w.slot), "rename into place", &path, source))
+                    self.root.rename(&w.dir, &w.tmp, &w.name).map_err(|source| {
+                        self.io_err(&pkg_name(w.slot), "rename into place", &path, source)
+                    })
                 } else {
-                    self.root
-                        .unlink(&w.dir, &w.tmp)
-                        .map_err(|source| self.io_err(&pkg_name(w.slot), "remove the replaced", &path, source))
+                    self.root.unlink(&w.dir, &w.tmp).map_err(|source| {
+                        self.io_err(&pkg_name(w.slot), "remove the replaced", &path, source)
+                    })
                 }
             })
         })?;
@@ -353,16 +390,23 @@ impl Installer {
                 w.mtime,
                 &w.xattrs,
             ),
-            What::Symlink(target) => self.root.symlink(&w.dir, &w.tmp, target, w.acl.uid, w.acl.gid),
-            What::Hardlink { dir, tmp } => {
-                self.root
-                    .hardlink(dir, tmp, &w.dir, &w.tmp, w.acl.uid, w.acl.gid, w.acl.mode, w.mtime)
-            }
+            What::Symlink(target) => self
+                .root
+                .symlink(&w.dir, &w.tmp, target, w.acl.uid, w.acl.gid),
+            What::Hardlink { dir, tmp } => self.root.hardlink(
+                dir, tmp, &w.dir, &w.tmp, w.acl.uid, w.acl.gid, w.acl.mode, w.mtime,
+            ),
         };
         result.map_err(|source| self.io_err(package, "write", &path, source))
     }
 
-    fn io_err(&self, package: &str, op: &'static str, path: &str, source: std::io::Error) -> InstallError {
+    fn io_err(
+        &self,
+        package: &str,
+        op: &'static str,
+        path: &str,
+        source: std::io::Error,
+    ) -> InstallError {
         InstallError::Io {
             package: package.to_owned(),
             op,

@@ -99,9 +99,15 @@ mod tests {
         };
         assert_eq!(cache.resolve(IdKind::Group, "shadow", 42, &mut empty), 42);
         let mut with_group = |_: IdKind| Some(b"shadow:x:7:\n".to_vec());
-        assert_eq!(cache.resolve(IdKind::Group, "shadow", 42, &mut with_group), 42);
+        assert_eq!(
+            cache.resolve(IdKind::Group, "shadow", 42, &mut with_group),
+            42
+        );
         cache.reset();
-        assert_eq!(cache.resolve(IdKind::Group, "shadow", 42, &mut with_group), 7);
+        assert_eq!(
+            cache.resolve(IdKind::Group, "shadow", 42, &mut with_group),
+            7
+        );
         assert_eq!(reads, 1);
     }
 }

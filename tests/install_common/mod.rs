@@ -77,7 +77,9 @@ pub fn read_index(path: &Path) -> Vec<Package> {
         .map(|stanza| {
             let mut p = package("", "", "");
             for line in stanza.lines() {
-                let Some((key, value)) = line.split_once(':') else { continue };
+                let Some((key, value)) = line.split_once(':') else {
+                    continue;
+                };
                 match key {
                     "C" => p.checksum = value.into(),
                     "P" => p.name = value.into(),
@@ -267,7 +269,13 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 /// A generated, unsigned `.apk` and the index entry that trusts it. `pkginfo_extra` lines
 /// are appended to `.PKGINFO` (e.g. `replaces = x`).
-pub fn build_apk(name: &str, version: &str, origin: &str, pkginfo_extra: &str, entries: &[TestEntry]) -> (Package, Vec<u8>) {
+pub fn build_apk(
+    name: &str,
+    version: &str,
+    origin: &str,
+    pkginfo_extra: &str,
+    entries: &[TestEntry],
+) -> (Package, Vec<u8>) {
     use sha2::Digest;
     let mut data_tar = tar_of(entries);
     data_tar.extend_from_slice(&[0u8; 1024]);
