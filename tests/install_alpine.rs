@@ -14,7 +14,10 @@ use sysroot_mk::install::{InstallOptions, Installer};
 use sysroot_mk::package::{encode_q1, VerifiedPackage};
 use sysroot_mk::report::Silent;
 
-const PLAN: &str = include_str!("../fixtures/install/alpine-base-v3.19-x86_64.plan");
+/// apk's install order for `alpine-base` (from `apk add` output).
+const ALPINE_BASE: &str = include_str!("../fixtures/install/alpine-base-v3.19-x86_64.plan");
+/// apk's install order for the 98 co-installable packages of the test repository.
+const CO_INSTALLABLE: &str = include_str!("../fixtures/install/co-installable-v3.19-x86_64.plan");
 
 /// Paths apk creates itself (`--initdb` skeleton, database, device nodes): the db and
 /// layout modules write those, not the installer.
@@ -42,14 +45,14 @@ fn oracle_tools() -> Option<PathBuf> {
     Some(dir.to_path_buf())
 }
 
-/// Verifies the alpine-base packages and extracts them as one batch into `root`.
-fn install_alpine_base(shared: &Path, root: &Path, opts: InstallOptions) -> Vec<InstalledPackage> {
+/// Verifies the packages of `plan` and extracts them as one batch into `root`.
+fn install_plan(shared: &Path, plan: &str, root: &Path, opts: InstallOptions) -> Vec<InstalledPackage> {
     let repo = shared.join("v3.19/main/x86_64");
     let index: HashMap<String, _> = read_index(&repo.join("APKINDEX.tar.gz"))
         .into_iter()
         .map(|p| (p.name_version(), p))
         .collect();
-    let plan: Vec<_> = PLAN.lines().map(|nv| &index[nv]).collect();
+    let plan: Vec<_> = plan.lines().map(|nv| &index[nv]).collect();
     let verified: Vec<_> = plan
         .iter()
         .map(|p| VerifiedPackage::open(p, &repo.join(p.file_name())).expect("verify"))
@@ -147,9 +150,19 @@ fn manifest(tools: &Path, root: &Path, out: &Path) {
 
 #[test]
 fn alpine_base_without_scripts_matches_apk() {
-    let Some(shared) = shared_alpine() else {
-        return;
-    };
+    assert_matches_apk(ALPINE_BASE, &["alpine-base"]);
+}
+
+#[test]
+fn all_co_installable_packages_without_scripts_match_apk() {
+    let names: Vec<&str> = CO_INSTALLABLE.lines().map(|nv| nv.rsplitn(3, '-').nth(2).unwrap_or(nv)).collect();
+    assert_matches_apk(CO_INSTALLABLE, &names);
+}
+
+/// Builds `request` with the apk oracle (no scripts) and `plan` with the installer, then
+/// compares the file records and the trees.
+fn assert_matches_apk(plan: &str, request: &[&str]) {
+    let Some(shared) = shared_alpine() else { return };
     if !is_root() {
         eprintln!("skipped: needs root (ownership, chroot for the oracle)");
         return;
@@ -163,7 +176,7 @@ fn alpine_base_without_scripts_matches_apk() {
     let status = Command::new(tools.join("oracle-bootstrap.sh"))
         .args(["--no-scripts", "-q"])
         .arg(&reference)
-        .arg("alpine-base")
+        .args(request)
         .status()
         .expect("run oracle-bootstrap.sh");
     if !status.success() {
@@ -172,13 +185,13 @@ fn alpine_base_without_scripts_matches_apk() {
     }
 
     skeleton(&ours);
-    let installed = install_alpine_base(&shared, &ours, InstallOptions::default());
+    let installed = install_plan(&shared, plan, &ours, InstallOptions::default());
 
     // The records: every package's F/M/R/a/Z lines equal apk's, in apk's order.
     let apk_db =
         std::fs::read_to_string(reference.join("lib/apk/db/installed")).expect("oracle db");
     let expected = oracle_file_lines(&apk_db);
-    assert_eq!(installed.len(), 25);
+    assert_eq!(installed.len(), plan.lines().count());
     for pkg in &installed {
         let want = &expected[&pkg.package.name];
         assert_eq!(
@@ -236,8 +249,9 @@ fn regular_files_keep_the_package_mtime_and_setuid_survives_chown() {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
-    let installed = install_alpine_base(
+    let installed = install_plan(
         &shared,
+        ALPINE_BASE,
         work.path(),
         InstallOptions {
             jobs: 3,
