@@ -1,3 +1,426 @@
 //! Extracting verified packages into the root, in parallel, never escaping it.
 //!
-//! OWNER: install helper. To be written.
+//! Why the work is shaped this way: inflating is cheap (zlib-rs, ~500 MB/s) while every
+//! inode costs 0.3-0.6 ms on ext4, so the filesystem writes are what runs in parallel.
+//! Each batch is cut into chunks whose inflated size fits [`InstallOptions::memory_budget`];
+//! a chunk is inflated (in parallel), planned sequentially in plan order (apk's ownership,
+//! conflict and directory rules: [`merge`]), then written in four parallel phases whose
+//! jobs are independent: new directories (by depth), files and symlinks under temporary
+//! names, hard links to those, and renames to the final names (later packages win). The
+//! writer pool is separate from rayon's global pool and may be larger than the core count,
+//! because its threads mostly wait in the kernel. All writes go through [`fs::Root`].
+//!
+//! Batches exist because package scripts run between extractions: a `pre-install` script
+//! must run before its package is extracted, and it may add users whose names the next
+//! packages' files carry, which [`Installer::refresh_ids`] makes visible.
+
+mod entries;
+mod fs;
+mod merge;
+mod owners;
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::db::InstalledPackage;
+use crate::index::Package;
+use crate::package::VerifiedPackage;
+use crate::report::Reporter;
+
+use merge::{ChunkPlan, PlanInput, State, What, Write};
+use owners::IdCache;
+
+/// The largest `etc/passwd` or `etc/group` read for owner lookups.
+const MAX_ID_FILE: u64 = 16 * 1024 * 1024;
+
+/// Why extraction failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The root directory could not be opened.
+    #[error("cannot open the root directory `{path}`: {source}")]
+    Root {
+        /// The root.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The writer threads could not be started.
+    #[error("cannot start {jobs} writer threads: {reason}")]
+    Pool {
+        /// Threads asked for.
+        jobs: usize,
+        /// The reason.
+        reason: String,
+    },
+    /// The data member is not a readable tar (it matched its checksum, so the package
+    /// itself is broken).
+    #[error("package `{package}`: cannot read the data member: {source}")]
+    Archive {
+        /// `name-version`.
+        package: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The data member inflates to more than allowed.
+    #[error(
+        "package `{package}`: the data member inflates to more than {limit} bytes; refusing it"
+    )]
+    TooLarge {
+        /// `name-version`.
+        package: String,
+        /// The limit.
+        limit: u64,
+    },
+    /// An entry that could escape the root, inject database lines or is otherwise unsafe.
+    #[error("package `{package}`: refusing entry `{entry}`: {reason}")]
+    UnsafeEntry {
+        /// `name-version`.
+        package: String,
+        /// The entry name (escaped).
+        entry: String,
+        /// Why.
+        reason: String,
+    },
+    /// A file owned by another package, without `replaces` or a common origin.
+    #[error("package `{package}`: trying to overwrite `{path}` owned by `{owner}`; expected a `replaces` relation or the same origin (apk --force-overwrite allows it)")]
+    Conflict {
+        /// `name-version` of the newcomer.
+        package: String,
+        /// The path.
+        path: String,
+        /// `name-version` of the owner.
+        owner: String,
+    },
+    /// A filesystem operation failed.
+    #[error("package `{package}`: cannot {op} `{path}` in `{root}`: {source}")]
+    Io {
+        /// `name-version`.
+        package: String,
+        /// What was attempted.
+        op: &'static str,
+        /// The path inside the root.
+        path: String,
+        /// The root.
+        root: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How the installer works.
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    /// Writer threads (filesystem-bound, so more than the cores helps).
+    pub jobs: usize,
+    /// Inflated bytes held in memory at once (a larger package is held alone).
+    pub memory_budget: u64,
+    /// Overwrite files owned by another package with a warning instead of failing
+    /// (apk's `--force-overwrite`).
+    pub force_overwrite: bool,
+}
+
+impl Default for InstallOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        InstallOptions {
+            jobs: (cores * 2).clamp(2, 16),
+            memory_budget: 256 * 1024 * 1024,
+            force_overwrite: false,
+        }
+    }
+}
+
+/// Extracts packages into a root in batches, keeping apk's bookkeeping across them.
+pub struct Installer {
+    root: fs::Root,
+    root_path: PathBuf,
+    opts: InstallOptions,
+    pool: rayon::ThreadPool,
+    ids: IdCache,
+    state: State,
+}
+
+/// A package's inflated data tar and its entries.
+struct Loaded {
+    data: Vec<u8>,
+    entries: Vec<entries::Entry>,
+}
+
+impl Installer {
+    /// Opens `root` (an existing directory) for extraction.
+    pub fn new(root: &Path, opts: InstallOptions) -> Result<Installer, InstallError> {
+        let handle = fs::Root::open(root).map_err(|source| InstallError::Root {
+            path: root.display().to_string(),
+            source,
+        })?;
+        let jobs = opts.jobs.max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(jobs)
+            .thread_name(|i| format!("sysroot-mk-install-{i}"))
+            .build()
+            .map_err(|e| InstallError::Pool {
+                jobs,
+                reason: e.to_string(),
+            })?;
+        Ok(Installer {
+            root: handle,
+            root_path: root.to_path_buf(),
+            opts,
+            pool,
+            ids: IdCache::default(),
+            state: State::default(),
+        })
+    }
+
+    /// Extracts `batch` (in plan order) into the root: parallel inside the batch, with
+    /// conflicts and overwrites decided by plan order. Reports each package when it is
+    /// in place.
+    pub fn extract_batch(
+        &mut self,
+        batch: &[(&Package, &VerifiedPackage)],
+        reporter: &dyn Reporter,
+    ) -> Result<(), InstallError> {
+        let mut start = 0;
+        while start < batch.len() {
+            let mut end = start + 1;
+            let mut budget = batch[start].1.info().size;
+            while end < batch.len() {
+                let size = batch[end].1.info().size;
+                if budget.saturating_add(size) > self.opts.memory_budget {
+                    break;
+                }
+                budget += size;
+                end += 1;
+            }
+            self.extract_chunk(&batch[start..end], reporter)?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Forgets every owner name looked up so far: call it after a script ran that may have
+    /// changed the target's `etc/passwd` or `etc/group` (apk does the same).
+    pub fn refresh_ids(&mut self) {
+        self.ids.reset();
+    }
+
+    /// The packages installed so far, in plan order.
+    pub fn installed(&self) -> impl Iterator<Item = &InstalledPackage> {
+        self.state.packages.iter().map(|p| &p.installed)
+    }
+
+    /// Reconciles the permissions of the directories this run created (lowest uid, then
+    /// lowest gid, modes ANDed, as apk does at the end) and returns the records in plan order.
+    pub fn finish(self) -> Result<Vec<InstalledPackage>, InstallError> {
+        let dirs = self.state.reconciled_dirs();
+        self.pool.install(|| {
+            dirs.par_iter().try_for_each(|(path, acl)| {
+                self.root
+                    .set_dir_acl(path, acl.uid, acl.gid, acl.mode)
+                    .map_err(|source| self.io_err("", "set the permissions of", path, source))
+            })
+        })?;
+        Ok(self
+            .state
+            .packages
+            .into_iter()
+            .map(|p| p.installed)
+            .collect())
+    }
+
+    fn extract_chunk(
+        &mut self,
+        chunk: &[(&Package, &VerifiedPackage)],
+        reporter: &dyn Reporter,
+    ) -> Result<(), InstallError> {
+        let loaded: Vec<Loaded> = self.pool.install(|| {
+            chunk
+                .par_iter()
+                .map(|(pkg, verified)| {
+                    let name = pkg.name_version();
+                    let limit = verified
+                        .info()
+                        .size
+                        .saturating_mul(4)
+                        .max(256 * 1024 * 1024);
+                    let data = entries::inflate(&name, verified.data_member(), limit)?;
+                    let entries = entries::read_entries(&name, &data)?;
+                    Ok(Loaded { data, entries })
+                })
+                .collect::<Result<_, InstallError>>()
+        })?;
+
+        let mut plan = ChunkPlan::default();
+        let mut planned: Vec<usize> = Vec::new();
+        for (slot, ((pkg, verified), load)) in chunk.iter().zip(&loaded).enumerate() {
+            if plan.must_flush_before(&load.entries) {
+                self.write_plan(
+                    std::mem::take(&mut plan),
+                    &loaded,
+                    chunk,
+                    &planned,
+                    reporter,
+                )?;
+                planned.clear();
+            }
+            // apk records `replaces` from `.PKGINFO`; the index usually carries no `r:`.
+            let mut package = (*pkg).clone();
+            package.replaces = verified.info().replaces.clone();
+            package.replaces_priority = verified.info().replaces_priority;
+            let installed = InstalledPackage {
+                package,
+                dirs: Vec::new(),
+                scripts: verified.scripts().to_vec(),
+                triggers: verified.info().triggers.clone(),
+            };
+            let input = PlanInput {
+                slot,
+                installed,
+                entries: &load.entries,
+                data: &load.data,
+                force_overwrite: self.opts.force_overwrite,
+            };
+            let root = &self.root;
+            let root_path = &self.root_path;
+            let name = pkg.name_version();
+            let mut read_ids =
+                |kind: owners::IdKind| root.read(kind.path(), MAX_ID_FILE).ok().flatten();
+            let mut lstat = |path: &str| {
+                root.lstat(path).map_err(|source| InstallError::Io {
+                    package: name.clone(),
+                    op: "inspect",
+                    path: path.to_owned(),
+                    root: root_path.display().to_string(),
+                    source,
+                })
+            };
+            let warnings = self.state.plan_package(
+                input,
+                &mut plan,
+                &mut self.ids,
+                &mut read_ids,
+                &mut lstat,
+            )?;
+            for w in warnings {
+                reporter.warn(&w);
+            }
+            planned.push(slot);
+        }
+        self.write_plan(plan, &loaded, chunk, &planned, reporter)
+    }
+
+    fn write_plan(
+        &self,
+        plan: ChunkPlan,
+        loaded: &[Loaded],
+        chunk: &[(&Package, &VerifiedPackage)],
+        planned: &[usize],
+        reporter: &dyn Reporter,
+    ) -> Result<(), InstallError> {
+        let pkg_name = |slot: usize| chunk[slot].0.name_version();
+        let by_index = |index: usize| self.state.packages[index].installed.package.name_version();
+        self.pool.install(|| -> Result<(), InstallError> {
+            // Directories by depth, so that parents exist before their children.
+            let mut depths: Vec<usize> = plan
+                .dirs
+                .iter()
+                .map(|d| d.path.matches('/').count())
+                .collect();
+            depths.sort_unstable();
+            depths.dedup();
+            for depth in depths {
+                plan.dirs
+                    .par_iter()
+                    .filter(|d| d.path.matches('/').count() == depth)
+                    .try_for_each(|d| {
+                        self.root
+                            .mkdir(&d.path, d.acl.uid, d.acl.gid, d.acl.mode)
+                            .map_err(|source| {
+                                self.io_err(
+                                    &by_index(d.package),
+                                    "create directory",
+                                    &d.path,
+                                    source,
+                                )
+                            })
+                    })?;
+            }
+            let is_link = |w: &&Write| matches!(w.what, What::Hardlink { .. });
+            plan.writes
+                .par_iter()
+                .filter(|w| !is_link(w))
+                .try_for_each(|w| self.write_one(w, &loaded[w.slot].data, &pkg_name(w.slot)))?;
+            plan.writes
+                .par_iter()
+                .filter(is_link)
+                .try_for_each(|w| self.write_one(w, &loaded[w.slot].data, &pkg_name(w.slot)))?;
+            plan.writes.par_iter().enumerate().try_for_each(|(i, w)| {
+                let path = join(&w.dir, &w.name);
+                if plan.finals.get(&path) == Some(&i) {
+                    self.root.rename(&w.dir, &w.tmp, &w.name).map_err(|source| {
+                        self.io_err(&pkg_name(w.slot), "rename into place", &path, source)
+                    })
+                } else {
+                    self.root.unlink(&w.dir, &w.tmp).map_err(|source| {
+                        self.io_err(&pkg_name(w.slot), "remove the replaced", &path, source)
+                    })
+                }
+            })
+        })?;
+        for &slot in planned {
+            reporter.package_installed(&chunk[slot].0.name);
+        }
+        Ok(())
+    }
+
+    fn write_one(&self, w: &Write, data: &[u8], package: &str) -> Result<(), InstallError> {
+        let path = join(&w.dir, &w.name);
+        let result = match &w.what {
+            What::File { offset, len } => self.root.write_file(
+                &w.dir,
+                &w.tmp,
+                &data[*offset..*offset + *len],
+                w.acl.uid,
+                w.acl.gid,
+                w.acl.mode,
+                w.mtime,
+                &w.xattrs,
+            ),
+            What::Symlink(target) => self
+                .root
+                .symlink(&w.dir, &w.tmp, target, w.acl.uid, w.acl.gid),
+            What::Hardlink { dir, tmp } => self.root.hardlink(
+                dir, tmp, &w.dir, &w.tmp, w.acl.uid, w.acl.gid, w.acl.mode, w.mtime,
+            ),
+        };
+        result.map_err(|source| self.io_err(package, "write", &path, source))
+    }
+
+    fn io_err(
+        &self,
+        package: &str,
+        op: &'static str,
+        path: &str,
+        source: std::io::Error,
+    ) -> InstallError {
+        InstallError::Io {
+            package: package.to_owned(),
+            op,
+            path: path.to_owned(),
+            root: self.root_path.display().to_string(),
+            source,
+        }
+    }
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{dir}/{name}")
+    }
+}

@@ -1,0 +1,256 @@
+//! Every write into the root goes through here: the parent directory of an entry is
+//! opened with `openat2(RESOLVE_IN_ROOT)` relative to a handle of the root, so absolute
+//! symlinks such as alpine-baselayout's `var/run -> /run` resolve inside the root and no
+//! `..` or symlink can lead out of it. The last component is then created with the `*at`
+//! calls, which never follow it.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+
+/// An open handle on the root directory.
+#[derive(Debug)]
+pub(crate) struct Root {
+    fd: OwnedFd,
+}
+
+/// What [`Root::lstat`] found at a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// Nothing.
+    Nothing,
+    /// A directory.
+    Dir,
+    /// Something else (file, symlink, device...).
+    Other,
+}
+
+/// Splits `dir/name` into the parent (possibly empty) and the last component.
+pub(crate) fn split(path: &str) -> (&str, &str) {
+    match path.rsplit_once('/') {
+        Some((dir, name)) => (dir, name),
+        None => ("", path),
+    }
+}
+
+fn resolve_flags() -> ResolveFlags {
+    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
+}
+
+impl Root {
+    /// Opens the root directory.
+    pub(crate) fn open(path: &Path) -> io::Result<Root> {
+        let fd = rfs::open(
+            path,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Root { fd })
+    }
+
+    /// Opens directory `dir` (relative, may be empty for the root itself) inside the root.
+    pub(crate) fn dir(&self, dir: &str) -> io::Result<OwnedFd> {
+        let dir = if dir.is_empty() { "." } else { dir };
+        Ok(rfs::openat2(
+            &self.fd,
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve_flags(),
+        )?)
+    }
+
+    /// Reads a whole file inside the root, at most `limit` bytes; `None` if absent.
+    pub(crate) fn read(&self, path: &str, limit: u64) -> io::Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        let fd = match rfs::openat2(
+            &self.fd,
+            path,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve_flags(),
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NOTDIR) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        std::fs::File::from(fd).take(limit).read_to_end(&mut out)?;
+        Ok(Some(out))
+    }
+
+    /// What is at `path`, without following its last component.
+    pub(crate) fn lstat(&self, path: &str) -> io::Result<Found> {
+        let (dir, name) = split(path);
+        let parent = match self.dir(dir) {
+            Ok(fd) => fd,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
+                return Ok(Found::Nothing)
+            }
+            Err(e) => return Err(e),
+        };
+        match rfs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory => {
+                Ok(Found::Dir)
+            }
+            Ok(_) => Ok(Found::Other),
+            Err(rustix::io::Errno::NOENT) => Ok(Found::Nothing),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates directory `path` (its parent must exist) and gives it its owner and mode.
+    pub(crate) fn mkdir(&self, path: &str, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
+        let (dir, name) = split(path);
+        let parent = self.dir(dir)?;
+        match rfs::mkdirat(&parent, name, Mode::from_raw_mode(0o700)) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::EXIST) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        set_owner_mode(&parent, name, uid, gid, mode)
+    }
+
+    /// Sets owner, then mode, of an existing directory (permission reconciliation).
+    pub(crate) fn set_dir_acl(&self, path: &str, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
+        let (dir, name) = split(path);
+        let parent = self.dir(dir)?;
+        let st = rfs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        if st.st_uid != uid || st.st_gid != gid {
+            chown(&parent, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)?;
+        }
+        if st.st_mode & 0o7777 != mode {
+            rfs::chmodat(&parent, name, Mode::from_raw_mode(mode), AtFlags::empty())?;
+        }
+        Ok(())
+    }
+
+    /// Writes a regular file under the temporary name `tmp` in directory `dir`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn write_file(
+        &self,
+        dir: &str,
+        tmp: &str,
+        data: &[u8],
+        uid: u32,
+        gid: u32,
+        mode: u32,
+        mtime: u64,
+        xattrs: &[(String, Vec<u8>)],
+    ) -> io::Result<()> {
+        use std::io::Write;
+        let parent = self.dir(dir)?;
+        remove_stale(&parent, tmp)?;
+        let fd = rfs::openat(
+            &parent,
+            tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(data)?;
+        // Owner first: chown clears setuid/setgid, so the mode must come after it.
+        rfs::fchown(
+            &file,
+            Some(rfs::Uid::from_raw(uid)),
+            Some(rfs::Gid::from_raw(gid)),
+        )?;
+        rfs::fchmod(&file, Mode::from_raw_mode(mode))?;
+        for (name, value) in xattrs {
+            rfs::fsetxattr(&file, name.as_str(), value, rfs::XattrFlags::empty())?;
+        }
+        rfs::futimens(&file, &times(mtime))?;
+        Ok(())
+    }
+
+    /// Creates symlink `tmp` in `dir` pointing at `target` (stored, not resolved).
+    pub(crate) fn symlink(
+        &self,
+        dir: &str,
+        tmp: &str,
+        target: &str,
+        uid: u32,
+        gid: u32,
+    ) -> io::Result<()> {
+        let parent = self.dir(dir)?;
+        remove_stale(&parent, tmp)?;
+        rfs::symlinkat(target, &parent, tmp)?;
+        chown(&parent, tmp, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+    }
+
+    /// Hard-links `(target_dir, target_name)` as `tmp` in `dir`, then applies the link's
+    /// header the way apk does (owner, setuid bits, mtime land on the shared inode).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn hardlink(
+        &self,
+        target_dir: &str,
+        target_name: &str,
+        dir: &str,
+        tmp: &str,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+        mtime: u64,
+    ) -> io::Result<()> {
+        let from = self.dir(target_dir)?;
+        let parent = self.dir(dir)?;
+        remove_stale(&parent, tmp)?;
+        rfs::linkat(&from, target_name, &parent, tmp, AtFlags::empty())?;
+        chown(&parent, tmp, uid, gid, AtFlags::empty())?;
+        if mode & 0o7000 != 0 {
+            rfs::chmodat(&parent, tmp, Mode::from_raw_mode(mode), AtFlags::empty())?;
+        }
+        rfs::utimensat(&parent, tmp, &times(mtime), AtFlags::empty())?;
+        Ok(())
+    }
+
+    /// Renames `tmp` to `name` inside `dir`, replacing a non-directory already there.
+    pub(crate) fn rename(&self, dir: &str, tmp: &str, name: &str) -> io::Result<()> {
+        let parent = self.dir(dir)?;
+        rfs::renameat(&parent, tmp, &parent, name)?;
+        Ok(())
+    }
+
+    /// Removes `name` in `dir` if present.
+    pub(crate) fn unlink(&self, dir: &str, name: &str) -> io::Result<()> {
+        let parent = self.dir(dir)?;
+        remove_stale(&parent, name)
+    }
+}
+
+fn remove_stale(parent: &impl AsFd, name: &str) -> io::Result<()> {
+    match rfs::unlinkat(parent, name, AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn chown(parent: &impl AsFd, name: &str, uid: u32, gid: u32, flags: AtFlags) -> io::Result<()> {
+    rfs::chownat(
+        parent,
+        name,
+        Some(rfs::Uid::from_raw(uid)),
+        Some(rfs::Gid::from_raw(gid)),
+        flags,
+    )?;
+    Ok(())
+}
+
+fn set_owner_mode(parent: &impl AsFd, name: &str, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
+    chown(parent, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)?;
+    rfs::chmodat(parent, name, Mode::from_raw_mode(mode), AtFlags::empty())?;
+    Ok(())
+}
+
+fn times(mtime: u64) -> Timestamps {
+    let t = Timespec {
+        tv_sec: i64::try_from(mtime).unwrap_or(i64::MAX),
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}

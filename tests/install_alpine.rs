@@ -1,0 +1,294 @@
+//! Extracting the real alpine-base set (v3.19, x86_64) without scripts and comparing the
+//! tree and the file records with what real apk 2.14 leaves (the oracle).
+
+mod install_common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use install_common::{is_root, read_index, shared_alpine};
+
+use sysroot_mk::db::InstalledPackage;
+use sysroot_mk::install::{InstallOptions, Installer};
+use sysroot_mk::package::{encode_q1, VerifiedPackage};
+use sysroot_mk::report::Silent;
+
+/// apk's install order for `alpine-base` (from `apk add` output).
+const ALPINE_BASE: &str = include_str!("../fixtures/install/alpine-base-v3.19-x86_64.plan");
+/// apk's install order for the 98 co-installable packages of the test repository.
+const CO_INSTALLABLE: &str = include_str!("../fixtures/install/co-installable-v3.19-x86_64.plan");
+
+/// Paths apk creates itself (`--initdb` skeleton, database, device nodes): the db and
+/// layout modules write those, not the installer.
+const NOT_OURS: [&str; 9] = [
+    "lib/apk/db",
+    "lib/apk/db/*",
+    "etc/apk/arch",
+    "etc/apk/world",
+    "var/cache/apk",
+    "var/cache/misc",
+    "dev/*",
+    "lib/apk",
+    "var/cache",
+];
+
+fn oracle_tools() -> Option<PathBuf> {
+    let Some(dir) = install_common::shared().map(|s| s.join("tools/oracle")) else {
+        eprintln!("skipped: ../shared/tools/oracle is absent");
+        return None;
+    };
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: python3 is missing (manifest.py)");
+        return None;
+    }
+    Some(dir.to_path_buf())
+}
+
+/// Verifies the packages of `plan` and extracts them as one batch into `root`.
+fn install_plan(shared: &Path, plan: &str, root: &Path, opts: InstallOptions) -> Vec<InstalledPackage> {
+    let repo = shared.join("v3.19/main/x86_64");
+    let index: HashMap<String, _> = read_index(&repo.join("APKINDEX.tar.gz"))
+        .into_iter()
+        .map(|p| (p.name_version(), p))
+        .collect();
+    let plan: Vec<_> = plan.lines().map(|nv| &index[nv]).collect();
+    let verified: Vec<_> = plan
+        .iter()
+        .map(|p| VerifiedPackage::open(p, &repo.join(p.file_name())).expect("verify"))
+        .collect();
+    let batch: Vec<_> = plan.iter().copied().zip(&verified).collect();
+    let mut installer = Installer::new(root, opts).expect("open root");
+    installer.extract_batch(&batch, &Silent).expect("extract");
+    installer.finish().expect("finish")
+}
+
+/// The per-package file section of `installed` (F/M/R/a/Z lines), as apk writes it.
+fn file_lines(pkg: &InstalledPackage) -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in &pkg.dirs {
+        out.push(format!("F:{}", dir.path));
+        if (dir.acl.uid, dir.acl.gid, dir.acl.mode) != (0, 0, 0o755) {
+            out.push(format!(
+                "M:{}:{}:{:o}",
+                dir.acl.uid, dir.acl.gid, dir.acl.mode
+            ));
+        }
+        for file in &dir.files {
+            out.push(format!("R:{}", file.name));
+            if (file.acl.uid, file.acl.gid, file.acl.mode) != (0, 0, 0o644) {
+                out.push(format!(
+                    "a:{}:{}:{:o}",
+                    file.acl.uid, file.acl.gid, file.acl.mode
+                ));
+            }
+            if let Some(sha1) = &file.sha1 {
+                out.push(format!("Z:{}", encode_q1(sha1)));
+            }
+        }
+    }
+    out
+}
+
+/// The same lines out of apk's `installed`, per package name.
+fn oracle_file_lines(installed: &str) -> HashMap<String, Vec<String>> {
+    let mut result = HashMap::new();
+    for stanza in installed.split("\n\n").filter(|s| !s.trim().is_empty()) {
+        let name = stanza
+            .lines()
+            .find_map(|l| l.strip_prefix("P:"))
+            .unwrap_or_default();
+        let lines = stanza
+            .lines()
+            .filter(|l| matches!(l.get(..2), Some("F:" | "M:" | "R:" | "a:" | "Z:")))
+            .map(str::to_owned)
+            .collect();
+        result.insert(name.to_owned(), lines);
+    }
+    result
+}
+
+/// The directories `apk add --initdb` makes before any package (DESIGN 3). They exist
+/// when packages arrive, so apk (and the installer) leave their permissions alone.
+fn skeleton(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for (dir, mode) in [
+        ("etc", 0o755),
+        ("etc/apk", 0o755),
+        ("lib", 0o755),
+        ("lib/apk", 0o755),
+        ("lib/apk/db", 0o755),
+        ("var", 0o755),
+        ("var/cache", 0o755),
+        ("var/cache/apk", 0o755),
+        ("var/cache/misc", 0o755),
+        ("tmp", 0o1777),
+        ("proc", 0o555),
+        ("dev", 0o755),
+    ] {
+        let path = root.join(dir);
+        std::fs::create_dir(&path).expect("skeleton dir");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+}
+
+fn manifest(tools: &Path, root: &Path, out: &Path) {
+    let tsv = Command::new("python3")
+        .arg(tools.join("manifest.py"))
+        .arg("--mtime")
+        .arg(root)
+        .output()
+        .expect("manifest.py");
+    assert!(
+        tsv.status.success(),
+        "manifest.py {}: {}",
+        root.display(),
+        String::from_utf8_lossy(&tsv.stderr)
+    );
+    std::fs::write(out, tsv.stdout).expect("write manifest");
+}
+
+#[test]
+fn alpine_base_without_scripts_matches_apk() {
+    assert_matches_apk(ALPINE_BASE, &["alpine-base"]);
+}
+
+#[test]
+fn all_co_installable_packages_without_scripts_match_apk() {
+    let names: Vec<&str> = CO_INSTALLABLE.lines().map(|nv| nv.rsplitn(3, '-').nth(2).unwrap_or(nv)).collect();
+    assert_matches_apk(CO_INSTALLABLE, &names);
+}
+
+/// Builds `request` with the apk oracle (no scripts) and `plan` with the installer, then
+/// compares the file records and the trees.
+fn assert_matches_apk(plan: &str, request: &[&str]) {
+    let Some(shared) = shared_alpine() else { return };
+    if !is_root() {
+        eprintln!("skipped: needs root (ownership, chroot for the oracle)");
+        return;
+    }
+    let Some(tools) = oracle_tools() else { return };
+    let work = tempfile::tempdir().expect("tempdir");
+    let reference = work.path().join("apk");
+    let ours = work.path().join("ours");
+    std::fs::create_dir(&ours).expect("mkdir");
+
+    let status = Command::new(tools.join("oracle-bootstrap.sh"))
+        .args(["--no-scripts", "-q"])
+        .arg(&reference)
+        .args(request)
+        .status()
+        .expect("run oracle-bootstrap.sh");
+    if !status.success() {
+        eprintln!("skipped: the apk oracle could not run ({status})");
+        return;
+    }
+
+    skeleton(&ours);
+    let installed = install_plan(&shared, plan, &ours, InstallOptions::default());
+
+    // The records: every package's F/M/R/a/Z lines equal apk's, in apk's order.
+    let apk_db =
+        std::fs::read_to_string(reference.join("lib/apk/db/installed")).expect("oracle db");
+    let expected = oracle_file_lines(&apk_db);
+    assert_eq!(installed.len(), plan.lines().count());
+    for pkg in &installed {
+        let want = &expected[&pkg.package.name];
+        assert_eq!(
+            &file_lines(pkg),
+            want,
+            "file records of {}",
+            pkg.package.name
+        );
+    }
+
+    // The tree: no difference outside what apk's database and skeleton code creates.
+    let (a, b) = (work.path().join("apk.tsv"), work.path().join("ours.tsv"));
+    manifest(&tools, &reference, &a);
+    manifest(&tools, &ours, &b);
+    let mut diff = Command::new("python3");
+    diff.arg(tools.join("manifest-diff.py"));
+    for glob in NOT_OURS {
+        diff.args(["--exclude", glob]);
+    }
+    // Directories and links get the time of the install, in both trees.
+    diff.args(["--ignore", "mtime"]);
+    let out = diff.arg(&a).arg(&b).output().expect("manifest-diff.py");
+    assert!(
+        out.status.success(),
+        "tree differs from apk's:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Regular files (hard links included) carry the header's mtime, as with apk.
+    let file_mtimes = |tsv: &Path| -> HashMap<String, String> {
+        let text = std::fs::read_to_string(tsv).expect("manifest");
+        text.lines()
+            .map(|l| l.split('\t').collect::<Vec<_>>())
+            .filter(|f| {
+                f.len() > 10
+                    && f[1] == "f"
+                    && !f[0].starts_with("lib/apk/db/")
+                    && f[0] != "etc/apk/arch"
+                    && f[0] != "etc/apk/world"
+            })
+            .map(|f| (f[0].to_owned(), f[10].to_owned()))
+            .collect()
+    };
+    let (want, got) = (file_mtimes(&a), file_mtimes(&b));
+    assert!(want.len() > 200, "only {} files in apk's tree", want.len());
+    assert_eq!(want, got, "mtimes of regular files differ");
+}
+
+#[test]
+fn regular_files_keep_the_package_mtime_and_setuid_survives_chown() {
+    let Some(shared) = shared_alpine() else {
+        return;
+    };
+    if !is_root() {
+        eprintln!("skipped: needs root (chown)");
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let installed = install_plan(
+        &shared,
+        ALPINE_BASE,
+        work.path(),
+        InstallOptions {
+            jobs: 3,
+            ..Default::default()
+        },
+    );
+    use std::os::unix::fs::MetadataExt;
+    let bbsuid = std::fs::symlink_metadata(work.path().join("bin/bbsuid")).expect("bin/bbsuid");
+    assert_eq!(bbsuid.mode() & 0o7777, 0o4111);
+    let busybox = installed
+        .iter()
+        .find(|p| p.package.name == "busybox")
+        .expect("busybox");
+    let motd = std::fs::symlink_metadata(work.path().join("bin/busybox")).expect("bin/busybox");
+    assert_eq!(motd.mtime() as u64, busybox.package.build_time);
+    // `var/run -> /run` is a symlink inside the root, not followed out of it.
+    assert_eq!(
+        std::fs::read_link(work.path().join("var/run")).expect("var/run"),
+        Path::new("/run")
+    );
+    // No temporary names left behind.
+    let leftovers = walk(work.path())
+        .into_iter()
+        .filter(|p| p.contains("/.apk."))
+        .count();
+    assert_eq!(leftovers, 0);
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let path = entry.path();
+        out.push(path.display().to_string());
+        if entry.file_type().expect("type").is_dir() {
+            out.extend(walk(&path));
+        }
+    }
+    out
+}

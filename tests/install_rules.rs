@@ -1,0 +1,396 @@
+//! apk's rules for what several packages do to one tree: file conflicts (origin,
+//! `replaces`, `replaces_priority`), shared directories (lowest uid, then gid, modes ANDed),
+//! owner names resolved through the target's own `etc/passwd` / `etc/group`, hard links.
+
+mod install_common;
+
+use std::os::unix::fs::MetadataExt;
+
+use install_common::{build_apk, is_root, TestEntry};
+use sysroot_mk::db::InstalledPackage;
+use sysroot_mk::index::Package;
+use sysroot_mk::install::{InstallError, InstallOptions, Installer};
+use sysroot_mk::package::VerifiedPackage;
+use sysroot_mk::report::Silent;
+
+/// A package to generate: name, origin, extra `.PKGINFO` lines, entries.
+struct Spec<'a>(&'a str, &'a str, &'a str, Vec<TestEntry>);
+
+fn generate(specs: Vec<Spec<'_>>) -> Vec<(Package, VerifiedPackage)> {
+    specs
+        .into_iter()
+        .map(|Spec(name, origin, extra, entries)| {
+            let (pkg, bytes) = build_apk(name, "1.0-r0", origin, extra, &entries);
+            let verified = VerifiedPackage::from_bytes(&pkg, bytes).expect("verifies");
+            (pkg, verified)
+        })
+        .collect()
+}
+
+/// Installs `batches` (each a list of packages extracted together) into a fresh root.
+fn install(
+    batches: Vec<Vec<Spec<'_>>>,
+) -> (
+    tempfile::TempDir,
+    Result<Vec<InstalledPackage>, InstallError>,
+) {
+    let root = tempfile::tempdir().expect("tempdir");
+    let result = (|| {
+        let mut installer = Installer::new(root.path(), InstallOptions::default())?;
+        for batch in batches {
+            let pkgs = generate(batch);
+            let refs: Vec<_> = pkgs.iter().map(|(p, v)| (p, v)).collect();
+            installer.extract_batch(&refs, &Silent)?;
+        }
+        installer.finish()
+    })();
+    (root, result)
+}
+
+fn files_of(installed: &[InstalledPackage], name: &str) -> Vec<String> {
+    let pkg = installed
+        .iter()
+        .find(|p| p.package.name == name)
+        .expect("package");
+    pkg.dirs
+        .iter()
+        .flat_map(|d| {
+            d.files.iter().map(move |f| {
+                if d.path.is_empty() {
+                    f.name.clone()
+                } else {
+                    format!("{}/{}", d.path, f.name)
+                }
+            })
+        })
+        .collect()
+}
+
+fn etc(file: &str, data: &[u8]) -> Vec<TestEntry> {
+    vec![
+        TestEntry::dir("etc", 0o755),
+        TestEntry::file(format!("etc/{file}").as_bytes(), data),
+    ]
+}
+
+#[test]
+fn a_file_owned_by_another_package_is_a_conflict() {
+    for split in [false, true] {
+        let (a, b) = (
+            Spec("a", "a", "", etc("f", b"a")),
+            Spec("b", "b", "", etc("f", b"b")),
+        );
+        let batches = if split {
+            vec![vec![a], vec![b]]
+        } else {
+            vec![vec![a, b]]
+        };
+        let (_root, result) = install(batches);
+        match result {
+            Err(e @ InstallError::Conflict { .. }) => {
+                let message = e.to_string();
+                assert!(
+                    message.contains("`b-1.0-r0`")
+                        && message.contains("`etc/f`")
+                        && message.contains("`a-1.0-r0`"),
+                    "{message}"
+                );
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_same_origin_may_overwrite_and_takes_the_file() {
+    for split in [false, true] {
+        let (a, b) = (
+            Spec("a", "src", "", etc("f", b"a")),
+            Spec("b", "src", "", etc("f", b"b")),
+        );
+        let batches = if split {
+            vec![vec![a], vec![b]]
+        } else {
+            vec![vec![a, b]]
+        };
+        let (root, result) = install(batches);
+        let installed = result.expect("same origin installs");
+        assert_eq!(
+            std::fs::read(root.path().join("etc/f")).expect("etc/f"),
+            b"b"
+        );
+        assert_eq!(files_of(&installed, "a"), Vec::<String>::new());
+        assert_eq!(files_of(&installed, "b"), ["etc/f"]);
+    }
+}
+
+#[test]
+fn replaces_lets_the_later_package_win() {
+    let (root, result) = install(vec![vec![
+        Spec("old", "old", "", etc("f", b"old")),
+        Spec("new", "new", "replaces = old\n", etc("f", b"new")),
+    ]]);
+    let installed = result.expect("replaces installs");
+    assert_eq!(
+        std::fs::read(root.path().join("etc/f")).expect("etc/f"),
+        b"new"
+    );
+    assert_eq!(files_of(&installed, "new"), ["etc/f"]);
+    let new = installed
+        .iter()
+        .find(|p| p.package.name == "new")
+        .expect("new");
+    assert_eq!(
+        new.package.replaces[0].name, "old",
+        "`replaces` recorded from .PKGINFO"
+    );
+}
+
+#[test]
+fn a_higher_replaces_priority_of_the_owner_keeps_its_file() {
+    let (root, result) = install(vec![
+        vec![Spec(
+            "keeper",
+            "keeper",
+            "replaces = late\nreplaces_priority = 10\n",
+            etc("f", b"keeper"),
+        )],
+        vec![Spec(
+            "late",
+            "late",
+            "replaces = keeper\n",
+            etc("f", b"late"),
+        )],
+    ]);
+    let installed = result.expect("installs");
+    assert_eq!(
+        std::fs::read(root.path().join("etc/f")).expect("etc/f"),
+        b"keeper"
+    );
+    assert_eq!(files_of(&installed, "keeper"), ["etc/f"]);
+    assert_eq!(files_of(&installed, "late"), Vec::<String>::new());
+}
+
+#[test]
+fn shared_directories_take_the_lowest_owner_and_the_and_of_modes() {
+    if !is_root() {
+        eprintln!("skipped: needs root (chown)");
+        return;
+    }
+    let (root, result) = install(vec![
+        vec![Spec(
+            "a",
+            "a",
+            "",
+            vec![TestEntry::dir("srv", 0o775).owned("", 10, "", 10)],
+        )],
+        vec![Spec(
+            "b",
+            "b",
+            "",
+            vec![TestEntry::dir("srv", 0o755).owned("", 5, "", 20)],
+        )],
+        vec![Spec(
+            "c",
+            "c",
+            "",
+            vec![TestEntry::dir("srv", 0o1751).owned("", 5, "", 20)],
+        )],
+        vec![Spec(
+            "d",
+            "d",
+            "",
+            vec![TestEntry::dir("srv", 0o700).owned("", 5, "", 30)],
+        )],
+    ]);
+    let installed = result.expect("installs");
+    let meta = std::fs::metadata(root.path().join("srv")).expect("srv");
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (5, 20, 0o751)
+    );
+    // Each package still records its own view of the directory.
+    let acl = |name: &str| {
+        installed
+            .iter()
+            .find(|p| p.package.name == name)
+            .expect("pkg")
+            .dirs[0]
+            .acl
+    };
+    assert_eq!((acl("a").uid, acl("a").mode), (10, 0o775));
+    assert_eq!((acl("d").gid, acl("d").mode), (30, 0o700));
+}
+
+#[test]
+fn directories_that_existed_before_are_left_alone() {
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(root.path().join("tmp")).expect("tmp");
+    std::fs::set_permissions(
+        root.path().join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .expect("chmod");
+    let pkgs = generate(vec![Spec("a", "a", "", vec![TestEntry::dir("tmp", 0o755)])]);
+    let mut installer = Installer::new(root.path(), InstallOptions::default()).expect("open");
+    installer
+        .extract_batch(&[(&pkgs[0].0, &pkgs[0].1)], &Silent)
+        .expect("extract");
+    let installed = installer.finish().expect("finish");
+    assert_eq!(
+        std::fs::metadata(root.path().join("tmp"))
+            .expect("tmp")
+            .mode()
+            & 0o7777,
+        0o1777
+    );
+    assert_eq!(installed[0].dirs[0].acl.mode, 0o755);
+}
+
+#[test]
+fn owner_names_resolve_through_the_target_passwd_with_apk_caching() {
+    if !is_root() {
+        eprintln!("skipped: needs root (chown)");
+        return;
+    }
+    let passwd = b"root:x:0:0:root:/root:/bin/sh\nchrony:x:123:0::/:/sbin/nologin\n".to_vec();
+    let group = b"root:x:0:\nchrony:x:456:\n".to_vec();
+    let owned = |name: &str| {
+        vec![
+            TestEntry::dir("var", 0o755),
+            TestEntry::file(format!("var/{name}").as_bytes(), b"x")
+                .owned("chrony", 77, "chrony", 88),
+        ]
+    };
+    let root = tempfile::tempdir().expect("tempdir");
+    let pkgs = generate(vec![
+        Spec(
+            "base",
+            "base",
+            "",
+            vec![
+                TestEntry::dir("etc", 0o755),
+                TestEntry::file(b"etc/passwd", &passwd),
+                TestEntry::file(b"etc/group", &group),
+            ],
+        ),
+        Spec("one", "one", "", owned("one")),
+        Spec("two", "two", "", owned("two")),
+        Spec("three", "three", "", owned("three")),
+    ]);
+    let mut installer = Installer::new(root.path(), InstallOptions::default()).expect("open");
+    // `base` and `one` in one batch: `one` sees the passwd `base` ships.
+    installer
+        .extract_batch(
+            &[(&pkgs[0].0, &pkgs[0].1), (&pkgs[1].0, &pkgs[1].1)],
+            &Silent,
+        )
+        .expect("batch 1");
+    // A "script" changes the ids; without a refresh apk keeps what it looked up.
+    std::fs::write(
+        root.path().join("etc/passwd"),
+        b"chrony:x:321:0::/:/sbin/nologin\n",
+    )
+    .expect("passwd");
+    std::fs::write(root.path().join("etc/group"), b"chrony:x:654:\n").expect("group");
+    installer
+        .extract_batch(&[(&pkgs[2].0, &pkgs[2].1)], &Silent)
+        .expect("batch 2");
+    installer.refresh_ids();
+    installer
+        .extract_batch(&[(&pkgs[3].0, &pkgs[3].1)], &Silent)
+        .expect("batch 3");
+    let installed = installer.finish().expect("finish");
+
+    let owner = |name: &str| {
+        let m = std::fs::metadata(root.path().join("var").join(name)).expect("file");
+        (m.uid(), m.gid())
+    };
+    assert_eq!(owner("one"), (123, 456));
+    assert_eq!(owner("two"), (123, 456));
+    assert_eq!(owner("three"), (321, 654));
+    let acl = installed[3].dirs[0].files[0].acl;
+    assert_eq!(
+        (acl.uid, acl.gid),
+        (321, 654),
+        "the record holds the mapped ids"
+    );
+}
+
+#[test]
+fn unknown_names_fall_back_to_the_numeric_ids() {
+    if !is_root() {
+        eprintln!("skipped: needs root (chown)");
+        return;
+    }
+    let (root, result) = install(vec![vec![Spec(
+        "a",
+        "a",
+        "",
+        vec![TestEntry::file(b"f", b"x")
+            .owned("nobody-here", 77, "nogroup-here", 88)
+            .mode(0o4750)],
+    )]]);
+    let installed = result.expect("installs");
+    let m = std::fs::metadata(root.path().join("f")).expect("f");
+    assert_eq!(
+        (m.uid(), m.gid(), m.mode() & 0o7777),
+        (77, 88, 0o4750),
+        "setuid survives chown"
+    );
+    assert_eq!(
+        installed[0].dirs[0].path, "",
+        "top-level files get the root's record"
+    );
+}
+
+#[test]
+fn hard_links_share_the_inode_and_take_the_target_checksum() {
+    let (root, result) = install(vec![vec![Spec(
+        "a",
+        "a",
+        "",
+        vec![
+            TestEntry::dir("bin", 0o755),
+            TestEntry::file(b"bin/ntpd", b"binary"),
+            TestEntry::hardlink("bin/ntpctl", "bin/ntpd"),
+            TestEntry::symlink("bin/sh", "/bin/ntpd"),
+        ],
+    )]]);
+    let installed = result.expect("installs");
+    let (a, b) = (
+        std::fs::metadata(root.path().join("bin/ntpd")).expect("ntpd"),
+        std::fs::metadata(root.path().join("bin/ntpctl")).expect("ntpctl"),
+    );
+    assert_eq!(a.ino(), b.ino());
+    let files = &installed[0].dirs[0].files;
+    assert_eq!(files[1].sha1, files[0].sha1);
+    assert!(files[0].sha1.is_some());
+    use sha1::Digest;
+    let link_sum: [u8; 20] = sha1::Sha1::digest(b"/bin/ntpd").into();
+    assert_eq!(
+        files[2].sha1,
+        Some(link_sum),
+        "symlinks record the hash of their target"
+    );
+    assert_eq!(
+        std::fs::read_link(root.path().join("bin/sh")).expect("sh"),
+        std::path::Path::new("/bin/ntpd")
+    );
+}
+
+#[test]
+fn keep_files_are_neither_written_nor_recorded() {
+    let (root, result) = install(vec![vec![Spec(
+        "a",
+        "a",
+        "",
+        vec![
+            TestEntry::dir("var", 0o755),
+            TestEntry::file(b"var/.keep_a-0", b""),
+        ],
+    )]]);
+    let installed = result.expect("installs");
+    assert!(!root.path().join("var/.keep_a-0").exists());
+    assert!(installed[0].dirs[0].files.is_empty());
+}
