@@ -74,7 +74,11 @@ impl RootDir {
 
     /// Whether `rel` exists inside the root (a dangling symlink counts as existing).
     pub fn exists(&self, rel: &str) -> io::Result<bool> {
-        let (dir, name) = self.parent_of(rel)?;
+        let (dir, name) = match self.parent_of(rel) {
+            Ok(v) => v,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
         match rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
             Ok(_) => Ok(true),
             Err(rustix::io::Errno::NOENT) => Ok(false),
