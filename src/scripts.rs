@@ -82,7 +82,12 @@ impl ScriptOutcome {
 
 /// The file name apk gives a script in `lib/apk/exec`: `<name>-<version>.<action>`.
 pub fn script_file_name(pkg: &InstalledPackage, action: ScriptAction) -> String {
-    format!("{}-{}.{}", pkg.package.name, pkg.package.version, action.as_str())
+    format!(
+        "{}-{}.{}",
+        pkg.package.name,
+        pkg.package.version,
+        action.as_str()
+    )
 }
 
 /// Runs `pkg`'s script for `action` as a fresh install does (`argv = [action, version]`).
@@ -113,7 +118,11 @@ pub fn run_script_with_args(
     if !rustix::process::geteuid().is_root() {
         return Err(ScriptError::NotRoot { script: name });
     }
-    let io_err = |source| ScriptError::Io { script: name.clone(), root: root.to_path_buf(), source };
+    let io_err = |source| ScriptError::Io {
+        script: name.clone(),
+        root: root.to_path_buf(),
+        source,
+    };
     reporter.info(&format!("Executing {name}"));
     let rel = format!("{EXEC_DIR}/{name}");
     let dir = RootDir::open(root).map_err(io_err)?;
@@ -134,9 +143,16 @@ pub fn run_script_with_args(
     }
     if let ScriptOutcome::Failed { status, output } = &outcome {
         pkg.status.broken_script = true;
-        let tail: Vec<String> = String::from_utf8_lossy(output).lines().rev().take(5).map(str::to_string).collect();
+        let tail: Vec<String> = String::from_utf8_lossy(output)
+            .lines()
+            .rev()
+            .take(5)
+            .map(str::to_string)
+            .collect();
         let tail: Vec<String> = tail.into_iter().rev().collect();
-        let mut msg = format!("`{name}`: script {status}; the package is recorded as broken (`f:s`), as apk does");
+        let mut msg = format!(
+            "`{name}`: script {status}; the package is recorded as broken (`f:s`), as apk does"
+        );
         if !tail.is_empty() {
             msg.push_str(&format!("; last output: {}", tail.join(" | ")));
         }
@@ -145,12 +161,22 @@ pub fn run_script_with_args(
     Ok(outcome)
 }
 
-fn write_and_run(dir: &RootDir, rel: &str, body: &[u8], action: ScriptAction, args: &[String]) -> io::Result<ScriptOutcome> {
+fn write_and_run(
+    dir: &RootDir,
+    rel: &str,
+    body: &[u8],
+    action: ScriptAction,
+    args: &[String],
+) -> io::Result<ScriptOutcome> {
     dir.mkdir_all("lib/apk", 0o755)?;
     dir.mkdir(EXEC_DIR, 0o700)?;
     {
         use std::io::Write;
-        let fd = dir.open_in(rel, OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::NOFOLLOW, 0o755)?;
+        let fd = dir.open_in(
+            rel,
+            OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::NOFOLLOW,
+            0o755,
+        )?;
         rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o755))?;
         std::fs::File::from(fd).write_all(body)?;
     }
@@ -180,7 +206,10 @@ fn write_and_run(dir: &RootDir, rel: &str, body: &[u8], action: ScriptAction, ar
     Ok(if status.success() {
         ScriptOutcome::Succeeded { output }
     } else {
-        ScriptOutcome::Failed { status: describe_status(status), output }
+        ScriptOutcome::Failed {
+            status: describe_status(status),
+            output,
+        }
     })
 }
 
@@ -206,11 +235,18 @@ fn cstring(s: &str) -> io::Result<CString> {
 impl ChildSetup {
     fn new(root: &Path, program: &str, argv: &[String]) -> io::Result<ChildSetup> {
         use std::os::unix::ffi::OsStrExt;
-        let root = CString::new(root.as_os_str().as_bytes()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let mut strings = argv.iter().map(|a| cstring(a)).collect::<io::Result<Vec<_>>>()?;
+        let root = CString::new(root.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let mut strings = argv
+            .iter()
+            .map(|a| cstring(a))
+            .collect::<io::Result<Vec<_>>>()?;
         strings.push(cstring(SCRIPT_PATH)?);
-        let argv_ptrs: Vec<*const libc::c_char> =
-            strings[..argv.len()].iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
+        let argv_ptrs: Vec<*const libc::c_char> = strings[..argv.len()]
+            .iter()
+            .map(|c| c.as_ptr())
+            .chain([std::ptr::null()])
+            .collect();
         let envp = vec![strings[argv.len()].as_ptr(), std::ptr::null()];
         Ok(ChildSetup {
             root,
@@ -225,7 +261,13 @@ impl ChildSetup {
     /// Paths are resolved after `unshare`, since descriptors opened before it point
     /// into the host's namespace, where the `/proc` mount must not appear.
     fn enter(&self) -> io::Result<()> {
-        let check = |r: i32| if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
+        let check = |r: i32| {
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        };
         // SAFETY: plain system calls with valid, NUL-terminated arguments.
         unsafe {
             check(libc::unshare(libc::CLONE_NEWNS))?;
@@ -238,7 +280,10 @@ impl ChildSetup {
             ))?;
             check(libc::chdir(self.root.as_ptr()))?;
             // O_NOFOLLOW: a `proc` symlink shipped by a package is not followed.
-            let proc_fd = libc::open(c"proc".as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC);
+            let proc_fd = libc::open(
+                c"proc".as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            );
             if proc_fd < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -254,7 +299,11 @@ impl ChildSetup {
             check(libc::chroot(c".".as_ptr()))?;
             check(libc::chdir(c"/".as_ptr()))?;
             libc::umask(0o022);
-            libc::execve(self.program.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
+            libc::execve(
+                self.program.as_ptr(),
+                self.argv.as_ptr(),
+                self.envp.as_ptr(),
+            );
             libc::_exit(127);
         }
     }
@@ -321,13 +370,20 @@ pub fn trigger_arguments(installed: &[InstalledPackage], globs: &[String]) -> Ve
             }
         }
     }
-    let patterns: Vec<CString> =
-        globs.iter().filter(|g| g.starts_with('/')).filter_map(|g| CString::new(g.as_str()).ok()).collect();
+    let patterns: Vec<CString> = globs
+        .iter()
+        .filter(|g| g.starts_with('/'))
+        .filter_map(|g| CString::new(g.as_str()).ok())
+        .collect();
     dirs.into_iter()
         .filter(|dir| {
-            let Ok(c) = CString::new(dir.as_str()) else { return false };
+            let Ok(c) = CString::new(dir.as_str()) else {
+                return false;
+            };
             // SAFETY: both arguments are valid NUL-terminated strings.
-            patterns.iter().any(|p| unsafe { libc::fnmatch(p.as_ptr(), c.as_ptr(), libc::FNM_PATHNAME) } == 0)
+            patterns
+                .iter()
+                .any(|p| unsafe { libc::fnmatch(p.as_ptr(), c.as_ptr(), libc::FNM_PATHNAME) } == 0)
         })
         .collect()
 }
@@ -363,7 +419,9 @@ pub fn run_triggers(
 /// if a pre-/post-install script in `installed` (plan order) would have run before the
 /// shipping package's files were extracted, the directory gets 0700 as under apk.
 pub fn reconcile_exec_dir(root: &Path, installed: &[InstalledPackage]) -> Result<(), ScriptError> {
-    let owner = installed.iter().position(|p| p.dirs.iter().any(|d| d.path == EXEC_DIR));
+    let owner = installed
+        .iter()
+        .position(|p| p.dirs.iter().any(|d| d.path == EXEC_DIR));
     let Some(owner) = owner else { return Ok(()) };
     let runs = |p: &InstalledPackage, a| p.script(a).is_some();
     let early = installed[..owner]
@@ -373,9 +431,14 @@ pub fn reconcile_exec_dir(root: &Path, installed: &[InstalledPackage]) -> Result
     if !early {
         return Ok(());
     }
-    let io_err = |source| ScriptError::Io { script: EXEC_DIR.to_string(), root: root.to_path_buf(), source };
+    let io_err = |source| ScriptError::Io {
+        script: EXEC_DIR.to_string(),
+        root: root.to_path_buf(),
+        source,
+    };
     let dir = RootDir::open(root).map_err(io_err)?;
     let fd = dir.open_dir(EXEC_DIR).map_err(io_err)?;
-    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o700)).map_err(|e| io_err(e.into()))?;
+    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o700))
+        .map_err(|e| io_err(e.into()))?;
     Ok(())
 }

@@ -16,7 +16,9 @@ const FILES: [(&str, &str); 5] = [
 ];
 
 fn fixture(set: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/db").join(set)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/db")
+        .join(set)
 }
 
 /// A sysroot holding only the fixture's database files, where apk keeps them.
@@ -31,7 +33,11 @@ fn root_with_fixture(set: &str) -> tempfile::TempDir {
 }
 
 fn world_of(set: &str) -> Vec<String> {
-    fs::read_to_string(fixture(set).join("world")).unwrap().lines().map(str::to_string).collect()
+    fs::read_to_string(fixture(set).join("world"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -53,7 +59,12 @@ fn whole_database_round_trips_byte_identical() {
         for (name, rel) in FILES {
             let want = fs::read(fixture(set).join(name)).unwrap();
             let got = fs::read(out.path().join(rel)).unwrap();
-            assert!(got == want, "set {set}: `{rel}` differs from apk's ({} vs {} bytes)", got.len(), want.len());
+            assert!(
+                got == want,
+                "set {set}: `{rel}` differs from apk's ({} vs {} bytes)",
+                got.len(),
+                want.len()
+            );
         }
     }
 }
@@ -63,44 +74,81 @@ fn database_files_have_apks_modes() {
     use std::os::unix::fs::PermissionsExt;
     let out = tempfile::tempdir().unwrap();
     db::write_database(out.path(), &[], &[], "x86_64").unwrap();
-    for (rel, mode) in [(db::INSTALLED, 0o644), (db::SCRIPTS_TAR, 0o644), (db::TRIGGERS, 0o644), (db::WORLD, 0o644), (db::ARCH, 0o644), (db::LOCK, 0o600)] {
-        let m = fs::metadata(out.path().join(rel)).unwrap().permissions().mode() & 0o7777;
+    for (rel, mode) in [
+        (db::INSTALLED, 0o644),
+        (db::SCRIPTS_TAR, 0o644),
+        (db::TRIGGERS, 0o644),
+        (db::WORLD, 0o644),
+        (db::ARCH, 0o644),
+        (db::LOCK, 0o600),
+    ] {
+        let m = fs::metadata(out.path().join(rel))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
         assert_eq!(m, mode, "{rel}");
     }
-    assert!(fs::read_dir(out.path().join("lib/apk/db")).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".new")));
+    assert!(fs::read_dir(out.path().join("lib/apk/db"))
+        .unwrap()
+        .all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".new")));
 }
 
 #[test]
 fn scripts_follow_install_order_and_apks_action_order() {
     let src = root_with_fixture("alpine-base");
     let pkgs = db::read_database(src.path()).unwrap();
-    let with_scripts: Vec<&str> =
-        pkgs.iter().filter(|p| !p.scripts.is_empty()).map(|p| p.package.name.as_str()).collect();
+    let with_scripts: Vec<&str> = pkgs
+        .iter()
+        .filter(|p| !p.scripts.is_empty())
+        .map(|p| p.package.name.as_str())
+        .collect();
     assert_eq!(with_scripts, ["busybox", "alpine-baselayout", "openrc"]);
     let busybox = &pkgs[0];
-    assert_eq!(busybox.triggers, ["/bin", "/usr/bin", "/sbin", "/usr/sbin", "/lib/modules/*"]);
-    assert!(busybox.script(db::ScriptAction::PostInstall).unwrap().starts_with(b"#!/bin/busybox sh"));
+    assert_eq!(
+        busybox.triggers,
+        ["/bin", "/usr/bin", "/sbin", "/usr/sbin", "/lib/modules/*"]
+    );
+    assert!(busybox
+        .script(db::ScriptAction::PostInstall)
+        .unwrap()
+        .starts_with(b"#!/bin/busybox sh"));
 }
 
 #[test]
 fn world_is_sorted_like_apk() {
     let world = db::format_world(&["doas".into(), "alpine-base".into()]);
-    assert_eq!(world.as_bytes(), fs::read(fixture("alpine-base-doas").join("world")).unwrap());
+    assert_eq!(
+        world.as_bytes(),
+        fs::read(fixture("alpine-base-doas").join("world")).unwrap()
+    );
     assert_eq!(db::format_world(&[]), "\n");
-    assert_eq!(db::format_world(&["b".into(), "B>1".into(), "a@edge".into(), "b=2".into()]), "a@edge\nB>1\nb=2\n");
+    assert_eq!(
+        db::format_world(&["b".into(), "B>1".into(), "a@edge".into(), "b=2".into()]),
+        "a@edge\nB>1\nb=2\n"
+    );
 }
 
 #[test]
 fn failed_scripts_are_recorded_as_apk_flags_them() {
     let text = fs::read_to_string(fixture("alpine-base").join("installed")).unwrap();
     let mut pkgs = db::read_installed(&text).unwrap();
-    let openrc = pkgs.iter_mut().find(|p| p.package.name == "openrc").unwrap();
+    let openrc = pkgs
+        .iter_mut()
+        .find(|p| p.package.name == "openrc")
+        .unwrap();
     openrc.status.broken_script = true;
     let out = db::write_installed(&pkgs);
-    let stanza = out.split("\n\n").find(|s| s.contains("\nP:openrc\n")).unwrap();
+    let stanza = out
+        .split("\n\n")
+        .find(|s| s.contains("\nP:openrc\n"))
+        .unwrap();
     let fields: Vec<&str> = stanza.lines().map(|l| &l[..2]).collect();
     let f = fields.iter().position(|&l| l == "f:").unwrap();
-    assert!(!["F:", "M:", "R:", "a:", "Z:"].contains(&fields[f - 1]), "f: comes before the file records");
+    assert!(
+        !["F:", "M:", "R:", "a:", "Z:"].contains(&fields[f - 1]),
+        "f: comes before the file records"
+    );
     assert_eq!(fields[f + 1], "F:");
     assert!(stanza.contains("\nf:s\n"));
     assert_eq!(db::read_installed(&out).unwrap(), pkgs);

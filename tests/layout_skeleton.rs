@@ -36,15 +36,32 @@ fn manifest(root: &Path) -> BTreeMap<String, String> {
             ("c", "-".into(), "-".into(), format!("{ma}:{mi}"))
         } else {
             let bytes = fs::read(&p).unwrap();
-            ("f", bytes.len().to_string(), hex::encode(sha2::Sha256::digest(&bytes)), "-".into())
+            (
+                "f",
+                bytes.len().to_string(),
+                hex::encode(sha2::Sha256::digest(&bytes)),
+                "-".into(),
+            )
         };
-        out.insert(rel, format!("{kind}\t{:04o}\t{}\t{}\t{size}\t{sum}\t{target}", md.mode() & 0o7777, md.uid(), md.gid()));
+        out.insert(
+            rel,
+            format!(
+                "{kind}\t{:04o}\t{}\t{}\t{size}\t{sum}\t{target}",
+                md.mode() & 0o7777,
+                md.uid(),
+                md.gid()
+            ),
+        );
     }
     out
 }
 
 fn oracle_manifest() -> BTreeMap<String, String> {
-    let text = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/db/empty/manifest.tsv")).unwrap();
+    let text = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/db/empty/manifest.tsv"
+    ))
+    .unwrap();
     text.lines()
         .skip(1)
         .map(|l| {
@@ -95,20 +112,39 @@ fn keys_never_replace_a_packaged_key() {
     fs::write(root.path().join("etc/apk/keys/a.rsa.pub"), b"from package").unwrap();
     let written = layout::install_keys(
         root.path(),
-        &[("a.rsa.pub".into(), b"given".to_vec()), ("b.rsa.pub".into(), b"given b".to_vec())],
+        &[
+            ("a.rsa.pub".into(), b"given".to_vec()),
+            ("b.rsa.pub".into(), b"given b".to_vec()),
+        ],
     )
     .unwrap();
     assert_eq!(written, ["b.rsa.pub"]);
-    assert_eq!(fs::read(root.path().join("etc/apk/keys/a.rsa.pub")).unwrap(), b"from package");
-    assert_eq!(fs::read(root.path().join("etc/apk/keys/b.rsa.pub")).unwrap(), b"given b");
+    assert_eq!(
+        fs::read(root.path().join("etc/apk/keys/a.rsa.pub")).unwrap(),
+        b"from package"
+    );
+    assert_eq!(
+        fs::read(root.path().join("etc/apk/keys/b.rsa.pub")).unwrap(),
+        b"given b"
+    );
     let bad = layout::install_keys(root.path(), &[("../x".into(), vec![])]);
-    assert!(matches!(bad, Err(layout::LayoutError::InvalidKeyName { .. })));
+    assert!(matches!(
+        bad,
+        Err(layout::LayoutError::InvalidKeyName { .. })
+    ));
 }
 
 #[test]
 fn repositories_file_lists_the_given_lines() {
     let root = tempfile::tempdir().unwrap();
-    layout::write_repositories(root.path(), &["https://dl-cdn.alpinelinux.org/alpine/v3.19/main".into(), "@edge /x".into()]).unwrap();
+    layout::write_repositories(
+        root.path(),
+        &[
+            "https://dl-cdn.alpinelinux.org/alpine/v3.19/main".into(),
+            "@edge /x".into(),
+        ],
+    )
+    .unwrap();
     assert_eq!(
         fs::read_to_string(root.path().join(layout::REPOSITORIES)).unwrap(),
         "https://dl-cdn.alpinelinux.org/alpine/v3.19/main\n@edge /x\n"
@@ -125,14 +161,23 @@ fn packaged_ca_bundle_is_kept_and_missing_one_is_copied_from_the_host() {
     fs::create_dir_all(packaged.path().join("etc/ssl/certs")).unwrap();
     fs::write(packaged.path().join(layout::CA_BUNDLE), b"ALPINE CERTS").unwrap();
     let rec = Recorder::default();
-    assert_eq!(layout::ensure_ca_bundle(packaged.path(), Some(&host_bundle), &rec).unwrap(), layout::CaBundle::FromPackage);
-    assert_eq!(fs::read(packaged.path().join(layout::CA_BUNDLE)).unwrap(), b"ALPINE CERTS");
+    assert_eq!(
+        layout::ensure_ca_bundle(packaged.path(), Some(&host_bundle), &rec).unwrap(),
+        layout::CaBundle::FromPackage
+    );
+    assert_eq!(
+        fs::read(packaged.path().join(layout::CA_BUNDLE)).unwrap(),
+        b"ALPINE CERTS"
+    );
     assert!(rec.0.lock().unwrap().is_empty());
 
     let bare = tempfile::tempdir().unwrap();
     let got = layout::ensure_ca_bundle(bare.path(), Some(&host_bundle), &rec).unwrap();
     assert_eq!(got, layout::CaBundle::CopiedFromHost(host_bundle.clone()));
-    assert_eq!(fs::read(bare.path().join(layout::CA_BUNDLE)).unwrap(), b"HOST CERTS");
+    assert_eq!(
+        fs::read(bare.path().join(layout::CA_BUNDLE)).unwrap(),
+        b"HOST CERTS"
+    );
     assert!(rec.0.lock().unwrap()[0].contains("copied the host's"));
 }
 
@@ -146,5 +191,9 @@ fn absolute_symlinks_in_the_sysroot_do_not_lead_to_the_host() {
     let host_bundle = root.path().join("hostbundle");
     fs::write(&host_bundle, b"CERTS").unwrap();
     let _ = layout::ensure_ca_bundle(root.path(), Some(&host_bundle), &Recorder::default());
-    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written outside the root");
+    assert_eq!(
+        fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "nothing written outside the root"
+    );
 }

@@ -51,7 +51,11 @@ fn oracle(shared: &Path, target: &Path, extra: &[&str]) {
 }
 
 fn manifest(shared: &Path, tree: &Path, out: &Path) {
-    let tsv = Command::new("python3").arg(shared.join("tools/oracle/manifest.py")).arg(tree).output().unwrap();
+    let tsv = Command::new("python3")
+        .arg(shared.join("tools/oracle/manifest.py"))
+        .arg(tree)
+        .output()
+        .unwrap();
     assert!(tsv.status.success());
     fs::write(out, tsv.stdout).unwrap();
 }
@@ -75,10 +79,10 @@ fn busybox_scripts_and_trigger_reproduce_apks_tree() {
     // Scripts and triggers come back in install order from scripts.tar.
     let mut pkgs = db::read_database(&work).unwrap();
     let rec = Recorder::default();
-    for i in 0..pkgs.len() {
+    for pkg in pkgs.iter_mut() {
         for action in [ScriptAction::PreInstall, ScriptAction::PostInstall] {
-            let out = scripts::run_script(&work, &mut pkgs[i], action, &rec).unwrap();
-            assert!(!out.failed(), "{} {action:?}: {out:?}", pkgs[i].package.name);
+            let out = scripts::run_script(&work, pkg, action, &rec).unwrap();
+            assert!(!out.failed(), "{} {action:?}: {out:?}", pkg.package.name);
         }
     }
     let triggers = scripts::run_triggers(&work, &mut pkgs, &rec).unwrap();
@@ -88,10 +92,25 @@ fn busybox_scripts_and_trigger_reproduce_apks_tree() {
     let world = vec!["alpine-base".to_string()];
     db::write_database(&work, &pkgs, &world, "x86_64").unwrap();
 
-    assert_eq!(fs::read_to_string("/proc/self/mountinfo").unwrap(), mounts_before, "no mount left behind");
+    assert_eq!(
+        fs::read_to_string("/proc/self/mountinfo").unwrap(),
+        mounts_before,
+        "no mount left behind"
+    );
     assert!(!work.join("proc/self").exists(), "proc unmounted");
-    assert_eq!(fs::read_dir(work.join(scripts::EXEC_DIR)).unwrap().count(), 0, "scripts removed after running");
-    let executed: Vec<String> = rec.info.lock().unwrap().iter().filter(|m| m.starts_with("Executing ")).cloned().collect();
+    assert_eq!(
+        fs::read_dir(work.join(scripts::EXEC_DIR)).unwrap().count(),
+        0,
+        "scripts removed after running"
+    );
+    let executed: Vec<String> = rec
+        .info
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.starts_with("Executing "))
+        .cloned()
+        .collect();
     assert_eq!(
         executed,
         [
@@ -106,12 +125,38 @@ fn busybox_scripts_and_trigger_reproduce_apks_tree() {
     let (a, b) = (tmp.path().join("ref.tsv"), tmp.path().join("work.tsv"));
     manifest(&shared, &reference, &a);
     manifest(&shared, &work, &b);
-    let diff = Command::new("python3").arg(shared.join("tools/oracle/manifest-diff.py")).arg(&a).arg(&b).output().unwrap();
-    assert!(diff.status.success(), "trees differ:\n{}", String::from_utf8_lossy(&diff.stdout));
-    let links = fs::read_to_string(&b).unwrap().lines().filter(|l| l.contains("\tl\t") && l.ends_with("-\t-") && (l.contains("/bin/busybox\t") || l.contains("/bin/bbsuid\t"))).count();
+    let diff = Command::new("python3")
+        .arg(shared.join("tools/oracle/manifest-diff.py"))
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "trees differ:\n{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+    let links = fs::read_to_string(&b)
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            l.contains("\tl\t")
+                && l.ends_with("-\t-")
+                && (l.contains("/bin/busybox\t") || l.contains("/bin/bbsuid\t"))
+        })
+        .count();
     assert!(links >= 301, "busybox and bbsuid links present ({links})");
-    for f in [db::INSTALLED, db::SCRIPTS_TAR, db::TRIGGERS, db::WORLD, db::ARCH] {
-        assert!(fs::read(work.join(f)).unwrap() == fs::read(reference.join(f)).unwrap(), "`{f}` differs from apk's");
+    for f in [
+        db::INSTALLED,
+        db::SCRIPTS_TAR,
+        db::TRIGGERS,
+        db::WORLD,
+        db::ARCH,
+    ] {
+        assert!(
+            fs::read(work.join(f)).unwrap() == fs::read(reference.join(f)).unwrap(),
+            "`{f}` differs from apk's"
+        );
     }
 }
 
@@ -123,16 +168,37 @@ fn a_script_that_cannot_start_fails_like_apk_and_marks_the_package() {
     }
     let root = tempfile::tempdir().unwrap();
     sysroot_mk::layout::init_skeleton(root.path()).unwrap();
-    let text = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/db/alpine-base/installed")).unwrap();
-    let mut pkg = db::read_installed(&text).unwrap().into_iter().find(|p| p.package.name == "openrc").unwrap();
-    pkg.scripts.push(db::Script { action: "post-install".into(), body: b"#!/bin/sh\nexit 0\n".to_vec() });
+    let text = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/db/alpine-base/installed"
+    ))
+    .unwrap();
+    let mut pkg = db::read_installed(&text)
+        .unwrap()
+        .into_iter()
+        .find(|p| p.package.name == "openrc")
+        .unwrap();
+    pkg.scripts.push(db::Script {
+        action: "post-install".into(),
+        body: b"#!/bin/sh\nexit 0\n".to_vec(),
+    });
     let rec = Recorder::default();
     let out = scripts::run_script(root.path(), &mut pkg, ScriptAction::PostInstall, &rec).unwrap();
     // No /bin/sh in this root: execve fails in the child, which exits 127 as apk's does.
-    assert_eq!(out, ScriptOutcome::Failed { status: "exited with error 127".into(), output: vec![] });
+    assert_eq!(
+        out,
+        ScriptOutcome::Failed {
+            status: "exited with error 127".into(),
+            output: vec![]
+        }
+    );
     assert!(pkg.status.broken_script);
-    assert!(rec.warn.lock().unwrap()[0].contains("`openrc-0.52.1-r2.post-install`: script exited with error 127"));
-    assert!(!root.path().join("lib/apk/exec/openrc-0.52.1-r2.post-install").exists());
+    assert!(rec.warn.lock().unwrap()[0]
+        .contains("`openrc-0.52.1-r2.post-install`: script exited with error 127"));
+    assert!(!root
+        .path()
+        .join("lib/apk/exec/openrc-0.52.1-r2.post-install")
+        .exists());
     assert_eq!(
         scripts::run_script(root.path(), &mut pkg, ScriptAction::PreInstall, &rec).unwrap(),
         ScriptOutcome::Absent
@@ -141,8 +207,24 @@ fn a_script_that_cannot_start_fails_like_apk_and_marks_the_package() {
 
 #[test]
 fn trigger_arguments_are_the_matching_directories() {
-    let text = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/db/alpine-base/installed")).unwrap();
+    let text = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/db/alpine-base/installed"
+    ))
+    .unwrap();
     let pkgs = db::read_installed(&text).unwrap();
-    let globs: Vec<String> = ["/bin", "/usr/bin", "/sbin", "/usr/sbin", "/lib/modules/*", "relative"].map(String::from).to_vec();
-    assert_eq!(scripts::trigger_arguments(&pkgs, &globs), ["/bin", "/sbin", "/usr/bin", "/usr/sbin"]);
+    let globs: Vec<String> = [
+        "/bin",
+        "/usr/bin",
+        "/sbin",
+        "/usr/sbin",
+        "/lib/modules/*",
+        "relative",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(
+        scripts::trigger_arguments(&pkgs, &globs),
+        ["/bin", "/sbin", "/usr/bin", "/usr/sbin"]
+    );
 }

@@ -13,20 +13,35 @@ use super::{Acl, DbError, DirRecord, FileRecord, InstallStatus, InstalledPackage
 use crate::index::{Dependency, Op, Package, Provide};
 use crate::version::Version;
 
-const DEFAULT_DIR_ACL: Acl = Acl { uid: 0, gid: 0, mode: 0o755 };
-const DEFAULT_FILE_ACL: Acl = Acl { uid: 0, gid: 0, mode: 0o644 };
+const DEFAULT_DIR_ACL: Acl = Acl {
+    uid: 0,
+    gid: 0,
+    mode: 0o755,
+};
+const DEFAULT_FILE_ACL: Acl = Acl {
+    uid: 0,
+    gid: 0,
+    mode: 0o644,
+};
 
 /// apk's display order of names: case-insensitive first, then bytewise
 /// (`strcasecmp(a, b) ?: strcmp(a, b)`).
 pub fn name_order(a: &str, b: &str) -> Ordering {
-    let fold = |s: &str| s.bytes().map(|c| c.to_ascii_lowercase()).collect::<Vec<u8>>();
+    let fold = |s: &str| {
+        s.bytes()
+            .map(|c| c.to_ascii_lowercase())
+            .collect::<Vec<u8>>()
+    };
     fold(a).cmp(&fold(b)).then_with(|| a.cmp(b))
 }
 
 /// `Q1` + base64 of a SHA-1, as apk prints checksums.
 pub fn q1_encode(sha1: &[u8; 20]) -> String {
     use base64::Engine as _;
-    format!("Q1{}", base64::engine::general_purpose::STANDARD.encode(sha1))
+    format!(
+        "Q1{}",
+        base64::engine::general_purpose::STANDARD.encode(sha1)
+    )
 }
 
 /// The SHA-1 inside a `Q1...` checksum; `None` for anything else (3.0's `Q2`, garbage).
@@ -69,7 +84,9 @@ pub fn parse_dependency(atom: &str) -> Option<Dependency> {
     };
     let split = rest.find(['<', '>', '=', '~']).unwrap_or(rest.len());
     let (name_tag, op_version) = rest.split_at(split);
-    let op_len = op_version.find(|c| !matches!(c, '<' | '>' | '=' | '~')).unwrap_or(op_version.len());
+    let op_len = op_version
+        .find(|c| !matches!(c, '<' | '>' | '=' | '~'))
+        .unwrap_or(op_version.len());
     let (op, version) = op_version.split_at(op_len);
     let op = match op {
         "" => Op::Any,
@@ -92,7 +109,13 @@ pub fn parse_dependency(atom: &str) -> Option<Dependency> {
     if name.is_empty() {
         return None;
     }
-    Some(Dependency { name: name.to_string(), op, version: version.to_string(), conflict, tag })
+    Some(Dependency {
+        name: name.to_string(),
+        op,
+        version: version.to_string(),
+        conflict,
+        tag,
+    })
 }
 
 fn push_deps(out: &mut String, field: &str, deps: &[Dependency]) {
@@ -251,15 +274,24 @@ fn parse_acl(value: &str) -> Option<Acl> {
 }
 
 fn parse_deps(value: &str) -> Option<Vec<Dependency>> {
-    value.split_ascii_whitespace().map(parse_dependency).collect()
+    value
+        .split_ascii_whitespace()
+        .map(parse_dependency)
+        .collect()
 }
 
 fn parse_provides(value: &str) -> Vec<Provide> {
     value
         .split_ascii_whitespace()
         .map(|atom| match atom.split_once('=') {
-            Some((n, v)) => Provide { name: n.to_string(), version: Some(Version::new(v)) },
-            None => Provide { name: atom.to_string(), version: None },
+            Some((n, v)) => Provide {
+                name: n.to_string(),
+                version: Some(Version::new(v)),
+            },
+            None => Provide {
+                name: atom.to_string(),
+                version: None,
+            },
         })
         .collect()
 }
@@ -270,7 +302,11 @@ fn parse_provides(value: &str) -> Vec<Provide> {
 pub fn read_installed(text: &str) -> Result<Vec<InstalledPackage>, DbError> {
     let mut out = Vec::new();
     let mut cur: Option<InstalledPackage> = None;
-    let bad = |line: usize, message: String| DbError::Parse { file: "installed", line, message };
+    let bad = |line: usize, message: String| DbError::Parse {
+        file: "installed",
+        line,
+        message,
+    };
     for (idx, line) in text.lines().enumerate() {
         let lineno = idx + 1;
         if line.is_empty() {
@@ -285,13 +321,20 @@ pub fn read_installed(text: &str) -> Result<Vec<InstalledPackage>, DbError> {
         let ipkg = cur.get_or_insert_with(|| InstalledPackage::new(empty_package()));
         let p = &mut ipkg.package;
         let num = |v: &str| -> Result<u64, DbError> {
-            v.parse().map_err(|_| bad(lineno, format!("`{field}:` expects a number, found `{v}`")))
+            v.parse()
+                .map_err(|_| bad(lineno, format!("`{field}:` expects a number, found `{v}`")))
         };
         let small = |v: &str| -> Result<u32, DbError> {
-            v.parse().map_err(|_| bad(lineno, format!("`{field}:` expects a number, found `{v}`")))
+            v.parse()
+                .map_err(|_| bad(lineno, format!("`{field}:` expects a number, found `{v}`")))
         };
         let deps = |v: &str| {
-            parse_deps(v).ok_or_else(|| bad(lineno, format!("`{field}:` has an invalid dependency in `{v}`")))
+            parse_deps(v).ok_or_else(|| {
+                bad(
+                    lineno,
+                    format!("`{field}:` has an invalid dependency in `{v}`"),
+                )
+            })
         };
         match field {
             "C" => p.checksum = value.to_string(),
@@ -326,17 +369,29 @@ pub fn read_installed(text: &str) -> Result<Vec<InstalledPackage>, DbError> {
                 files: Vec::new(),
             }),
             "M" => {
-                let acl = parse_acl(value).ok_or_else(|| bad(lineno, format!("invalid ACL `{value}`")))?;
-                let dir = ipkg.dirs.last_mut().ok_or_else(|| bad(lineno, "`M:` before any `F:`".into()))?;
+                let acl = parse_acl(value)
+                    .ok_or_else(|| bad(lineno, format!("invalid ACL `{value}`")))?;
+                let dir = ipkg
+                    .dirs
+                    .last_mut()
+                    .ok_or_else(|| bad(lineno, "`M:` before any `F:`".into()))?;
                 dir.acl = acl;
             }
             "R" => {
                 // apk puts files seen before any `F:` in the root directory.
                 if ipkg.dirs.is_empty() {
-                    ipkg.dirs.push(DirRecord { path: String::new(), acl: DEFAULT_DIR_ACL, files: Vec::new() });
+                    ipkg.dirs.push(DirRecord {
+                        path: String::new(),
+                        acl: DEFAULT_DIR_ACL,
+                        files: Vec::new(),
+                    });
                 }
                 if let Some(dir) = ipkg.dirs.last_mut() {
-                    dir.files.push(FileRecord { name: value.to_string(), acl: DEFAULT_FILE_ACL, sha1: None });
+                    dir.files.push(FileRecord {
+                        name: value.to_string(),
+                        acl: DEFAULT_FILE_ACL,
+                        sha1: None,
+                    });
                 }
             }
             "a" | "Z" => {
@@ -346,7 +401,8 @@ pub fn read_installed(text: &str) -> Result<Vec<InstalledPackage>, DbError> {
                     .and_then(|d| d.files.last_mut())
                     .ok_or_else(|| bad(lineno, format!("`{field}:` before any `R:`")))?;
                 if field == "a" {
-                    file.acl = parse_acl(value).ok_or_else(|| bad(lineno, format!("invalid ACL `{value}`")))?;
+                    file.acl = parse_acl(value)
+                        .ok_or_else(|| bad(lineno, format!("invalid ACL `{value}`")))?;
                 } else {
                     file.sha1 = Some(q1_decode(value).ok_or_else(|| {
                         bad(lineno, format!("`Z:{value}` is not a `Q1` SHA-1 checksum, the only kind apk 2.14 reads"))
@@ -368,7 +424,16 @@ mod tests {
 
     #[test]
     fn dependencies_round_trip_through_text() {
-        for atom in ["so:libc.musl-x86_64.so.1", "!busybox<1.2", "a>=1.0-r1", "b~2.1", "c@edge", "d><Q1abc=", "/bin/sh", "e=1"] {
+        for atom in [
+            "so:libc.musl-x86_64.so.1",
+            "!busybox<1.2",
+            "a>=1.0-r1",
+            "b~2.1",
+            "c@edge",
+            "d><Q1abc=",
+            "/bin/sh",
+            "e=1",
+        ] {
             let dep = parse_dependency(atom).expect(atom);
             let mut out = String::new();
             format_dependency(&mut out, &dep);
@@ -386,6 +451,9 @@ mod tests {
     #[test]
     fn non_q1_file_checksums_are_refused() {
         let text = "C:Q1x\nP:a\nV:1\nF:etc\nR:x\nZ:Q2AAAA\n\n";
-        assert!(matches!(read_installed(text), Err(DbError::Parse { line: 6, .. })));
+        assert!(matches!(
+            read_installed(text),
+            Err(DbError::Parse { line: 6, .. })
+        ));
     }
 }

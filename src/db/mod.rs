@@ -236,7 +236,11 @@ pub fn format_world(world: &[String]) -> String {
         }
     }
     entries.sort_by(|a, b| name_order(&a.0, &b.0));
-    let mut out = entries.iter().map(|(_, e)| *e).collect::<Vec<_>>().join("\n");
+    let mut out = entries
+        .iter()
+        .map(|(_, e)| *e)
+        .collect::<Vec<_>>()
+        .join("\n");
     out.push('\n');
     out
 }
@@ -265,20 +269,31 @@ pub fn write_database(
     world: &[String],
     arch: &str,
 ) -> Result<(), DbError> {
-    let io_err = |path: &str, source| DbError::Io { action: "write", path: path.to_string(), root: root.to_path_buf(), source };
+    let io_err = |path: &str, source| DbError::Io {
+        action: "write",
+        path: path.to_string(),
+        root: root.to_path_buf(),
+        source,
+    };
     let dir = RootDir::open(root).map_err(|e| io_err(".", e))?;
-    dir.mkdir_all("lib/apk/db", 0o755).map_err(|e| io_err("lib/apk/db", e))?;
-    dir.mkdir_all("etc/apk", 0o755).map_err(|e| io_err("etc/apk", e))?;
+    dir.mkdir_all("lib/apk/db", 0o755)
+        .map_err(|e| io_err("lib/apk/db", e))?;
+    dir.mkdir_all("etc/apk", 0o755)
+        .map_err(|e| io_err("etc/apk", e))?;
     dir.touch(LOCK, 0o600).map_err(|e| io_err(LOCK, e))?;
     let files: [(&str, Vec<u8>); 5] = [
         (ARCH, format!("{arch}\n").into_bytes()),
         (WORLD, format_world(world).into_bytes()),
         (INSTALLED, write_installed(installed).into_bytes()),
-        (SCRIPTS_TAR, write_scripts_tar(installed, build_time_fallback())),
+        (
+            SCRIPTS_TAR,
+            write_scripts_tar(installed, build_time_fallback()),
+        ),
         (TRIGGERS, write_triggers(installed).into_bytes()),
     ];
     for (path, bytes) in files {
-        dir.write_atomic(path, &bytes, 0o644).map_err(|e| io_err(path, e))?;
+        dir.write_atomic(path, &bytes, 0o644)
+            .map_err(|e| io_err(path, e))?;
     }
     Ok(())
 }
@@ -299,13 +314,21 @@ pub fn read_database(root: &Path) -> Result<Vec<InstalledPackage>, DbError> {
         match dir.read(path, MAX_DB_FILE) {
             Ok(b) => Ok(b),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(source) => Err(DbError::Io { action: "read", path: path.to_string(), root: root.to_path_buf(), source }),
+            Err(source) => Err(DbError::Io {
+                action: "read",
+                path: path.to_string(),
+                root: root.to_path_buf(),
+                source,
+            }),
         }
     };
     let installed_text = read(INSTALLED)?;
     let mut pkgs = read_installed(&String::from_utf8_lossy(&installed_text))?;
-    let by_checksum: HashMap<String, usize> =
-        pkgs.iter().enumerate().map(|(i, p)| (p.package.checksum.clone(), i)).collect();
+    let by_checksum: HashMap<String, usize> = pkgs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.package.checksum.clone(), i))
+        .collect();
     let mut order: Vec<usize> = Vec::new();
     let mut seen = vec![false; pkgs.len()];
     let mut note = |i: usize, order: &mut Vec<usize>| {
@@ -319,7 +342,10 @@ pub fn read_database(root: &Path) -> Result<Vec<InstalledPackage>, DbError> {
             note(i, &mut order);
             let pkg = &mut pkgs[i];
             pkg.scripts.retain(|s| s.action != member.action.as_str());
-            pkg.scripts.push(Script { action: member.action.as_str().to_string(), body: member.body });
+            pkg.scripts.push(Script {
+                action: member.action.as_str().to_string(),
+                body: member.body,
+            });
         }
     }
     for (checksum, globs) in read_triggers(&String::from_utf8_lossy(&read(TRIGGERS)?)) {

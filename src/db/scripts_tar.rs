@@ -55,8 +55,16 @@ pub fn write_scripts_tar(installed: &[InstalledPackage], now: u64) -> Vec<u8> {
     for ipkg in installed {
         let p = &ipkg.package;
         for action in ScriptAction::ALL {
-            let Some(body) = ipkg.script(action) else { continue };
-            let name = format!("{}-{}.{}.{}", p.name, p.version, p.checksum, action.as_str());
+            let Some(body) = ipkg.script(action) else {
+                continue;
+            };
+            let name = format!(
+                "{}-{}.{}.{}",
+                p.name,
+                p.version,
+                p.checksum,
+                action.as_str()
+            );
             let mtime = if p.build_time != 0 { p.build_time } else { now };
             out.extend_from_slice(&header(&name, body.len() as u64, mtime));
             out.extend_from_slice(body);
@@ -80,7 +88,11 @@ pub struct ScriptMember {
 }
 
 fn octal(field: &[u8]) -> Option<u64> {
-    let s = field.iter().take_while(|&&b| b != 0 && b != b' ').copied().collect::<Vec<u8>>();
+    let s = field
+        .iter()
+        .take_while(|&&b| b != 0 && b != b' ')
+        .copied()
+        .collect::<Vec<u8>>();
     let s = std::str::from_utf8(&s).ok()?;
     let s = s.trim_start_matches(' ');
     if s.is_empty() {
@@ -102,7 +114,10 @@ pub fn read_scripts_tar(data: &[u8]) -> Result<Vec<ScriptMember>, DbError> {
         }
         let size = octal(&h[124..136]).ok_or_else(|| bad(off, "invalid size field".into()))?;
         if size > MAX_SCRIPT {
-            return Err(bad(off, format!("member of {size} bytes is larger than any script")));
+            return Err(bad(
+                off,
+                format!("member of {size} bytes is larger than any script"),
+            ));
         }
         let start = off + BLOCK;
         let end = start + size as usize;
@@ -114,7 +129,9 @@ pub fn read_scripts_tar(data: &[u8]) -> Result<Vec<ScriptMember>, DbError> {
         let typeflag = h[156];
         if typeflag == b'0' || typeflag == 0 {
             if let Some((rest, action)) = name.rsplit_once('.') {
-                if let (Some(action), Some((_, checksum))) = (ScriptAction::parse(action), rest.rsplit_once('.')) {
+                if let (Some(action), Some((_, checksum))) =
+                    (ScriptAction::parse(action), rest.rsplit_once('.'))
+                {
                     out.push(ScriptMember {
                         checksum: checksum.to_string(),
                         action,

@@ -23,7 +23,10 @@ pub fn read_triggers(text: &str) -> Vec<(String, Vec<String>)> {
         .filter_map(|line| {
             let mut parts = line.split(' ');
             let checksum = parts.next().filter(|c| !c.is_empty())?;
-            let globs = parts.filter(|g| !g.is_empty()).map(str::to_string).collect();
+            let globs = parts
+                .filter(|g| !g.is_empty())
+                .map(str::to_string)
+                .collect();
             Some((checksum.to_string(), globs))
         })
         .collect()

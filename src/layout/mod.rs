@@ -71,7 +71,11 @@ pub enum DeviceNodes {
 }
 
 fn in_root<T>(root: &Path, path: &str, r: io::Result<T>) -> Result<T, LayoutError> {
-    r.map_err(|source| LayoutError::Io { path: path.to_string(), root: root.to_path_buf(), source })
+    r.map_err(|source| LayoutError::Io {
+        path: path.to_string(),
+        root: root.to_path_buf(),
+        source,
+    })
 }
 
 /// Lays out what `apk add --initdb` creates before installing anything: `tmp` 1777,
@@ -96,7 +100,17 @@ pub fn init_skeleton(root: &Path) -> Result<DeviceNodes, LayoutError> {
     } else {
         DeviceNodes::Skipped
     };
-    for d in ["etc", "etc/apk", "lib", "lib/apk", "lib/apk/db", "var", "var/cache", "var/cache/apk", "var/cache/misc"] {
+    for d in [
+        "etc",
+        "etc/apk",
+        "lib",
+        "lib/apk",
+        "lib/apk/db",
+        "var",
+        "var/cache",
+        "var/cache/apk",
+        "var/cache/misc",
+    ] {
         in_root(root, d, dir.mkdir(d, 0o755))?;
     }
     in_root(root, "proc", dir.mkdir("proc", 0o555))?;
@@ -113,7 +127,11 @@ pub fn write_repositories(root: &Path, lines: &[String]) -> Result<(), LayoutErr
         text.push_str(line.trim_end_matches('\n'));
         text.push('\n');
     }
-    in_root(root, REPOSITORIES, dir.write_atomic(REPOSITORIES, text.as_bytes(), 0o644))
+    in_root(
+        root,
+        REPOSITORIES,
+        dir.write_atomic(REPOSITORIES, text.as_bytes(), 0o644),
+    )
 }
 
 /// Copies keys into `etc/apk/keys/<name>` (0644), leaving any file a package installed
@@ -123,7 +141,12 @@ pub fn install_keys(root: &Path, keys: &[(String, Vec<u8>)]) -> Result<Vec<Strin
     in_root(root, KEYS_DIR, dir.mkdir_all(KEYS_DIR, 0o755))?;
     let mut written = Vec::new();
     for (name, pem) in keys {
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.chars().any(char::is_control) {
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains('/')
+            || name.chars().any(char::is_control)
+        {
             return Err(LayoutError::InvalidKeyName { name: name.clone() });
         }
         let rel = format!("{KEYS_DIR}/{name}");
@@ -148,13 +171,21 @@ pub enum CaBundle {
 /// Makes sure `etc/ssl/certs/ca-certificates.crt` exists: kept when a package installed
 /// it, else copied from `host` (or `SSL_CERT_FILE`, or the usual host locations), and
 /// the reporter is told so.
-pub fn ensure_ca_bundle(root: &Path, host: Option<&Path>, reporter: &dyn Reporter) -> Result<CaBundle, LayoutError> {
+pub fn ensure_ca_bundle(
+    root: &Path,
+    host: Option<&Path>,
+    reporter: &dyn Reporter,
+) -> Result<CaBundle, LayoutError> {
     let dir = in_root(root, ".", RootDir::open(root))?;
     if in_root(root, CA_BUNDLE, dir.exists(CA_BUNDLE))? {
         return Ok(CaBundle::FromPackage);
     }
     let env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
-    let candidates = host.map(Path::to_path_buf).into_iter().chain(env).chain(HOST_CA_BUNDLES.iter().map(PathBuf::from));
+    let candidates = host
+        .map(Path::to_path_buf)
+        .into_iter()
+        .chain(env)
+        .chain(HOST_CA_BUNDLES.iter().map(PathBuf::from));
     let Some(found) = candidates.into_iter().find(|p| p.is_file()) else {
         reporter.warn(&format!(
             "no package installs `{CA_BUNDLE}` and no CA bundle was found on the host; \
@@ -162,7 +193,10 @@ pub fn ensure_ca_bundle(root: &Path, host: Option<&Path>, reporter: &dyn Reporte
         ));
         return Ok(CaBundle::Missing);
     };
-    let bytes = read_limited(&found, MAX_BUNDLE).map_err(|source| LayoutError::HostBundle { path: found.clone(), source })?;
+    let bytes = read_limited(&found, MAX_BUNDLE).map_err(|source| LayoutError::HostBundle {
+        path: found.clone(),
+        source,
+    })?;
     in_root(root, "etc/ssl/certs", dir.mkdir_all("etc/ssl/certs", 0o755))?;
     in_root(root, CA_BUNDLE, dir.write_atomic(CA_BUNDLE, &bytes, 0o644))?;
     reporter.warn(&format!(
@@ -175,9 +209,14 @@ pub fn ensure_ca_bundle(root: &Path, host: Option<&Path>, reporter: &dyn Reporte
 fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let mut out = Vec::new();
-    std::fs::File::open(path)?.take(limit + 1).read_to_end(&mut out)?;
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut out)?;
     if out.len() as u64 > limit {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {limit} bytes")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {limit} bytes"),
+        ));
     }
     Ok(out)
 }

@@ -46,7 +46,10 @@ impl RootDir {
             OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(RootDir { fd, path: path.to_path_buf() })
+        Ok(RootDir {
+            fd,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The host path the root was opened from.
@@ -90,16 +93,33 @@ impl RootDir {
     /// (no umask), existing ones are left as they are, as apk's `mkdirat` calls do.
     pub fn mkdir_all(&self, rel: &str, mode: u32) -> io::Result<()> {
         let parts = components(rel)?;
-        let mut cur = rustix::fs::openat(&self.fd, ".", OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+        let mut cur = rustix::fs::openat(
+            &self.fd,
+            ".",
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         for part in parts {
             match rustix::fs::mkdirat(&cur, part, Mode::from_raw_mode(mode)) {
                 Ok(()) => {
-                    let fd = rustix::fs::openat2(&cur, part, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty(), RESOLVE)?;
+                    let fd = rustix::fs::openat2(
+                        &cur,
+                        part,
+                        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                        RESOLVE,
+                    )?;
                     rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
                     cur = fd;
                 }
                 Err(rustix::io::Errno::EXIST) => {
-                    cur = rustix::fs::openat2(&cur, part, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty(), RESOLVE)?;
+                    cur = rustix::fs::openat2(
+                        &cur,
+                        part,
+                        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                        RESOLVE,
+                    )?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -112,7 +132,12 @@ impl RootDir {
         let (dir, name) = self.parent_of(rel)?;
         match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(mode)) {
             Ok(()) => {
-                let fd = rustix::fs::openat(&dir, name, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+                let fd = rustix::fs::openat(
+                    &dir,
+                    name,
+                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
                 rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
                 Ok(())
             }
@@ -125,9 +150,20 @@ impl RootDir {
     pub fn mknod_char(&self, rel: &str, mode: u32, major: u32, minor: u32) -> io::Result<()> {
         let (dir, name) = self.parent_of(rel)?;
         let dev = rustix::fs::makedev(major, minor);
-        match rustix::fs::mknodat(&dir, name, rustix::fs::FileType::CharacterDevice, Mode::from_raw_mode(mode), dev) {
+        match rustix::fs::mknodat(
+            &dir,
+            name,
+            rustix::fs::FileType::CharacterDevice,
+            Mode::from_raw_mode(mode),
+            dev,
+        ) {
             Ok(()) => {
-                rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(mode), rustix::fs::AtFlags::empty())?;
+                rustix::fs::chmodat(
+                    &dir,
+                    name,
+                    Mode::from_raw_mode(mode),
+                    rustix::fs::AtFlags::empty(),
+                )?;
                 Ok(())
             }
             Err(rustix::io::Errno::EXIST) => Ok(()),
@@ -211,7 +247,10 @@ impl RootDir {
     fn parent_of<'a>(&self, rel: &'a str) -> io::Result<(OwnedFd, &'a OsStr)> {
         let parts = components(rel)?;
         let Some((name, parents)) = parts.split_last() else {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty path inside the root"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "empty path inside the root",
+            ));
         };
         let parent: PathBuf = parents.iter().collect();
         let parent = parent.to_str().unwrap_or(".");
