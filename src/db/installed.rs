@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 use std::fmt::Write as _;
 
 use super::{Acl, DbError, DirRecord, FileRecord, InstallStatus, InstalledPackage};
-use crate::index::{Dependency, Op, Package, Provide};
+use crate::index::{join, Dependency, Package, Provide};
 use crate::version::Version;
 
 const DEFAULT_DIR_ACL: Acl = Acl {
@@ -52,84 +52,10 @@ pub fn q1_decode(s: &str) -> Option<[u8; 20]> {
     bytes.try_into().ok()
 }
 
-/// One dependency atom as apk writes it: `[!]name[@tag][op version]`.
-pub fn format_dependency(out: &mut String, dep: &Dependency) {
-    if dep.conflict {
-        out.push('!');
+fn push_list<T: std::fmt::Display>(out: &mut String, field: &str, items: &[T]) {
+    if !items.is_empty() {
+        let _ = writeln!(out, "{field}{}", join(items));
     }
-    out.push_str(&dep.name);
-    if let Some(tag) = &dep.tag {
-        out.push('@');
-        out.push_str(tag);
-    }
-    let op = match dep.op {
-        Op::Any => return,
-        Op::Eq => "=",
-        Op::Lt => "<",
-        Op::Le => "<=",
-        Op::Gt => ">",
-        Op::Ge => ">=",
-        Op::Fuzzy => "~",
-        Op::Checksum => "><",
-    };
-    out.push_str(op);
-    out.push_str(&dep.version);
-}
-
-/// Parses one dependency atom (the inverse of [`format_dependency`]).
-pub fn parse_dependency(atom: &str) -> Option<Dependency> {
-    let (conflict, rest) = match atom.strip_prefix('!') {
-        Some(r) => (true, r),
-        None => (false, atom),
-    };
-    let split = rest.find(['<', '>', '=', '~']).unwrap_or(rest.len());
-    let (name_tag, op_version) = rest.split_at(split);
-    let op_len = op_version
-        .find(|c| !matches!(c, '<' | '>' | '=' | '~'))
-        .unwrap_or(op_version.len());
-    let (op, version) = op_version.split_at(op_len);
-    let op = match op {
-        "" => Op::Any,
-        "=" => Op::Eq,
-        "<" => Op::Lt,
-        "<=" => Op::Le,
-        ">" => Op::Gt,
-        ">=" => Op::Ge,
-        "~" | "=~" | "~=" => Op::Fuzzy,
-        "><" => Op::Checksum,
-        _ => return None,
-    };
-    if op != Op::Any && version.is_empty() {
-        return None;
-    }
-    let (name, tag) = match name_tag.split_once('@') {
-        Some((n, t)) => (n, Some(t.to_string())),
-        None => (name_tag, None),
-    };
-    if name.is_empty() {
-        return None;
-    }
-    Some(Dependency {
-        name: name.to_string(),
-        op,
-        version: version.to_string(),
-        conflict,
-        tag,
-    })
-}
-
-fn push_deps(out: &mut String, field: &str, deps: &[Dependency]) {
-    if deps.is_empty() {
-        return;
-    }
-    out.push_str(field);
-    for (i, d) in deps.iter().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        format_dependency(out, d);
-    }
-    out.push('\n');
 }
 
 fn push_acl(out: &mut String, field: char, acl: &Acl) {
@@ -162,29 +88,16 @@ pub fn write_index_header(out: &mut String, p: &Package) {
     if let Some(k) = p.provider_priority.filter(|&k| k != 0) {
         let _ = writeln!(out, "k:{k}");
     }
-    push_deps(out, "D:", &p.depends);
-    if !p.provides.is_empty() {
-        out.push_str("p:");
-        for (i, pr) in p.provides.iter().enumerate() {
-            if i > 0 {
-                out.push(' ');
-            }
-            out.push_str(&pr.name);
-            if let Some(v) = &pr.version {
-                out.push('=');
-                out.push_str(v.as_str());
-            }
-        }
-        out.push('\n');
-    }
-    push_deps(out, "i:", &p.install_if);
+    push_list(out, "D:", &p.depends);
+    push_list(out, "p:", &p.provides);
+    push_list(out, "i:", &p.install_if);
 }
 
 /// One package's record, blank line included.
 fn write_package(out: &mut String, ipkg: &InstalledPackage) {
     let p = &ipkg.package;
     write_index_header(out, p);
-    push_deps(out, "r:", &p.replaces);
+    push_list(out, "r:", &p.replaces);
     if let Some(q) = p.replaces_priority.filter(|&q| q != 0) {
         let _ = writeln!(out, "q:{q}");
     }
@@ -273,29 +186,6 @@ fn parse_acl(value: &str) -> Option<Acl> {
     Some(Acl { uid, gid, mode })
 }
 
-fn parse_deps(value: &str) -> Option<Vec<Dependency>> {
-    value
-        .split_ascii_whitespace()
-        .map(parse_dependency)
-        .collect()
-}
-
-fn parse_provides(value: &str) -> Vec<Provide> {
-    value
-        .split_ascii_whitespace()
-        .map(|atom| match atom.split_once('=') {
-            Some((n, v)) => Provide {
-                name: n.to_string(),
-                version: Some(Version::new(v)),
-            },
-            None => Provide {
-                name: atom.to_string(),
-                version: None,
-            },
-        })
-        .collect()
-}
-
 /// Parses an `installed` file. Scripts and triggers stay empty (they live in
 /// `scripts.tar` and `triggers`; see [`super::read_database`]). Unknown fields are
 /// skipped; ACL xattr checksums are dropped (the model has no place for them).
@@ -328,14 +218,7 @@ pub fn read_installed(text: &str) -> Result<Vec<InstalledPackage>, DbError> {
             v.parse()
                 .map_err(|_| bad(lineno, format!("`{field}:` expects a number, found `{v}`")))
         };
-        let deps = |v: &str| {
-            parse_deps(v).ok_or_else(|| {
-                bad(
-                    lineno,
-                    format!("`{field}:` has an invalid dependency in `{v}`"),
-                )
-            })
-        };
+        let deps = |v: &str| Dependency::parse_list(v).map_err(|e| bad(lineno, e.to_string()));
         match field {
             "C" => p.checksum = value.to_string(),
             "P" => p.name = value.to_string(),
@@ -352,7 +235,9 @@ pub fn read_installed(text: &str) -> Result<Vec<InstalledPackage>, DbError> {
             "c" => p.commit = value.to_string(),
             "k" => p.provider_priority = Some(small(value)?),
             "D" => p.depends = deps(value)?,
-            "p" => p.provides = parse_provides(value),
+            "p" => {
+                p.provides = Provide::parse_list(value).map_err(|e| bad(lineno, e.to_string()))?
+            }
             "i" => p.install_if = deps(value)?,
             "r" => p.replaces = deps(value)?,
             "q" => p.replaces_priority = Some(small(value)?),
@@ -421,25 +306,6 @@ pub fn read_installed(text: &str) -> Result<Vec<InstalledPackage>, DbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dependencies_round_trip_through_text() {
-        for atom in [
-            "so:libc.musl-x86_64.so.1",
-            "!busybox<1.2",
-            "a>=1.0-r1",
-            "b~2.1",
-            "c@edge",
-            "d><Q1abc=",
-            "/bin/sh",
-            "e=1",
-        ] {
-            let dep = parse_dependency(atom).expect(atom);
-            let mut out = String::new();
-            format_dependency(&mut out, &dep);
-            assert_eq!(out, atom);
-        }
-    }
 
     #[test]
     fn names_sort_case_insensitively_then_bytewise() {

@@ -154,10 +154,7 @@ mod installed;
 mod scripts_tar;
 mod triggers;
 
-pub use installed::{
-    format_dependency, name_order, parse_dependency, q1_decode, q1_encode, read_installed,
-    write_installed,
-};
+pub use installed::{name_order, q1_decode, q1_encode, read_installed, write_installed};
 pub use scripts_tar::{read_scripts_tar, write_scripts_tar, ScriptMember};
 pub use triggers::{read_triggers, write_triggers};
 
