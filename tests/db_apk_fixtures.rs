@@ -153,3 +153,29 @@ fn failed_scripts_are_recorded_as_apk_flags_them() {
     assert!(stanza.contains("\nf:s\n"));
     assert_eq!(db::read_installed(&out).unwrap(), pkgs);
 }
+
+#[test]
+fn packages_with_triggers_but_no_scripts_keep_their_place() {
+    let src = root_with_fixture("alpine-base");
+    let mut pkgs = db::read_database(src.path()).unwrap();
+    let musl = pkgs.iter().position(|p| p.package.name == "musl").unwrap();
+    let mut musl = pkgs.remove(musl);
+    assert!(musl.scripts.is_empty());
+    musl.triggers = vec!["/usr/lib".into()];
+    pkgs.insert(0, musl); // its trigger line now precedes busybox's
+    let a = tempfile::tempdir().unwrap();
+    db::write_database(a.path(), &pkgs, &["alpine-base".into()], "x86_64").unwrap();
+    let again = db::read_database(a.path()).unwrap();
+    let b = tempfile::tempdir().unwrap();
+    db::write_database(b.path(), &again, &["alpine-base".into()], "x86_64").unwrap();
+    for rel in [db::INSTALLED, db::SCRIPTS_TAR, db::TRIGGERS] {
+        assert_eq!(
+            fs::read(a.path().join(rel)).unwrap(),
+            fs::read(b.path().join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    let triggers = fs::read_to_string(a.path().join(db::TRIGGERS)).unwrap();
+    assert_eq!(triggers.lines().count(), 2);
+    assert!(triggers.lines().next().unwrap().ends_with(" /usr/lib"));
+}

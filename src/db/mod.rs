@@ -327,10 +327,8 @@ pub fn read_database(root: &Path) -> Result<Vec<InstalledPackage>, DbError> {
         .map(|(i, p)| (p.package.checksum.clone(), i))
         .collect();
     let mut order: Vec<usize> = Vec::new();
-    let mut seen = vec![false; pkgs.len()];
-    let mut note = |i: usize, order: &mut Vec<usize>| {
-        if !seen[i] {
-            seen[i] = true;
+    let note = |i: usize, order: &mut Vec<usize>| {
+        if !order.contains(&i) {
             order.push(i);
         }
     };
@@ -345,10 +343,21 @@ pub fn read_database(root: &Path) -> Result<Vec<InstalledPackage>, DbError> {
             });
         }
     }
+    // A package with triggers but no scripts goes right after the previous line's
+    // package, so the triggers file keeps its order too.
+    let mut after: Option<usize> = None;
     for (checksum, globs) in read_triggers(&String::from_utf8_lossy(&read(TRIGGERS)?)) {
         if let Some(&i) = by_checksum.get(&checksum) {
-            note(i, &mut order);
             pkgs[i].triggers = globs;
+            let pos = match order.iter().position(|&j| j == i) {
+                Some(pos) => pos,
+                None => {
+                    let pos = after.map_or(0, |a| a + 1);
+                    order.insert(pos, i);
+                    pos
+                }
+            };
+            after = Some(pos);
         }
     }
     for i in 0..pkgs.len() {
