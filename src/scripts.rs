@@ -10,6 +10,13 @@
 //! and records `f:s` for the package. Here each script runs in a child with its own mount
 //! namespace, so its `/proc` mount disappears with it and the host never sees it.
 //! Scripts run one at a time: they mutate shared files (`etc/group`, links in `bin`).
+//!
+//! Order in a fresh install, per package in plan order: [`run_script`] with
+//! `PreInstall` before its files are extracted (then re-read `etc/passwd`/`etc/group`,
+//! as apk resets its id cache after every script), `PostInstall` after; at the end
+//! [`run_triggers`]; if extraction ran ahead of the scripts, [`reconcile_exec_dir`];
+//! then `db::write_database`, which records the `f:s` marks set here. apk does not open
+//! packages with `I:0`, so it neither records nor runs their scripts.
 
 use std::ffi::CString;
 use std::io::{self, Read};
