@@ -276,6 +276,7 @@ impl Installer {
                 dirs: Vec::new(),
                 scripts: verified.scripts().to_vec(),
                 triggers: verified.info().triggers.clone(),
+                status: Default::default(),
             };
             let input = PlanInput {
                 slot,
