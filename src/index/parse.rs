@@ -173,8 +173,10 @@ impl Stanza {
                 pkg.checksum = value.to_owned();
             }
             b'P' => {
-                if value.is_empty() || value.bytes().any(|c| c == b' ' || c.is_ascii_control()) {
-                    return Err(bad("must be a package name without spaces"));
+                if !is_package_name(value) {
+                    return Err(bad(
+                        "must be a package name of letters, digits and `+ - . _`, not starting with `.` or `-`",
+                    ));
                 }
                 pkg.name = value.to_owned();
                 self.has_name = true;
@@ -245,6 +247,17 @@ fn push_atoms<T>(
         into.push(parse(atom)?);
     }
     Ok(())
+}
+
+/// The names every real index uses: the package's file name is built from it, so a
+/// `/` or a leading `.` must never get through.
+fn is_package_name(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    !bytes.is_empty()
+        && !matches!(bytes[0], b'.' | b'-')
+        && bytes
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.' | b'_'))
 }
 
 /// A non-empty run of ASCII digits that fits in 64 bits.
