@@ -4,7 +4,7 @@
 //! looked at once, and atoms are split on single bytes. Large indexes are cut at blank
 //! lines (which always end a package) into chunks parsed in parallel with rayon: the
 //! work is dominated by allocating the packages' strings, which glibc serves from
-//! per-thread arenas, so two cores nearly halve the time. Field semantics follow apk 2.14
+//! per-thread arenas, so it spreads over the cores without contention. Field semantics follow apk 2.14
 //! (later scalar fields overwrite earlier ones, atom lists accumulate, unknown lowercase
 //! fields are ignored, unknown others make the package uninstallable), but where apk
 //! silently drops what it cannot read, this reader refuses the index and names the line.
