@@ -223,6 +223,36 @@ fn malformed_lines_are_refused_with_their_number() {
 }
 
 #[test]
+fn names_that_would_escape_the_repository_are_refused() {
+    for name in [
+        "../../etc/passwd",
+        "a/b",
+        ".hidden",
+        "-rf",
+        "a b",
+        "a@b",
+        "caf\u{e9}",
+    ] {
+        let text = format!("P:{name}\nV:1\n");
+        assert!(
+            matches!(
+                error(&text),
+                IndexError::BadValue {
+                    line: 1,
+                    field: 'P',
+                    ..
+                }
+            ),
+            "{name:?} accepted"
+        );
+    }
+    for name in ["R", "R-dev", "py3-foo", "gtk+3.0", "font_x", "7zip"] {
+        let text = format!("P:{name}\nV:1\n");
+        assert_eq!(parse_apkindex(&text, 0).expect("accepted")[0].name, name);
+    }
+}
+
+#[test]
 fn stanzas_without_name_or_version_are_refused() {
     assert_eq!(
         error("V:1\n\nP:b\nV:1\n"),
