@@ -12,9 +12,8 @@ use crate::index::{Dependency, Package};
 use crate::report::{Reporter, Stage};
 use crate::resolve::Plan;
 use crate::{db, fetch, install, layout, output, package, repository, resolve, scripts, trust};
-use std::fmt;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Where the repositories come from.
 #[derive(Debug, Clone)]
@@ -66,30 +65,7 @@ pub enum Outcome {
     /// `--simulate`: the plan, nothing written.
     Simulated(Plan),
     /// A finished sysroot.
-    Built(Summary),
-}
-
-/// The closing line of a build, like apk's `OK: 10 MiB in 25 packages`.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    /// Packages installed.
-    pub packages: usize,
-    /// Sum of the packages' installed sizes.
-    pub installed_bytes: u64,
-    /// Wall time of the whole build.
-    pub elapsed: Duration,
-}
-
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "OK: {} MiB in {} packages ({:.2} s)",
-            self.installed_bytes.div_ceil(1024 * 1024),
-            self.packages,
-            self.elapsed.as_secs_f64()
-        )
-    }
+    Built(output::Summary),
 }
 
 /// A stage failed; the variant says which.
@@ -253,6 +229,7 @@ fn install_plan(
         },
         reporter,
     )?;
+    let downloaded_bytes = fetched.iter().map(|f| f.downloaded).sum();
     check_interrupted()?;
 
     reporter.stage(Stage::Install);
@@ -270,7 +247,8 @@ fn install_plan(
     let run_scripts = !options.no_scripts && scripts_can_run(options.arch, reporter);
     let mut installer = install::Installer::new(&root, install::InstallOptions::default())?;
     let mut broken_scripts = vec![false; plan.packages.len()];
-    let pairs: Vec<(&Package, &package::VerifiedPackage)> = plan.packages.iter().zip(&verified).collect();
+    let pairs: Vec<(&Package, &package::VerifiedPackage)> =
+        plan.packages.iter().zip(&verified).collect();
     let mut start = 0;
     while start < pairs.len() {
         // A batch ends before the next package that has a pre-install script: that
@@ -279,13 +257,25 @@ fn install_plan(
             .find(|&i| run_scripts && has_script(pairs[i].1, ScriptAction::PreInstall))
             .unwrap_or(pairs.len());
         if run_scripts {
-            broken_scripts[start] |= run_package_script(&root, pairs[start], ScriptAction::PreInstall, &mut installer, reporter)?;
+            broken_scripts[start] |= run_package_script(
+                &root,
+                pairs[start],
+                ScriptAction::PreInstall,
+                &mut installer,
+                reporter,
+            )?;
         }
         installer.extract_batch(&pairs[start..end], reporter)?;
         check_interrupted()?;
         if run_scripts {
             for i in start..end {
-                broken_scripts[i] |= run_package_script(&root, pairs[i], ScriptAction::PostInstall, &mut installer, reporter)?;
+                broken_scripts[i] |= run_package_script(
+                    &root,
+                    pairs[i],
+                    ScriptAction::PostInstall,
+                    &mut installer,
+                    reporter,
+                )?;
             }
         }
         start = end;
@@ -314,10 +304,12 @@ fn install_plan(
     check_interrupted()?;
     staging.commit()?;
 
-    Ok(Outcome::Built(Summary {
+    Ok(Outcome::Built(output::Summary {
         packages: installed.len(),
         installed_bytes: installed.iter().map(|p| p.package.installed_size).sum(),
+        downloaded_bytes,
         elapsed: started.elapsed(),
+        errors: installed.iter().filter(|p| p.status.broken_script).count(),
     }))
 }
 
@@ -340,7 +332,10 @@ fn scripts_can_run(arch: Arch, reporter: &dyn Reporter) -> bool {
 }
 
 fn has_script(package: &package::VerifiedPackage, action: ScriptAction) -> bool {
-    package.scripts().iter().any(|s| s.action == action.as_str())
+    package
+        .scripts()
+        .iter()
+        .any(|s| s.action == action.as_str())
 }
 
 /// Runs one install script of a package; returns whether it failed (apk's `f:s`).
@@ -364,7 +359,12 @@ fn run_package_script(
     Ok(outcome.failed())
 }
 
-fn report_outcome(package: &str, action: &str, outcome: &scripts::ScriptOutcome, reporter: &dyn Reporter) {
+fn report_outcome(
+    package: &str,
+    action: &str,
+    outcome: &scripts::ScriptOutcome,
+    reporter: &dyn Reporter,
+) {
     match outcome {
         scripts::ScriptOutcome::Absent => {}
         scripts::ScriptOutcome::Succeeded { output } => {
@@ -382,10 +382,20 @@ fn report_outcome(package: &str, action: &str, outcome: &scripts::ScriptOutcome,
 
 /// What goes into the sysroot's `etc/apk/repositories`: the repositories file as given,
 /// or one line per repository used (`@tag URL` for tagged ones).
-fn repository_lines(options: &BuildOptions, repos: &[repository::Repository]) -> Result<Vec<String>, BuildError> {
-    if let RepoSelection::Explicit { repositories_file: Some(file), repos: given } = &options.repos {
+fn repository_lines(
+    options: &BuildOptions,
+    repos: &[repository::Repository],
+) -> Result<Vec<String>, BuildError> {
+    if let RepoSelection::Explicit {
+        repositories_file: Some(file),
+        repos: given,
+    } = &options.repos
+    {
         if given.is_empty() {
-            let text = std::fs::read_to_string(file).map_err(|source| BuildError::ReadFile { path: file.clone(), source })?;
+            let text = std::fs::read_to_string(file).map_err(|source| BuildError::ReadFile {
+                path: file.clone(),
+                source,
+            })?;
             return Ok(text.lines().map(str::to_string).collect());
         }
     }

@@ -46,7 +46,12 @@ fn oracle_tools() -> Option<PathBuf> {
 }
 
 /// Verifies the packages of `plan` and extracts them as one batch into `root`.
-fn install_plan(shared: &Path, plan: &str, root: &Path, opts: InstallOptions) -> Vec<InstalledPackage> {
+fn install_plan(
+    shared: &Path,
+    plan: &str,
+    root: &Path,
+    opts: InstallOptions,
+) -> Vec<InstalledPackage> {
     let repo = shared.join("v3.19/main/x86_64");
     let index: HashMap<String, _> = read_index(&repo.join("APKINDEX.tar.gz"))
         .into_iter()
@@ -155,14 +160,19 @@ fn alpine_base_without_scripts_matches_apk() {
 
 #[test]
 fn all_co_installable_packages_without_scripts_match_apk() {
-    let names: Vec<&str> = CO_INSTALLABLE.lines().map(|nv| nv.rsplitn(3, '-').nth(2).unwrap_or(nv)).collect();
+    let names: Vec<&str> = CO_INSTALLABLE
+        .lines()
+        .map(|nv| nv.rsplitn(3, '-').nth(2).unwrap_or(nv))
+        .collect();
     assert_matches_apk(CO_INSTALLABLE, &names);
 }
 
 /// Builds `request` with the apk oracle (no scripts) and `plan` with the installer, then
 /// compares the file records and the trees.
 fn assert_matches_apk(plan: &str, request: &[&str]) {
-    let Some(shared) = shared_alpine() else { return };
+    let Some(shared) = shared_alpine() else {
+        return;
+    };
     if !is_root() {
         eprintln!("skipped: needs root (ownership, chroot for the oracle)");
         return;

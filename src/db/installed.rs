@@ -94,29 +94,40 @@ pub fn write_index_header(out: &mut String, p: &Package) {
 }
 
 /// One package's record, blank line included.
-fn write_package(out: &mut String, ipkg: &InstalledPackage) {
+/// Writes one package. apk 2.14 writes the index header straight to the file but
+/// collects `r:`/`q:`/`s:`/`f:` in a buffer that is only flushed with the first `F:`
+/// line; a package without directories therefore hands those lines to the next package
+/// (after its header), and the last package loses them. `pending` carries them over so
+/// that the file is byte-identical to apk's (alpine-base's `r:` lands on
+/// alpine-baselayout in a real 3.19 database).
+fn write_package(out: &mut String, pending: &mut String, ipkg: &InstalledPackage) {
     let p = &ipkg.package;
     write_index_header(out, p);
-    push_list(out, "r:", &p.replaces);
+    let extras = pending;
+    push_list(extras, "r:", &p.replaces);
     if let Some(q) = p.replaces_priority.filter(|&q| q != 0) {
-        let _ = writeln!(out, "q:{q}");
+        let _ = writeln!(extras, "q:{q}");
     }
     let st = &ipkg.status;
     if let Some(tag) = &st.repository_tag {
-        let _ = writeln!(out, "s:{tag}");
+        let _ = writeln!(extras, "s:{tag}");
     }
     if st.broken_files || st.broken_script || st.broken_xattr {
-        out.push_str("f:");
+        extras.push_str("f:");
         if st.broken_files {
-            out.push('f');
+            extras.push('f');
         }
         if st.broken_script {
-            out.push('s');
+            extras.push('s');
         }
         if st.broken_xattr {
-            out.push('x');
+            extras.push('x');
         }
-        out.push('\n');
+        extras.push('\n');
+    }
+    if !ipkg.dirs.is_empty() {
+        out.push_str(extras);
+        extras.clear();
     }
     for dir in &ipkg.dirs {
         let _ = writeln!(out, "F:{}", dir.path);
@@ -145,8 +156,9 @@ pub fn write_installed(installed: &[InstalledPackage]) -> String {
         })
     });
     let mut out = String::with_capacity(installed.len() * 2048);
+    let mut pending = String::new();
     for ipkg in sorted {
-        write_package(&mut out, ipkg);
+        write_package(&mut out, &mut pending, ipkg);
     }
     out
 }
@@ -321,5 +333,37 @@ mod tests {
             read_installed(text),
             Err(DbError::Parse { line: 6, .. })
         ));
+    }
+
+    fn package(name: &str, replaces: &str, dirs: &[&str]) -> InstalledPackage {
+        let mut p = empty_package();
+        p.name = name.into();
+        p.version = Version::new("1-r0");
+        p.checksum = "Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
+        p.replaces = Dependency::parse_list(replaces).unwrap();
+        let mut ipkg = InstalledPackage::new(p);
+        for d in dirs {
+            ipkg.dirs.push(DirRecord {
+                path: d.to_string(),
+                acl: DEFAULT_DIR_ACL,
+                files: Vec::new(),
+            });
+        }
+        ipkg
+    }
+
+    #[test]
+    fn replaces_of_a_package_without_directories_land_on_the_next_one_as_in_apk() {
+        // apk 2.14 flushes `r:` with the first `F:`: alpine-base (no directories)
+        // hands its `r:alpine-baselayout` to alpine-baselayout, and the last package loses it.
+        let text = write_installed(&[
+            package("a", "x", &[]),
+            package("b", "y", &["etc"]),
+            package("c", "z", &[]),
+        ]);
+        let sections: Vec<&str> = text.split("\n\n").collect();
+        assert!(!sections[0].contains("r:"), "{text}");
+        assert!(sections[1].ends_with("r:x\nr:y\nF:etc"), "{text}");
+        assert!(!sections[2].contains("r:"), "{text}");
     }
 }
