@@ -89,9 +89,15 @@ pub enum BuildError {
     /// Downloading a package failed.
     #[error(transparent)]
     Fetch(#[from] fetch::FetchError),
-    /// A package failed verification.
-    #[error(transparent)]
-    Package(#[from] package::PackageError),
+    /// A package failed verification against its index entry.
+    #[error("`{url}` does not match the signed index; nothing was installed")]
+    Verify {
+        /// Where the package came from.
+        url: String,
+        /// What differed.
+        #[source]
+        source: package::PackageError,
+    },
     /// Extracting a package failed.
     #[error(transparent)]
     Install(#[from] install::InstallError),
@@ -238,7 +244,17 @@ fn install_plan(
         plan.packages
             .par_iter()
             .zip(fetched.par_iter())
-            .map(|(pkg, file)| package::VerifiedPackage::open(pkg, &file.path))
+            .map(|(pkg, file)| {
+                package::VerifiedPackage::open(pkg, &file.path).map_err(|source| {
+                    BuildError::Verify {
+                        url: repos.get(pkg.repo).map_or_else(
+                            || file.path.display().to_string(),
+                            |r| r.package_url(arch, pkg),
+                        ),
+                        source,
+                    }
+                })
+            })
             .collect::<Result<_, _>>()?
     };
     drop(fetched);

@@ -35,7 +35,9 @@ fn build(shared: &Path, repo: &str, out: &Path, packages: &[&str], extra: &[&str
 }
 
 fn fixture_db(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/db").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/db")
+        .join(name)
 }
 
 fn is_root() -> bool {
@@ -63,7 +65,11 @@ fn assert_database_matches_apk(root: &Path, set: &str) {
 
 /// Nothing named after `out` is left in its parent: no sysroot, no staging directory.
 fn assert_nothing_left(out: &Path) {
-    assert!(!out.exists(), "`{}` exists after a failed build", out.display());
+    assert!(
+        !out.exists(),
+        "`{}` exists after a failed build",
+        out.display()
+    );
     let name = out.file_name().unwrap().to_string_lossy().to_string();
     let leftovers: Vec<_> = std::fs::read_dir(out.parent().unwrap())
         .unwrap()
@@ -76,7 +82,9 @@ fn assert_nothing_left(out: &Path) {
 
 #[test]
 fn alpine_base_database_is_byte_identical_to_apk() {
-    let Some(shared) = support::shared_or_skip() else { return };
+    let Some(shared) = support::shared_or_skip() else {
+        return;
+    };
     if !is_root() {
         eprintln!("skipped: the apk reference ran scripts as root; run as root");
         return;
@@ -103,7 +111,9 @@ fn alpine_base_database_is_byte_identical_to_apk() {
 
 #[test]
 fn all_co_installable_packages_match_apk_over_http() {
-    let Some(shared) = support::shared_or_skip() else { return };
+    let Some(shared) = support::shared_or_skip() else {
+        return;
+    };
     if !is_root() {
         eprintln!("skipped: the apk reference ran scripts as root; run as root");
         return;
@@ -127,11 +137,19 @@ fn all_co_installable_packages_match_apk_over_http() {
 
 #[test]
 fn simulate_prints_only_the_plan_and_writes_nothing() {
-    let Some(shared) = support::shared_or_skip() else { return };
+    let Some(shared) = support::shared_or_skip() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("sysroot");
     let repo = shared.join("v3.19/main");
-    let result = build(&shared, repo.to_str().unwrap(), &out, &["alpine-base"], &["--simulate"]);
+    let result = build(
+        &shared,
+        repo.to_str().unwrap(),
+        &out,
+        &["alpine-base"],
+        &["--simulate"],
+    );
     assert_ok(&result);
     let plan = String::from_utf8(result.stdout).unwrap();
     let lines: Vec<&str> = plan.lines().collect();
@@ -144,7 +162,9 @@ fn simulate_prints_only_the_plan_and_writes_nothing() {
 
 #[test]
 fn wrong_arch_keys_are_refused_and_leave_nothing() {
-    let Some(shared) = support::shared_or_skip() else { return };
+    let Some(shared) = support::shared_or_skip() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("sysroot");
     let result = bin()
@@ -157,13 +177,20 @@ fn wrong_arch_keys_are_refused_and_leave_nothing() {
         .unwrap();
     assert_eq!(result.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(stderr.contains("6165ee59") && stderr.contains("--allow-untrusted"), "{stderr}");
+    assert!(
+        stderr.contains("6165ee59") && stderr.contains("--allow-untrusted"),
+        "{stderr}"
+    );
     assert_nothing_left(&out);
 }
 
 /// A copy of the v3.19 repository whose `.apk` files are links, except `name`,
 /// which is a real copy passed through `damage`.
-fn repo_with_damaged(shared: &Path, name: &str, damage: impl Fn(&mut Vec<u8>)) -> tempfile::TempDir {
+fn repo_with_damaged(
+    shared: &Path,
+    name: &str,
+    damage: impl Fn(&mut Vec<u8>),
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let arch_dir = dir.path().join("x86_64");
     std::fs::create_dir(&arch_dir).unwrap();
@@ -197,7 +224,9 @@ fn assert_refused(shared: &Path, repo: &Path, expect: &[&str]) {
 
 #[test]
 fn tampered_package_fails_the_build_and_leaves_nothing() {
-    let Some(shared) = support::shared_or_skip() else { return };
+    let Some(shared) = support::shared_or_skip() else {
+        return;
+    };
     // Flip a byte near the end: inside the data member, so only `datahash` catches it.
     let repo = repo_with_damaged(&shared, "zlib-1.3.1-r0.apk", |b| {
         let at = b.len() - 100;
@@ -208,21 +237,33 @@ fn tampered_package_fails_the_build_and_leaves_nothing() {
 
 #[test]
 fn truncated_package_fails_the_build_and_leaves_nothing() {
-    let Some(shared) = support::shared_or_skip() else { return };
-    let repo = repo_with_damaged(&shared, "busybox-1.36.1-r15.apk", |b| b.truncate(b.len() / 2));
+    let Some(shared) = support::shared_or_skip() else {
+        return;
+    };
+    let repo = repo_with_damaged(&shared, "busybox-1.36.1-r15.apk", |b| {
+        b.truncate(b.len() / 2)
+    });
     assert_refused(&shared, repo.path(), &["busybox"]);
 }
 
 #[test]
 fn package_missing_from_the_repository_fails_and_names_it() {
-    let Some(shared) = support::shared_or_skip() else { return };
+    let Some(shared) = support::shared_or_skip() else {
+        return;
+    };
     let repo = repo_with_damaged(&shared, "musl-1.2.4_git20230717-r4.apk", |b| b.clear());
-    assert_refused(&shared, repo.path(), &["musl", "musl-1.2.4_git20230717-r4.apk"]);
+    assert_refused(
+        &shared,
+        repo.path(),
+        &["musl", "musl-1.2.4_git20230717-r4.apk"],
+    );
 }
 
 #[test]
 fn existing_non_empty_directory_is_kept_unless_forced() {
-    let Some(shared) = support::shared_or_skip() else { return };
+    let Some(shared) = support::shared_or_skip() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("sysroot");
     std::fs::create_dir(&out).unwrap();
@@ -232,7 +273,13 @@ fn existing_non_empty_directory_is_kept_unless_forced() {
     assert_eq!(result.status.code(), Some(1));
     assert_eq!(std::fs::read(out.join("precious")).unwrap(), b"keep");
 
-    let result = build(&shared, repo.to_str().unwrap(), &out, &["musl"], &["--force"]);
+    let result = build(
+        &shared,
+        repo.to_str().unwrap(),
+        &out,
+        &["musl"],
+        &["--force"],
+    );
     assert_ok(&result);
     assert!(!out.join("precious").exists());
     assert!(out.join("lib/ld-musl-x86_64.so.1").exists());
@@ -242,7 +289,10 @@ fn existing_non_empty_directory_is_kept_unless_forced() {
 fn usage_errors_exit_2() {
     let result = bin().arg("--arch").arg("x86_64").output().unwrap();
     assert_eq!(result.status.code(), Some(2));
-    let result = bin().args(["--arch", "sparc", "/tmp/never-created"]).output().unwrap();
+    let result = bin()
+        .args(["--arch", "sparc", "/tmp/never-created"])
+        .output()
+        .unwrap();
     assert_eq!(result.status.code(), Some(2));
     assert!(!Path::new("/tmp/never-created").exists());
 }
