@@ -44,7 +44,11 @@ fn native_arch() -> &'static str {
 
 fn enter(dir: &Path, extra: &[&str], command: &[&str]) -> std::process::Output {
     let mut cmd = bin();
-    cmd.arg("enter").args(extra).arg(dir).arg("--").args(command);
+    cmd.arg("enter")
+        .args(extra)
+        .arg(dir)
+        .arg("--")
+        .args(command);
     cmd.stdin(Stdio::null()).output().unwrap()
 }
 
@@ -67,7 +71,12 @@ fn every_minirootfs_prints_its_machine_and_exit_status_leaving_the_host_untouche
     let mut entered = 0;
     for tarball in &tarballs {
         let file = tarball.file_name().unwrap().to_string_lossy();
-        let arch = file.trim_end_matches(".tar.gz").rsplit('-').next().unwrap().to_string();
+        let arch = file
+            .trim_end_matches(".tar.gz")
+            .rsplit('-')
+            .next()
+            .unwrap()
+            .to_string();
         if let Err(why) = can_enter(&arch) {
             skip(&format!("{file}: {why}"));
             continue;
@@ -84,12 +93,19 @@ fn every_minirootfs_prints_its_machine_and_exit_status_leaving_the_host_untouche
         let out = enter(dir.path(), &[], &["sh", "-c", "exit 7"]);
         assert_eq!(out.status.code(), Some(7), "{file}: {}", stderr(&out));
 
-        assert_eq!(dir.path().join("etc/resolv.conf").exists(), had_resolv_conf, "{file}: resolv.conf left behind");
+        assert_eq!(
+            dir.path().join("etc/resolv.conf").exists(),
+            had_resolv_conf,
+            "{file}: resolv.conf left behind"
+        );
         entered += 1;
     }
     let after = host_state();
     assert_eq!(before.0, after.0, "the host's mountinfo changed");
-    assert_eq!(before.1, after.1, "the host's /proc/sys/fs/binfmt_misc listing changed");
+    assert_eq!(
+        before.1, after.1,
+        "the host's /proc/sys/fs/binfmt_misc listing changed"
+    );
     assert_eq!(before.2, after.2, "the host's binfmt_misc entries changed");
     if entered == 0 {
         skip("no minirootfs could be entered");
@@ -101,9 +117,14 @@ fn every_minirootfs_prints_its_machine_and_exit_status_leaving_the_host_untouche
 fn aarch64_with_setuid_program() -> Result<tempfile::TempDir, String> {
     let dir = sysroot("aarch64")?;
     let program = dir.path().join("usr/local/bin/euid");
-    build_euid_program(&program).ok_or("aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu) is missing")?;
+    build_euid_program(&program)
+        .ok_or("aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu) is missing")?;
     std::os::unix::fs::chown(&program, Some(0), Some(0)).unwrap();
-    std::fs::set_permissions(&program, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+    )
+    .unwrap();
     Ok(dir)
 }
 
@@ -113,7 +134,11 @@ fn setuid_program_runs_as_root_under_private_binfmt() {
         Ok(dir) => dir,
         Err(why) => return skip(&why),
     };
-    let out = enter(dir.path(), &["--user", "nobody"], &["sh", "-c", "id -u; /usr/local/bin/euid"]);
+    let out = enter(
+        dir.path(),
+        &["--user", "nobody"],
+        &["sh", "-c", "id -u; /usr/local/bin/euid"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "65534\n0\n", "{}", stderr(&out));
 }
@@ -136,13 +161,23 @@ fn f_only_host_handler_warns_and_setuid_fails() {
         )
     };
     let handler = HostHandler::register(&name, &String::from_utf8(reg.line().unwrap()).unwrap());
-    let out = enter(dir.path(), &["--binfmt", "host", "--user", "nobody"], &["/usr/local/bin/euid"]);
+    let out = enter(
+        dir.path(),
+        &["--binfmt", "host", "--user", "nobody"],
+        &["/usr/local/bin/euid"],
+    );
     drop(handler);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "65534\n");
     let err = stderr(&out);
-    assert!(err.contains("warning:") && err.contains("without C") && err.contains(&name), "{err}");
-    assert!(!run(&["binfmt", "status"]).stdout.windows(name.len()).any(|w| w == name.as_bytes()));
+    assert!(
+        err.contains("warning:") && err.contains("without C") && err.contains(&name),
+        "{err}"
+    );
+    assert!(!run(&["binfmt", "status"])
+        .stdout
+        .windows(name.len())
+        .any(|w| w == name.as_bytes()));
 }
 
 #[test]
@@ -176,14 +211,21 @@ fn doas_gives_root_to_a_wheel_user() {
         text.push_str(line);
         std::fs::write(path, text).unwrap();
     };
-    append("etc/passwd", "reborn:x:1000:1000:reborn:/home/reborn:/bin/sh\n");
+    append(
+        "etc/passwd",
+        "reborn:x:1000:1000:reborn:/home/reborn:/bin/sh\n",
+    );
     append("etc/group", "reborn:x:1000:\n");
     let group = std::fs::read_to_string(root.join("etc/group")).unwrap();
     let group = group.replace("wheel:x:10:root\n", "wheel:x:10:root,reborn\n");
     std::fs::write(root.join("etc/group"), group).unwrap();
     std::fs::create_dir_all(root.join("home/reborn")).unwrap();
 
-    let out = enter(root, &["--user", "reborn"], &["sh", "-c", "id -u; doas id -u"]);
+    let out = enter(
+        root,
+        &["--user", "reborn"],
+        &["sh", "-c", "id -u; doas id -u"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "1000\n0\n", "{}", stderr(&out));
 }
@@ -195,7 +237,11 @@ fn command_runs_under_a_reaping_init_in_its_own_namespaces() {
         Err(why) => return skip(&why),
     };
     let script = "echo $$; hostname; cat /proc/1/comm; (sleep 0 &); ls /proc | grep -c '^[0-9]'";
-    let out = enter(dir.path(), &["--hostname", "inside-test"], &["sh", "-c", script]);
+    let out = enter(
+        dir.path(),
+        &["--hostname", "inside-test"],
+        &["sh", "-c", script],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
@@ -217,11 +263,28 @@ fn mounts_inside_are_the_sysroot_own_and_resolv_conf_is_the_host_s() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let points: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
-    for expected in ["/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/dev/null", "/run"] {
+    for expected in [
+        "/",
+        "/proc",
+        "/sys",
+        "/dev",
+        "/dev/pts",
+        "/dev/shm",
+        "/dev/null",
+        "/run",
+    ] {
         assert!(points.contains(&expected), "{expected} not mounted: {text}");
     }
-    assert!(!points.iter().any(|p| p.starts_with("/work") || p.starts_with("/tmp")), "host mounts visible: {text}");
-    assert!(text.contains("/dev/pts/ptmx") && text.contains("\nsys\n"), "{text}");
+    assert!(
+        !points
+            .iter()
+            .any(|p| p.starts_with("/work") || p.starts_with("/tmp")),
+        "host mounts visible: {text}"
+    );
+    assert!(
+        text.contains("/dev/pts/ptmx") && text.contains("\nsys\n"),
+        "{text}"
+    );
     if let Ok(host) = std::fs::read_to_string("/etc/resolv.conf") {
         assert!(text.ends_with(&host), "{text}");
     }
@@ -239,13 +302,29 @@ fn binds_are_visible_writable_or_read_only_and_leave_no_mount_point() {
     let rw = format!("{}:/work/src", work.path().display());
     let ro_spec = format!("{}:/srv/ro:ro", ro.path().display());
     let script = "cat /work/src/input; echo out > /work/src/output; touch /srv/ro/x 2>/dev/null && echo writable || echo read-only";
-    let out = enter(dir.path(), &["--bind", &rw, "--bind", &ro_spec], &["sh", "-c", script]);
+    let out = enter(
+        dir.path(),
+        &["--bind", &rw, "--bind", &ro_spec],
+        &["sh", "-c", script],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "from host\nread-only\n");
-    assert_eq!(std::fs::read_to_string(work.path().join("output")).unwrap(), "out\n");
-    assert!(!dir.path().join("work").exists(), "the created mount point stayed");
-    assert!(!dir.path().join("srv/ro").exists(), "the created mount point stayed");
-    assert!(dir.path().join("srv").exists(), "the sysroot's own srv went away");
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("output")).unwrap(),
+        "out\n"
+    );
+    assert!(
+        !dir.path().join("work").exists(),
+        "the created mount point stayed"
+    );
+    assert!(
+        !dir.path().join("srv/ro").exists(),
+        "the created mount point stayed"
+    );
+    assert!(
+        dir.path().join("srv").exists(),
+        "the sysroot's own srv went away"
+    );
 }
 
 #[test]
@@ -266,7 +345,13 @@ fn environment_is_clean_but_keeps_term_and_takes_env() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let env = stdout(&out);
-    for line in ["TERM=xterm-test", "FOO=bar baz", "PASSED=yes", "HOME=/root", "USER=root"] {
+    for line in [
+        "TERM=xterm-test",
+        "FOO=bar baz",
+        "PASSED=yes",
+        "HOME=/root",
+        "USER=root",
+    ] {
         assert!(env.lines().any(|l| l == line), "{line} missing: {env}");
     }
     assert!(!env.contains("SECRET_TOKEN"), "{env}");
@@ -281,14 +366,23 @@ fn sigterm_to_the_tool_reaches_the_command() {
     let mut child = bin()
         .arg("enter")
         .arg(dir.path())
-        .args(["--", "sh", "-c", "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 1; done"])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 1; done",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     assert_eq!(lines.next().unwrap().unwrap(), "got-term");
     assert_eq!(child.wait().unwrap().code(), Some(42));
 }
@@ -311,12 +405,17 @@ fn missing_command_exits_127_with_its_name() {
     };
     let out = enter(dir.path(), &[], &["no-such-command"]);
     assert_eq!(out.status.code(), Some(127));
-    assert!(stderr(&out).contains("`no-such-command`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`no-such-command`"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn missing_qemu_names_the_debian_package() {
-    let Some(foreign) = Arch::all().find(|a| !Arch::host().is_some_and(|h| a.runs_natively_on(h))) else {
+    let Some(foreign) = Arch::all().find(|a| !Arch::host().is_some_and(|h| a.runs_natively_on(h)))
+    else {
         return skip("every arch is native here");
     };
     let dir = tempfile::tempdir().unwrap();
@@ -332,7 +431,10 @@ fn missing_qemu_names_the_debian_package() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     // Either qemu is missing (the message names the package) or the kernel lacks private instances.
-    assert!(err.contains("qemu-user-static") || err.contains("6.7"), "{err}");
+    assert!(
+        err.contains("qemu-user-static") || err.contains("6.7"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -361,7 +463,12 @@ fn rootless_user_enters_a_sysroot_they_own() {
         bin()
             .arg("enter")
             .arg(dir.path())
-            .args(["--", "sh", "-c", "id -u; uname -m; cat /proc/self/uid_map; touch /etc/owned && echo wrote"])
+            .args([
+                "--",
+                "sh",
+                "-c",
+                "id -u; uname -m; cat /proc/self/uid_map; touch /etc/owned && echo wrote",
+            ])
             .uid(65534)
             .gid(65534)
             .env("HOME", "/")
@@ -377,7 +484,11 @@ fn rootless_user_enters_a_sysroot_they_own() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "0", "{text}");
     assert_eq!(lines[1], "aarch64", "{text}");
-    assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>()[..2], ["0", "65534"], "{text}");
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>()[..2],
+        ["0", "65534"],
+        "{text}"
+    );
     assert_eq!(lines[3], "wrote");
     assert!(dir.path().join("etc/owned").exists());
 }

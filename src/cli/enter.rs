@@ -157,18 +157,22 @@ pub fn run_binfmt(args: BinfmtArgs) -> anyhow::Result<i32> {
                 );
             }
             let flags = Flags::parse(&flags)?;
+            // Everything is checked before the host is touched.
+            let mut regs = Vec::new();
+            for a in arch {
+                let qemu = binfmt::find_qemu(a, qemu.as_deref())?;
+                regs.push((a, Registration::for_arch(a, &qemu, flags)));
+            }
             if binfmt::mount_host_table()? {
                 eprintln!("mounted the host's binfmt_misc at `{}`", binfmt::HOST_MOUNT);
             }
             let table = Table::at(binfmt::HOST_MOUNT);
-            for a in arch {
-                let qemu = binfmt::find_qemu(a, qemu.as_deref())?;
-                let reg = Registration::for_arch(a, &qemu, flags);
+            for (a, reg) in regs {
                 table.replace(&reg)?;
                 println!(
                     "{a}: registered `{}` -> `{}` (flags {flags})",
                     reg.name,
-                    qemu.display()
+                    reg.interpreter.display()
                 );
             }
             if flags.credentials {

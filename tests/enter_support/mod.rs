@@ -58,7 +58,12 @@ pub fn extract(archive: &Path, dir: &Path, members: &[&str]) {
         .args(members)
         .output()
         .unwrap();
-    assert!(out.status.success(), "tar {}: {}", archive.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tar {}: {}",
+        archive.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The minirootfs tarball of `arch` (3.20.3), when present.
@@ -103,7 +108,10 @@ pub fn host_lock() -> HostLock {
         .unwrap();
     let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .unwrap_or_else(|_| panic!("cannot lock the host state"));
-    HostLock { _file: file, _guard: guard }
+    HostLock {
+        _file: file,
+        _guard: guard,
+    }
 }
 
 /// What must not change on the host: this process's mount table, the listing of
@@ -112,7 +120,11 @@ pub fn host_lock() -> HostLock {
 pub fn host_state() -> (String, Vec<String>, String) {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let mut listing: Vec<String> = std::fs::read_dir("/proc/sys/fs/binfmt_misc")
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     listing.sort();
     let status = run(&["binfmt", "status"]);
@@ -142,14 +154,29 @@ impl HostHandler {
                 use nix::mount::{mount, MsFlags};
                 nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
                 nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
-                mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)?;
+                mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )?;
                 let dir = "/proc/sys/fs/binfmt_misc";
-                let _ = mount(Some("binfmt_misc"), dir, Some("binfmt_misc"), MsFlags::empty(), None::<&str>);
+                let _ = mount(
+                    Some("binfmt_misc"),
+                    dir,
+                    Some("binfmt_misc"),
+                    MsFlags::empty(),
+                    None::<&str>,
+                );
                 Ok(())
             });
         }
         let helper = cmd.spawn().unwrap();
-        let dir = PathBuf::from(format!("/proc/{}/root/proc/sys/fs/binfmt_misc", helper.id()));
+        let dir = PathBuf::from(format!(
+            "/proc/{}/root/proc/sys/fs/binfmt_misc",
+            helper.id()
+        ));
         // The helper may not have mounted yet: wait for its register file (it appears
         // in well under a second; this is readiness, not a timed assertion).
         for _ in 0..500 {
@@ -158,9 +185,15 @@ impl HostHandler {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        let mut register = std::fs::OpenOptions::new().write(true).open(dir.join("register")).unwrap();
+        let mut register = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("register"))
+            .unwrap();
         register.write_all(line.as_bytes()).unwrap();
-        HostHandler { entry: dir.join(name), helper }
+        HostHandler {
+            entry: dir.join(name),
+            helper,
+        }
     }
 }
 
