@@ -207,3 +207,38 @@ fn unknown_flags_and_arches_are_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("sparc"), "{}", stderr(&out));
 }
+
+#[test]
+fn enter_global_registers_qemu_with_c_and_keeps_it_until_unregistered() {
+    let _lock = host_lock();
+    let restore = match may_register("aarch64") {
+        Ok(r) => r,
+        Err(why) => return skip(&why),
+    };
+    let Some(tarball) = minirootfs("aarch64") else {
+        return skip("../shared/alpine/minirootfs is missing");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    extract(&tarball, dir.path(), &[]);
+    let program = dir.path().join("usr/local/bin/euid");
+    if build_euid_program(&program).is_none() {
+        return skip("aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu) is missing");
+    }
+    std::fs::set_permissions(&program, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    let before = host_state();
+
+    let out = bin()
+        .args(["enter", "--binfmt", "global", "--user", "nobody"])
+        .arg(dir.path())
+        .args(["--", "/usr/local/bin/euid"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "0\n");
+    assert!(stderr(&out).contains("can now gain root"), "{}", stderr(&out));
+    let status = stdout(&run(&["binfmt", "status", "aarch64"]));
+    assert!(status.contains("aarch64: `qemu-aarch64`, setuid works"), "{status}");
+
+    drop(restore);
+    assert_eq!(host_state(), before);
+}
