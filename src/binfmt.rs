@@ -599,6 +599,45 @@ pub fn find_qemu(arch: Arch, explicit: Option<&Path>) -> Result<PathBuf, BinfmtE
     })
 }
 
+/// Whether the ELF file at `path` has no program interpreter (is statically linked);
+/// `None` when it cannot be read as ELF. A dynamic qemu cannot run inside a sysroot,
+/// whose libraries are the target's, not the host's.
+pub fn is_static_elf(path: &Path) -> Option<bool> {
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(64 * 1024)
+        .read_to_end(&mut head)
+        .ok()?;
+    if head.len() < 52 || &head[..4] != b"\x7fELF" {
+        return None;
+    }
+    let wide = head[4] == 2;
+    let little = head[5] == 1;
+    let num = |at: usize, len: usize| -> Option<u64> {
+        let bytes = head.get(at..at + len)?;
+        let mut v = 0u64;
+        for i in 0..len {
+            let b = if little { bytes[len - 1 - i] } else { bytes[i] };
+            v = (v << 8) | u64::from(b);
+        }
+        Some(v)
+    };
+    let (phoff, phentsize, phnum) = if wide {
+        (num(32, 8)?, num(54, 2)?, num(56, 2)?)
+    } else {
+        (num(28, 4)?, num(42, 2)?, num(44, 2)?)
+    };
+    for i in 0..phnum {
+        let at = usize::try_from(phoff + i * phentsize).ok()?;
+        // PT_INTERP names the dynamic loader.
+        if num(at, 4)? == 3 {
+            return Some(false);
+        }
+    }
+    Some(true)
+}
+
 /// Whether `qemu` takes the original argv[0] from the kernel (`P` flag, through
 /// `AT_FLAGS`), which qemu does since 6.0; older or unknown versions get no `P`.
 pub fn qemu_preserves_argv0(qemu: &Path) -> bool {
@@ -661,6 +700,25 @@ mod tests {
         let err = Entry::parse("x", "enabled\ninterpreter /a\nmagic zz\n").unwrap_err();
         assert!(err.to_string().contains("`x`"), "{err}");
         assert!(Entry::parse("y", "").is_err());
+    }
+
+    #[test]
+    fn static_and_dynamic_executables_are_told_apart() {
+        // This test binary is dynamic on the usual hosts; a truncated file is not ELF.
+        let me = std::env::current_exe().unwrap();
+        assert!(is_static_elf(&me).is_some());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("short"), b"\x7fELF").unwrap();
+        assert_eq!(is_static_elf(&dir.path().join("short")), None);
+        if Path::new("/usr/bin/qemu-aarch64-static").exists() {
+            assert_eq!(
+                is_static_elf(Path::new("/usr/bin/qemu-aarch64-static")),
+                Some(true)
+            );
+        }
+        if Path::new("/bin/sh").exists() {
+            assert_eq!(is_static_elf(Path::new("/bin/sh")), Some(false));
+        }
     }
 
     #[test]

@@ -224,7 +224,11 @@ fn enter_global_registers_qemu_with_c_and_keeps_it_until_unregistered() {
     if build_euid_program(&program).is_none() {
         return skip("aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu) is missing");
     }
-    std::fs::set_permissions(&program, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+    )
+    .unwrap();
     let before = host_state();
 
     let out = bin()
@@ -235,9 +239,16 @@ fn enter_global_registers_qemu_with_c_and_keeps_it_until_unregistered() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "0\n");
-    assert!(stderr(&out).contains("can now gain root"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("can now gain root"),
+        "{}",
+        stderr(&out)
+    );
     let status = stdout(&run(&["binfmt", "status", "aarch64"]));
-    assert!(status.contains("aarch64: `qemu-aarch64`, setuid works"), "{status}");
+    assert!(
+        status.contains("aarch64: `qemu-aarch64`, setuid works"),
+        "{status}"
+    );
 
     drop(restore);
     assert_eq!(host_state(), before);

@@ -501,13 +501,20 @@ fn host_mode_without_a_handler_is_refused_with_the_fix() {
     };
     let _lock = host_lock();
     let riscv64 = Arch::from_name("riscv64").unwrap();
-    if !sysroot_mk::binfmt::with_host_table(move |t| t.handlers_for(riscv64)).unwrap().is_empty() {
+    if !sysroot_mk::binfmt::with_host_table(move |t| t.handlers_for(riscv64))
+        .unwrap()
+        .is_empty()
+    {
         return skip("the host has a riscv64 handler");
     }
     let out = enter(dir.path(), &["--binfmt", "host"], &["true"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("no binfmt_misc handler for `riscv64`") && err.contains("binfmt register riscv64"), "{err}");
+    assert!(
+        err.contains("no binfmt_misc handler for `riscv64`")
+            && err.contains("binfmt register riscv64"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -525,10 +532,21 @@ fn login_shell_reads_the_profile_and_commands_from_stdin() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"echo \"$PATH\"; exit 3\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo \"$PATH\"; exit 3\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     // Alpine's /etc/profile sets its own PATH: the shell was a login shell.
-    assert!(stdout(&out).trim_end().ends_with("/usr/sbin:/usr/bin:/sbin:/bin"), "{}", stdout(&out));
+    assert!(
+        stdout(&out)
+            .trim_end()
+            .ends_with("/usr/sbin:/usr/bin:/sbin:/bin"),
+        "{}",
+        stdout(&out)
+    );
     assert!(!stdout(&out).contains("/host/only"), "{}", stdout(&out));
 }

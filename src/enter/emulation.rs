@@ -99,15 +99,8 @@ pub(crate) fn plan(
                      `--binfmt global` (registers qemu with the C flag for every local user)"
                 )));
             }
-            let qemu = binfmt::find_qemu(arch, options.qemu.as_deref())?;
-            let letters = if binfmt::qemu_preserves_argv0(&qemu) {
-                "POCF"
-            } else {
-                "OCF"
-            };
-            let flags = Flags::parse(letters)?;
             Ok(Emulation::Private {
-                registration: Registration::for_arch(arch, &qemu, flags),
+                registration: qemu_registration(arch, options, reporter)?,
             })
         }
         BinfmtMode::Host => host(arch, reporter),
@@ -153,13 +146,7 @@ fn global(
     options: &EnterOptions,
     reporter: &dyn Reporter,
 ) -> Result<Emulation, EnterError> {
-    let qemu = binfmt::find_qemu(arch, options.qemu.as_deref())?;
-    let letters = if binfmt::qemu_preserves_argv0(&qemu) {
-        "POCF"
-    } else {
-        "OCF"
-    };
-    let registration = Registration::for_arch(arch, &qemu, Flags::parse(letters)?);
+    let registration = qemu_registration(arch, options, reporter)?;
     if binfmt::mount_host_table()? {
         reporter.warn(&format!(
             "mounted the host's binfmt_misc at `{}`",
@@ -175,4 +162,27 @@ fn global(
     Ok(Emulation::Global {
         name: registration.name,
     })
+}
+
+/// The qemu handler for `arch`: flags `OCF`, plus `P` when qemu honours it.
+fn qemu_registration(
+    arch: Arch,
+    options: &EnterOptions,
+    reporter: &dyn Reporter,
+) -> Result<Registration, EnterError> {
+    let qemu = binfmt::find_qemu(arch, options.qemu.as_deref())?;
+    if binfmt::is_static_elf(&qemu) == Some(false) {
+        // qemu runs inside the sysroot, where the host's shared libraries are not.
+        reporter.warn(&format!(
+            "`{}` is dynamically linked and will not find its libraries inside the sysroot; \
+             install Debian's `qemu-user-static` or pass a static qemu with `--qemu`",
+            qemu.display()
+        ));
+    }
+    let letters = if binfmt::qemu_preserves_argv0(&qemu) {
+        "POCF"
+    } else {
+        "OCF"
+    };
+    Ok(Registration::for_arch(arch, &qemu, Flags::parse(letters)?))
 }
