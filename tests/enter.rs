@@ -550,3 +550,29 @@ fn login_shell_reads_the_profile_and_commands_from_stdin() {
     );
     assert!(!stdout(&out).contains("/host/only"), "{}", stdout(&out));
 }
+
+#[test]
+fn killing_the_tool_takes_the_session_down_and_leaves_no_mount() {
+    let dir = match sysroot("aarch64") {
+        Ok(dir) => dir,
+        Err(why) => return skip(&why),
+    };
+    let _lock = host_lock();
+    let before = host_state();
+    let mut child = bin()
+        .arg("enter")
+        .arg(dir.path())
+        .args(["--", "sh", "-c", "echo ready; sleep 3; echo survived"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // EOF comes once every process holding the pipe (init, the shell) is gone.
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.is_empty(), "the session outlived the tool: {rest:?}");
+    assert_eq!(host_state(), before);
+}
