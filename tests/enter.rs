@@ -576,3 +576,50 @@ fn killing_the_tool_takes_the_session_down_and_leaves_no_mount() {
     assert!(rest.is_empty(), "the session outlived the tool: {rest:?}");
     assert_eq!(host_state(), before);
 }
+
+#[test]
+fn ctrl_c_on_the_terminal_reaches_the_command_which_keeps_its_tty() {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let dir = match sysroot(native_arch()) {
+        Ok(dir) => dir,
+        Err(why) => return skip(&why),
+    };
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let mut cmd = bin();
+    cmd.arg("enter")
+        .arg(dir.path())
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "test -t 0 && test -t 1 && echo tty-ready; exec sleep 30",
+        ])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    // SAFETY: only syscalls between fork and exec: a new session with the pty as its terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()?;
+            if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let mut master = std::fs::File::from(pty.master);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("tty-ready") {
+        let n = master.read(&mut buf).unwrap();
+        assert!(n > 0, "no output: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // The terminal's interrupt key: SIGINT to the foreground process group.
+    std::io::Write::write_all(&mut master, b"\x03").unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(128 + 2));
+}

@@ -298,8 +298,26 @@ pub(crate) fn spawn_and_wait(child: &Child<'_>) -> Result<i32, EnterError> {
         }),
         Ok(pid) => supervise(pid, &idmap, sync_r, sync_w, err_r, err_w, child.root),
     };
+    // Ctrl-C that ended the command is pending here too: it was the command's to handle,
+    // so it must not kill the tool once unblocked.
+    drain(&blocked);
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
     result
+}
+
+/// Discards pending signals of `set`.
+fn drain(set: &SigSet) {
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    loop {
+        // SAFETY: valid sigset, null siginfo is allowed, valid timespec.
+        let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &zero) };
+        if sig <= 0 {
+            break;
+        }
+    }
 }
 
 fn supervise(
