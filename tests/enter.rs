@@ -224,10 +224,11 @@ fn doas_gives_root_to_a_wheel_user() {
     let out = enter(
         root,
         &["--user", "reborn"],
-        &["sh", "-c", "id -u; doas id -u"],
+        &["sh", "-c", "id -u; id -G; echo $HOME; pwd; doas id -u"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "1000\n0\n", "{}", stderr(&out));
+    let expected = "1000\n1000 10\n/home/reborn\n/home/reborn\n0\n";
+    assert_eq!(stdout(&out), expected, "{}", stderr(&out));
 }
 
 #[test]

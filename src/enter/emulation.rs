@@ -68,43 +68,56 @@ pub(crate) fn plan(
             return Ok(Emulation::Native { linux32 });
         }
     }
-    let mode = match options.binfmt {
-        Some(mode) => mode,
-        None if binfmt::private_instances_supported() => BinfmtMode::Private,
-        None => {
-            let handlers = host_handlers(arch).unwrap_or_default();
-            if handlers.is_empty() {
-                return Err(EnterError::NoEmulation(format!(
-                    "this kernel cannot give `enter` a private binfmt_misc instance (Linux >= 6.7 \
-                     needed) and the host has no handler for `{arch}`; `--binfmt global` registers \
-                     qemu on the host with the C flag, which makes setuid work but lets every local \
-                     user become root through qemu; or register without C: \
-                     `sysroot-mk binfmt register {arch} --flags OF` (setuid will not work)"
-                )));
-            }
-            reporter.warn(&format!(
-                "this kernel has no private binfmt_misc instances (Linux >= 6.7 needed); using the \
-                 host's handler `{}`",
-                handlers[0].name
-            ));
-            BinfmtMode::Host
-        }
+    let supported = binfmt::private_instances_supported();
+    let handler = || {
+        host_handlers(arch)
+            .ok()
+            .and_then(|h| h.first().map(|e| e.name.clone()))
     };
+    let mode = choose_mode(arch, options.binfmt, supported, handler, reporter)?;
     match mode {
-        BinfmtMode::Private => {
-            if !binfmt::private_instances_supported() {
-                return Err(EnterError::NoEmulation(format!(
-                    "`--binfmt private` needs Linux >= 6.7 with user namespaces enabled; use \
-                     `--binfmt host` with a handler for `{arch}` registered on the host, or \
-                     `--binfmt global` (registers qemu with the C flag for every local user)"
-                )));
-            }
-            Ok(Emulation::Private {
-                registration: qemu_registration(arch, options, reporter)?,
-            })
-        }
+        BinfmtMode::Private => Ok(Emulation::Private {
+            registration: qemu_registration(arch, options, reporter)?,
+        }),
         BinfmtMode::Host => host(arch, reporter),
         BinfmtMode::Global => global(arch, options, reporter),
+    }
+}
+
+/// What `--binfmt` (or its absence) comes to: `private` when the kernel has private
+/// instances, else the host's handler (`host_handler` names it) with a warning, else a
+/// refusal that explains `--binfmt global` and what it costs.
+fn choose_mode(
+    arch: Arch,
+    requested: Option<BinfmtMode>,
+    private_supported: bool,
+    host_handler: impl FnOnce() -> Option<String>,
+    reporter: &dyn Reporter,
+) -> Result<BinfmtMode, EnterError> {
+    match requested {
+        Some(BinfmtMode::Private) if !private_supported => Err(EnterError::NoEmulation(format!(
+            "`--binfmt private` needs Linux >= 6.7 with user namespaces enabled; use \
+             `--binfmt host` with a handler for `{arch}` registered on the host, or \
+             `--binfmt global` (registers qemu with the C flag for every local user)"
+        ))),
+        Some(mode) => Ok(mode),
+        None if private_supported => Ok(BinfmtMode::Private),
+        None => match host_handler() {
+            Some(name) => {
+                reporter.warn(&format!(
+                    "this kernel has no private binfmt_misc instances (Linux >= 6.7 needed); \
+                     using the host's handler `{name}`"
+                ));
+                Ok(BinfmtMode::Host)
+            }
+            None => Err(EnterError::NoEmulation(format!(
+                "this kernel cannot give `enter` a private binfmt_misc instance (Linux >= 6.7 \
+                 needed) and the host has no handler for `{arch}`; `--binfmt global` registers \
+                 qemu on the host with the C flag, which makes setuid work but lets every local \
+                 user become root through qemu; or register without C: \
+                 `sysroot-mk binfmt register {arch} --flags OF` (setuid will not work)"
+            ))),
+        },
     }
 }
 
@@ -185,4 +198,59 @@ fn qemu_registration(
         "OCF"
     };
     Ok(Registration::for_arch(arch, &qemu, Flags::parse(letters)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Warnings(Mutex<Vec<String>>);
+    impl Reporter for Warnings {
+        fn warn(&self, message: &str) {
+            self.0.lock().unwrap().push(message.to_string());
+        }
+    }
+
+    fn aarch64() -> Arch {
+        Arch::from_name("aarch64").unwrap()
+    }
+
+    #[test]
+    fn private_is_the_default_when_the_kernel_has_it() {
+        let w = Warnings::default();
+        let mode = choose_mode(aarch64(), None, true, || panic!("host not consulted"), &w);
+        assert_eq!(mode.unwrap(), BinfmtMode::Private);
+        assert!(w.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn old_kernels_fall_back_to_a_host_handler_with_a_warning() {
+        let w = Warnings::default();
+        let mode = choose_mode(aarch64(), None, false, || Some("qemu-aarch64".into()), &w);
+        assert_eq!(mode.unwrap(), BinfmtMode::Host);
+        assert!(w.0.lock().unwrap()[0].contains("`qemu-aarch64`"));
+    }
+
+    #[test]
+    fn old_kernels_without_a_handler_are_refused_with_global_and_its_cost() {
+        let w = Warnings::default();
+        let err = choose_mode(aarch64(), None, false, || None, &w)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--binfmt global") && err.contains("root through qemu"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn explicit_private_on_an_old_kernel_is_refused() {
+        let w = Warnings::default();
+        let err = choose_mode(aarch64(), Some(BinfmtMode::Private), false, || None, &w);
+        assert!(err.unwrap_err().to_string().contains("6.7"));
+        let ok = choose_mode(aarch64(), Some(BinfmtMode::Host), false, || None, &w);
+        assert_eq!(ok.unwrap(), BinfmtMode::Host);
+    }
 }
