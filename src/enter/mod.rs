@@ -17,6 +17,8 @@
 
 mod detect;
 mod emulation;
+mod exec;
+mod idmap;
 mod mounts;
 mod namespaces;
 mod rootfs;

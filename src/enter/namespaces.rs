@@ -9,6 +9,8 @@
 //! so killing the tool with SIGKILL still takes the namespaces and their mounts down.
 
 use super::emulation::Emulation;
+use super::exec::{cstring, run_command, Exec};
+use super::idmap::IdMap;
 use super::mounts::{self, MountPlan};
 use super::user::SysrootUser;
 use super::EnterError;
@@ -16,8 +18,8 @@ use crate::binfmt::BinfmtError;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{Gid, Pid, Uid};
-use std::ffi::{CString, OsString};
+use nix::unistd::Pid;
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -34,16 +36,16 @@ const FORWARDED: [Signal; 6] = [
 ];
 /// `si_code` of signals the kernel generated (terminal keys, hangup).
 const SI_KERNEL: i32 = 0x80;
-/// The 32-bit personality (`uname -m` says i686 for x86).
-const PER_LINUX32: libc::c_ulong = 0x0008;
 /// Init's stack: it mounts and forks, nothing deep.
 const STACK_SIZE: usize = 1 << 20;
 
 /// A step of the setup that failed inside the namespaces, with its errno.
 #[derive(Debug)]
 pub(crate) struct Failure {
-    step: String,
-    errno: i32,
+    /// What was being done.
+    pub step: String,
+    /// The errno it failed with.
+    pub errno: i32,
 }
 
 /// Errors that carry an errno.
@@ -108,122 +110,6 @@ pub(crate) struct Child<'a> {
     pub env: Vec<(OsString, OsString)>,
     /// The hostname.
     pub hostname: &'a str,
-}
-
-/// How the user namespace maps ids.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum IdMap {
-    /// No user namespace: real root.
-    None,
-    /// Every id to itself (the caller is root).
-    Identity,
-    /// The caller's uid/gid to 0 and their subordinate ranges from 1, via newuidmap.
-    Subordinate { uid: (u32, u32), gid: (u32, u32) },
-    /// Only the caller's uid/gid, as 0 (no setgroups).
-    Single,
-}
-
-impl IdMap {
-    fn choose(wants_userns: bool) -> IdMap {
-        let root = Uid::effective().is_root();
-        if !wants_userns && root {
-            return IdMap::None;
-        }
-        if root {
-            return IdMap::Identity;
-        }
-        let helpers = ["newuidmap", "newgidmap"]
-            .iter()
-            .all(|h| which(h).is_some());
-        let name = nix::unistd::User::from_uid(Uid::current())
-            .ok()
-            .flatten()
-            .map(|u| u.name);
-        let range = |file: &str, id: u32| subordinate(file, name.as_deref(), id);
-        match (
-            helpers,
-            range("/etc/subuid", Uid::current().as_raw()),
-            range("/etc/subgid", Gid::current().as_raw()),
-        ) {
-            (true, Some(uid), Some(gid)) => IdMap::Subordinate { uid, gid },
-            _ => IdMap::Single,
-        }
-    }
-
-    /// Whether all the sysroot's usual ids exist inside (setgroups, devpts gid=5).
-    fn ids_mapped(&self) -> bool {
-        !matches!(self, IdMap::Single)
-    }
-
-    fn write(&self, pid: Pid) -> std::io::Result<()> {
-        let proc = format!("/proc/{pid}");
-        let (uid, gid) = (Uid::current().as_raw(), Gid::current().as_raw());
-        match self {
-            IdMap::None => Ok(()),
-            IdMap::Identity => {
-                std::fs::write(format!("{proc}/uid_map"), "0 0 4294967295\n")?;
-                std::fs::write(format!("{proc}/gid_map"), "0 0 4294967295\n")
-            }
-            IdMap::Single => {
-                std::fs::write(format!("{proc}/setgroups"), "deny")?;
-                std::fs::write(format!("{proc}/uid_map"), format!("0 {uid} 1\n"))?;
-                std::fs::write(format!("{proc}/gid_map"), format!("0 {gid} 1\n"))
-            }
-            IdMap::Subordinate { uid: us, gid: gs } => {
-                for (tool, own, (start, count)) in [("newuidmap", uid, us), ("newgidmap", gid, gs)]
-                {
-                    let status = std::process::Command::new(tool)
-                        .args([pid.to_string(), "0".into(), own.to_string(), "1".into()])
-                        .args(["1".to_string(), start.to_string(), count.to_string()])
-                        .status()?;
-                    if !status.success() {
-                        return Err(std::io::Error::other(format!("`{tool}` failed ({status})")));
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-/// The first `name:start:count` (or `uid:start:count`) line of `file` for the caller.
-fn subordinate(file: &str, name: Option<&str>, id: u32) -> Option<(u32, u32)> {
-    let text = std::fs::read_to_string(file).ok()?;
-    text.lines().find_map(|line| {
-        let f: Vec<&str> = line.trim().split(':').collect();
-        if f.len() != 3 || !(Some(f[0]) == name || f[0] == id.to_string()) {
-            return None;
-        }
-        Some((f[1].parse().ok()?, f[2].parse().ok()?))
-    })
-}
-
-fn cstring(s: &std::ffi::OsStr) -> CString {
-    // Arguments from a command line or a file cannot hold NUL; drop any that might.
-    CString::new(
-        s.as_bytes()
-            .iter()
-            .copied()
-            .filter(|&b| b != 0)
-            .collect::<Vec<u8>>(),
-    )
-    .unwrap_or_default()
-}
-
-/// What the command process executes, all prepared before forking.
-struct Exec {
-    argv: Vec<CString>,
-    envp: Vec<CString>,
-    path: Vec<Vec<u8>>,
-    linux32: bool,
-    set_groups: bool,
 }
 
 /// Creates the namespaces, runs the command and returns its exit status.
@@ -466,80 +352,6 @@ fn init(
     }
 }
 
-/// The command process: signals reset, personality, credentials, home, exec. Returns
-/// only on failure.
-fn run_command(user: &SysrootUser, exec: &Exec, blocked: &SigSet) -> Failure {
-    for sig in Signal::iterator() {
-        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
-            // SAFETY: restoring default dispositions (Rust ignores SIGPIPE) before exec.
-            let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
-        }
-    }
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(blocked), None);
-    let creds = (|| -> Result<(), Failure> {
-        if exec.linux32 {
-            // SAFETY: plain syscall wrapper.
-            if unsafe { libc::personality(PER_LINUX32) } == -1 {
-                return Err(std::io::Error::last_os_error())
-                    .step("switch to the 32-bit personality");
-            }
-        }
-        if exec.set_groups {
-            let groups: Vec<Gid> = user.groups.iter().map(|&g| Gid::from_raw(g)).collect();
-            nix::unistd::setgroups(&groups).step(&format!("set the groups of `{}`", user.name))?;
-        }
-        let gid = Gid::from_raw(user.gid);
-        nix::unistd::setresgid(gid, gid, gid)
-            .step(&format!("switch to the group of `{}`", user.name))?;
-        let uid = Uid::from_raw(user.uid);
-        nix::unistd::setresuid(uid, uid, uid)
-            .step(&format!("switch to the user `{}`", user.name))?;
-        Ok(())
-    })();
-    if let Err(failure) = creds {
-        return failure;
-    }
-    if nix::unistd::chdir(user.home.as_str()).is_err() {
-        let _ = nix::unistd::chdir("/");
-    }
-    execute(exec)
-}
-
-/// execve through PATH like a shell: ENOENT moves on, EACCES is remembered.
-fn execute(exec: &Exec) -> Failure {
-    let Some(program) = exec.argv.first() else {
-        return Failure {
-            step: "exec an empty command".into(),
-            errno: libc::ENOENT,
-        };
-    };
-    let name = program.to_string_lossy().into_owned();
-    let failure = |errno| Failure {
-        step: format!("exec {name}"),
-        errno,
-    };
-    if program.as_bytes().contains(&b'/') {
-        let e = nix::unistd::execve(program, &exec.argv, &exec.envp).unwrap_err();
-        return failure(e as i32);
-    }
-    let mut denied = false;
-    for dir in &exec.path {
-        let dir = if dir.is_empty() { b".".as_slice() } else { dir };
-        let mut full = dir.to_vec();
-        full.push(b'/');
-        full.extend_from_slice(program.as_bytes());
-        let Ok(full) = CString::new(full) else {
-            continue;
-        };
-        match nix::unistd::execve(&full, &exec.argv, &exec.envp).unwrap_err() {
-            nix::Error::EACCES => denied = true,
-            nix::Error::ENOENT | nix::Error::ENOTDIR => {}
-            e => return failure(e as i32),
-        }
-    }
-    failure(if denied { libc::EACCES } else { libc::ENOENT })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,16 +368,5 @@ mod tests {
         );
         assert_eq!(parse_failure(b""), None);
         assert_eq!(parse_failure(b"Sx\nbad"), None);
-    }
-
-    #[test]
-    fn subordinate_ranges_match_name_or_uid() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("subuid");
-        std::fs::write(&file, "alice:100000:65536\n1001:200000:1000\nbad\n").unwrap();
-        let f = file.to_str().unwrap();
-        assert_eq!(subordinate(f, Some("alice"), 1000), Some((100000, 65536)));
-        assert_eq!(subordinate(f, Some("bob"), 1001), Some((200000, 1000)));
-        assert_eq!(subordinate(f, Some("carol"), 1002), None);
     }
 }
