@@ -63,10 +63,10 @@ enum BinfmtAction {
         /// Arches to register.
         #[arg(required = true)]
         arch: Vec<Arch>,
-        /// binfmt_misc flags, letters from POCF. C makes setuid work, and lets every local
-        /// user become root through qemu.
-        #[arg(long, default_value = "POCF")]
-        flags: String,
+        /// binfmt_misc flags, letters from POCF (default: OCF, plus P when qemu honours it).
+        /// C makes setuid work, and lets every local user become root through qemu.
+        #[arg(long)]
+        flags: Option<String>,
         /// The qemu to use (only with one arch).
         #[arg(long, value_name = "PATH")]
         qemu: Option<PathBuf>,
@@ -156,26 +156,34 @@ pub fn run_binfmt(args: BinfmtArgs) -> anyhow::Result<i32> {
                     "`--qemu` names one interpreter; register one arch at a time with it"
                 );
             }
-            let flags = Flags::parse(&flags)?;
+            let flags = flags.as_deref().map(Flags::parse).transpose()?;
             // Everything is checked before the host is touched.
             let mut regs = Vec::new();
             for a in arch {
                 let qemu = binfmt::find_qemu(a, qemu.as_deref())?;
+                let flags = match flags {
+                    Some(flags) => flags,
+                    None if binfmt::qemu_preserves_argv0(&qemu) => Flags::parse("POCF")?,
+                    None => Flags::parse("OCF")?,
+                };
                 regs.push((a, Registration::for_arch(a, &qemu, flags)));
             }
             if binfmt::mount_host_table()? {
                 eprintln!("mounted the host's binfmt_misc at `{}`", binfmt::HOST_MOUNT);
             }
             let table = Table::at(binfmt::HOST_MOUNT);
+            let mut credentials = false;
             for (a, reg) in regs {
                 table.replace(&reg)?;
+                credentials |= reg.flags.credentials;
                 println!(
-                    "{a}: registered `{}` -> `{}` (flags {flags})",
+                    "{a}: registered `{}` -> `{}` (flags {})",
                     reg.name,
-                    reg.interpreter.display()
+                    reg.interpreter.display(),
+                    reg.flags
                 );
             }
-            if flags.credentials {
+            if credentials {
                 eprintln!("warning: with the C flag every local user can gain root through qemu");
             }
             Ok(0)

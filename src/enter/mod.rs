@@ -239,7 +239,6 @@ pub fn run(options: &EnterOptions, reporter: &dyn Reporter) -> Result<i32, Enter
         Some(arch) => arch,
         None => detect_arch(&root)?,
     };
-    let emulation = emulation::plan(arch, options, reporter)?;
     let user = match &options.user {
         Some(spec) => user::lookup(&root, &root_fd, spec)?,
         None => user::root_user(&root, &root_fd)?,
@@ -249,6 +248,8 @@ pub fn run(options: &EnterOptions, reporter: &dyn Reporter) -> Result<i32, Enter
             return Err(EnterError::BindSource(bind.source.clone()));
         }
     }
+    // Last of the checks: `--binfmt global` changes the host.
+    let emulation = emulation::plan(arch, options, reporter)?;
     let hostname = match &options.hostname {
         Some(name) => name.clone(),
         None => detect::hostname(&root_fd),

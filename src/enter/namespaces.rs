@@ -177,9 +177,14 @@ pub(crate) fn spawn_and_wait(child: &Child<'_>) -> Result<i32, EnterError> {
     // buffer; it only runs `init`, which ends in `_exit`.
     let pid = unsafe { nix::sched::clone(init, &mut stack, flags, Some(libc::SIGCHLD)) };
     let result = match pid {
-        Err(e) => Err(EnterError::Namespaces {
-            step: "create the namespaces (are user namespaces disabled? try `--binfmt host`)"
+        Err(e) if flags.contains(CloneFlags::CLONE_NEWUSER) => Err(EnterError::Namespaces {
+            step: "create the namespaces (are user namespaces disabled? as root, \
+                   `--binfmt host` needs none)"
                 .into(),
+            source: e.into(),
+        }),
+        Err(e) => Err(EnterError::Namespaces {
+            step: "create the namespaces".into(),
             source: e.into(),
         }),
         Ok(pid) => supervise(pid, &idmap, sync_r, sync_w, err_r, err_w, child.root),
