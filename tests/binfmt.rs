@@ -29,6 +29,9 @@ fn may_register(arch: &'static str) -> Result<Restore, String> {
     if !is_root() {
         return Err("needs root".into());
     }
+    if !namespaces_available() {
+        return Err("mount namespaces are not available here".into());
+    }
     let a = Arch::from_name(arch).unwrap();
     if Arch::host().is_some_and(|h| a.runs_natively_on(h)) {
         return Err(format!("{arch} is native here"));
@@ -49,8 +52,10 @@ fn may_register(arch: &'static str) -> Result<Restore, String> {
 
 #[test]
 fn status_tells_for_each_arch_whether_setuid_works() {
-    if !is_root() {
-        return skip("needs root to read the host's table when it is not mounted");
+    if !is_root() || !namespaces_available() {
+        return skip(
+            "needs root and mount namespaces to read the host's table when it is not mounted",
+        );
     }
     let out = run(&["binfmt", "status"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -14,6 +14,9 @@ fn can_enter(arch: &str) -> Result<(), String> {
     if !is_root() {
         return Err("needs root to extract root filesystems with their owners".into());
     }
+    if !namespaces_available() {
+        return Err("mount/pid namespaces are not available here".into());
+    }
     let a = Arch::from_name(arch).ok_or("unknown arch")?;
     let native = Arch::host().is_some_and(|h| a.runs_natively_on(h));
     if !native {

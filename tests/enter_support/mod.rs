@@ -41,9 +41,50 @@ pub fn on_path(name: &str) -> bool {
     std::env::split_paths(&path).any(|d| d.join(name).is_file())
 }
 
-/// Whether this kernel gives user namespaces their own binfmt_misc (Linux >= 6.7).
+/// Whether mount, pid, uts and ipc namespaces can be made here (a container without
+/// privileges refuses them).
+pub fn namespaces_available() -> bool {
+    probe(|| {
+        use nix::sched::CloneFlags as F;
+        nix::sched::unshare(F::CLONE_NEWNS | F::CLONE_NEWPID | F::CLONE_NEWUTS | F::CLONE_NEWIPC)?;
+        let flags = nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE;
+        nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)?;
+        Ok(())
+    })
+}
+
+/// Whether a user namespace can mount its own binfmt_misc here (Linux >= 6.7, user
+/// namespaces allowed), tried for real in a throwaway process.
 pub fn private_binfmt() -> bool {
     sysroot_mk::binfmt::private_instances_supported()
+        && probe(|| {
+            let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+            nix::sched::unshare(
+                nix::sched::CloneFlags::CLONE_NEWUSER | nix::sched::CloneFlags::CLONE_NEWNS,
+            )?;
+            std::fs::write("/proc/self/setgroups", "deny")?;
+            std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))?;
+            std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))?;
+            let dir = "/proc/sys/fs/binfmt_misc";
+            nix::mount::mount(
+                Some("binfmt_misc"),
+                dir,
+                Some("binfmt_misc"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            )?;
+            Ok(())
+        })
+}
+
+/// Runs `setup` in a child process about to exec `true`; whether it all worked.
+fn probe(setup: fn() -> std::io::Result<()>) -> bool {
+    let mut cmd = Command::new("true");
+    // SAFETY: the child only makes syscalls (and small writes to /proc) before exec.
+    unsafe {
+        cmd.pre_exec(setup);
+    }
+    cmd.status().is_ok_and(|s| s.success())
 }
 
 /// Extracts a `.tar.gz` (or an `.apk`, a tar.gz stream too) into `dir` as the system
