@@ -627,3 +627,27 @@ fn ctrl_c_on_the_terminal_reaches_the_command_which_keeps_its_tty() {
     std::io::Write::write_all(&mut master, b"\x03").unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(128 + 2));
 }
+
+#[test]
+fn a_dangling_resolv_conf_symlink_is_kept_with_a_warning() {
+    let dir = match sysroot(native_arch()) {
+        Ok(dir) => dir,
+        Err(why) => return skip(&why),
+    };
+    if !Path::new("/etc/resolv.conf").is_file() {
+        return skip("the host has no /etc/resolv.conf");
+    }
+    let link = dir.path().join("etc/resolv.conf");
+    std::os::unix::fs::symlink("/run/systemd/resolve/stub-resolv.conf", &link).unwrap();
+    let out = enter(dir.path(), &[], &["sh", "-c", "exit 4"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning:") && stderr(&out).contains("resolv.conf"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        Path::new("/run/systemd/resolve/stub-resolv.conf")
+    );
+}

@@ -262,7 +262,7 @@ pub fn run(options: &EnterOptions, reporter: &dyn Reporter) -> Result<i32, Enter
     ));
     let mut made = rootfs::MountPoints::new(&root_fd);
     let result = (|| {
-        let plan = mounts::prepare(&root, &mut made, options, &emulation)?;
+        let plan = mounts::prepare(&root, &mut made, options, &emulation, reporter)?;
         let child = namespaces::Child {
             root: &root,
             emulation: &emulation,

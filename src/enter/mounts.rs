@@ -11,6 +11,7 @@ use super::namespaces::{Failure, Step};
 use super::rootfs::{fd_path, open_in, Kind, MountPoints};
 use super::{Bind, EnterError, EnterOptions};
 use crate::binfmt::{self, Registration, Table};
+use crate::report::Reporter;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use rustix::fs::{Mode, OFlags};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -40,6 +41,7 @@ pub(crate) fn prepare(
     made: &mut MountPoints<'_>,
     options: &EnterOptions,
     emulation: &Emulation,
+    reporter: &dyn Reporter,
 ) -> Result<MountPlan, EnterError> {
     let mut ensure = |rel: &Path, kind| {
         made.ensure(rel, kind)
@@ -52,10 +54,18 @@ pub(crate) fn prepare(
     for dir in DIRS {
         ensure(Path::new(dir), Kind::Dir)?;
     }
-    let resolv_conf = Path::new(RESOLV_CONF).is_file();
-    if resolv_conf {
-        ensure(Path::new(RESOLV_CONF), Kind::File)?;
-    }
+    // Name resolution is a convenience: a sysroot whose resolv.conf is a dangling
+    // symlink (resolvconf, systemd-resolved) keeps it, with a warning.
+    let resolv_conf = Path::new(RESOLV_CONF).is_file()
+        && match ensure(Path::new(RESOLV_CONF), Kind::File) {
+            Ok(()) => true,
+            Err(e) => {
+                reporter.warn(&format!(
+                    "{e}; the host's name servers stay invisible inside"
+                ));
+                false
+            }
+        };
     for bind in &options.binds {
         let kind = if bind.source.is_dir() {
             Kind::Dir
