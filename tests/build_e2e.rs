@@ -296,3 +296,54 @@ fn usage_errors_exit_2() {
     assert_eq!(result.status.code(), Some(2));
     assert!(!Path::new("/tmp/never-created").exists());
 }
+
+#[test]
+fn doas_works_for_a_user_of_a_built_sysroot() {
+    // Issue 4's acceptance on a sysroot this tool built: setuid doas elevates a user.
+    let Some(shared) = support::shared_or_skip() else {
+        return;
+    };
+    if !is_root() {
+        eprintln!("skipped: building with scripts and entering need root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sysroot");
+    let repo = shared.join("v3.19/main");
+    assert_ok(&build(
+        &shared,
+        repo.to_str().unwrap(),
+        &out,
+        &["alpine-base", "doas"],
+        &[],
+    ));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(out.join("usr/bin/doas"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o7777, 0o4755);
+    std::fs::write(out.join("etc/doas.conf"), "permit nopass :wheel\n").unwrap();
+    let enter = |args: &[&str]| bin().arg("enter").args(args).output().unwrap();
+    let added = enter(&[
+        out.to_str().unwrap(),
+        "--",
+        "adduser",
+        "-D",
+        "-G",
+        "wheel",
+        "reborn",
+    ]);
+    assert_ok(&added);
+    let result = enter(&[
+        "--user",
+        "reborn",
+        out.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "id -u; doas id -u",
+    ]);
+    assert_ok(&result);
+    assert_eq!(String::from_utf8_lossy(&result.stdout), "1000\n0\n");
+}
