@@ -16,7 +16,7 @@ use std::fmt;
 /// stays a total order consistent with `Eq` and `Hash` (which compare the text): `1` and
 /// `01` are the same version to apk but different `Version`s. Use [`compare`] or
 /// [`Version::apk_cmp`] when apk's equality is what matters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Version(String);
 
 impl Version {

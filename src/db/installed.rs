@@ -163,32 +163,6 @@ pub fn write_installed(installed: &[InstalledPackage]) -> String {
     out
 }
 
-fn empty_package() -> Package {
-    Package {
-        checksum: String::new(),
-        name: String::new(),
-        version: Version::new(""),
-        arch: String::new(),
-        size: 0,
-        installed_size: 0,
-        description: String::new(),
-        url: String::new(),
-        license: String::new(),
-        origin: String::new(),
-        maintainer: String::new(),
-        build_time: 0,
-        commit: String::new(),
-        provider_priority: None,
-        depends: Vec::new(),
-        provides: Vec::new(),
-        install_if: Vec::new(),
-        replaces: Vec::new(),
-        replaces_priority: None,
-        repo: 0,
-        uninstallable: false,
-    }
-}
-
 fn parse_acl(value: &str) -> Option<Acl> {
     let mut it = value.split(':');
     let uid = it.next()?.parse().ok()?;
@@ -220,7 +194,7 @@ pub fn read_installed(text: &str) -> Result<Vec<InstalledPackage>, DbError> {
         let Some((field, value)) = line.split_once(':').filter(|(f, _)| f.len() == 1) else {
             return Err(bad(lineno, format!("expected `X:value`, found `{line}`")));
         };
-        let ipkg = cur.get_or_insert_with(|| InstalledPackage::new(empty_package()));
+        let ipkg = cur.get_or_insert_with(|| InstalledPackage::new(Package::default()));
         let p = &mut ipkg.package;
         let num = |v: &str| -> Result<u64, DbError> {
             v.parse()
@@ -336,7 +310,7 @@ mod tests {
     }
 
     fn package(name: &str, replaces: &str, dirs: &[&str]) -> InstalledPackage {
-        let mut p = empty_package();
+        let mut p = Package::default();
         p.name = name.into();
         p.version = Version::new("1-r0");
         p.checksum = "Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();

@@ -12,7 +12,8 @@ pub use parse::parse_apkindex;
 use crate::version::Version;
 
 /// One package of a repository index (or of the installed database).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Package::default()` is an empty entry that parsers fill in field by field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Package {
     /// `C:` as written (`Q1` + base64 of the SHA-1 of the control member).
     pub checksum: String,

@@ -122,27 +122,8 @@ impl Stanza {
     fn new(repo: usize) -> Stanza {
         Stanza {
             pkg: Package {
-                checksum: String::new(),
-                name: String::new(),
-                version: Version::new(String::new()),
-                arch: String::new(),
-                size: 0,
-                installed_size: 0,
-                description: String::new(),
-                url: String::new(),
-                license: String::new(),
-                origin: String::new(),
-                maintainer: String::new(),
-                build_time: 0,
-                commit: String::new(),
-                provider_priority: None,
-                depends: Vec::new(),
-                provides: Vec::new(),
-                install_if: Vec::new(),
-                replaces: Vec::new(),
-                replaces_priority: None,
                 repo,
-                uninstallable: false,
+                ..Package::default()
             },
             has_name: false,
             has_version: false,
