@@ -34,6 +34,7 @@ impl Verbosity {
 pub struct TerminalReporter {
     verbosity: Verbosity,
     bars: Option<Bars>,
+    started: std::time::Instant,
 }
 
 struct Bars {
@@ -62,7 +63,11 @@ impl TerminalReporter {
                 packages: Mutex::new(None),
             }
         });
-        TerminalReporter { verbosity, bars }
+        TerminalReporter {
+            verbosity,
+            bars,
+            started: std::time::Instant::now(),
+        }
     }
 
     /// Clears the bars so that the summary and errors print on clean lines.
@@ -89,7 +94,8 @@ impl TerminalReporter {
 impl Reporter for TerminalReporter {
     fn stage(&self, stage: Stage) {
         if self.verbosity == Verbosity::Verbose {
-            self.line(&format!("==> {stage:?}"));
+            let at = self.started.elapsed().as_secs_f64();
+            self.line(&format!("==> {stage:?} (at {at:.3} s)"));
         }
     }
 
