@@ -292,3 +292,36 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// Not a check: prints how long verifying and extracting take (`cargo test --release
+/// --test install_alpine measure -- --ignored --nocapture`), for comparing with apk.
+#[test]
+#[ignore]
+fn measure_extraction() {
+    let Some(shared) = shared_alpine() else { return };
+    let target = std::env::var_os("MEASURE_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    for (label, plan) in [("alpine-base", ALPINE_BASE), ("co-installable", CO_INSTALLABLE)] {
+        for jobs in [1, 2, 4, 8] {
+            let work = tempfile::tempdir_in(&target).expect("tempdir");
+            let started = std::time::Instant::now();
+            install_plan(&shared, plan, work.path(), InstallOptions { jobs, ..Default::default() });
+            eprintln!("{label}: {jobs} writer threads: {:?}", started.elapsed());
+        }
+    }
+}
+
+/// Not a check: extracts alpine-base into `$INSTALL_TARGET` (created), as a candidate for
+/// `bench-apk.sh --candidate 'env INSTALL_TARGET={target} <test binary> --ignored extract_into'`.
+#[test]
+#[ignore]
+fn extract_into_env_target() {
+    let Some(shared) = shared_alpine() else { return };
+    let Some(target) = std::env::var_os("INSTALL_TARGET").map(PathBuf::from) else {
+        eprintln!("skipped: INSTALL_TARGET is not set");
+        return;
+    };
+    std::fs::create_dir_all(&target).expect("create target");
+    let started = std::time::Instant::now();
+    install_plan(&shared, ALPINE_BASE, &target, InstallOptions::default());
+    eprintln!("extracted alpine-base in {:?}", started.elapsed());
+}

@@ -5,7 +5,8 @@
 //! calls, which never follow it.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
@@ -127,96 +128,98 @@ impl Root {
         Ok(())
     }
 
-    /// Writes a regular file under the temporary name `tmp` in directory `dir`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn write_file(
-        &self,
-        dir: &str,
-        tmp: &str,
-        data: &[u8],
-        uid: u32,
-        gid: u32,
-        mode: u32,
-        mtime: u64,
-        xattrs: &[(String, Vec<u8>)],
-    ) -> io::Result<()> {
-        use std::io::Write;
-        let parent = self.dir(dir)?;
-        remove_stale(&parent, tmp)?;
-        let fd = rfs::openat(
-            &parent,
-            tmp,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )?;
-        let mut file = std::fs::File::from(fd);
-        file.write_all(data)?;
-        // Owner first: chown clears setuid/setgid, so the mode must come after it.
-        rfs::fchown(
-            &file,
-            Some(rfs::Uid::from_raw(uid)),
-            Some(rfs::Gid::from_raw(gid)),
-        )?;
-        rfs::fchmod(&file, Mode::from_raw_mode(mode))?;
-        for (name, value) in xattrs {
-            rfs::fsetxattr(&file, name.as_str(), value, rfs::XattrFlags::empty())?;
+    /// Opens every directory of `dirs` once, for the write phase (directories that do
+    /// not exist are left out; writes into them fail with their own error).
+    pub(crate) fn open_dirs<'a>(&self, dirs: impl Iterator<Item = &'a str>) -> HashMap<String, OwnedFd> {
+        let mut map = HashMap::new();
+        for dir in dirs {
+            if !map.contains_key(dir) {
+                if let Ok(fd) = self.dir(dir) {
+                    map.insert(dir.to_owned(), fd);
+                }
+            }
         }
-        rfs::futimens(&file, &times(mtime))?;
-        Ok(())
+        map
     }
+}
 
-    /// Creates symlink `tmp` in `dir` pointing at `target` (stored, not resolved).
-    pub(crate) fn symlink(
-        &self,
-        dir: &str,
-        tmp: &str,
-        target: &str,
-        uid: u32,
-        gid: u32,
-    ) -> io::Result<()> {
-        let parent = self.dir(dir)?;
-        remove_stale(&parent, tmp)?;
-        rfs::symlinkat(target, &parent, tmp)?;
-        chown(&parent, tmp, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+/// Writes a regular file named `tmp` in `parent` (a directory opened through [`Root`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_file(
+    parent: BorrowedFd<'_>,
+    tmp: &str,
+    data: &[u8],
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    mtime: u64,
+    xattrs: &[(String, Vec<u8>)],
+) -> io::Result<()> {
+    use std::io::Write;
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let create = || rfs::openat(parent, tmp, flags, Mode::from_raw_mode(0o600));
+    let fd = retry_stale(parent, tmp, create)?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(data)?;
+    // Owner first: chown clears setuid/setgid, so the mode must come after it.
+    rfs::fchown(&file, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)))?;
+    rfs::fchmod(&file, Mode::from_raw_mode(mode))?;
+    for (name, value) in xattrs {
+        rfs::fsetxattr(&file, name.as_str(), value, rfs::XattrFlags::empty())?;
     }
+    rfs::futimens(&file, &times(mtime))?;
+    Ok(())
+}
 
-    /// Hard-links `(target_dir, target_name)` as `tmp` in `dir`, then applies the link's
-    /// header the way apk does (owner, setuid bits, mtime land on the shared inode).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn hardlink(
-        &self,
-        target_dir: &str,
-        target_name: &str,
-        dir: &str,
-        tmp: &str,
-        uid: u32,
-        gid: u32,
-        mode: u32,
-        mtime: u64,
-    ) -> io::Result<()> {
-        let from = self.dir(target_dir)?;
-        let parent = self.dir(dir)?;
-        remove_stale(&parent, tmp)?;
-        rfs::linkat(&from, target_name, &parent, tmp, AtFlags::empty())?;
-        chown(&parent, tmp, uid, gid, AtFlags::empty())?;
-        if mode & 0o7000 != 0 {
-            rfs::chmodat(&parent, tmp, Mode::from_raw_mode(mode), AtFlags::empty())?;
+/// Creates symlink `tmp` in `parent` pointing at `target` (stored, not resolved).
+pub(crate) fn symlink(parent: BorrowedFd<'_>, tmp: &str, target: &str, uid: u32, gid: u32) -> io::Result<()> {
+    retry_stale(parent, tmp, || rfs::symlinkat(target, parent, tmp))?;
+    chown(&parent, tmp, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+}
+
+/// Hard-links `from_name` in `from` as `tmp` in `parent`, then applies the link's header
+/// the way apk does (owner, setuid bits, mtime land on the shared inode). The target is
+/// always a regular file this package just wrote.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn hardlink(
+    from: BorrowedFd<'_>,
+    from_name: &str,
+    parent: BorrowedFd<'_>,
+    tmp: &str,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    mtime: u64,
+) -> io::Result<()> {
+    retry_stale(parent, tmp, || rfs::linkat(from, from_name, parent, tmp, AtFlags::empty()))?;
+    chown(&parent, tmp, uid, gid, AtFlags::SYMLINK_NOFOLLOW)?;
+    if mode & 0o7000 != 0 {
+        rfs::chmodat(parent, tmp, Mode::from_raw_mode(mode), AtFlags::empty())?;
+    }
+    rfs::utimensat(parent, tmp, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(())
+}
+
+/// Renames `tmp` to `name` inside `parent`, replacing a non-directory already there.
+pub(crate) fn rename(parent: BorrowedFd<'_>, tmp: &str, name: &str) -> io::Result<()> {
+    rfs::renameat(parent, tmp, parent, name)?;
+    Ok(())
+}
+
+/// Removes `name` in `parent` if present.
+pub(crate) fn unlink(parent: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    remove_stale(&parent, name)
+}
+
+/// Runs `create`; when a stale entry of that name is in the way (an interrupted run),
+/// removes it and tries once more. Cheaper than unlinking before every create.
+fn retry_stale<T>(parent: BorrowedFd<'_>, name: &str, create: impl Fn() -> rustix::io::Result<T>) -> io::Result<T> {
+    match create() {
+        Err(rustix::io::Errno::EXIST) => {
+            remove_stale(&parent, name)?;
+            Ok(create()?)
         }
-        rfs::utimensat(&parent, tmp, &times(mtime), AtFlags::empty())?;
-        Ok(())
-    }
-
-    /// Renames `tmp` to `name` inside `dir`, replacing a non-directory already there.
-    pub(crate) fn rename(&self, dir: &str, tmp: &str, name: &str) -> io::Result<()> {
-        let parent = self.dir(dir)?;
-        rfs::renameat(&parent, tmp, &parent, name)?;
-        Ok(())
-    }
-
-    /// Removes `name` in `dir` if present.
-    pub(crate) fn unlink(&self, dir: &str, name: &str) -> io::Result<()> {
-        let parent = self.dir(dir)?;
-        remove_stale(&parent, name)
+        other => Ok(other?),
     }
 }
 

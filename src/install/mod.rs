@@ -19,6 +19,7 @@ mod fs;
 mod merge;
 mod owners;
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -349,25 +350,49 @@ impl Installer {
                             })
                     })?;
             }
+            // One handle per directory for all the writes below.
+            let dirs = self.root.open_dirs(plan.writes.iter().map(|w| w.dir.as_str()));
+            let parent = |dir: &str, package: &str, path: &str| {
+                dirs.get(dir).map(|fd| fd.as_fd()).ok_or_else(|| {
+                    let source = std::io::Error::new(std::io::ErrorKind::NotFound, format!("directory `{dir}` is missing"));
+                    self.io_err(package, "write", path, source)
+                })
+            };
             let is_link = |w: &&Write| matches!(w.what, What::Hardlink { .. });
-            plan.writes
-                .par_iter()
-                .filter(|w| !is_link(w))
-                .try_for_each(|w| self.write_one(w, &loaded[w.slot].data, &pkg_name(w.slot)))?;
-            plan.writes
-                .par_iter()
-                .filter(is_link)
-                .try_for_each(|w| self.write_one(w, &loaded[w.slot].data, &pkg_name(w.slot)))?;
-            plan.writes.par_iter().enumerate().try_for_each(|(i, w)| {
+            let write = |w: &Write| {
+                let package = pkg_name(w.slot);
                 let path = join(&w.dir, &w.name);
+                let into = parent(&w.dir, &package, &path)?;
+                let data = &loaded[w.slot].data;
+                let result = match &w.what {
+                    What::File { offset, len } => fs::write_file(
+                        into,
+                        &w.tmp,
+                        &data[*offset..*offset + *len],
+                        w.acl.uid,
+                        w.acl.gid,
+                        w.acl.mode,
+                        w.mtime,
+                        &w.xattrs,
+                    ),
+                    What::Symlink(target) => fs::symlink(into, &w.tmp, target, w.acl.uid, w.acl.gid),
+                    What::Hardlink { dir, tmp } => {
+                        let from = parent(dir, &package, &path)?;
+                        fs::hardlink(from, tmp, into, &w.tmp, w.acl.uid, w.acl.gid, w.acl.mode, w.mtime)
+                    }
+                };
+                result.map_err(|source| self.io_err(&package, "write", &path, source))
+            };
+            plan.writes.par_iter().filter(|w| !is_link(w)).try_for_each(write)?;
+            plan.writes.par_iter().filter(is_link).try_for_each(write)?;
+            plan.writes.par_iter().enumerate().try_for_each(|(i, w)| {
+                let package = pkg_name(w.slot);
+                let path = join(&w.dir, &w.name);
+                let into = parent(&w.dir, &package, &path)?;
                 if plan.finals.get(&path) == Some(&i) {
-                    self.root.rename(&w.dir, &w.tmp, &w.name).map_err(|source| {
-                        self.io_err(&pkg_name(w.slot), "rename into place", &path, source)
-                    })
+                    fs::rename(into, &w.tmp, &w.name).map_err(|source| self.io_err(&package, "rename into place", &path, source))
                 } else {
-                    self.root.unlink(&w.dir, &w.tmp).map_err(|source| {
-                        self.io_err(&pkg_name(w.slot), "remove the replaced", &path, source)
-                    })
+                    fs::unlink(into, &w.tmp).map_err(|source| self.io_err(&package, "remove the replaced", &path, source))
                 }
             })
         })?;
@@ -375,29 +400,6 @@ impl Installer {
             reporter.package_installed(&chunk[slot].0.name);
         }
         Ok(())
-    }
-
-    fn write_one(&self, w: &Write, data: &[u8], package: &str) -> Result<(), InstallError> {
-        let path = join(&w.dir, &w.name);
-        let result = match &w.what {
-            What::File { offset, len } => self.root.write_file(
-                &w.dir,
-                &w.tmp,
-                &data[*offset..*offset + *len],
-                w.acl.uid,
-                w.acl.gid,
-                w.acl.mode,
-                w.mtime,
-                &w.xattrs,
-            ),
-            What::Symlink(target) => self
-                .root
-                .symlink(&w.dir, &w.tmp, target, w.acl.uid, w.acl.gid),
-            What::Hardlink { dir, tmp } => self.root.hardlink(
-                dir, tmp, &w.dir, &w.tmp, w.acl.uid, w.acl.gid, w.acl.mode, w.mtime,
-            ),
-        };
-        result.map_err(|source| self.io_err(package, "write", &path, source))
     }
 
     fn io_err(
