@@ -394,3 +394,41 @@ fn keep_files_are_neither_written_nor_recorded() {
     assert!(!root.path().join("var/.keep_a-0").exists());
     assert!(installed[0].dirs[0].files.is_empty());
 }
+
+#[test]
+fn files_behind_a_symlink_from_the_same_batch_land_where_it_points() {
+    // alpine-baselayout ships `var/run -> /run`; a later package of the same batch ships
+    // `var/run/x`: the symlink must exist (inside the root) before `x` is written.
+    let (root, result) = install(vec![vec![
+        Spec(
+            "layout",
+            "layout",
+            "",
+            vec![
+                TestEntry::dir("run", 0o755),
+                TestEntry::dir("var", 0o755),
+                TestEntry::symlink("var/run", "/run"),
+            ],
+        ),
+        Spec(
+            "daemon",
+            "daemon",
+            "",
+            vec![
+                TestEntry::dir("var", 0o755),
+                TestEntry::dir("var/run", 0o755),
+                TestEntry::file(b"var/run/daemon.pid", b"42"),
+            ],
+        ),
+    ]]);
+    let installed = result.expect("installs");
+    assert_eq!(
+        std::fs::read(root.path().join("run/daemon.pid")).expect("run/daemon.pid"),
+        b"42"
+    );
+    assert!(std::fs::symlink_metadata(root.path().join("var/run"))
+        .expect("var/run")
+        .file_type()
+        .is_symlink());
+    assert_eq!(files_of(&installed, "daemon"), ["var/run/daemon.pid"]);
+}

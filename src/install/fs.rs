@@ -4,8 +4,8 @@
 //! `..` or symlink can lead out of it. The last component is then created with the `*at`
 //! calls, which never follow it.
 
-use std::io;
 use std::collections::HashMap;
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
@@ -130,7 +130,10 @@ impl Root {
 
     /// Opens every directory of `dirs` once, for the write phase (directories that do
     /// not exist are left out; writes into them fail with their own error).
-    pub(crate) fn open_dirs<'a>(&self, dirs: impl Iterator<Item = &'a str>) -> HashMap<String, OwnedFd> {
+    pub(crate) fn open_dirs<'a>(
+        &self,
+        dirs: impl Iterator<Item = &'a str>,
+    ) -> HashMap<String, OwnedFd> {
         let mut map = HashMap::new();
         for dir in dirs {
             if !map.contains_key(dir) {
@@ -162,7 +165,11 @@ pub(crate) fn write_file(
     let mut file = std::fs::File::from(fd);
     file.write_all(data)?;
     // Owner first: chown clears setuid/setgid, so the mode must come after it.
-    rfs::fchown(&file, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)))?;
+    rfs::fchown(
+        &file,
+        Some(rfs::Uid::from_raw(uid)),
+        Some(rfs::Gid::from_raw(gid)),
+    )?;
     rfs::fchmod(&file, Mode::from_raw_mode(mode))?;
     for (name, value) in xattrs {
         rfs::fsetxattr(&file, name.as_str(), value, rfs::XattrFlags::empty())?;
@@ -172,7 +179,13 @@ pub(crate) fn write_file(
 }
 
 /// Creates symlink `tmp` in `parent` pointing at `target` (stored, not resolved).
-pub(crate) fn symlink(parent: BorrowedFd<'_>, tmp: &str, target: &str, uid: u32, gid: u32) -> io::Result<()> {
+pub(crate) fn symlink(
+    parent: BorrowedFd<'_>,
+    tmp: &str,
+    target: &str,
+    uid: u32,
+    gid: u32,
+) -> io::Result<()> {
     retry_stale(parent, tmp, || rfs::symlinkat(target, parent, tmp))?;
     chown(&parent, tmp, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
 }
@@ -191,7 +204,9 @@ pub(crate) fn hardlink(
     mode: u32,
     mtime: u64,
 ) -> io::Result<()> {
-    retry_stale(parent, tmp, || rfs::linkat(from, from_name, parent, tmp, AtFlags::empty()))?;
+    retry_stale(parent, tmp, || {
+        rfs::linkat(from, from_name, parent, tmp, AtFlags::empty())
+    })?;
     chown(&parent, tmp, uid, gid, AtFlags::SYMLINK_NOFOLLOW)?;
     if mode & 0o7000 != 0 {
         rfs::chmodat(parent, tmp, Mode::from_raw_mode(mode), AtFlags::empty())?;
@@ -213,7 +228,11 @@ pub(crate) fn unlink(parent: BorrowedFd<'_>, name: &str) -> io::Result<()> {
 
 /// Runs `create`; when a stale entry of that name is in the way (an interrupted run),
 /// removes it and tries once more. Cheaper than unlinking before every create.
-fn retry_stale<T>(parent: BorrowedFd<'_>, name: &str, create: impl Fn() -> rustix::io::Result<T>) -> io::Result<T> {
+fn retry_stale<T>(
+    parent: BorrowedFd<'_>,
+    name: &str,
+    create: impl Fn() -> rustix::io::Result<T>,
+) -> io::Result<T> {
     match create() {
         Err(rustix::io::Errno::EXIST) => {
             remove_stale(&parent, name)?;

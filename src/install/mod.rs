@@ -351,10 +351,15 @@ impl Installer {
                     })?;
             }
             // One handle per directory for all the writes below.
-            let dirs = self.root.open_dirs(plan.writes.iter().map(|w| w.dir.as_str()));
+            let dirs = self
+                .root
+                .open_dirs(plan.writes.iter().map(|w| w.dir.as_str()));
             let parent = |dir: &str, package: &str, path: &str| {
                 dirs.get(dir).map(|fd| fd.as_fd()).ok_or_else(|| {
-                    let source = std::io::Error::new(std::io::ErrorKind::NotFound, format!("directory `{dir}` is missing"));
+                    let source = std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("directory `{dir}` is missing"),
+                    );
                     self.io_err(package, "write", path, source)
                 })
             };
@@ -375,24 +380,34 @@ impl Installer {
                         w.mtime,
                         &w.xattrs,
                     ),
-                    What::Symlink(target) => fs::symlink(into, &w.tmp, target, w.acl.uid, w.acl.gid),
+                    What::Symlink(target) => {
+                        fs::symlink(into, &w.tmp, target, w.acl.uid, w.acl.gid)
+                    }
                     What::Hardlink { dir, tmp } => {
                         let from = parent(dir, &package, &path)?;
-                        fs::hardlink(from, tmp, into, &w.tmp, w.acl.uid, w.acl.gid, w.acl.mode, w.mtime)
+                        fs::hardlink(
+                            from, tmp, into, &w.tmp, w.acl.uid, w.acl.gid, w.acl.mode, w.mtime,
+                        )
                     }
                 };
                 result.map_err(|source| self.io_err(&package, "write", &path, source))
             };
-            plan.writes.par_iter().filter(|w| !is_link(w)).try_for_each(write)?;
+            plan.writes
+                .par_iter()
+                .filter(|w| !is_link(w))
+                .try_for_each(write)?;
             plan.writes.par_iter().filter(is_link).try_for_each(write)?;
             plan.writes.par_iter().enumerate().try_for_each(|(i, w)| {
                 let package = pkg_name(w.slot);
                 let path = join(&w.dir, &w.name);
                 let into = parent(&w.dir, &package, &path)?;
                 if plan.finals.get(&path) == Some(&i) {
-                    fs::rename(into, &w.tmp, &w.name).map_err(|source| self.io_err(&package, "rename into place", &path, source))
+                    fs::rename(into, &w.tmp, &w.name)
+                        .map_err(|source| self.io_err(&package, "rename into place", &path, source))
                 } else {
-                    fs::unlink(into, &w.tmp).map_err(|source| self.io_err(&package, "remove the replaced", &path, source))
+                    fs::unlink(into, &w.tmp).map_err(|source| {
+                        self.io_err(&package, "remove the replaced", &path, source)
+                    })
                 }
             })
         })?;
