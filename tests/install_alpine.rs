@@ -228,7 +228,7 @@ fn skeleton(root: &Path) {
         let mode = rustix::fs::Mode::from_raw_mode(0o666);
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &root.join("dev").join(name),
+            root.join("dev").join(name),
             rustix::fs::FileType::CharacterDevice,
             mode,
             dev,
