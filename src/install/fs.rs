@@ -17,6 +17,9 @@ pub(crate) struct Root {
     fd: OwnedFd,
 }
 
+/// The owner to give an inode, or `None` to leave it to whoever creates it (not root).
+pub(crate) type Owner = Option<(u32, u32)>;
+
 /// What [`Root::lstat`] found at a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Found {
@@ -103,7 +106,7 @@ impl Root {
     }
 
     /// Creates directory `path` (its parent must exist) and gives it its owner and mode.
-    pub(crate) fn mkdir(&self, path: &str, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
+    pub(crate) fn mkdir(&self, path: &str, owner: Owner, mode: u32) -> io::Result<()> {
         let (dir, name) = split(path);
         let parent = self.dir(dir)?;
         match rfs::mkdirat(&parent, name, Mode::from_raw_mode(0o700)) {
@@ -111,16 +114,16 @@ impl Root {
             Err(rustix::io::Errno::EXIST) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
-        set_owner_mode(&parent, name, uid, gid, mode)
+        set_owner_mode(&parent, name, owner, mode)
     }
 
     /// Sets owner, then mode, of an existing directory (permission reconciliation).
-    pub(crate) fn set_dir_acl(&self, path: &str, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
+    pub(crate) fn set_dir_acl(&self, path: &str, owner: Owner, mode: u32) -> io::Result<()> {
         let (dir, name) = split(path);
         let parent = self.dir(dir)?;
         let st = rfs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW)?;
-        if st.st_uid != uid || st.st_gid != gid {
-            chown(&parent, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)?;
+        if owner.is_some_and(|(uid, gid)| st.st_uid != uid || st.st_gid != gid) {
+            chown(&parent, name, owner, AtFlags::SYMLINK_NOFOLLOW)?;
         }
         if st.st_mode & 0o7777 != mode {
             rfs::chmodat(&parent, name, Mode::from_raw_mode(mode), AtFlags::empty())?;
@@ -152,8 +155,7 @@ pub(crate) fn write_file(
     parent: BorrowedFd<'_>,
     tmp: &str,
     data: &[u8],
-    uid: u32,
-    gid: u32,
+    owner: Owner,
     mode: u32,
     mtime: u64,
     xattrs: &[(String, Vec<u8>)],
@@ -165,11 +167,13 @@ pub(crate) fn write_file(
     let mut file = std::fs::File::from(fd);
     file.write_all(data)?;
     // Owner first: chown clears setuid/setgid, so the mode must come after it.
-    rfs::fchown(
-        &file,
-        Some(rfs::Uid::from_raw(uid)),
-        Some(rfs::Gid::from_raw(gid)),
-    )?;
+    if let Some((uid, gid)) = owner {
+        rfs::fchown(
+            &file,
+            Some(rfs::Uid::from_raw(uid)),
+            Some(rfs::Gid::from_raw(gid)),
+        )?;
+    }
     rfs::fchmod(&file, Mode::from_raw_mode(mode))?;
     for (name, value) in xattrs {
         rfs::fsetxattr(&file, name.as_str(), value, rfs::XattrFlags::empty())?;
@@ -183,11 +187,10 @@ pub(crate) fn symlink(
     parent: BorrowedFd<'_>,
     tmp: &str,
     target: &str,
-    uid: u32,
-    gid: u32,
+    owner: Owner,
 ) -> io::Result<()> {
     retry_stale(parent, tmp, || rfs::symlinkat(target, parent, tmp))?;
-    chown(&parent, tmp, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+    chown(&parent, tmp, owner, AtFlags::SYMLINK_NOFOLLOW)
 }
 
 /// Hard-links `from_name` in `from` as `tmp` in `parent`, then applies the link's header
@@ -199,15 +202,14 @@ pub(crate) fn hardlink(
     from_name: &str,
     parent: BorrowedFd<'_>,
     tmp: &str,
-    uid: u32,
-    gid: u32,
+    owner: Owner,
     mode: u32,
     mtime: u64,
 ) -> io::Result<()> {
     retry_stale(parent, tmp, || {
         rfs::linkat(from, from_name, parent, tmp, AtFlags::empty())
     })?;
-    chown(&parent, tmp, uid, gid, AtFlags::SYMLINK_NOFOLLOW)?;
+    chown(&parent, tmp, owner, AtFlags::SYMLINK_NOFOLLOW)?;
     if mode & 0o7000 != 0 {
         rfs::chmodat(parent, tmp, Mode::from_raw_mode(mode), AtFlags::empty())?;
     }
@@ -249,7 +251,10 @@ fn remove_stale(parent: &impl AsFd, name: &str) -> io::Result<()> {
     }
 }
 
-fn chown(parent: &impl AsFd, name: &str, uid: u32, gid: u32, flags: AtFlags) -> io::Result<()> {
+fn chown(parent: &impl AsFd, name: &str, owner: Owner, flags: AtFlags) -> io::Result<()> {
+    let Some((uid, gid)) = owner else {
+        return Ok(());
+    };
     rfs::chownat(
         parent,
         name,
@@ -260,8 +265,8 @@ fn chown(parent: &impl AsFd, name: &str, uid: u32, gid: u32, flags: AtFlags) -> 
     Ok(())
 }
 
-fn set_owner_mode(parent: &impl AsFd, name: &str, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
-    chown(parent, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)?;
+fn set_owner_mode(parent: &impl AsFd, name: &str, owner: Owner, mode: u32) -> io::Result<()> {
+    chown(parent, name, owner, AtFlags::SYMLINK_NOFOLLOW)?;
     rfs::chmodat(parent, name, Mode::from_raw_mode(mode), AtFlags::empty())?;
     Ok(())
 }

@@ -122,6 +122,9 @@ pub struct InstallOptions {
     /// Overwrite files owned by another package with a warning instead of failing
     /// (apk's `--force-overwrite`).
     pub force_overwrite: bool,
+    /// Give inodes their recorded owners (default: when running as root). Without it the
+    /// database still records the owners, and the files belong to the caller.
+    pub chown: bool,
 }
 
 impl Default for InstallOptions {
@@ -131,6 +134,7 @@ impl Default for InstallOptions {
             jobs: (cores * 2).clamp(2, 16),
             memory_budget: 256 * 1024 * 1024,
             force_overwrite: false,
+            chown: rustix::process::geteuid().is_root(),
         }
     }
 }
@@ -221,8 +225,15 @@ impl Installer {
         self.pool.install(|| {
             dirs.par_iter().try_for_each(|(path, acl)| {
                 self.root
-                    .set_dir_acl(path, acl.uid, acl.gid, acl.mode)
-                    .map_err(|source| self.io_err("", "set the permissions of", path, source))
+                    .set_dir_acl(path, self.owner(acl), acl.mode)
+                    .map_err(|source| {
+                        self.io_err(
+                            "(shared directories)",
+                            "set the permissions of",
+                            path,
+                            source,
+                        )
+                    })
             })
         })?;
         Ok(self
@@ -339,7 +350,7 @@ impl Installer {
                     .filter(|d| d.path.matches('/').count() == depth)
                     .try_for_each(|d| {
                         self.root
-                            .mkdir(&d.path, d.acl.uid, d.acl.gid, d.acl.mode)
+                            .mkdir(&d.path, self.owner(&d.acl), d.acl.mode)
                             .map_err(|source| {
                                 self.io_err(
                                     &by_index(d.package),
@@ -374,19 +385,22 @@ impl Installer {
                         into,
                         &w.tmp,
                         &data[*offset..*offset + *len],
-                        w.acl.uid,
-                        w.acl.gid,
+                        self.owner(&w.acl),
                         w.acl.mode,
                         w.mtime,
                         &w.xattrs,
                     ),
-                    What::Symlink(target) => {
-                        fs::symlink(into, &w.tmp, target, w.acl.uid, w.acl.gid)
-                    }
+                    What::Symlink(target) => fs::symlink(into, &w.tmp, target, self.owner(&w.acl)),
                     What::Hardlink { dir, tmp } => {
                         let from = parent(dir, &package, &path)?;
                         fs::hardlink(
-                            from, tmp, into, &w.tmp, w.acl.uid, w.acl.gid, w.acl.mode, w.mtime,
+                            from,
+                            tmp,
+                            into,
+                            &w.tmp,
+                            self.owner(&w.acl),
+                            w.acl.mode,
+                            w.mtime,
                         )
                     }
                 };
@@ -415,6 +429,11 @@ impl Installer {
             reporter.package_installed(&chunk[slot].0.name);
         }
         Ok(())
+    }
+
+    /// The owner to set on disk: the recorded one, unless ownership is not ours to change.
+    fn owner(&self, acl: &crate::db::Acl) -> fs::Owner {
+        self.opts.chown.then_some((acl.uid, acl.gid))
     }
 
     fn io_err(
