@@ -273,6 +273,12 @@ fn all_co_installable_packages_without_scripts_match_apk() {
     assert_matches_apk(CO_INSTALLABLE, &names, false);
 }
 
+#[test]
+fn all_co_installable_packages_with_scripts_match_apk() {
+    let names: Vec<&str> = CO_INSTALLABLE.lines().map(|nv| nv.rsplitn(3, '-').nth(2).unwrap_or(nv)).collect();
+    assert_matches_apk(CO_INSTALLABLE, &names, true);
+}
+
 /// Builds `request` with the apk oracle and `plan` with the installer (both with or both
 /// without scripts), then compares the file records and the trees.
 fn assert_matches_apk(plan: &str, request: &[&str], scripts: bool) {
