@@ -18,8 +18,8 @@ mod entries;
 mod fs;
 mod merge;
 mod owners;
+mod write;
 
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -29,7 +29,7 @@ use crate::index::Package;
 use crate::package::VerifiedPackage;
 use crate::report::Reporter;
 
-use merge::{ChunkPlan, PlanInput, State, What, Write};
+use merge::{ChunkPlan, PlanInput, State};
 use owners::IdCache;
 
 /// The largest `etc/passwd` or `etc/group` read for owner lookups.
@@ -325,112 +325,6 @@ impl Installer {
         self.write_plan(plan, &loaded, chunk, &planned, reporter)
     }
 
-    fn write_plan(
-        &self,
-        plan: ChunkPlan,
-        loaded: &[Loaded],
-        chunk: &[(&Package, &VerifiedPackage)],
-        planned: &[usize],
-        reporter: &dyn Reporter,
-    ) -> Result<(), InstallError> {
-        let pkg_name = |slot: usize| chunk[slot].0.name_version();
-        let by_index = |index: usize| self.state.packages[index].installed.package.name_version();
-        self.pool.install(|| -> Result<(), InstallError> {
-            // Directories by depth, so that parents exist before their children.
-            let mut depths: Vec<usize> = plan
-                .dirs
-                .iter()
-                .map(|d| d.path.matches('/').count())
-                .collect();
-            depths.sort_unstable();
-            depths.dedup();
-            for depth in depths {
-                plan.dirs
-                    .par_iter()
-                    .filter(|d| d.path.matches('/').count() == depth)
-                    .try_for_each(|d| {
-                        self.root
-                            .mkdir(&d.path, self.owner(&d.acl), d.acl.mode)
-                            .map_err(|source| {
-                                self.io_err(
-                                    &by_index(d.package),
-                                    "create directory",
-                                    &d.path,
-                                    source,
-                                )
-                            })
-                    })?;
-            }
-            // One handle per directory for all the writes below.
-            let dirs = self
-                .root
-                .open_dirs(plan.writes.iter().map(|w| w.dir.as_str()));
-            let parent = |dir: &str, package: &str, path: &str| {
-                dirs.get(dir).map(|fd| fd.as_fd()).ok_or_else(|| {
-                    let source = std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        format!("directory `{dir}` is missing"),
-                    );
-                    self.io_err(package, "write", path, source)
-                })
-            };
-            let is_link = |w: &&Write| matches!(w.what, What::Hardlink { .. });
-            let write = |w: &Write| {
-                let package = pkg_name(w.slot);
-                let path = join(&w.dir, &w.name);
-                let into = parent(&w.dir, &package, &path)?;
-                let data = &loaded[w.slot].data;
-                let result = match &w.what {
-                    What::File { offset, len } => fs::write_file(
-                        into,
-                        &w.tmp,
-                        &data[*offset..*offset + *len],
-                        self.owner(&w.acl),
-                        w.acl.mode,
-                        w.mtime,
-                        &w.xattrs,
-                    ),
-                    What::Symlink(target) => fs::symlink(into, &w.tmp, target, self.owner(&w.acl)),
-                    What::Hardlink { dir, tmp } => {
-                        let from = parent(dir, &package, &path)?;
-                        fs::hardlink(
-                            from,
-                            tmp,
-                            into,
-                            &w.tmp,
-                            self.owner(&w.acl),
-                            w.acl.mode,
-                            w.mtime,
-                        )
-                    }
-                };
-                result.map_err(|source| self.io_err(&package, "write", &path, source))
-            };
-            plan.writes
-                .par_iter()
-                .filter(|w| !is_link(w))
-                .try_for_each(write)?;
-            plan.writes.par_iter().filter(is_link).try_for_each(write)?;
-            plan.writes.par_iter().enumerate().try_for_each(|(i, w)| {
-                let package = pkg_name(w.slot);
-                let path = join(&w.dir, &w.name);
-                let into = parent(&w.dir, &package, &path)?;
-                if plan.finals.get(&path) == Some(&i) {
-                    fs::rename(into, &w.tmp, &w.name)
-                        .map_err(|source| self.io_err(&package, "rename into place", &path, source))
-                } else {
-                    fs::unlink(into, &w.tmp).map_err(|source| {
-                        self.io_err(&package, "remove the replaced", &path, source)
-                    })
-                }
-            })
-        })?;
-        for &slot in planned {
-            reporter.package_installed(&chunk[slot].0.name);
-        }
-        Ok(())
-    }
-
     /// The owner to set on disk: the recorded one, unless ownership is not ours to change.
     fn owner(&self, acl: &crate::db::Acl) -> fs::Owner {
         self.opts.chown.then_some((acl.uid, acl.gid))
@@ -450,13 +344,5 @@ impl Installer {
             root: self.root_path.display().to_string(),
             source,
         }
-    }
-}
-
-fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{dir}/{name}")
     }
 }
