@@ -228,6 +228,39 @@ pub(crate) fn unlink(parent: BorrowedFd<'_>, name: &str) -> io::Result<()> {
     remove_stale(&parent, name)
 }
 
+/// SHA-1 of what is at `name` in `parent`, as apk computes it: `None` when nothing is
+/// there, `Some(None)` for something without a checksum (a directory, a device), the
+/// content's SHA-1 for a regular file and the target's for a symlink.
+pub(crate) fn existing_sha1(
+    parent: BorrowedFd<'_>,
+    name: &str,
+) -> io::Result<Option<Option<[u8; 20]>>> {
+    use sha1::{Digest, Sha1};
+    let st = match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    match rfs::FileType::from_raw_mode(st.st_mode) {
+        rfs::FileType::Symlink => {
+            let target = rfs::readlinkat(parent, name, Vec::new())?;
+            Ok(Some(Some(Sha1::digest(target.as_bytes()).into())))
+        }
+        rfs::FileType::RegularFile => {
+            let fd = rfs::openat(
+                parent,
+                name,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let mut hasher = Sha1::new();
+            io::copy(&mut std::fs::File::from(fd), &mut hasher)?;
+            Ok(Some(Some(hasher.finalize().into())))
+        }
+        _ => Ok(Some(None)),
+    }
+}
+
 /// Runs `create`; when a stale entry of that name is in the way (an interrupted run),
 /// removes it and tries once more. Cheaper than unlinking before every create.
 fn retry_stale<T>(

@@ -4,15 +4,25 @@
 //! inode costs 0.3-0.6 ms on ext4, so the filesystem writes are what runs in parallel.
 //! Each batch is cut into chunks whose inflated size fits [`InstallOptions::memory_budget`];
 //! a chunk is inflated (in parallel), planned sequentially in plan order (apk's ownership,
-//! conflict and directory rules: [`merge`]), then written in four parallel phases whose
+//! conflict and directory rules: `merge`), then written in four parallel phases whose
 //! jobs are independent: new directories (by depth), files and symlinks under temporary
 //! names, hard links to those, and renames to the final names (later packages win). The
 //! writer pool is separate from rayon's global pool and may be larger than the core count,
-//! because its threads mostly wait in the kernel. All writes go through [`fs::Root`].
+//! because its threads mostly wait in the kernel. All writes go through `fs::Root`
+//! (`openat2(RESOLVE_IN_ROOT)`), never through joined host paths.
 //!
 //! Batches exist because package scripts run between extractions: a `pre-install` script
 //! must run before its package is extracted, and it may add users whose names the next
 //! packages' files carry, which [`Installer::refresh_ids`] makes visible.
+//!
+//! ```text
+//! let mut inst = Installer::new(root, InstallOptions::default())?;
+//! inst.extract_batch(&[(&pkg, &verified), ...], reporter)?; // until a package with a script
+//! /* run pre-install / post-install in the root */
+//! inst.refresh_ids();
+//! inst.extract_batch(&next_batch, reporter)?;
+//! let installed: Vec<InstalledPackage> = inst.finish()?; // plan order, for the db writers
+//! ```
 
 mod entries;
 mod fs;

@@ -106,13 +106,21 @@ impl Installer {
                 let package = pkg_name(w.slot);
                 let path = join(&w.dir, &w.name);
                 let into = parent(&w.dir, &package, &path)?;
-                if plan.finals.get(&path) == Some(&i) {
-                    fs::rename(into, &w.tmp, &w.name)
-                        .map_err(|source| self.io_err(&package, "rename into place", &path, source))
-                } else {
-                    fs::unlink(into, &w.tmp).map_err(|source| {
+                if plan.finals.get(&path) != Some(&i) {
+                    return fs::unlink(into, &w.tmp).map_err(|source| {
                         self.io_err(&package, "remove the replaced", &path, source)
-                    })
+                    });
+                }
+                let target = self
+                    .protected_target(into, w)
+                    .map_err(|source| self.io_err(&package, "inspect", &path, source))?;
+                match target {
+                    Some(name) => fs::rename(into, &w.tmp, &name).map_err(|source| {
+                        self.io_err(&package, "rename into place", &path, source)
+                    }),
+                    None => fs::unlink(into, &w.tmp).map_err(|source| {
+                        self.io_err(&package, "remove the duplicate", &path, source)
+                    }),
                 }
             })
         })?;
@@ -120,6 +128,31 @@ impl Installer {
             reporter.package_installed(&chunk[slot].0.name);
         }
         Ok(())
+    }
+
+    /// Where the new file goes, or `None` to drop it. Like apk's migration step: in a
+    /// protected directory (`etc`), a file already on disk that is not the previous
+    /// owner's unmodified file (created by a script, or edited) is kept, and the new one
+    /// is written beside it as `name.apk-new`, unless both are identical.
+    fn protected_target(
+        &self,
+        dir: std::os::fd::BorrowedFd<'_>,
+        w: &Write,
+    ) -> std::io::Result<Option<String>> {
+        if !super::merge::is_protected(&w.dir) {
+            return Ok(Some(w.name.clone()));
+        }
+        let on_disk = match fs::existing_sha1(dir, &w.name)? {
+            None => return Ok(Some(w.name.clone())),
+            Some(sum) => sum,
+        };
+        if on_disk.is_some_and(|sum| w.previous.contains(&sum)) {
+            return Ok(Some(w.name.clone()));
+        }
+        if on_disk.is_some() && w.sha1 == on_disk {
+            return Ok(None);
+        }
+        Ok(Some(format!("{}.apk-new", w.name)))
     }
 }
 
