@@ -9,7 +9,8 @@
 //! much it inflates, so a gzip bomb costs an error, not the machine.
 
 use flate2::bufread::GzDecoder;
-use std::io::{self, Read};
+use sha1::{Digest, Sha1};
+use std::io::{self, BufRead, Read};
 
 /// The largest decompressed signature member accepted. Real ones hold one or two
 /// entries of a few hundred bytes; anything bigger is not a signature we should parse.
@@ -185,6 +186,93 @@ pub fn split_signature(bytes: &[u8]) -> Result<Signed<'_>, ArchiveError> {
     })
 }
 
+/// SHA-1 of the compressed control member of a package read from `reader`: the first
+/// gzip member after the optional signature member, i.e. the digest behind the index's
+/// `C:Q1...`. Streams: only the signature and control members are read, so checking a
+/// cached or downloaded package costs a few kilobytes of I/O whatever its size.
+pub fn control_checksum(reader: impl BufRead) -> Result<[u8; 20], ArchiveError> {
+    let mut input = Hashing {
+        inner: reader,
+        hasher: Sha1::new(),
+        consumed: 0,
+    };
+    let mut head = Vec::new();
+    {
+        let mut decoder = GzDecoder::new(&mut input);
+        (&mut decoder)
+            .take(MAX_SIGNATURE_MEMBER + 1)
+            .read_to_end(&mut head)
+            .map_err(ArchiveError::Gzip)?;
+        drain(&mut decoder, MAX_MEMBER_OUTPUT)?;
+    }
+    if input.consumed == 0 {
+        return Err(ArchiveError::Empty);
+    }
+    let first = input.hasher.finalize_reset();
+    let whole = head.len() as u64 <= MAX_SIGNATURE_MEMBER;
+    let entries = read_entries(&head, whole)?;
+    let signed = entries
+        .first()
+        .is_some_and(|(name, _)| signature_kind(name).is_some());
+    if !signed {
+        return Ok(first.into());
+    }
+    let before = input.consumed;
+    drain(&mut GzDecoder::new(&mut input), MAX_MEMBER_OUTPUT)?;
+    if input.consumed == before {
+        return Err(ArchiveError::Gzip(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "no control member after the signature",
+        )));
+    }
+    Ok(input.hasher.finalize().into())
+}
+
+fn drain(decoder: &mut impl Read, limit: u64) -> Result<(), ArchiveError> {
+    let copied = io::copy(&mut decoder.take(limit.saturating_add(1)), &mut io::sink())
+        .map_err(ArchiveError::Gzip)?;
+    if copied > limit {
+        return Err(ArchiveError::TooLarge { limit });
+    }
+    Ok(())
+}
+
+/// A `BufRead` that hashes and counts the bytes its consumer consumes, which for a
+/// gzip decoder are exactly the compressed bytes of the member it reads.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha1,
+    consumed: u64,
+}
+
+impl<R: BufRead> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Hashing<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        // The bytes being consumed are the front of the buffer the last `fill_buf`
+        // returned; asking again does no I/O while that buffer is not used up.
+        if amt > 0 {
+            if let Ok(buf) = self.inner.fill_buf() {
+                self.hasher.update(&buf[..amt.min(buf.len())]);
+            }
+        }
+        self.consumed += amt as u64;
+        self.inner.consume(amt);
+    }
+}
+
 /// The algorithm and key name of a signature entry name, or `None` for other files.
 fn signature_kind(name: &str) -> Option<(SignatureAlgorithm, &str)> {
     if let Some(key) = name.strip_prefix(SIGN_SHA256) {
@@ -329,14 +417,17 @@ mod tests {
 
     #[test]
     fn real_index_and_package_split_where_apk_splits_them() {
-        let base = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/alpine/v3.19/main/x86_64"
-        );
-        let Ok(index) = std::fs::read(format!("{base}/APKINDEX.tar.gz")) else {
+        // The repository sits next to `shared/`; worktrees one level deeper.
+        let root = env!("CARGO_MANIFEST_DIR");
+        let Some(base) = ["/../shared/alpine", "/../../shared/alpine"]
+            .iter()
+            .map(|rel| format!("{root}{rel}/v3.19/main/x86_64"))
+            .find(|p| std::path::Path::new(p).is_dir())
+        else {
             eprintln!("skipped: ../shared/alpine is absent");
             return;
         };
+        let index = std::fs::read(format!("{base}/APKINDEX.tar.gz")).unwrap();
         let signed = split_signature(&index).unwrap();
         let sig = signed.signature.as_ref().unwrap();
         assert_eq!(
@@ -350,6 +441,22 @@ mod tests {
         let control = first_member_len(signed.rest).unwrap();
         let data = first_member_len(&signed.rest[control..]).unwrap();
         assert_eq!(control + data, signed.rest.len());
+        let expect: [u8; 20] = Sha1::digest(&signed.rest[..control]).into();
+        assert_eq!(control_checksum(&pkg[..]).unwrap(), expect);
+    }
+
+    #[test]
+    fn control_checksum_hashes_the_member_after_the_signature() {
+        let sig = gzip(&cut_tar(&[(".SIGN.RSA.k.pub", b"s")]));
+        let control = gzip(&cut_tar(&[(".PKGINFO", b"pkgname = a\n")]));
+        let data = gzip(&[7u8; 100_000]);
+        let expect: [u8; 20] = Sha1::digest(&control).into();
+        let signed = [sig, control.clone(), data.clone()].concat();
+        assert_eq!(control_checksum(&signed[..]).unwrap(), expect);
+        let unsigned = [control, data].concat();
+        assert_eq!(control_checksum(&unsigned[..]).unwrap(), expect);
+        assert!(control_checksum(&[][..]).is_err());
+        assert!(control_checksum(&signed[..20]).is_err());
     }
 
     proptest! {
@@ -358,6 +465,7 @@ mod tests {
             let _ = split_signature(&bytes);
             let _ = first_member_len(&bytes);
             let _ = read_first_member(&bytes, 4096);
+            let _ = control_checksum(&bytes[..]);
         }
 
         #[test]

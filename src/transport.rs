@@ -1,3 +1,562 @@
-//! Getting bytes from http(s)://, file:// and plain paths: timeouts, retries, resume, revalidation.
+//! Getting bytes from http(s)://, file:// and plain paths: timeouts, retries, resume,
+//! revalidation.
 //!
-//! OWNER: repository helper. To be written.
+//! HTTP goes through one lazily built reqwest blocking client (rustls with the
+//! system's roots, which honours `SSL_CERT_FILE`/`SSL_CERT_DIR`; `HTTP(S)_PROXY` and
+//! `NO_PROXY` from the environment). Building it loads the CA store, so runs that only
+//! read local repositories never pay for it. Transient failures (connection errors,
+//! timeouts, 408/429/5xx, a body cut short) are retried with exponential backoff;
+//! downloads to a file resume where they stopped with `Range`. Every read is bounded
+//! by a size the caller gives, so a hostile server cannot fill memory or disk.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{
+    HeaderMap, CONTENT_RANGE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RANGE,
+};
+use reqwest::StatusCode;
+
+/// Why bytes could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The server or the file system says the resource does not exist.
+    #[error("`{url}` does not exist ({detail})")]
+    NotFound {
+        /// The URL or path.
+        url: String,
+        /// `HTTP 404`, or the OS error.
+        detail: String,
+    },
+    /// The server answered with an unexpected status.
+    #[error("`{url}` answered HTTP {status} after {attempts} attempt(s); expected 200")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The status code.
+        status: u16,
+        /// How many requests were made.
+        attempts: u32,
+    },
+    /// The request failed below HTTP (DNS, connect, TLS, timeout, cut connection).
+    #[error("cannot fetch `{url}` after {attempts} attempt(s): {source}; check the URL, the network and any proxy (`HTTPS_PROXY`), or use `--mirror`")]
+    Http {
+        /// The URL.
+        url: String,
+        /// How many requests were made.
+        attempts: u32,
+        /// The underlying error (with its chain).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Reading or writing a local file failed.
+    #[error("cannot read or write `{}`: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The resource is bigger than the caller allows.
+    #[error("`{url}` is larger than {limit} bytes; refusing to read more")]
+    TooLarge {
+        /// The URL or path.
+        url: String,
+        /// The limit.
+        limit: u64,
+    },
+    /// The HTTP client could not be set up (e.g. an unreadable `SSL_CERT_FILE`).
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(String),
+}
+
+impl TransportError {
+    fn is_transient(&self) -> bool {
+        match self {
+            TransportError::Http { .. } => true,
+            TransportError::Status { status, .. } => {
+                // 416 only comes back for a stale partial file, which is then emptied,
+                // so asking again succeeds.
+                matches!(status, 408 | 416 | 425 | 429) || (500..600).contains(status)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Timeouts and retry policy.
+#[derive(Debug, Clone)]
+pub struct TransportOptions {
+    /// Time allowed to establish a connection.
+    pub connect_timeout: Duration,
+    /// Time allowed for the response headers and for each read of the body.
+    pub read_timeout: Duration,
+    /// How many times a transient failure is retried.
+    pub retries: u32,
+    /// The first backoff; doubled after each retry.
+    pub backoff: Duration,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(30),
+            retries: 4,
+            backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Cache validators of an HTTP resource.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    /// `ETag`, sent back as `If-None-Match`.
+    pub etag: Option<String>,
+    /// `Last-Modified`, sent back as `If-Modified-Since`.
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    fn from_headers(headers: &HeaderMap) -> Validators {
+        let get = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .map(str::to_string)
+        };
+        Validators {
+            etag: get(ETAG),
+            last_modified: get(LAST_MODIFIED),
+        }
+    }
+
+    /// Whether there is anything to revalidate with.
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+}
+
+/// The answer to a conditional request.
+#[derive(Debug)]
+pub enum Conditional {
+    /// The cached copy is still current (HTTP 304).
+    NotModified,
+    /// A new body, with its validators.
+    Fresh {
+        /// The body.
+        bytes: Vec<u8>,
+        /// Validators to store with it.
+        validators: Validators,
+    },
+}
+
+/// The local path a `file://` URL or a plain path names; `None` for http(s).
+pub fn local_path(url: &str) -> Option<PathBuf> {
+    if is_remote(url) {
+        return None;
+    }
+    if url.starts_with("file:") {
+        return reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.to_file_path().ok())
+            .or_else(|| Some(PathBuf::from(url.trim_start_matches("file://"))));
+    }
+    Some(PathBuf::from(url))
+}
+
+/// Whether `url` is fetched over HTTP.
+pub fn is_remote(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// Fetches bytes from repositories. Cheap to share between threads.
+#[derive(Debug, Default)]
+pub struct Transport {
+    options: TransportOptions,
+    client: OnceLock<Result<Client, String>>,
+}
+
+impl Transport {
+    /// A transport with the given policy; the HTTP client is built on first use.
+    pub fn new(options: TransportOptions) -> Transport {
+        Transport {
+            options,
+            client: OnceLock::new(),
+        }
+    }
+
+    fn client(&self) -> Result<&Client, TransportError> {
+        let built = self.client.get_or_init(|| {
+            Client::builder()
+                .connect_timeout(self.options.connect_timeout)
+                // The blocking client applies this to the wait for the headers and to
+                // each body read separately, so it is a read timeout, not a total one.
+                .timeout(self.options.read_timeout)
+                .user_agent(concat!("sysroot-mk/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| error_chain(&e))
+        });
+        built
+            .as_ref()
+            .map_err(|e| TransportError::Client(e.clone()))
+    }
+
+    /// Reads a whole resource (at most `max_size` bytes) into memory.
+    pub fn read(&self, url: &str, max_size: u64) -> Result<Vec<u8>, TransportError> {
+        match self.read_conditional(url, &Validators::default(), max_size)? {
+            Conditional::Fresh { bytes, .. } => Ok(bytes),
+            // Without validators a server has no reason to answer 304; treat it as an
+            // unexpected status rather than returning an empty body.
+            Conditional::NotModified => Err(TransportError::Status {
+                url: url.to_string(),
+                status: 304,
+                attempts: 1,
+            }),
+        }
+    }
+
+    /// Reads a resource unless it still matches `validators` (local files are always
+    /// read, they have no validators).
+    pub fn read_conditional(
+        &self,
+        url: &str,
+        validators: &Validators,
+        max_size: u64,
+    ) -> Result<Conditional, TransportError> {
+        if let Some(path) = local_path(url) {
+            return read_local(&path, max_size).map(|bytes| Conditional::Fresh {
+                bytes,
+                validators: Validators::default(),
+            });
+        }
+        let client = self.client()?;
+        self.with_retries(|attempts| {
+            let mut request = client.get(url);
+            if let Some(etag) = &validators.etag {
+                request = request.header(IF_NONE_MATCH, etag);
+            }
+            if let Some(modified) = &validators.last_modified {
+                request = request.header(IF_MODIFIED_SINCE, modified);
+            }
+            let response = send(request, url, attempts)?;
+            if response.status() == StatusCode::NOT_MODIFIED {
+                return Ok(Conditional::NotModified);
+            }
+            let response = expect_status(response, url, attempts, &[StatusCode::OK])?;
+            let fresh = Validators::from_headers(response.headers());
+            if response.content_length().is_some_and(|n| n > max_size) {
+                return Err(too_large(url, max_size));
+            }
+            let mut bytes = Vec::new();
+            read_bounded(response, &mut bytes, max_size, url, attempts)?;
+            Ok(Conditional::Fresh {
+                bytes,
+                validators: fresh,
+            })
+        })
+    }
+
+    /// Downloads `url` into `partial`, resuming from the bytes already there; returns the
+    /// total size. `progress` receives each chunk's length (resumed bytes included once,
+    /// up front). Remote only; the caller reads local files in place.
+    pub fn download(
+        &self,
+        url: &str,
+        partial: &Path,
+        max_size: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, TransportError> {
+        let io_err = |source| TransportError::Io {
+            path: partial.to_path_buf(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(partial)
+            .map_err(io_err)?;
+        let mut have = file.metadata().map_err(io_err)?.len();
+        if have > max_size {
+            file.set_len(0).map_err(io_err)?;
+            have = 0;
+        }
+        if have > 0 {
+            progress(have);
+        }
+        let client = self.client()?;
+        self.with_retries(|attempts| {
+            let mut request = client.get(url);
+            if have > 0 {
+                request = request.header(RANGE, format!("bytes={have}-"));
+            }
+            let response = send(request, url, attempts)?;
+            let status = response.status();
+            if status == StatusCode::RANGE_NOT_SATISFIABLE {
+                // The partial file is as long as (or longer than) the resource: start over
+                // and let the caller's verification judge the result.
+                file.set_len(0).map_err(io_err)?;
+                have = 0;
+                return Err(TransportError::Status {
+                    url: url.to_string(),
+                    status: 416,
+                    attempts,
+                });
+            }
+            let response = expect_status(
+                response,
+                url,
+                attempts,
+                &[StatusCode::OK, StatusCode::PARTIAL_CONTENT],
+            )?;
+            let partial_content = response.status() == StatusCode::PARTIAL_CONTENT;
+            if partial_content && content_range_start(response.headers()) != Some(have) {
+                // A range we did not ask for: start over without one.
+                file.set_len(0).map_err(io_err)?;
+                have = 0;
+                return Err(TransportError::Status {
+                    url: url.to_string(),
+                    status: 416,
+                    attempts,
+                });
+            }
+            if !partial_content && have > 0 {
+                // The server ignored `Range` and sends the whole body.
+                file.set_len(0).map_err(io_err)?;
+                file.rewind().map_err(io_err)?;
+                have = 0;
+            }
+            let remaining = max_size.saturating_sub(have);
+            let mut writer = Counting {
+                file: &mut file,
+                written: &mut have,
+                progress: &mut *progress,
+            };
+            read_bounded(response, &mut writer, remaining, url, attempts)?;
+            Ok(())
+        })?;
+        file.flush().map_err(io_err)?;
+        Ok(have)
+    }
+
+    fn with_retries<T>(
+        &self,
+        mut attempt: impl FnMut(u32) -> Result<T, TransportError>,
+    ) -> Result<T, TransportError> {
+        let mut delay = self.options.backoff;
+        let mut attempts = 1;
+        loop {
+            match attempt(attempts) {
+                Err(err) if err.is_transient() && attempts <= self.options.retries => {
+                    std::thread::sleep(delay);
+                    delay = delay.saturating_mul(2);
+                    attempts += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Writes to the partial file, counting bytes and reporting progress.
+struct Counting<'a> {
+    file: &'a mut File,
+    written: &'a mut u64,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        *self.written += n as u64;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+fn send(
+    request: reqwest::blocking::RequestBuilder,
+    url: &str,
+    attempts: u32,
+) -> Result<Response, TransportError> {
+    request.send().map_err(|e| TransportError::Http {
+        url: url.to_string(),
+        attempts,
+        source: error_chain(&e).into(),
+    })
+}
+
+fn expect_status(
+    response: Response,
+    url: &str,
+    attempts: u32,
+    ok: &[StatusCode],
+) -> Result<Response, TransportError> {
+    let status = response.status();
+    if ok.contains(&status) {
+        return Ok(response);
+    }
+    if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+        return Err(TransportError::NotFound {
+            url: url.to_string(),
+            detail: format!("HTTP {}", status.as_u16()),
+        });
+    }
+    Err(TransportError::Status {
+        url: url.to_string(),
+        status: status.as_u16(),
+        attempts,
+    })
+}
+
+/// Copies at most `limit` bytes of the body into `out`; a body cut short is a
+/// transient error (retried, and resumed by [`Transport::download`]).
+fn read_bounded(
+    response: Response,
+    out: &mut dyn Write,
+    limit: u64,
+    url: &str,
+    attempts: u32,
+) -> Result<(), TransportError> {
+    let expected = response.content_length();
+    let mut body = response.take(limit.saturating_add(1));
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(TransportError::Http {
+                    url: url.to_string(),
+                    attempts,
+                    source: Box::new(e),
+                })
+            }
+        };
+        total += n as u64;
+        if total > limit {
+            return Err(too_large(url, limit));
+        }
+        out.write_all(&buf[..n]).map_err(|e| TransportError::Io {
+            path: PathBuf::from(url),
+            source: e,
+        })?;
+    }
+    if expected.is_some_and(|len| total < len) {
+        return Err(TransportError::Http {
+            url: url.to_string(),
+            attempts,
+            source: format!(
+                "the body ended after {total} of {} bytes",
+                expected.unwrap_or(0)
+            )
+            .into(),
+        });
+    }
+    Ok(())
+}
+
+fn content_range_start(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(CONTENT_RANGE)?.to_str().ok()?;
+    let range = value.strip_prefix("bytes ")?;
+    range.split('-').next()?.trim().parse().ok()
+}
+
+fn too_large(url: &str, limit: u64) -> TransportError {
+    TransportError::TooLarge {
+        url: url.to_string(),
+        limit,
+    }
+}
+
+/// Reads a local file, at most `max_size` bytes.
+pub fn read_local(path: &Path, max_size: u64) -> Result<Vec<u8>, TransportError> {
+    let file = File::open(path).map_err(|source| {
+        if source.kind() == io::ErrorKind::NotFound {
+            TransportError::NotFound {
+                url: path.display().to_string(),
+                detail: source.to_string(),
+            }
+        } else {
+            TransportError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })?;
+    let mut bytes = Vec::new();
+    file.take(max_size.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|source| TransportError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if bytes.len() as u64 > max_size {
+        return Err(too_large(&path.display().to_string(), max_size));
+    }
+    Ok(bytes)
+}
+
+/// The error and its causes on one line (reqwest hides the interesting part, such as
+/// the TLS or DNS failure, in the source chain).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_classified() {
+        assert!(is_remote("https://dl-cdn.alpinelinux.org/alpine"));
+        assert!(is_remote("HTTP://x"));
+        assert_eq!(local_path("http://x"), None);
+        assert_eq!(
+            local_path("file:///srv/a%20b"),
+            Some(PathBuf::from("/srv/a b"))
+        );
+        assert_eq!(local_path("/srv/repo"), Some(PathBuf::from("/srv/repo")));
+        assert_eq!(local_path("rel/repo"), Some(PathBuf::from("rel/repo")));
+    }
+
+    #[test]
+    fn local_read_is_bounded_and_names_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"12345").unwrap();
+        assert_eq!(read_local(&path, 5).unwrap(), b"12345");
+        assert!(matches!(
+            read_local(&path, 4),
+            Err(TransportError::TooLarge { .. })
+        ));
+        let err = read_local(&dir.path().join("missing"), 5).unwrap_err();
+        assert!(matches!(err, TransportError::NotFound { .. }));
+        assert!(err.to_string().contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn content_range_start_is_parsed() {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_RANGE, "bytes 100-199/200".parse().unwrap());
+        assert_eq!(content_range_start(&h), Some(100));
+    }
+}

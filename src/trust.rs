@@ -1,3 +1,507 @@
 //! Trust roots: pinned official keys, explicit keys, and RSA signature verification.
 //!
-//! OWNER: repository helper. To be written.
+//! Key material is accepted from two kinds of places (DESIGN 4):
+//! - explicitly named by the user (`--keys-dir`, repeatable) and the target's own
+//!   `etc/apk/keys`: any RSA public key there is trusted, and when `--keys-dir` is
+//!   given nothing else is, so a wrong-arch keys folder really fails;
+//! - anywhere else (the host's `/etc/apk/keys`, `/usr/share/apk/keys/<arch>`, a key
+//!   fetched by name from a URL) only when the key matches one of the pins compiled in
+//!   from `keys/pins.txt` and the pin lists the target arch.
+//!
+//! A pin is the SHA-256 of the key's DER `SubjectPublicKeyInfo`, so the PEM's
+//! armour does not matter. The keyring remembers where each key came from and its
+//! PEM bytes, because the sysroot's `etc/apk/keys` must receive the keys that
+//! verified its indexes.
+
+use crate::archive::{Signature, SignatureAlgorithm, Signed};
+use crate::report::Reporter;
+use rsa::pkcs1::DecodeRsaPublicKey;
+use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
+use rsa::{Pkcs1v15Sign, RsaPublicKey};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The pin file, compiled in so the trust roots travel with the binary.
+const PINS: &str = include_str!("../keys/pins.txt");
+
+/// Key files larger than this are not keys (a 16384-bit RSA PEM is under 3 KiB).
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// One pinned official key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    /// SHA-256 of the key's DER `SubjectPublicKeyInfo`.
+    pub digest: [u8; 32],
+    /// The key's file name, as signatures name it.
+    pub name: String,
+    /// The Alpine arches whose repositories this key signs.
+    pub arches: Vec<String>,
+}
+
+/// Why a key or a signature is not trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    /// An explicit keys folder cannot be read.
+    #[error("cannot read keys folder `{}`: {source}; pass an existing folder of `*.rsa.pub` files to `--keys-dir`", path.display())]
+    KeysDir {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Key material that does not parse.
+    #[error("key `{name}` from `{origin}` is not an RSA public key in PEM form ({reason})")]
+    BadKey {
+        /// The key's file name.
+        name: String,
+        /// Where it came from (path or URL).
+        origin: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// No key of that name is trusted.
+    #[error("the signature is by `{key}`, which is not among the trusted keys ({})", if known.is_empty() { "none".to_string() } else { known.join(", ") })]
+    UnknownKey {
+        /// The key name the signature carries.
+        key: String,
+        /// Names of the keys that are trusted.
+        known: Vec<String>,
+    },
+    /// The named key is trusted but the signature does not verify with it.
+    #[error("the signature by `{key}` does not verify with the trusted key from `{origin}`: the data was modified or signed by another key")]
+    BadSignature {
+        /// The key name.
+        key: String,
+        /// Where the trusted key came from.
+        origin: String,
+    },
+    /// Key material found outside explicit folders does not match its pin.
+    #[error("key `{name}` from `{origin}` does not match the pinned official key of that name (SHA-256 `{found}`); it is not used")]
+    PinMismatch {
+        /// The key's name.
+        name: String,
+        /// Where it came from.
+        origin: String,
+        /// The digest found, hex.
+        found: String,
+    },
+    /// The archive carries no signature.
+    #[error("it is not signed")]
+    Unsigned,
+}
+
+/// Where a trusted key came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A `--keys-dir` folder: trusted because the user named it.
+    Explicit(PathBuf),
+    /// The target's own `etc/apk/keys`.
+    Target(PathBuf),
+    /// Matched a pin; the path or URL it was read from.
+    Pinned(String),
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::Explicit(p) | KeySource::Target(p) => write!(f, "{}", p.display()),
+            KeySource::Pinned(origin) => f.write_str(origin),
+        }
+    }
+}
+
+/// A public key the keyring trusts, with the PEM bytes to install into the sysroot.
+#[derive(Debug, Clone)]
+pub struct TrustedKey {
+    /// The key's file name (`alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub`).
+    pub name: String,
+    /// The PEM file content, byte for byte.
+    pub pem: Vec<u8>,
+    /// Where it came from.
+    pub source: KeySource,
+    key: RsaPublicKey,
+}
+
+impl PartialEq for TrustedKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.key == other.key
+    }
+}
+
+impl TrustedKey {
+    /// Parses a PEM public key (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`).
+    pub fn from_pem(name: &str, pem: &[u8], source: KeySource) -> Result<TrustedKey, TrustError> {
+        let key = parse_pem(pem).map_err(|reason| TrustError::BadKey {
+            name: name.to_string(),
+            origin: source.to_string(),
+            reason,
+        })?;
+        Ok(TrustedKey {
+            name: name.to_string(),
+            pem: pem.to_vec(),
+            source,
+            key,
+        })
+    }
+
+    /// SHA-256 of the key's DER `SubjectPublicKeyInfo` (what pins hold).
+    pub fn digest(&self) -> [u8; 32] {
+        spki_digest(&self.key)
+    }
+
+    /// Checks `signature` over `signed_bytes` with this key.
+    pub fn verify(&self, signature: &Signature, signed_bytes: &[u8]) -> Result<(), TrustError> {
+        let result = match signature.algorithm {
+            SignatureAlgorithm::Sha1 => self.key.verify(
+                Pkcs1v15Sign::new::<Sha1>(),
+                &Sha1::digest(signed_bytes),
+                &signature.bytes,
+            ),
+            SignatureAlgorithm::Sha256 => self.key.verify(
+                Pkcs1v15Sign::new::<Sha256>(),
+                &Sha256::digest(signed_bytes),
+                &signature.bytes,
+            ),
+        };
+        result.map_err(|_| TrustError::BadSignature {
+            key: signature.key_name.clone(),
+            origin: self.source.to_string(),
+        })
+    }
+}
+
+fn parse_pem(pem: &[u8]) -> Result<RsaPublicKey, String> {
+    let text = std::str::from_utf8(pem).map_err(|_| "not UTF-8 text".to_string())?;
+    RsaPublicKey::from_public_key_pem(text.trim())
+        .or_else(|_| RsaPublicKey::from_pkcs1_pem(text.trim()))
+        .map_err(|e| e.to_string())
+}
+
+fn spki_digest(key: &RsaPublicKey) -> [u8; 32] {
+    // Encoding a parsed RSA key cannot fail; an empty digest input would only make the
+    // pin comparison fail, never succeed.
+    let der = key
+        .to_public_key_der()
+        .map(|d| d.as_bytes().to_vec())
+        .unwrap_or_default();
+    Sha256::digest(der).into()
+}
+
+/// The pins compiled in from `keys/pins.txt`.
+pub fn pins() -> &'static [Pin] {
+    static PARSED: OnceLock<Vec<Pin>> = OnceLock::new();
+    PARSED.get_or_init(|| parse_pins(PINS))
+}
+
+fn parse_pins(text: &str) -> Vec<Pin> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        let (Some(digest), Some(name), Some(arches)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let Ok(digest) = <[u8; 32]>::try_from(hex::decode(digest).unwrap_or_default()) else {
+            continue;
+        };
+        out.push(Pin {
+            digest,
+            name: name.to_string(),
+            arches: arches
+                .split(',')
+                .filter(|a| *a != "-")
+                .map(str::to_string)
+                .collect(),
+        });
+    }
+    out
+}
+
+/// The pin of the key named `name`, if it signs for `arch`.
+pub fn pin_for(name: &str, arch: &str) -> Option<&'static Pin> {
+    pins()
+        .iter()
+        .find(|p| p.name == name && p.arches.iter().any(|a| a == arch))
+}
+
+/// Where keys come from for one target.
+#[derive(Debug, Clone, Default)]
+pub struct KeyOptions {
+    /// `--keys-dir` folders. When non-empty, only these and the target's
+    /// `etc/apk/keys` are used.
+    pub keys_dirs: Vec<PathBuf>,
+    /// The target root, whose `etc/apk/keys` is trusted when it exists.
+    pub target_root: Option<PathBuf>,
+    /// Host folders searched for pinned keys when no `--keys-dir` is given
+    /// (see [`KeyOptions::default_host_dirs`]).
+    pub host_dirs: Vec<PathBuf>,
+}
+
+impl KeyOptions {
+    /// The host folders apk and alpine-keys use: `/etc/apk/keys`,
+    /// `/usr/share/apk/keys/<arch>`.
+    pub fn default_host_dirs(arch: &str) -> Vec<PathBuf> {
+        vec![
+            PathBuf::from("/etc/apk/keys"),
+            Path::new("/usr/share/apk/keys").join(arch),
+        ]
+    }
+}
+
+/// The public keys trusted for one target arch.
+#[derive(Debug, Clone, Default)]
+pub struct Keyring {
+    keys: Vec<TrustedKey>,
+    arch: String,
+    explicit: bool,
+}
+
+impl Keyring {
+    /// An empty keyring for `arch` that may still accept pinned keys.
+    pub fn new(arch: &str) -> Keyring {
+        Keyring {
+            keys: Vec::new(),
+            arch: arch.to_string(),
+            explicit: false,
+        }
+    }
+
+    /// Builds the keyring for `arch` from `options` (see the module documentation).
+    pub fn for_target(
+        arch: &str,
+        options: &KeyOptions,
+        reporter: &dyn Reporter,
+    ) -> Result<Keyring, TrustError> {
+        let mut ring = Keyring::new(arch);
+        ring.explicit = !options.keys_dirs.is_empty();
+        for dir in &options.keys_dirs {
+            for (name, pem) in read_key_files(dir, true)? {
+                ring.add_or_warn(
+                    TrustedKey::from_pem(&name, &pem, KeySource::Explicit(dir.join(&name))),
+                    reporter,
+                );
+            }
+        }
+        if let Some(root) = &options.target_root {
+            let dir = root.join("etc/apk/keys");
+            for (name, pem) in read_key_files(&dir, false)? {
+                ring.add_or_warn(
+                    TrustedKey::from_pem(&name, &pem, KeySource::Target(dir.join(&name))),
+                    reporter,
+                );
+            }
+        }
+        if !ring.explicit {
+            for dir in &options.host_dirs {
+                for (name, pem) in read_key_files(dir, false)? {
+                    let origin = dir.join(&name).display().to_string();
+                    match ring.add_pinned(&name, &pem, &origin) {
+                        Ok(true) => reporter.info(&format!("using pinned key `{origin}`")),
+                        Ok(false) => {}
+                        Err(err) => reporter.info(&err.to_string()),
+                    }
+                }
+            }
+        }
+        Ok(ring)
+    }
+
+    fn add_or_warn(&mut self, key: Result<TrustedKey, TrustError>, reporter: &dyn Reporter) {
+        match key {
+            Ok(key) => self.add(key),
+            Err(err) => reporter.warn(&format!("ignoring {err}")),
+        }
+    }
+
+    /// Adds a key (the first key of a name wins, as the first folder given wins in apk).
+    pub fn add(&mut self, key: TrustedKey) {
+        if self.get(&key.name).is_none() {
+            self.keys.push(key);
+        }
+    }
+
+    /// Adds key material found outside explicit folders: kept only when it matches a pin
+    /// for this keyring's arch. Returns whether it was added; keys pinned for other
+    /// arches are skipped (`Ok(false)`), keys matching no pin are an error.
+    pub fn add_pinned(&mut self, name: &str, pem: &[u8], origin: &str) -> Result<bool, TrustError> {
+        let key = TrustedKey::from_pem(name, pem, KeySource::Pinned(origin.to_string()))?;
+        let digest = key.digest();
+        let Some(pin) = pins().iter().find(|p| p.digest == digest) else {
+            return Err(TrustError::PinMismatch {
+                name: name.to_string(),
+                origin: origin.to_string(),
+                found: hex::encode(digest),
+            });
+        };
+        if !pin.arches.contains(&self.arch) {
+            return Ok(false);
+        }
+        let key = TrustedKey {
+            name: name.to_string(),
+            ..key
+        };
+        self.add(key);
+        Ok(true)
+    }
+
+    /// Whether the user named the trusted keys (`--keys-dir`); then no pinned key may
+    /// be added from elsewhere, e.g. fetched by name.
+    pub fn is_explicit(&self) -> bool {
+        self.explicit
+    }
+
+    /// The target arch.
+    pub fn arch(&self) -> &str {
+        &self.arch
+    }
+
+    /// All trusted keys.
+    pub fn keys(&self) -> &[TrustedKey] {
+        &self.keys
+    }
+
+    /// The key of that file name.
+    pub fn get(&self, name: &str) -> Option<&TrustedKey> {
+        self.keys.iter().find(|k| k.name == name)
+    }
+
+    /// Verifies one signature; returns the key that verified it.
+    pub fn verify(
+        &self,
+        signature: &Signature,
+        signed_bytes: &[u8],
+    ) -> Result<&TrustedKey, TrustError> {
+        let key = self
+            .get(&signature.key_name)
+            .ok_or_else(|| TrustError::UnknownKey {
+                key: signature.key_name.clone(),
+                known: self.keys.iter().map(|k| k.name.clone()).collect(),
+            })?;
+        key.verify(signature, signed_bytes)?;
+        Ok(key)
+    }
+
+    /// Verifies a split archive as apk does: the first signature whose key is trusted
+    /// decides. Returns the key that verified it.
+    pub fn verify_signed(&self, signed: &Signed<'_>) -> Result<&TrustedKey, TrustError> {
+        let mut first_error = None;
+        for signature in signed.signatures() {
+            match self.verify(signature, signed.rest) {
+                Ok(key) => return Ok(key),
+                Err(err @ TrustError::BadSignature { .. }) => return Err(err),
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        Err(first_error.unwrap_or(TrustError::Unsigned))
+    }
+}
+
+/// Reads the key files of a folder: regular files (links followed), at most
+/// [`MAX_KEY_FILE`] bytes each, sorted by name. A missing folder is an error only when
+/// `required`.
+fn read_key_files(dir: &Path, required: bool) -> Result<Vec<(String, Vec<u8>)>, TrustError> {
+    let to_err = |source| TrustError::KeysDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if !required && err.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Vec::new())
+        }
+        Err(err) => return Err(to_err(err)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(to_err)?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let path = entry.path();
+        if name.starts_with('.') || !path.is_file() {
+            continue;
+        }
+        let mut pem = read_small(&path).map_err(to_err)?;
+        if let Some(target) = link_stub(&pem) {
+            // Checkouts without symlink support (and some archives) turn the links of
+            // alpine-keys' per-arch folders into files holding the link text; follow
+            // those one level, relative to the folder, as the link would have been.
+            pem = read_small(&dir.join(target)).map_err(to_err)?;
+        }
+        out.push((name, pem));
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_KEY_FILE)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The relative path a key file holds instead of a key (a symlink stored as text).
+fn link_stub(content: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(content).ok()?.trim_end_matches('\n');
+    let plausible = !text.is_empty()
+        && text.len() < 1024
+        && !text.starts_with('/')
+        && !text.contains('\n')
+        && !text.contains("-----BEGIN")
+        && text.ends_with(".pub");
+    plausible.then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_cover_every_official_key_with_its_arches() {
+        assert_eq!(pins().len(), 17);
+        let key = "alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub";
+        assert!(pin_for(key, "x86_64").is_some());
+        assert!(pin_for(key, "aarch64").is_none());
+        assert!(pin_for(
+            "alpine-devel@lists.alpinelinux.org-58199dcc.rsa.pub",
+            "aarch64"
+        )
+        .is_some());
+    }
+
+    #[test]
+    fn malformed_pin_lines_are_skipped() {
+        let pins = parse_pins("# c\n\nzz name x86\n00 short x86\n");
+        assert!(pins.is_empty());
+        let good = format!("{} k.pub x86,aarch64\n", "ab".repeat(32));
+        assert_eq!(parse_pins(&good)[0].arches, ["x86", "aarch64"]);
+    }
+
+    #[test]
+    fn link_stubs_are_recognised() {
+        assert_eq!(link_stub(b"../k.rsa.pub\n"), Some("../k.rsa.pub"));
+        assert_eq!(link_stub(b"-----BEGIN PUBLIC KEY-----\nx.pub"), None);
+        assert_eq!(link_stub(b"/etc/passwd.pub"), None);
+    }
+
+    #[test]
+    fn garbage_pem_is_a_bad_key_error() {
+        let err =
+            TrustedKey::from_pem("k.pub", b"nonsense", KeySource::Pinned("x".into())).unwrap_err();
+        assert!(err.to_string().contains("`k.pub`"), "{err}");
+    }
+}

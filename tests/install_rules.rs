@@ -519,3 +519,31 @@ fn an_edited_file_in_etc_survives_a_replacing_package() {
     );
     assert_eq!(read("etc/other.apk-new"), None);
 }
+
+#[test]
+fn a_package_with_zero_installed_size_is_not_opened() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (mut pkg, bytes) = build_apk(
+        "meta",
+        "1.0-r0",
+        "meta",
+        "triggers = /usr/bin\n",
+        &[
+            TestEntry::dir("usr", 0o755),
+            TestEntry::file(b"usr/ghost", b"x"),
+        ],
+    );
+    let verified = VerifiedPackage::from_bytes(&pkg, bytes).expect("verifies");
+    pkg.installed_size = 0;
+    let mut installer = Installer::new(root.path(), InstallOptions::default()).expect("open");
+    installer
+        .extract_batch(&[(&pkg, &verified)], &Silent)
+        .expect("extract");
+    let installed = installer.finish().expect("finish");
+    assert!(!root.path().join("usr").exists());
+    assert!(
+        installed[0].dirs.is_empty()
+            && installed[0].triggers.is_empty()
+            && installed[0].scripts.is_empty()
+    );
+}

@@ -421,20 +421,12 @@ fn replaces_priority(by: &Package, pkg: &Package) -> i64 {
 
 /// Whether `dep` names `pkg` itself (not a provider) and its version matches.
 fn materializes(dep: &Dependency, pkg: &Package) -> bool {
-    use std::cmp::Ordering::*;
     if dep.conflict || dep.name != pkg.name {
         return false;
     }
-    let ord = || crate::version::compare(pkg.version.as_str(), &dep.version);
     match dep.op {
-        Op::Any => true,
-        Op::Eq => ord() == Equal,
-        Op::Lt => ord() == Less,
-        Op::Le => ord() != Greater,
-        Op::Gt => ord() == Greater,
-        Op::Ge => ord() != Less,
-        Op::Fuzzy => pkg.version.as_str().starts_with(&dep.version),
         Op::Checksum => pkg.checksum == dep.version,
+        _ => dep.matches(&pkg.version),
     }
 }
 

@@ -263,6 +263,12 @@ impl Installer {
             chunk
                 .par_iter()
                 .map(|(pkg, verified)| {
+                    if !opened(pkg) {
+                        return Ok(Loaded {
+                            data: Vec::new(),
+                            entries: Vec::new(),
+                        });
+                    }
                     let name = pkg.name_version();
                     let limit = verified
                         .info()
@@ -289,16 +295,20 @@ impl Installer {
                 )?;
                 planned.clear();
             }
-            // apk records `replaces` from `.PKGINFO`; the index usually carries no `r:`.
-            let mut package = (*pkg).clone();
-            package.replaces = verified.info().replaces.clone();
-            package.replaces_priority = verified.info().replaces_priority;
-            let installed = InstalledPackage {
-                package,
+            let mut installed = InstalledPackage {
+                package: (*pkg).clone(),
                 dirs: Vec::new(),
-                scripts: verified.scripts().to_vec(),
-                triggers: verified.info().triggers.clone(),
+                scripts: Vec::new(),
+                triggers: Vec::new(),
+                status: Default::default(),
             };
+            if opened(pkg) {
+                // apk records `replaces` from `.PKGINFO`; the index usually carries no `r:`.
+                installed.package.replaces = verified.info().replaces.clone();
+                installed.package.replaces_priority = verified.info().replaces_priority;
+                installed.scripts = verified.scripts().to_vec();
+                installed.triggers = verified.info().triggers.clone();
+            }
             let input = PlanInput {
                 slot,
                 installed,
@@ -355,4 +365,10 @@ impl Installer {
             source,
         }
     }
+}
+
+/// apk does not open a package whose index entry says `I:0`: nothing of it is extracted,
+/// and neither its scripts nor its triggers are recorded.
+fn opened(pkg: &Package) -> bool {
+    pkg.installed_size != 0
 }

@@ -1,3 +1,218 @@
 //! The resolver: world + indexes -> the ordered install plan apk would choose.
 //!
-//! OWNER: resolve helper. To be written.
+//! [`resolve`] reproduces apk-tools 2.14's `apk add` on an empty root: the same package
+//! set and the same install order (dependencies first; `(i/N) Installing` order). apk's
+//! solver never backtracks and breaks ties by the order it meets things in, so matching
+//! it takes its exact rules *and* its visiting order; the submodules say how:
+//!
+//! - [`universe`]: the name table (providers, reverse edges in apk's hash-table order);
+//! - [`solver`]: propagation and decisions, with apk's provider preference;
+//! - [`changeset`]: the install order walk (and its dependency checks);
+//! - [`explain`]: what went wrong, when nothing can be chosen.
+//!
+//! One deliberate difference: a package marked uninstallable by the index (an unknown
+//! upper-case field) or built for another architecture is never selected (apk 3's rule);
+//! apk 2.14 would select it and fail later.
+
+mod changeset;
+mod explain;
+mod list;
+mod solver;
+mod universe;
+
+pub use explain::{Problem, ProblemKind};
+
+use crate::index::{Dependency, Package};
+use solver::{Solver, Tags, WorldAtom};
+use universe::{Universe, MAX_REPOS};
+
+/// How to resolve, besides the packages and the request.
+#[derive(Debug, Clone, Default)]
+pub struct ResolveOptions {
+    /// The tag of each repository, by position (`Some("edge")` for an `@edge` line, with
+    /// or without the `@`). Packages only found in tagged repositories are eligible only
+    /// for world entries naming that tag (`name@edge`) and their dependencies. Positions
+    /// past the end of the list are untagged.
+    pub repo_tags: Vec<Option<String>>,
+    /// The target architecture. When given, packages whose `A:` is neither it nor
+    /// `noarch` are never selected.
+    pub arch: Option<String>,
+}
+
+/// The install plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Packages to install, in install order (dependencies first). A package listed by
+    /// several repositories (same `C:`) appears once, as the copy of the lowest
+    /// repository position.
+    pub packages: Vec<Package>,
+}
+
+/// Why a request cannot be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// A world entry is pinned to a tag that no repository carries.
+    #[error(
+        "the request `{request}` asks for repository tag `@{tag}`, but no repository is tagged \
+         `@{tag}`; tag one (`@{tag} URL` in the repositories file) or drop `@{tag}` from the request"
+    )]
+    UnknownTag {
+        /// The world entry as written.
+        request: String,
+        /// The tag, without `@`.
+        tag: String,
+    },
+    /// A package claims a repository position beyond what the resolver can represent.
+    #[error(
+        "package `{package}` comes from repository position {repo}, but at most {max} \
+         repositories are supported; use fewer repositories"
+    )]
+    TooManyRepositories {
+        /// `name-version` of the package.
+        package: String,
+        /// Its repository position.
+        repo: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// No consistent choice exists; each problem names a request or package and why.
+    #[error("unable to select packages:\n{}", explain::render(.problems))]
+    Unsatisfiable {
+        /// What failed, world entries first.
+        problems: Vec<Problem>,
+    },
+}
+
+/// Resolves `world` against `packages` (all repositories concatenated, each
+/// [`Package::repo`] its repository position) as `apk add` on an empty root would.
+pub fn resolve(
+    packages: &[Package],
+    world: &[Dependency],
+    opts: &ResolveOptions,
+) -> Result<Plan, ResolveError> {
+    if let Some(p) = packages.iter().find(|p| p.repo >= MAX_REPOS) {
+        return Err(ResolveError::TooManyRepositories {
+            package: p.name_version(),
+            repo: p.repo,
+            max: MAX_REPOS,
+        });
+    }
+    let tags = repository_tags(packages, opts);
+    let world = world_in_apk_order(world);
+    let mut tag_of = Vec::with_capacity(world.len());
+    for dep in &world {
+        tag_of.push(world_tag(dep, &tags)?);
+    }
+
+    let mut u = Universe::build(packages, opts.arch.as_deref());
+    let atoms: Vec<_> = world.iter().map(|d| u.atom(d)).collect();
+    let world_atoms: Vec<WorldAtom<'_>> = atoms
+        .into_iter()
+        .zip(tag_of)
+        .map(|(atom, tag)| WorldAtom { atom, tag })
+        .collect();
+
+    let mut solver = Solver::new(
+        &u,
+        Tags {
+            allowed_repos: tags.allowed_repos,
+        },
+    );
+    solver.solve(&world_atoms);
+    if solver.errors > 0 {
+        return Err(ResolveError::Unsatisfiable {
+            problems: explain::problems(&solver, &world_atoms, opts.arch.as_deref(), &tags.names),
+        });
+    }
+    Ok(Plan {
+        packages: solver
+            .changes
+            .iter()
+            .map(|&p| u.pkg(p).src.clone())
+            .collect(),
+    })
+}
+
+/// Repository tag ids as apk numbers them: 0 for untagged, then each tag in order of
+/// first appearance; and the repositories each allows (bit `position + 1`).
+struct RepoTags {
+    names: Vec<String>,
+    allowed_repos: Vec<u64>,
+}
+
+fn repository_tags(packages: &[Package], opts: &ResolveOptions) -> RepoTags {
+    let mut t = RepoTags {
+        names: vec![String::new()],
+        allowed_repos: vec![0],
+    };
+    let repos = packages
+        .iter()
+        .map(|p| p.repo + 1)
+        .max()
+        .unwrap_or(0)
+        .max(opts.repo_tags.len())
+        .min(MAX_REPOS);
+    for pos in 0..repos {
+        let tag = opts
+            .repo_tags
+            .get(pos)
+            .and_then(|t| t.as_deref())
+            .map(|t| t.trim_start_matches('@'))
+            .filter(|t| !t.is_empty());
+        let id = match tag {
+            None => 0,
+            Some(tag) => match t.names.iter().position(|n| n == tag) {
+                Some(id) => id,
+                None => {
+                    t.names.push(tag.to_owned());
+                    t.allowed_repos.push(0);
+                    t.names.len() - 1
+                }
+            },
+        };
+        t.allowed_repos[id] |= 1u64 << (pos + 1);
+    }
+    t
+}
+
+/// The tag id a world entry is pinned to.
+fn world_tag(dep: &Dependency, tags: &RepoTags) -> Result<usize, ResolveError> {
+    let Some(tag) = dep.tag.as_deref() else {
+        return Ok(0);
+    };
+    let tag = tag.trim_start_matches('@');
+    match tags.names.iter().position(|n| n == tag) {
+        // apk refuses to commit when a tag allows no repository (and supports 16).
+        Some(id) if id < 16 && tags.allowed_repos[id] != 0 => Ok(id),
+        _ => Err(ResolveError::UnknownTag {
+            request: dep.to_string(),
+            tag: tag.to_owned(),
+        }),
+    }
+}
+
+/// The world as apk's solver sees it: a later entry for a name replaces an earlier one
+/// in place, then entries are sorted by name, case-insensitively first.
+fn world_in_apk_order(world: &[Dependency]) -> Vec<Dependency> {
+    let mut out: Vec<Dependency> = Vec::with_capacity(world.len());
+    for dep in world {
+        match out.iter_mut().find(|d| d.name == dep.name) {
+            Some(slot) => *slot = dep.clone(),
+            None => out.push(dep.clone()),
+        }
+    }
+    out.sort_by(|a, b| {
+        let fold = |s: &str| {
+            s.bytes()
+                .map(|c| c.to_ascii_lowercase())
+                .collect::<Vec<u8>>()
+        };
+        fold(&a.name)
+            .cmp(&fold(&b.name))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -289,6 +289,7 @@ pub fn build_apk(
     let checksum = sysroot_mk::package::encode_q1(&sha1::Sha1::digest(&control).into());
     let mut pkg = package(name, version, &checksum);
     pkg.origin = origin.to_owned();
+    pkg.installed_size = data_tar.len() as u64;
     let mut apk = control;
     apk.extend_from_slice(&data);
     (pkg, apk)

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# compare-apk.sh -- time sysroot-mk against real apk-tools 2.14.4, interleaved (A B A B),
+# and print per-pair wall-time ratios. Needs root and ../shared (the oracle and the data).
+#
+# Usage: bench/compare-apk.sh [-n RUNS] [install|http|resolve|all]
+#   install  alpine-base from ../shared/alpine/v3.19/main into an absent target
+#            (bench-apk.sh --candidate, local group), on the disk and on tmpfs
+#   http     the same over HTTP on 127.0.0.1 (bench-apk.sh --candidate-http)
+#   resolve  --simulate of gcc (main) and gnome (main+community) against apk add --simulate
+# Absolute times on shared machines vary 3-5x with load: read the ratios.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+shared="$(cd "$here/../shared" && pwd)"
+oracle="$shared/tools/oracle"
+runs=10
+[ "${1:-}" = "-n" ] && { runs="$2"; shift 2; }
+what="${1:-all}"
+
+cargo build --release --manifest-path "$here/Cargo.toml" >&2
+bin="$here/target/release/sysroot-mk"
+keys="$shared/alpine/keys/x86_64"
+build="$bin -q --arch x86_64 --no-cache --keys-dir $keys"
+
+if [ "$what" = install ] || [ "$what" = all ]; then
+    "$oracle/bench-apk.sh" -n "$runs" --groups local \
+        --candidate "$build --repo $shared/alpine/v3.19/main {target} alpine-base"
+    "$oracle/bench-apk.sh" -n "$runs" --groups local --tmpfs \
+        --candidate "$build --repo $shared/alpine/v3.19/main {target} alpine-base"
+fi
+if [ "$what" = http ] || [ "$what" = all ]; then
+    "$oracle/bench-apk.sh" -n "$runs" --groups http \
+        --candidate-http "$build --repo {url} {target} alpine-base"
+fi
+if [ "$what" = resolve ] || [ "$what" = all ]; then
+    . "$oracle/oracle-env.sh"
+    ensure_apkroot; ensure_idxtree
+    empty="$ORACLE_WORK/bench-emptyroot"
+    if [ ! -f "$empty/lib/apk/db/installed" ]; then
+        rm -rf "$empty"; mkdir -p "$empty"
+        "$oracle/apk-chroot.sh" -b "$empty:/target" -- /sbin/apk add -q --initdb --root /target --arch x86_64 >/dev/null
+    fi
+    # apk runs in the chroot with the index tree bound at /idx; one private namespace for all runs.
+    APKROOT="$APKROOT" IDXTREE="$IDXTREE" EMPTY="$empty" ORACLE="$oracle" RUNS="$runs" BUILD="$build" \
+        unshare -m --propagation private bash -c '
+        set -e
+        mkdir -p "$APKROOT/idx" "$APKROOT/target"
+        mount --bind "$IDXTREE" "$APKROOT/idx"
+        mount --bind "$EMPTY" "$APKROOT/target"
+        A="env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot $APKROOT /sbin/apk --root /target --arch x86_64 --keys-dir /etc/apk/keys --no-cache"
+        S="$BUILD --simulate"
+        for req in gcc gnome; do
+            python3 "$ORACLE/benchrun.py" -n "$RUNS" --title "simulate $req" \
+                --case apk "$A --repository /idx/v3.19/main --repository /idx/v3.19/community add --simulate $req" \
+                --case sysroot-mk "$S --repo $IDXTREE/v3.19/main --repo $IDXTREE/v3.19/community /tmp/unused-target $req"
+        done'
+fi

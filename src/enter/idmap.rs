@@ -1,0 +1,115 @@
+//! The user namespace's id maps: identity for root, subordinate ranges (newuidmap) or
+//! the caller alone for everyone else.
+
+use nix::unistd::{Gid, Pid, Uid};
+
+/// How the user namespace maps ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IdMap {
+    /// No user namespace: real root.
+    None,
+    /// Every id to itself (the caller is root).
+    Identity,
+    /// The caller's uid/gid to 0 and their subordinate ranges from 1, via newuidmap.
+    Subordinate { uid: (u32, u32), gid: (u32, u32) },
+    /// Only the caller's uid/gid, as 0 (no setgroups).
+    Single,
+}
+
+impl IdMap {
+    pub(crate) fn choose(wants_userns: bool) -> IdMap {
+        let root = Uid::effective().is_root();
+        if !wants_userns && root {
+            return IdMap::None;
+        }
+        if root {
+            return IdMap::Identity;
+        }
+        let helpers = ["newuidmap", "newgidmap"]
+            .iter()
+            .all(|h| which(h).is_some());
+        let name = nix::unistd::User::from_uid(Uid::current())
+            .ok()
+            .flatten()
+            .map(|u| u.name);
+        let range = |file: &str, id: u32| subordinate(file, name.as_deref(), id);
+        match (
+            helpers,
+            range("/etc/subuid", Uid::current().as_raw()),
+            range("/etc/subgid", Gid::current().as_raw()),
+        ) {
+            (true, Some(uid), Some(gid)) => IdMap::Subordinate { uid, gid },
+            _ => IdMap::Single,
+        }
+    }
+
+    /// Whether all the sysroot's usual ids exist inside (setgroups, devpts gid=5).
+    pub(crate) fn ids_mapped(&self) -> bool {
+        !matches!(self, IdMap::Single)
+    }
+
+    pub(crate) fn write(&self, pid: Pid) -> std::io::Result<()> {
+        let proc = format!("/proc/{pid}");
+        let (uid, gid) = (Uid::current().as_raw(), Gid::current().as_raw());
+        match self {
+            IdMap::None => Ok(()),
+            IdMap::Identity => {
+                std::fs::write(format!("{proc}/uid_map"), "0 0 4294967295\n")?;
+                std::fs::write(format!("{proc}/gid_map"), "0 0 4294967295\n")
+            }
+            IdMap::Single => {
+                std::fs::write(format!("{proc}/setgroups"), "deny")?;
+                std::fs::write(format!("{proc}/uid_map"), format!("0 {uid} 1\n"))?;
+                std::fs::write(format!("{proc}/gid_map"), format!("0 {gid} 1\n"))
+            }
+            IdMap::Subordinate { uid: us, gid: gs } => {
+                for (tool, own, (start, count)) in [("newuidmap", uid, us), ("newgidmap", gid, gs)]
+                {
+                    let status = std::process::Command::new(tool)
+                        .args([pid.to_string(), "0".into(), own.to_string(), "1".into()])
+                        .args(["1".to_string(), start.to_string(), count.to_string()])
+                        .status()?;
+                    if !status.success() {
+                        return Err(std::io::Error::other(format!("`{tool}` failed ({status})")));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The first `name:start:count` (or `uid:start:count`) line of `file` for the caller.
+fn subordinate(file: &str, name: Option<&str>, id: u32) -> Option<(u32, u32)> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.trim().split(':').collect();
+        if f.len() != 3 || !(Some(f[0]) == name || f[0] == id.to_string()) {
+            return None;
+        }
+        Some((f[1].parse().ok()?, f[2].parse().ok()?))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subordinate_ranges_match_name_or_uid() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("subuid");
+        std::fs::write(&file, "alice:100000:65536\n1001:200000:1000\nbad\n").unwrap();
+        let f = file.to_str().unwrap();
+        assert_eq!(subordinate(f, Some("alice"), 1000), Some((100000, 65536)));
+        assert_eq!(subordinate(f, Some("bob"), 1001), Some((200000, 1000)));
+        assert_eq!(subordinate(f, Some("carol"), 1002), None);
+    }
+}

@@ -1,0 +1,299 @@
+//! The sysroot's mounts: planned (mount points made) in the tool, carried out by init
+//! inside the new mount namespace, ending with `pivot_root` into the sysroot.
+//!
+//! Every target is opened with `RESOLVE_IN_ROOT` and mounted on through its
+//! `/proc/self/fd` path, so a symlink in the sysroot can never redirect a mount to a
+//! host path. `/dev` is a small tmpfs with the host's harmless nodes bound in (a user
+//! namespace may not create device nodes), plus a fresh `devpts` instance.
+
+use super::emulation::Emulation;
+use super::namespaces::{Failure, Step};
+use super::rootfs::{fd_path, open_in, Kind, MountPoints};
+use super::{Bind, EnterError, EnterOptions};
+use crate::binfmt::{self, Registration, Table};
+use crate::report::Reporter;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use rustix::fs::{Mode, OFlags};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+/// Standard directories every session mounts on.
+const DIRS: [&str; 4] = ["proc", "sys", "dev", "run"];
+/// Device nodes bound from the host's `/dev`.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// The host's resolver configuration, shown inside while the session lasts.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// What init mounts, decided by the tool.
+#[derive(Debug, Clone)]
+pub(crate) struct MountPlan {
+    /// Bind the host's resolv.conf over the sysroot's.
+    pub resolv_conf: bool,
+    /// `--bind`s, their targets made.
+    pub binds: Vec<Bind>,
+    /// The private binfmt_misc handler to register.
+    pub private: Option<Registration>,
+}
+
+/// Makes the mount points (remembered in `made` for removal) and returns the plan.
+pub(crate) fn prepare(
+    root: &Path,
+    made: &mut MountPoints<'_>,
+    options: &EnterOptions,
+    emulation: &Emulation,
+    reporter: &dyn Reporter,
+) -> Result<MountPlan, EnterError> {
+    let mut ensure = |rel: &Path, kind| {
+        made.ensure(rel, kind)
+            .map_err(|source| EnterError::MountPoint {
+                root: root.to_path_buf(),
+                path: rel.to_path_buf(),
+                source,
+            })
+    };
+    for dir in DIRS {
+        ensure(Path::new(dir), Kind::Dir)?;
+    }
+    // Name resolution is a convenience: a sysroot whose resolv.conf is a dangling
+    // symlink (resolvconf, systemd-resolved) keeps it, with a warning.
+    let resolv_conf = Path::new(RESOLV_CONF).is_file()
+        && match ensure(Path::new(RESOLV_CONF), Kind::File) {
+            Ok(()) => true,
+            Err(e) => {
+                reporter.warn(&format!(
+                    "{e}; the host's name servers stay invisible inside"
+                ));
+                false
+            }
+        };
+    for bind in &options.binds {
+        let kind = if bind.source.is_dir() {
+            Kind::Dir
+        } else {
+            Kind::File
+        };
+        ensure(&bind.target, kind)?;
+    }
+    let private = match emulation {
+        Emulation::Private { registration } => Some(registration.clone()),
+        _ => None,
+    };
+    Ok(MountPlan {
+        resolv_conf,
+        binds: options.binds.clone(),
+        private,
+    })
+}
+
+fn mount_at(
+    source: Option<&Path>,
+    target: &OwnedFd,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> nix::Result<()> {
+    mount(source, &fd_path(target), fstype, flags, data)
+}
+
+fn target(root: BorrowedFd<'_>, rel: &str) -> Result<OwnedFd, Failure> {
+    open_in(root, Path::new(rel), OFlags::PATH).step(&format!("open the mount point `/{rel}`"))
+}
+
+/// Carries the plan out inside the new namespaces and pivots into the sysroot.
+/// `ids_mapped` says whether group 5 (tty) exists in this user namespace.
+pub(crate) fn setup(root: &Path, plan: &MountPlan, ids_mapped: bool) -> Result<(), Failure> {
+    let none = None::<&Path>;
+    mount(
+        none,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .step("make the mounts private")?;
+    // pivot_root wants the new root to be a mount point: bind the sysroot on itself.
+    let first = super::rootfs::open_root(root).step("open the sysroot")?;
+    mount_at(
+        Some(&fd_path(&first)),
+        &first,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .step("bind the sysroot on itself")?;
+    drop(first);
+    let top = super::rootfs::open_root(root).step("open the sysroot")?;
+    let top = top.as_fd();
+
+    let fs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount_at(
+        Some(Path::new("proc")),
+        &target(top, "proc")?,
+        Some("proc"),
+        fs_flags,
+        None,
+    )
+    .step("mount `/proc`")?;
+    if let Some(registration) = &plan.private {
+        // Kept mounted inside: an instance's entries die with its last mount.
+        let dir = target(top, "proc/sys/fs/binfmt_misc")?;
+        binfmt::mount_instance(&fd_path(&dir)).step("mount a private binfmt_misc instance")?;
+        let dir = target(top, "proc/sys/fs/binfmt_misc")?;
+        Table::at(fd_path(&dir))
+            .register(registration)
+            .step(&format!(
+                "register `{}` in the private binfmt_misc",
+                registration.name
+            ))?;
+    }
+    let sys = target(top, "sys")?;
+    // A fresh sysfs needs a network namespace when in a user namespace; keeping the
+    // host's network (for apk), bind the host's instead.
+    if mount_at(
+        Some(Path::new("sysfs")),
+        &sys,
+        Some("sysfs"),
+        fs_flags | MsFlags::MS_RDONLY,
+        None,
+    )
+    .is_err()
+    {
+        mount_at(
+            Some(Path::new("/sys")),
+            &sys,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )
+        .step("bind `/sys`")?;
+    }
+    mount_dev(top, ids_mapped)?;
+    mount_at(
+        Some(Path::new("tmpfs")),
+        &target(top, "run")?,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=755"),
+    )
+    .step("mount `/run`")?;
+    if plan.resolv_conf {
+        bind(Path::new(RESOLV_CONF), top, Path::new(RESOLV_CONF), true)?;
+    }
+    for b in &plan.binds {
+        bind(&b.source, top, &b.target, b.read_only)?;
+    }
+    pivot(top)
+}
+
+fn mount_dev(top: BorrowedFd<'_>, ids_mapped: bool) -> Result<(), Failure> {
+    mount_at(
+        Some(Path::new("tmpfs")),
+        &target(top, "dev")?,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=755,size=1m"),
+    )
+    .step("mount `/dev`")?;
+    let dev = target(top, "dev")?;
+    for name in DEVICES {
+        let host = Path::new("/dev").join(name);
+        if !host.exists() {
+            continue;
+        }
+        let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC;
+        drop(
+            rustix::fs::openat(&dev, name, flags, Mode::from_raw_mode(0o666))
+                .step("create a node in `/dev`")?,
+        );
+        let node = rustix::fs::openat(&dev, name, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+            .step("open a node in `/dev`")?;
+        mount_at(Some(&host), &node, None, MsFlags::MS_BIND, None)
+            .step(&format!("bind `/dev/{name}`"))?;
+    }
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        rustix::fs::symlinkat(to, &dev, link).step(&format!("link `/dev/{link}`"))?;
+    }
+    for dir in ["pts", "shm"] {
+        rustix::fs::mkdirat(&dev, dir, Mode::from_raw_mode(0o755))
+            .step(&format!("create `/dev/{dir}`"))?;
+    }
+    let gid = if ids_mapped { ",gid=5" } else { "" };
+    mount_at(
+        Some(Path::new("devpts")),
+        &target(top, "dev/pts")?,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some(&format!("newinstance,ptmxmode=0666,mode=620{gid}")),
+    )
+    .step("mount `/dev/pts`")?;
+    mount_at(
+        Some(Path::new("tmpfs")),
+        &target(top, "dev/shm")?,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )
+    .step("mount `/dev/shm`")
+}
+
+fn bind(source: &Path, top: BorrowedFd<'_>, rel: &Path, read_only: bool) -> Result<(), Failure> {
+    let what = format!("bind `{}` on `{}`", source.display(), rel.display());
+    let dst = open_in(top, rel, OFlags::PATH).step(&what)?;
+    mount_at(
+        Some(source),
+        &dst,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .step(&what)?;
+    if read_only {
+        let dst = open_in(top, rel, OFlags::PATH).step(&what)?;
+        // In a user namespace a remount must keep the flags the source mount locked.
+        let kept = nix::sys::statvfs::statvfs(&fd_path(&dst))
+            .map(|st| locked_flags(st.flags()))
+            .unwrap_or(MsFlags::empty());
+        mount_at(
+            None,
+            &dst,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept,
+            None,
+        )
+        .step(&format!("make `{}` read-only", rel.display()))?;
+    }
+    Ok(())
+}
+
+fn locked_flags(st: nix::sys::statvfs::FsFlags) -> MsFlags {
+    use nix::sys::statvfs::FsFlags;
+    let mut flags = MsFlags::empty();
+    for (f, m) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if st.contains(f) {
+            flags |= m;
+        }
+    }
+    flags
+}
+
+/// Makes the sysroot `/` and detaches the host's tree from this namespace.
+fn pivot(top: BorrowedFd<'_>) -> Result<(), Failure> {
+    rustix::process::fchdir(top).step("enter the sysroot")?;
+    nix::unistd::pivot_root(".", ".").step("pivot_root into the sysroot")?;
+    umount2(".", MntFlags::MNT_DETACH).step("detach the host's tree")?;
+    nix::unistd::chdir("/").step("enter the sysroot")?;
+    Ok(())
+}

@@ -1,0 +1,377 @@
+//! Loading the indexes of all repositories: fetch (or revalidate the cached copy),
+//! verify the signature, parse.
+//!
+//! Repositories load in parallel, one rayon task each: fetching is I/O bound and
+//! parsing the larger indexes is CPU bound, and there are only a handful of them, so
+//! one task per repository keeps both cores busy without a pool of its own.
+
+use super::cache::{Cache, IndexEntry, KEY_BUCKET};
+use super::{Repository, RepositoryError, DEFAULT_KEY_URL};
+use crate::archive::{self, Signed};
+use crate::index::{parse_apkindex, Package};
+use crate::report::Reporter;
+use crate::transport::{Conditional, Transport, TransportOptions, Validators};
+use crate::trust::{pin_for, Keyring, TrustError, TrustedKey};
+use flate2::bufread::MultiGzDecoder;
+use rayon::prelude::*;
+use std::io::Read;
+use std::path::PathBuf;
+
+/// Largest `APKINDEX.tar.gz` accepted (v3.19 community is 2.5 MB).
+const MAX_INDEX_ARCHIVE: u64 = 128 * 1024 * 1024;
+/// Largest inflated index tar accepted (v3.19 community is 7.6 MB of text).
+const MAX_INDEX_TEXT: u64 = 1024 * 1024 * 1024;
+/// Largest key file fetched by name.
+const MAX_KEY: u64 = 64 * 1024;
+
+/// How indexes are loaded.
+#[derive(Debug, Clone)]
+pub struct IndexOptions {
+    /// Accept unsigned or untrusted indexes, with a warning.
+    pub allow_untrusted: bool,
+    /// The cache folder for remote indexes (and fetched keys); `None` with `--no-cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// Base URL from which pinned keys missing locally are fetched by name (checked
+    /// against the pin before use); `None` to never fetch keys. Ignored when the
+    /// keyring is explicit (`--keys-dir`).
+    pub key_url: Option<String>,
+    /// Timeouts and retries.
+    pub transport: TransportOptions,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        IndexOptions {
+            allow_untrusted: false,
+            cache_dir: None,
+            key_url: Some(DEFAULT_KEY_URL.to_string()),
+            transport: TransportOptions::default(),
+        }
+    }
+}
+
+/// A verified, parsed index.
+#[derive(Debug, Clone)]
+pub struct LoadedIndex {
+    /// Position of the repository in the list given (what [`Package::repo`] holds).
+    pub repo: usize,
+    /// The index URL it was read from.
+    pub url: String,
+    /// The `DESCRIPTION` file (e.g. `v3.19.1-78-g...`), trimmed.
+    pub description: String,
+    /// The packages, in index order.
+    pub packages: Vec<Package>,
+    /// The key that verified the index; `None` when accepted by `--allow-untrusted`.
+    pub key: Option<TrustedKey>,
+}
+
+/// Loads the index of every repository for `arch`, in parallel, in the given order.
+pub fn load_indexes(
+    repos: &[Repository],
+    arch: &str,
+    keyring: &Keyring,
+    options: &IndexOptions,
+    reporter: &dyn Reporter,
+) -> Result<Vec<LoadedIndex>, RepositoryError> {
+    let transport = Transport::new(options.transport.clone());
+    load_indexes_with(&transport, repos, arch, keyring, options, reporter)
+}
+
+/// [`load_indexes`] with a caller's transport (to share its HTTP client with the
+/// package downloads).
+pub fn load_indexes_with(
+    transport: &Transport,
+    repos: &[Repository],
+    arch: &str,
+    keyring: &Keyring,
+    options: &IndexOptions,
+    reporter: &dyn Reporter,
+) -> Result<Vec<LoadedIndex>, RepositoryError> {
+    let cache = match &options.cache_dir {
+        Some(dir) if repos.iter().any(Repository::is_remote) => Some(Cache::open(dir)?),
+        _ => None,
+    };
+    let loader = Loader {
+        transport,
+        arch,
+        keyring,
+        options,
+        cache: cache.as_ref(),
+        reporter,
+    };
+    let results: Vec<_> = repos
+        .par_iter()
+        .enumerate()
+        .map(|(i, repo)| loader.load(i, repo))
+        .collect();
+    results.into_iter().collect()
+}
+
+struct Loader<'a> {
+    transport: &'a Transport,
+    arch: &'a str,
+    keyring: &'a Keyring,
+    options: &'a IndexOptions,
+    cache: Option<&'a Cache>,
+    reporter: &'a dyn Reporter,
+}
+
+impl Loader<'_> {
+    fn load(&self, position: usize, repo: &Repository) -> Result<LoadedIndex, RepositoryError> {
+        let url = repo.index_url(self.arch);
+        let (bytes, fresh) = self.fetch(repo, &url)?;
+        let archive_err = |source| RepositoryError::Archive {
+            url: url.clone(),
+            source,
+        };
+        let signed = archive::split_signature(&bytes).map_err(archive_err)?;
+        let key = self.check_trust(&url, &signed)?;
+        let (description, text) = read_index_tar(signed.rest, &url)?;
+        let packages =
+            parse_apkindex(&text, position).map_err(|source| RepositoryError::Index {
+                url: url.clone(),
+                source,
+            })?;
+        // Only a verified (or knowingly accepted) index is worth keeping.
+        if let (Some(entry), Some(fresh)) = (self.entry(&url)?, fresh) {
+            IndexEntry {
+                etag: fresh.etag,
+                last_modified: fresh.last_modified,
+                bytes,
+            }
+            .write(&entry)?;
+        }
+        self.reporter.info(&format!(
+            "`{url}`: {} packages ({description})",
+            packages.len()
+        ));
+        Ok(LoadedIndex {
+            repo: position,
+            url,
+            description,
+            packages,
+            key,
+        })
+    }
+
+    fn entry(&self, url: &str) -> Result<Option<PathBuf>, RepositoryError> {
+        match self.cache {
+            Some(cache) if crate::transport::is_remote(url) => Ok(Some(cache.index_entry(url)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The index bytes, and the validators to cache them with when they came fresh
+    /// from a server.
+    fn fetch(
+        &self,
+        repo: &Repository,
+        url: &str,
+    ) -> Result<(Vec<u8>, Option<Validators>), RepositoryError> {
+        let fetch_err = |source| RepositoryError::Fetch {
+            repo: repo.url.clone(),
+            source,
+        };
+        let cached = match self.entry(url)? {
+            Some(path) => IndexEntry::read(&path, MAX_INDEX_ARCHIVE),
+            None => None,
+        };
+        let validators = cached
+            .as_ref()
+            .map(|c| Validators {
+                etag: c.etag.clone(),
+                last_modified: c.last_modified.clone(),
+            })
+            .unwrap_or_default();
+        if repo.is_remote() {
+            self.reporter.info(&format!("fetching `{url}`"));
+        }
+        match self
+            .transport
+            .read_conditional(url, &validators, MAX_INDEX_ARCHIVE)
+        {
+            Ok(Conditional::Fresh { bytes, validators }) => {
+                Ok((bytes, repo.is_remote().then_some(validators)))
+            }
+            Ok(Conditional::NotModified) => match cached {
+                Some(entry) => {
+                    self.reporter
+                        .info(&format!("`{url}` not modified; using the cached copy"));
+                    Ok((entry.bytes, None))
+                }
+                None => Err(fetch_err(crate::transport::TransportError::Status {
+                    url: url.to_string(),
+                    status: 304,
+                    attempts: 1,
+                })),
+            },
+            Err(err) => Err(fetch_err(err)),
+        }
+    }
+
+    fn check_trust(
+        &self,
+        url: &str,
+        signed: &Signed<'_>,
+    ) -> Result<Option<TrustedKey>, RepositoryError> {
+        let result = match self.keyring.verify_signed(signed) {
+            Err(TrustError::UnknownKey { key, known }) => {
+                self.with_fetched_key(url, signed, key, known)
+            }
+            other => other.cloned(),
+        };
+        let err = match result {
+            Ok(key) => {
+                self.reporter.info(&format!(
+                    "`{url}` verified with `{}` from `{}`",
+                    key.name, key.source
+                ));
+                return Ok(Some(key));
+            }
+            Err(err) => err,
+        };
+        let err = match err {
+            TrustError::UnknownKey { key, known } => RepositoryError::UntrustedKey {
+                url: url.to_string(),
+                key,
+                known,
+            },
+            TrustError::BadSignature { key, origin } => RepositoryError::BadSignature {
+                url: url.to_string(),
+                key,
+                origin,
+            },
+            TrustError::Unsigned => RepositoryError::Unsigned {
+                url: url.to_string(),
+            },
+            other => RepositoryError::Key {
+                url: url.to_string(),
+                source: other,
+            },
+        };
+        if self.options.allow_untrusted {
+            let mut message = err.to_string();
+            if let Some(cut) = message.find("; pass `") {
+                message.truncate(cut);
+            }
+            self.reporter
+                .warn(&format!("{message}; using it anyway (`--allow-untrusted`)"));
+            return Ok(None);
+        }
+        Err(err)
+    }
+
+    /// The signature names a pinned official key that no local folder holds: fetch it
+    /// by name (or take the cached copy), check it against its pin, and verify with it.
+    fn with_fetched_key(
+        &self,
+        url: &str,
+        signed: &Signed<'_>,
+        key: String,
+        known: Vec<String>,
+    ) -> Result<TrustedKey, TrustError> {
+        let unknown = || TrustError::UnknownKey {
+            key: key.clone(),
+            known: known.clone(),
+        };
+        let Some(base) = &self.options.key_url else {
+            return Err(unknown());
+        };
+        if self.keyring.is_explicit() || pin_for(&key, self.arch).is_none() {
+            return Err(unknown());
+        }
+        let mut ring = self.keyring.clone();
+        let cached = match self.cache.map(|c| c.bucket(KEY_BUCKET)) {
+            Some(Ok(dir)) => Some(dir.join(&key)),
+            _ => None,
+        };
+        if let Some(path) = &cached {
+            if let Ok(pem) = crate::transport::read_local(path, MAX_KEY) {
+                let origin = path.display().to_string();
+                if ring.add_pinned(&key, &pem, &origin).unwrap_or(false) {
+                    return ring.verify_signed(signed).cloned();
+                }
+            }
+        }
+        let key_url = format!("{}/{key}", base.trim_end_matches('/'));
+        self.reporter.info(&format!(
+            "`{url}` is signed by `{key}`; fetching it from `{key_url}` to check against its pin"
+        ));
+        let pem = match self.transport.read(&key_url, MAX_KEY) {
+            Ok(pem) => pem,
+            Err(err) => {
+                self.reporter.warn(&format!(
+                    "cannot fetch the pinned key `{key}` that signs `{url}`: {err}"
+                ));
+                return Err(unknown());
+            }
+        };
+        if !ring.add_pinned(&key, &pem, &key_url)? {
+            return Err(unknown());
+        }
+        if let Some(path) = &cached {
+            // A failed cache write only costs a later re-fetch.
+            let _ = super::cache::write_atomic(path, &pem);
+        }
+        ring.verify_signed(signed).cloned()
+    }
+}
+
+/// Inflates the index tar and returns `DESCRIPTION` and `APKINDEX`.
+fn read_index_tar(rest: &[u8], url: &str) -> Result<(String, String), RepositoryError> {
+    let archive_err = |source| RepositoryError::Archive {
+        url: url.to_string(),
+        source,
+    };
+    let mut tar_bytes = Vec::new();
+    MultiGzDecoder::new(rest)
+        .take(MAX_INDEX_TEXT + 1)
+        .read_to_end(&mut tar_bytes)
+        .map_err(|e| archive_err(archive::ArchiveError::Gzip(e)))?;
+    if tar_bytes.len() as u64 > MAX_INDEX_TEXT {
+        return Err(archive_err(archive::ArchiveError::TooLarge {
+            limit: MAX_INDEX_TEXT,
+        }));
+    }
+    let mut description = String::new();
+    let mut text = None;
+    let mut seen = Vec::new();
+    let mut tar = tar::Archive::new(&tar_bytes[..]);
+    let entries = tar
+        .entries()
+        .map_err(|e| archive_err(archive::ArchiveError::Tar(e)))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| archive_err(archive::ArchiveError::Tar(e)))?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let mut content = Vec::new();
+        match name.as_str() {
+            "DESCRIPTION" | "APKINDEX" => {
+                entry
+                    .read_to_end(&mut content)
+                    .map_err(|e| archive_err(archive::ArchiveError::Tar(e)))?;
+            }
+            _ => {
+                seen.push(name);
+                continue;
+            }
+        }
+        let content = match String::from_utf8(content) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        if name == "DESCRIPTION" {
+            description = content.trim().to_string();
+        } else {
+            text = Some(content);
+        }
+    }
+    let text = text.ok_or_else(|| RepositoryError::MissingApkindex {
+        url: url.to_string(),
+        detail: if seen.is_empty() {
+            "it is empty".to_string()
+        } else {
+            format!("found {}", seen.join(", "))
+        },
+    })?;
+    Ok((description, text))
+}

@@ -1,0 +1,423 @@
+//! Turning a failed resolution into reasons a person can act on.
+//!
+//! apk prints "unable to select packages" followed by terse `breaks:`/`satisfies:` lists.
+//! This module reads the same final solver state and says, per failed name or package,
+//! what was asked (by the request or by which package), what exists, and why each
+//! candidate was rejected.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use super::solver::{Broken, Disqualified, Solver, WorldAtom};
+use super::universe::{Atom, NameId, PkgId};
+
+/// How many candidates a message lists before summarising the rest.
+const MAX_LISTED: usize = 8;
+
+/// The kind of a [`Problem`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// Nothing in any repository has this name or provides it.
+    NoSuchName,
+    /// Only packages providing it virtually (no version, no priority) exist: one must be
+    /// named explicitly.
+    VirtualName,
+    /// Packages provide the name, but none is acceptable.
+    NoCandidate,
+    /// A selected package cannot be installed as required.
+    Package,
+}
+
+/// One reason the request cannot be satisfied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// What failed: a name (`so:libfoo.so.1`) or a package (`foo-1.0-r0`).
+    pub subject: String,
+    /// What kind of failure.
+    pub kind: ProblemKind,
+    /// One line each: who required it, and why candidates were rejected.
+    pub details: Vec<String>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            ProblemKind::NoSuchName => "no such package: no repository has or provides it",
+            ProblemKind::VirtualName => "virtual name: several packages provide it and none is preferred; request one of them by name",
+            ProblemKind::NoCandidate => "no acceptable package provides it",
+            ProblemKind::Package => "cannot be installed",
+        };
+        write!(f, "`{}`: {what}", self.subject)?;
+        for d in &self.details {
+            write!(f, "\n    {d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The problems, one per paragraph.
+pub(crate) fn render(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Reads the failed state of `s` into problems: failed names first (those of the
+/// request before others), then packages in error in install order.
+pub(crate) fn problems(
+    s: &Solver<'_, '_>,
+    world: &[WorldAtom<'_>],
+    arch: Option<&str>,
+    tag_names: &[String],
+) -> Vec<Problem> {
+    let cx = Context {
+        s,
+        world,
+        arch,
+        tag_names,
+    };
+    let mut out = Vec::new();
+    let mut done: HashSet<NameId> = HashSet::new();
+    let missing: HashSet<NameId> = s.missing.iter().copied().collect();
+    for w in world {
+        if !w.atom.conflict && missing.contains(&w.atom.name) && done.insert(w.atom.name) {
+            out.push(cx.missing_name(w.atom.name));
+        }
+    }
+    for &n in &s.missing {
+        if done.insert(n) {
+            out.push(cx.missing_name(n));
+        }
+    }
+    let in_plan: HashSet<PkgId> = s.changes.iter().copied().collect();
+    let broken = s
+        .changes
+        .iter()
+        .copied()
+        .chain((0..s.pkgs.len() as PkgId).filter(|p| !in_plan.contains(p)))
+        .filter(|&p| s.pkgs[p as usize].error.is_some());
+    for p in broken {
+        out.push(cx.broken_package(p));
+    }
+    if out.is_empty() {
+        out.push(Problem {
+            subject: "request".to_owned(),
+            kind: ProblemKind::Package,
+            details: vec![format!(
+                "the solver found {} inconsistencies but no single broken constraint; \
+                 please report this request",
+                s.errors
+            )],
+        });
+    }
+    out
+}
+
+struct Context<'c, 's, 'u, 'a> {
+    s: &'c Solver<'u, 'a>,
+    world: &'c [WorldAtom<'s>],
+    arch: Option<&'c str>,
+    tag_names: &'c [String],
+}
+
+impl Context<'_, '_, '_, '_> {
+    fn label(&self, p: PkgId) -> String {
+        self.s.u.pkg_label(p)
+    }
+
+    /// Requirements on `name`: world entries, then dependencies of the packages chosen
+    /// for the names that depend on it. Each as `who[atom]` with the atom.
+    fn requirements(&self, name: NameId) -> Vec<(String, Atom<'_>)> {
+        let u = self.s.u;
+        let mut out = Vec::new();
+        for w in self.world {
+            if w.atom.name == name {
+                out.push((format!("world[{}]", w.atom.source), w.atom));
+            }
+        }
+        let mut seen = HashSet::new();
+        for &n in &u.name(name).rdepends {
+            let Some(p) = self.s.names[n as usize].chosen_pkg else {
+                continue;
+            };
+            if !seen.insert(p) {
+                continue;
+            }
+            for d in u.depends(p) {
+                if d.name == name {
+                    out.push((format!("{}[{}]", self.label(p), d.source), *d));
+                }
+            }
+        }
+        out
+    }
+
+    fn required_by_line(&self, name: NameId) -> Option<String> {
+        let reqs: Vec<String> = self
+            .requirements(name)
+            .into_iter()
+            .filter(|(_, a)| !a.conflict)
+            .map(|(who, _)| who)
+            .collect();
+        (!reqs.is_empty()).then(|| format!("required by: {}", reqs.join(" ")))
+    }
+
+    fn missing_name(&self, name: NameId) -> Problem {
+        let u = self.s.u;
+        let n = u.name(name);
+        let mut details: Vec<String> = self.required_by_line(name).into_iter().collect();
+        let kind =
+            if n.providers.is_empty() {
+                ProblemKind::NoSuchName
+            } else if n.providers.iter().all(|p| {
+                p.version.is_none() && u.pkg(p.pkg).src.provider_priority.unwrap_or(0) == 0
+            }) {
+                let names: Vec<String> = n
+                    .providers
+                    .iter()
+                    .map(|p| u.name(u.pkg(p.pkg).name).text.to_owned())
+                    .collect();
+                details.push(format!("provided by: {}", list(&names)));
+                ProblemKind::VirtualName
+            } else {
+                let reqs = self.requirements(name);
+                let lines: Vec<String> = n
+                    .providers
+                    .iter()
+                    .map(|p| {
+                        let why = self.rejection(p.pkg, name, p.version, &reqs);
+                        format!("{}: {why}", self.label(p.pkg))
+                    })
+                    .collect();
+                details.push(format!("candidates:\n      {}", list_lines(&lines)));
+                ProblemKind::NoCandidate
+            };
+        Problem {
+            subject: n.text.to_owned(),
+            kind,
+            details,
+        }
+    }
+
+    /// Why `pkg`, providing `name` at `version`, was not taken.
+    fn rejection(
+        &self,
+        pkg: PkgId,
+        name: NameId,
+        version: Option<&str>,
+        reqs: &[(String, Atom<'_>)],
+    ) -> String {
+        let u = self.s.u;
+        if let Some(why) = self.not_installable(pkg) {
+            return why;
+        }
+        let unmet: Vec<&str> = reqs
+            .iter()
+            .filter(|(_, a)| !u.is_provided(a, Some(pkg), version))
+            .map(|(who, _)| who.as_str())
+            .collect();
+        if !unmet.is_empty() {
+            return format!("does not satisfy {}", unmet.join(" "));
+        }
+        if let Some(d) = self.s.pkgs[pkg as usize].disqualified {
+            return self.disqualified(pkg, d);
+        }
+        if let Some(why) = self.pinning(pkg) {
+            return why;
+        }
+        if version.is_none() {
+            return format!(
+                "provides `{}` only virtually and has no provider_priority; request `{}` by name",
+                u.name(name).text,
+                u.name(u.pkg(pkg).name).text
+            );
+        }
+        "not chosen".to_owned()
+    }
+
+    fn not_installable(&self, pkg: PkgId) -> Option<String> {
+        let src = self.s.u.pkg(pkg).src;
+        if src.uninstallable {
+            return Some(
+                "uninstallable: its index entry has a field this resolver does not know \
+                 (a newer package format)"
+                    .to_owned(),
+            );
+        }
+        if !self.s.u.pkg(pkg).installable {
+            return Some(format!(
+                "built for architecture `{}`, not `{}`",
+                src.arch,
+                self.arch.unwrap_or("?")
+            ));
+        }
+        None
+    }
+
+    /// When pinning keeps `pkg` out: the tags of the repositories that have it.
+    fn pinning(&self, pkg: PkgId) -> Option<String> {
+        let ps = &self.s.pkgs[pkg as usize];
+        if ps.tag_ok {
+            return None;
+        }
+        let p = self.s.u.pkg(pkg);
+        let tags: Vec<String> = self
+            .tag_names
+            .iter()
+            .zip(&self.s.tags.allowed_repos)
+            .skip(1)
+            .filter(|(_, repos)| *repos & p.repos != 0)
+            .map(|(t, _)| format!("`{}@{t}`", p.src.name))
+            .collect();
+        Some(if tags.is_empty() {
+            "not in any repository allowed for this request".to_owned()
+        } else {
+            format!(
+                "only in tagged repositories; request it as {}",
+                tags.join(" or ")
+            )
+        })
+    }
+
+    fn disqualified(&self, pkg: PkgId, why: Disqualified) -> String {
+        let u = self.s.u;
+        match why {
+            Disqualified::ConflictingDependency => {
+                "excluded by a conflicting requirement on one of its names".to_owned()
+            }
+            Disqualified::DependencyUnsatisfiable { dep_index } => {
+                let dep = &u.depends(pkg)[dep_index as usize];
+                format!("its dependency `{}` cannot be satisfied", dep.source)
+            }
+            Disqualified::ProvidesTransitivity => {
+                "does not provide a name that every other candidate of a required name provides"
+                    .to_owned()
+            }
+            Disqualified::ConflictingProvides { name } => {
+                let taken = self.s.names[name as usize]
+                    .chosen_pkg
+                    .map(|p| format!("`{}`", self.label(p)))
+                    .unwrap_or_else(|| "nothing".to_owned());
+                format!(
+                    "provides `{}`, for which {taken} was selected",
+                    u.name(name).text
+                )
+            }
+        }
+    }
+
+    fn broken_package(&self, pkg: PkgId) -> Problem {
+        let u = self.s.u;
+        let mut details = Vec::new();
+        match self.s.pkgs[pkg as usize].error {
+            Some(Broken::NotSelectable) => {
+                let why = self
+                    .not_installable(pkg)
+                    .or_else(|| {
+                        self.s.pkgs[pkg as usize]
+                            .disqualified
+                            .map(|d| self.disqualified(pkg, d))
+                    })
+                    .or_else(|| self.pinning(pkg))
+                    .unwrap_or_else(|| "no longer eligible".to_owned());
+                details.push(format!("selected as the best candidate, but {why}"));
+            }
+            Some(Broken::SameNameProvided { name }) => {
+                let others: Vec<String> = self
+                    .s
+                    .changes
+                    .iter()
+                    .copied()
+                    .chain(self.s.names[name as usize].chosen_pkg)
+                    .filter(|&p| p != pkg)
+                    .filter(|&p| {
+                        u.pkg(p).name == name || u.provides(p).iter().any(|d| d.name == name)
+                    })
+                    .map(|p| format!("`{}`", self.label(p)))
+                    .collect::<Vec<_>>();
+                let mut others = others;
+                others.dedup();
+                details.push(format!(
+                    "provides `{}`, and so does {} (also selected); only one may",
+                    u.name(name).text,
+                    if others.is_empty() {
+                        "another selected package".to_owned()
+                    } else {
+                        others.join(", ")
+                    }
+                ));
+            }
+            Some(Broken::UnfulfilledDependency { dep_index }) => {
+                let dep = &u.depends(pkg)[dep_index as usize];
+                let got = match self.s.names[dep.name as usize].chosen_pkg {
+                    Some(p) => format!(
+                        "`{}` was selected for `{}`",
+                        self.label(p),
+                        u.name(dep.name).text
+                    ),
+                    None => format!("nothing can be selected for `{}`", u.name(dep.name).text),
+                };
+                details.push(format!("requires `{}`, but {got}", dep.source));
+            }
+            Some(Broken::Propagated { dep_index }) => {
+                let dep = &u.depends(pkg)[dep_index as usize];
+                let by = self.s.names[dep.name as usize]
+                    .chosen_pkg
+                    .map(|p| format!("`{}`", self.label(p)))
+                    .unwrap_or_else(|| "nothing".to_owned());
+                details.push(format!(
+                    "requires `{}`, provided by {by}, which cannot be installed",
+                    dep.source
+                ));
+            }
+            None => {}
+        }
+        let mut breaks = Vec::new();
+        let mut satisfies = Vec::new();
+        let own = std::iter::once((u.pkg(pkg).name, Some(u.pkg(pkg).src.version.as_str())))
+            .chain(u.provides(pkg).iter().map(|d| (d.name, d.version)));
+        for (name, version) in own {
+            for (who, atom) in self.requirements(name) {
+                if u.is_provided(&atom, Some(pkg), version) {
+                    if !atom.conflict {
+                        satisfies.push(who);
+                    }
+                } else {
+                    breaks.push(who);
+                }
+            }
+        }
+        if !breaks.is_empty() {
+            details.push(format!("conflicts with: {}", breaks.join(" ")));
+        }
+        if !satisfies.is_empty() {
+            details.push(format!("required by: {}", list(&satisfies)));
+        }
+        Problem {
+            subject: self.label(pkg),
+            kind: ProblemKind::Package,
+            details,
+        }
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.len() <= MAX_LISTED {
+        return items.join(" ");
+    }
+    format!(
+        "{} ... and {} more",
+        items[..MAX_LISTED].join(" "),
+        items.len() - MAX_LISTED
+    )
+}
+
+fn list_lines(items: &[String]) -> String {
+    let mut shown: Vec<String> = items.iter().take(MAX_LISTED).cloned().collect();
+    if items.len() > MAX_LISTED {
+        shown.push(format!("... and {} more", items.len() - MAX_LISTED));
+    }
+    shown.join("\n      ")
+}

@@ -1,0 +1,260 @@
+//! `sysroot-mk binfmt status|register|unregister` against the host's real table, every
+//! change undone and the host's state compared before and after.
+
+mod enter_support;
+
+use enter_support::*;
+use std::path::Path;
+use sysroot_mk::arch::Arch;
+use sysroot_mk::binfmt::{self, HOST_MOUNT};
+
+/// Undoes a test's host registration of `arch`, and the host mount the tool made for it.
+struct Restore {
+    arch: &'static str,
+    mounted_before: bool,
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = run(&["binfmt", "unregister", self.arch]);
+        if !self.mounted_before && Path::new(HOST_MOUNT).join("register").exists() {
+            let _ = nix::mount::umount(HOST_MOUNT);
+        }
+    }
+}
+
+/// Root, qemu for `arch`, and no handler of the host's own for it (which a test must
+/// not replace), or why not.
+fn may_register(arch: &'static str) -> Result<Restore, String> {
+    if !is_root() {
+        return Err("needs root".into());
+    }
+    if !namespaces_available() {
+        return Err("mount namespaces are not available here".into());
+    }
+    let a = Arch::from_name(arch).unwrap();
+    if Arch::host().is_some_and(|h| a.runs_natively_on(h)) {
+        return Err(format!("{arch} is native here"));
+    }
+    binfmt::find_qemu(a, None).map_err(|e| e.to_string())?;
+    let existing =
+        binfmt::with_host_table(move |t| t.handlers_for(a)).map_err(|e| e.to_string())?;
+    if !existing.is_empty() {
+        return Err(format!(
+            "the host has its own {arch} handler; not touching it"
+        ));
+    }
+    Ok(Restore {
+        arch,
+        mounted_before: Path::new(HOST_MOUNT).join("register").exists(),
+    })
+}
+
+#[test]
+fn status_tells_for_each_arch_whether_setuid_works() {
+    if !is_root() || !namespaces_available() {
+        return skip(
+            "needs root and mount namespaces to read the host's table when it is not mounted",
+        );
+    }
+    let out = run(&["binfmt", "status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("binfmt_misc: "), "{text}");
+    for name in Arch::names() {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{name}: "))),
+            "{name} missing: {text}"
+        );
+    }
+    if let Some(host) = Arch::host() {
+        assert!(text.contains(&format!("{host}: native")), "{text}");
+    }
+}
+
+#[test]
+fn register_replace_and_unregister_leave_the_host_as_found() {
+    let _lock = host_lock();
+    let restore = match may_register("riscv64") {
+        Ok(r) => r,
+        Err(why) => return skip(&why),
+    };
+    let before = host_state();
+
+    let out = run(&["binfmt", "register", "riscv64", "--flags", "OF"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = stdout(&run(&["binfmt", "status", "riscv64"]));
+    assert!(
+        status.contains("qemu-riscv64: enabled") && status.contains("flags OF"),
+        "{status}"
+    );
+    assert!(
+        status.contains("riscv64: `qemu-riscv64` lacks C"),
+        "{status}"
+    );
+
+    // Registering again replaces the entry (through a temporary one that must not stay).
+    let out = run(&["binfmt", "register", "riscv64", "--flags", "OCF"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("gain root"), "{}", stderr(&out));
+    let status = stdout(&run(&["binfmt", "status", "riscv64"]));
+    assert!(
+        status.contains("riscv64: `qemu-riscv64`, setuid works"),
+        "{status}"
+    );
+    assert!(!status.contains("sysroot-mk-swap"), "{status}");
+
+    let out = run(&["binfmt", "unregister", "riscv64"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("removed `qemu-riscv64`"));
+    drop(restore);
+    assert_eq!(host_state(), before);
+}
+
+#[test]
+fn replacing_a_handler_loses_no_concurrent_exec() {
+    let _lock = host_lock();
+    let restore = match may_register("aarch64") {
+        Ok(r) => r,
+        Err(why) => return skip(&why),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("euid");
+    if build_euid_program(&program).is_none() {
+        return skip("aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu) is missing");
+    }
+    let before = host_state();
+    let out = run(&["binfmt", "register", "aarch64", "--flags", "OF"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Two threads exec the aarch64 program through the host's handler while it is
+    // replaced over and over, until 200 execs have overlapped the swaps.
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (stop, runs, failures) = (
+        AtomicBool::new(false),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
+    let mut swaps = 0;
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    if !std::process::Command::new(&program)
+                        .output()
+                        .is_ok_and(|o| o.status.success())
+                    {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                    runs.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let flags = ["OCF", "OF", "POF", "POCF"];
+        while runs.load(Ordering::Relaxed) < 200 {
+            let out = run(&[
+                "binfmt",
+                "register",
+                "aarch64",
+                "--flags",
+                flags[swaps % flags.len()],
+            ]);
+            swaps += 1;
+            if !out.status.success() {
+                stop.store(true, Ordering::Relaxed);
+                panic!("{}", stderr(&out));
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let (runs, failures) = (runs.into_inner(), failures.into_inner());
+    drop(restore);
+    eprintln!("{runs} execs during {swaps} swaps, {failures} failed");
+    assert_eq!(
+        failures, 0,
+        "{failures} of {runs} execs failed during the swaps"
+    );
+    assert!(runs > 0);
+    assert_eq!(host_state(), before);
+}
+
+#[test]
+fn register_without_qemu_names_the_package_and_touches_nothing() {
+    let _lock = host_lock();
+    let before = is_root().then(host_state);
+    let out = bin()
+        .args(["binfmt", "register", "s390x"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    // Without root the mount is refused first; either way the message says what to do.
+    assert!(
+        err.contains("qemu-user-static") || err.contains("as root"),
+        "{err}"
+    );
+    if let Some(before) = before {
+        assert_eq!(
+            host_state(),
+            before,
+            "a failed registration changed the host"
+        );
+    }
+}
+
+#[test]
+fn unknown_flags_and_arches_are_refused() {
+    let out = run(&["binfmt", "register", "aarch64", "--flags", "XZ"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("`X`"), "{}", stderr(&out));
+    let out = run(&["binfmt", "status", "sparc"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("sparc"), "{}", stderr(&out));
+}
+
+#[test]
+fn enter_global_registers_qemu_with_c_and_keeps_it_until_unregistered() {
+    let _lock = host_lock();
+    let restore = match may_register("aarch64") {
+        Ok(r) => r,
+        Err(why) => return skip(&why),
+    };
+    let Some(tarball) = minirootfs("aarch64") else {
+        return skip("../shared/alpine/minirootfs is missing");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    extract(&tarball, dir.path(), &[]);
+    let program = dir.path().join("usr/local/bin/euid");
+    if build_euid_program(&program).is_none() {
+        return skip("aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu) is missing");
+    }
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+    )
+    .unwrap();
+    let before = host_state();
+
+    let out = bin()
+        .args(["enter", "--binfmt", "global", "--user", "nobody"])
+        .arg(dir.path())
+        .args(["--", "/usr/local/bin/euid"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "0\n");
+    assert!(
+        stderr(&out).contains("can now gain root"),
+        "{}",
+        stderr(&out)
+    );
+    let status = stdout(&run(&["binfmt", "status", "aarch64"]));
+    assert!(
+        status.contains("aarch64: `qemu-aarch64`, setuid works"),
+        "{status}"
+    );
+
+    drop(restore);
+    assert_eq!(host_state(), before);
+}

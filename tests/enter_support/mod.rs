@@ -1,0 +1,266 @@
+//! Helpers shared by the `enter` and `binfmt` integration tests: skipping, extracting real
+//! Alpine root filesystems, snapshotting (and serialising access to) the host's state.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+/// The built tool.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sysroot-mk"))
+}
+
+/// Prints why a test does not run.
+pub fn skip(reason: &str) {
+    eprintln!("skipped: {reason}");
+}
+
+/// The shared Alpine data, if present: `../shared/alpine` next to the checkout (CI),
+/// or two levels up for a worktree under `wt/<name>`.
+pub fn alpine() -> Option<PathBuf> {
+    [
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/alpine"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/alpine"),
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|dir| dir.is_dir())
+}
+
+/// Whether the tests run as root.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Whether `name` is an executable on PATH.
+pub fn on_path(name: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|d| d.join(name).is_file())
+}
+
+/// Whether mount, pid, uts and ipc namespaces can be made here (a container without
+/// privileges refuses them).
+pub fn namespaces_available() -> bool {
+    probe(|| {
+        use nix::sched::CloneFlags as F;
+        nix::sched::unshare(F::CLONE_NEWNS | F::CLONE_NEWPID | F::CLONE_NEWUTS | F::CLONE_NEWIPC)?;
+        let flags = nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE;
+        nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)?;
+        Ok(())
+    })
+}
+
+/// Whether a user namespace can mount its own binfmt_misc here (Linux >= 6.7, user
+/// namespaces allowed), tried for real in a throwaway process.
+pub fn private_binfmt() -> bool {
+    sysroot_mk::binfmt::private_instances_supported()
+        && probe(|| {
+            let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+            nix::sched::unshare(
+                nix::sched::CloneFlags::CLONE_NEWUSER | nix::sched::CloneFlags::CLONE_NEWNS,
+            )?;
+            std::fs::write("/proc/self/setgroups", "deny")?;
+            std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))?;
+            std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))?;
+            let dir = "/proc/sys/fs/binfmt_misc";
+            nix::mount::mount(
+                Some("binfmt_misc"),
+                dir,
+                Some("binfmt_misc"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            )?;
+            Ok(())
+        })
+}
+
+/// Runs `setup` in a child process about to exec `true`; whether it all worked.
+fn probe(setup: fn() -> std::io::Result<()>) -> bool {
+    let mut cmd = Command::new("true");
+    // SAFETY: the child only makes syscalls (and small writes to /proc) before exec.
+    unsafe {
+        cmd.pre_exec(setup);
+    }
+    cmd.status().is_ok_and(|s| s.success())
+}
+
+/// Extracts a `.tar.gz` (or an `.apk`, a tar.gz stream too) into `dir` as the system
+/// tar does it as root: owners and setuid bits kept.
+pub fn extract(archive: &Path, dir: &Path, members: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let out = Command::new("tar")
+        .arg("-xzf")
+        .arg(archive)
+        .arg("-C")
+        .arg(dir)
+        .args(members)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tar {}: {}",
+        archive.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The minirootfs tarball of `arch` (3.20.3), when present.
+pub fn minirootfs(arch: &str) -> Option<PathBuf> {
+    let path = alpine()?.join(format!("minirootfs/alpine-minirootfs-3.20.3-{arch}.tar.gz"));
+    path.is_file().then_some(path)
+}
+
+/// Runs the tool and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+/// stdout as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+static IN_PROCESS: Mutex<()> = Mutex::new(());
+
+/// Exclusive use of the host's binfmt_misc table and mounts, within this test process
+/// and across concurrent test runs on the machine (tests that compare the host's state
+/// before and after must not see another test's temporary change).
+pub struct HostLock {
+    _file: nix::fcntl::Flock<std::fs::File>,
+    _guard: MutexGuard<'static, ()>,
+}
+
+/// Takes the [`HostLock`].
+pub fn host_lock() -> HostLock {
+    let guard = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("sysroot-mk-tests-host-state.lock"))
+        .unwrap();
+    let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .unwrap_or_else(|_| panic!("cannot lock the host state"));
+    HostLock {
+        _file: file,
+        _guard: guard,
+    }
+}
+
+/// What must not change on the host: this process's mount table, the listing of
+/// `/proc/sys/fs/binfmt_misc` and the host's binfmt_misc entries (read by the tool
+/// itself, which sees them even when nothing is mounted there).
+pub fn host_state() -> (String, Vec<String>, String) {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut listing: Vec<String> = std::fs::read_dir("/proc/sys/fs/binfmt_misc")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    listing.sort();
+    let status = run(&["binfmt", "status"]);
+    (mountinfo, listing, stdout(&status))
+}
+
+/// A handler registered in the host's binfmt_misc table for the duration of a test.
+///
+/// The host's table keeps entries only while mounted; a helper process mounts it in a
+/// mount namespace of its own (so the host's mounts stay as they are), the entry is
+/// registered through `/proc/<pid>/root`, and dropping this removes the entry and ends
+/// the helper. The helper dies with the test process too (parent-death signal), taking
+/// the entry along when the host had no mount of its own.
+pub struct HostHandler {
+    helper: std::process::Child,
+    entry: PathBuf,
+}
+
+impl HostHandler {
+    /// Registers `line` (`:name:M:...`) on the host.
+    pub fn register(name: &str, line: &str) -> HostHandler {
+        let mut cmd = Command::new("cat");
+        cmd.stdin(Stdio::piped()).stdout(Stdio::null());
+        // SAFETY: only syscalls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                use nix::mount::{mount, MsFlags};
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+                mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )?;
+                let dir = "/proc/sys/fs/binfmt_misc";
+                let _ = mount(
+                    Some("binfmt_misc"),
+                    dir,
+                    Some("binfmt_misc"),
+                    MsFlags::empty(),
+                    None::<&str>,
+                );
+                Ok(())
+            });
+        }
+        let helper = cmd.spawn().unwrap();
+        let dir = PathBuf::from(format!(
+            "/proc/{}/root/proc/sys/fs/binfmt_misc",
+            helper.id()
+        ));
+        // The helper may not have mounted yet: wait for its register file (it appears
+        // in well under a second; this is readiness, not a timed assertion).
+        for _ in 0..500 {
+            if dir.join("register").exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let mut register = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("register"))
+            .unwrap();
+        register.write_all(line.as_bytes()).unwrap();
+        HostHandler {
+            entry: dir.join(name),
+            helper,
+        }
+    }
+}
+
+impl Drop for HostHandler {
+    fn drop(&mut self) {
+        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&self.entry) {
+            let _ = f.write_all(b"-1");
+        }
+        drop(self.helper.stdin.take());
+        let _ = self.helper.wait();
+    }
+}
+
+/// Compiles a static aarch64 program printing its effective uid, if the cross compiler
+/// is there.
+pub fn build_euid_program(out: &Path) -> Option<()> {
+    if !on_path("aarch64-linux-gnu-gcc") {
+        return None;
+    }
+    let src = out.with_extension("c");
+    std::fs::write(&src, "#include <stdio.h>\n#include <unistd.h>\nint main(void){printf(\"%d\\n\",(int)geteuid());return 0;}\n").unwrap();
+    let status = Command::new("aarch64-linux-gnu-gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(out)
+        .arg(&src)
+        .status()
+        .ok()?;
+    status.success().then_some(())
+}

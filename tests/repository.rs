@@ -1,0 +1,474 @@
+//! Loading repository indexes: local and HTTP, trusted and not, cached and revalidated.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+use support::http::{Fault, TestServer};
+use support::*;
+use sysroot_mk::archive::SignatureAlgorithm;
+use sysroot_mk::report::Silent;
+use sysroot_mk::repository::{load_indexes, IndexOptions, Repository, RepositoryError};
+use sysroot_mk::transport::TransportOptions;
+use sysroot_mk::trust::{KeyOptions, KeySource, Keyring};
+
+fn keyring(dirs: &[&Path], arch: &str) -> Keyring {
+    let options = KeyOptions {
+        keys_dirs: dirs.iter().map(|d| d.to_path_buf()).collect(),
+        ..KeyOptions::default()
+    };
+    Keyring::for_target(arch, &options, &Silent).unwrap()
+}
+
+fn options() -> IndexOptions {
+    IndexOptions {
+        key_url: None,
+        transport: TransportOptions {
+            backoff: Duration::from_millis(1),
+            ..TransportOptions::default()
+        },
+        ..IndexOptions::default()
+    }
+}
+
+fn packages() -> Vec<FixturePackage> {
+    vec![
+        FixturePackage::new("alpha", "1.0-r0", b"alpha"),
+        FixturePackage::new("beta", "2.1_rc1-r3", b"beta"),
+    ]
+}
+
+fn repo(path: &Path) -> Repository {
+    Repository::parse(path.to_str().unwrap()).unwrap()
+}
+
+#[test]
+fn trusted_local_index_loads_with_its_key() {
+    let root = tempfile::tempdir().unwrap();
+    write_repo(
+        root.path(),
+        "x86_64",
+        &packages(),
+        Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1),
+    );
+    let keys = keys_dir(&[TEST_KEY]);
+    let file_url = Repository::parse(&format!("file://{}", root.path().display())).unwrap();
+    for r in [repo(root.path()), file_url] {
+        let loaded = load_indexes(
+            &[r],
+            "x86_64",
+            &keyring(&[keys.path()], "x86_64"),
+            &options(),
+            &Silent,
+        )
+        .unwrap();
+        assert_eq!(loaded.len(), 1);
+        let index = &loaded[0];
+        assert_eq!(index.description, "fixture repository");
+        let names: Vec<_> = index.packages.iter().map(|p| p.name_version()).collect();
+        assert_eq!(names, ["alpha-1.0-r0", "beta-2.1_rc1-r3"]);
+        let key = index.key.as_ref().unwrap();
+        assert_eq!(key.name, TEST_KEY);
+        assert_eq!(key.pem, std::fs::read(keys.path().join(TEST_KEY)).unwrap());
+    }
+}
+
+#[test]
+fn repositories_keep_their_order_and_positions() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let signer = Signer::Key(TEST_KEY, SignatureAlgorithm::Sha256);
+    write_repo(a.path(), "aarch64", &packages()[..1], signer);
+    write_repo(b.path(), "aarch64", &packages()[1..], signer);
+    let keys = keys_dir(&[TEST_KEY]);
+    let loaded = load_indexes(
+        &[repo(b.path()), repo(a.path())],
+        "aarch64",
+        &keyring(&[keys.path()], "aarch64"),
+        &options(),
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(loaded[0].packages[0].name, "beta");
+    assert_eq!(loaded[0].packages[0].repo, 0);
+    assert_eq!(loaded[1].packages[0].name, "alpha");
+    assert_eq!(loaded[1].packages[0].repo, 1);
+}
+
+#[test]
+fn untrusted_index_is_refused_naming_repository_key_and_fix() {
+    let root = tempfile::tempdir().unwrap();
+    write_repo(
+        root.path(),
+        "x86_64",
+        &packages(),
+        Signer::Key(OTHER_KEY, SignatureAlgorithm::Sha256),
+    );
+    let keys = keys_dir(&[TEST_KEY]);
+    let err = load_indexes(
+        &[repo(root.path())],
+        "x86_64",
+        &keyring(&[keys.path()], "x86_64"),
+        &options(),
+        &Silent,
+    )
+    .unwrap_err();
+    assert!(matches!(err, RepositoryError::UntrustedKey { .. }), "{err}");
+    let message = err.to_string();
+    let url = format!("{}/x86_64/APKINDEX.tar.gz", root.path().display());
+    for needle in [url.as_str(), OTHER_KEY, "--keys-dir", "--allow-untrusted"] {
+        assert!(message.contains(needle), "{needle} missing from: {message}");
+    }
+}
+
+#[test]
+fn untrusted_and_unsigned_indexes_load_with_a_warning_when_allowed() {
+    let keys = keys_dir(&[TEST_KEY]);
+    for signer in [
+        Signer::Unsigned,
+        Signer::Key(OTHER_KEY, SignatureAlgorithm::Sha1),
+    ] {
+        let root = tempfile::tempdir().unwrap();
+        write_repo(root.path(), "x86_64", &packages(), signer);
+        let ring = keyring(&[keys.path()], "x86_64");
+        let refused = load_indexes(&[repo(root.path())], "x86_64", &ring, &options(), &Silent);
+        assert!(refused.is_err(), "{signer:?}");
+        let recorder = Recorder::default();
+        let allowed = IndexOptions {
+            allow_untrusted: true,
+            ..options()
+        };
+        let loaded =
+            load_indexes(&[repo(root.path())], "x86_64", &ring, &allowed, &recorder).unwrap();
+        assert!(loaded[0].key.is_none());
+        assert_eq!(loaded[0].packages.len(), 2);
+        let warnings = recorder.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("--allow-untrusted"), "{warnings:?}");
+        assert!(
+            warnings[0].contains(&root.path().display().to_string()),
+            "{warnings:?}"
+        );
+    }
+}
+
+#[test]
+fn unsigned_index_error_says_so() {
+    let root = tempfile::tempdir().unwrap();
+    write_repo(root.path(), "x86_64", &packages(), Signer::Unsigned);
+    let keys = keys_dir(&[TEST_KEY]);
+    let err = load_indexes(
+        &[repo(root.path())],
+        "x86_64",
+        &keyring(&[keys.path()], "x86_64"),
+        &options(),
+        &Silent,
+    )
+    .unwrap_err();
+    assert!(matches!(err, RepositoryError::Unsigned { .. }), "{err}");
+    assert!(err.to_string().contains("not signed"), "{err}");
+}
+
+#[test]
+fn tampered_index_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    write_repo(
+        root.path(),
+        "x86_64",
+        &packages(),
+        Signer::Key(TEST_KEY, SignatureAlgorithm::Sha256),
+    );
+    // Re-sign a different index body under the same signature member.
+    let index = root.path().join("x86_64/APKINDEX.tar.gz");
+    let good = std::fs::read(&index).unwrap();
+    let sig_len = sysroot_mk::archive::first_member_len(&good).unwrap();
+    let other = index_archive("P:evil\nV:6.6.6-r0\n\n", Signer::Unsigned);
+    std::fs::write(&index, [&good[..sig_len], &other[..]].concat()).unwrap();
+    let keys = keys_dir(&[TEST_KEY]);
+    let err = load_indexes(
+        &[repo(root.path())],
+        "x86_64",
+        &keyring(&[keys.path()], "x86_64"),
+        &options(),
+        &Silent,
+    )
+    .unwrap_err();
+    assert!(matches!(err, RepositoryError::BadSignature { .. }), "{err}");
+}
+
+#[test]
+fn missing_index_names_the_repository() {
+    let root = tempfile::tempdir().unwrap();
+    let keys = keys_dir(&[TEST_KEY]);
+    let err = load_indexes(
+        &[repo(root.path())],
+        "x86_64",
+        &keyring(&[keys.path()], "x86_64"),
+        &options(),
+        &Silent,
+    )
+    .unwrap_err();
+    assert!(matches!(err, RepositoryError::Fetch { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&root.path().display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn http_index_is_cached_and_revalidated_with_its_etag() {
+    let served = tempfile::tempdir().unwrap();
+    write_repo(
+        &served.path().join("main"),
+        "x86_64",
+        &packages(),
+        Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1),
+    );
+    let server = TestServer::serve(served.path());
+    let cache = tempfile::tempdir().unwrap();
+    let keys = keys_dir(&[TEST_KEY]);
+    let ring = keyring(&[keys.path()], "x86_64");
+    let opts = IndexOptions {
+        cache_dir: Some(cache.path().join("c")),
+        ..options()
+    };
+    let repos = [Repository::parse(&format!("{}/main", server.base)).unwrap()];
+    let first = load_indexes(&repos, "x86_64", &ring, &opts, &Silent).unwrap();
+    let recorder = Recorder::default();
+    let second = load_indexes(&repos, "x86_64", &ring, &opts, &recorder).unwrap();
+    assert_eq!(first[0].packages, second[0].packages);
+    let path = "/main/x86_64/APKINDEX.tar.gz";
+    let log = server.requests(path);
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[0].status, 200);
+    assert!(log[1].if_none_match.is_some(), "{log:?}");
+    assert_eq!(log[1].status, 304);
+    assert!(cache.path().join("c/CACHEDIR.TAG").is_file());
+    let infos = recorder.infos.lock().unwrap().join("\n");
+    assert!(infos.contains("not modified"), "{infos}");
+
+    // A changed index is fetched again and replaces the cached copy.
+    write_repo(
+        &served.path().join("main"),
+        "x86_64",
+        &packages()[..1],
+        Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1),
+    );
+    let third = load_indexes(&repos, "x86_64", &ring, &opts, &Silent).unwrap();
+    assert_eq!(third[0].packages.len(), 1);
+    assert_eq!(server.requests(path)[2].status, 200);
+}
+
+#[test]
+fn without_a_cache_nothing_is_revalidated_or_written() {
+    let served = tempfile::tempdir().unwrap();
+    write_repo(
+        served.path(),
+        "x86_64",
+        &packages(),
+        Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1),
+    );
+    let server = TestServer::serve(served.path());
+    let keys = keys_dir(&[TEST_KEY]);
+    let ring = keyring(&[keys.path()], "x86_64");
+    let repos = [Repository::parse(&server.base).unwrap()];
+    for _ in 0..2 {
+        load_indexes(&repos, "x86_64", &ring, &options(), &Silent).unwrap();
+    }
+    let log = server.requests("/x86_64/APKINDEX.tar.gz");
+    assert!(
+        log.iter()
+            .all(|l| l.status == 200 && l.if_none_match.is_none()),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn transient_http_errors_are_retried() {
+    let served = tempfile::tempdir().unwrap();
+    write_repo(
+        served.path(),
+        "x86_64",
+        &packages(),
+        Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1),
+    );
+    let server = TestServer::serve(served.path());
+    let path = "/x86_64/APKINDEX.tar.gz";
+    server.fail(
+        path,
+        &[Fault::Status(503), Fault::Truncate(100), Fault::Status(502)],
+    );
+    let keys = keys_dir(&[TEST_KEY]);
+    let repos = [Repository::parse(&server.base).unwrap()];
+    let loaded = load_indexes(
+        &repos,
+        "x86_64",
+        &keyring(&[keys.path()], "x86_64"),
+        &options(),
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(loaded[0].packages.len(), 2);
+    let statuses: Vec<_> = server.requests(path).iter().map(|l| l.status).collect();
+    assert_eq!(statuses, [503, 200, 502, 200]);
+}
+
+#[test]
+fn permanent_http_errors_are_not_retried() {
+    let served = tempfile::tempdir().unwrap();
+    let server = TestServer::serve(served.path());
+    let keys = keys_dir(&[TEST_KEY]);
+    let repos = [Repository::parse(&format!("{}/nothing", server.base)).unwrap()];
+    let err = load_indexes(
+        &repos,
+        "x86_64",
+        &keyring(&[keys.path()], "x86_64"),
+        &options(),
+        &Silent,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("/nothing"), "{err}");
+    assert_eq!(server.log().len(), 1);
+}
+
+#[test]
+fn pinned_key_is_fetched_by_name_and_checked_against_its_pin() {
+    let Some(shared) = shared_or_skip() else {
+        return;
+    };
+    let repos = [repo(&shared.join("v3.19/main"))];
+    let ring = Keyring::new("x86_64");
+    let cache = tempfile::tempdir().unwrap();
+    let opts = IndexOptions {
+        key_url: Some(format!("file://{}", shared.join("keys").display())),
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..options()
+    };
+    let loaded = load_indexes(&repos, "x86_64", &ring, &opts, &Silent).unwrap();
+    let key = loaded[0].key.as_ref().unwrap();
+    assert_eq!(key.name, ALPINE_X86_64_KEY);
+    assert!(matches!(key.source, KeySource::Pinned(ref u) if u.starts_with("file://")));
+
+    // A key server handing out another key under the official name is not believed.
+    let fake = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixture_keys().join(TEST_KEY),
+        fake.path().join(ALPINE_X86_64_KEY),
+    )
+    .unwrap();
+    let opts = IndexOptions {
+        key_url: Some(format!("file://{}", fake.path().display())),
+        ..options()
+    };
+    let err = load_indexes(&repos, "x86_64", &ring, &opts, &Silent).unwrap_err();
+    assert!(matches!(err, RepositoryError::Key { .. }), "{err}");
+    let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(chain.contains("pinned"), "{chain}");
+
+    // An unreachable key source: refused, and a warning says why.
+    let recorder = Recorder::default();
+    let opts = IndexOptions {
+        key_url: Some("file:///nonexistent-sysroot-mk-keys".to_string()),
+        ..options()
+    };
+    let err = load_indexes(&repos, "x86_64", &ring, &opts, &recorder).unwrap_err();
+    assert!(matches!(err, RepositoryError::UntrustedKey { .. }), "{err}");
+    let warnings = recorder.warnings();
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("nonexistent-sysroot-mk-keys"),
+        "{warnings:?}"
+    );
+
+    // With `--keys-dir`, keys are never fetched.
+    let empty = tempfile::tempdir().unwrap();
+    let opts = IndexOptions {
+        key_url: Some(format!("file://{}", shared.join("keys").display())),
+        ..options()
+    };
+    let err = load_indexes(
+        &repos,
+        "x86_64",
+        &keyring(&[empty.path()], "x86_64"),
+        &opts,
+        &Silent,
+    )
+    .unwrap_err();
+    assert!(matches!(err, RepositoryError::UntrustedKey { .. }), "{err}");
+}
+
+#[test]
+fn real_repositories_load_with_their_arch_keys() {
+    let Some(shared) = shared_or_skip() else {
+        return;
+    };
+    let loaded = load_indexes(
+        &[repo(&shared.join("v3.19/main"))],
+        "x86_64",
+        &keyring(&[&shared.join("keys/x86_64")], "x86_64"),
+        &options(),
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(loaded[0].packages.len(), 100);
+    assert_eq!(loaded[0].key.as_ref().unwrap().name, ALPINE_X86_64_KEY);
+    let loaded = load_indexes(
+        &[repo(&shared.join("v3.13/main"))],
+        "aarch64",
+        &keyring(&[&shared.join("keys/aarch64")], "aarch64"),
+        &options(),
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(loaded[0].packages.len(), 65);
+}
+
+#[test]
+fn real_repository_is_refused_with_wrong_arch_or_empty_keys() {
+    let Some(shared) = shared_or_skip() else {
+        return;
+    };
+    let empty = tempfile::tempdir().unwrap();
+    for dir in [shared.join("keys/aarch64"), empty.path().to_path_buf()] {
+        let err = load_indexes(
+            &[repo(&shared.join("v3.19/main"))],
+            "x86_64",
+            &keyring(&[&dir], "x86_64"),
+            &options(),
+            &Silent,
+        )
+        .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains(ALPINE_X86_64_KEY) && message.contains("v3.19/main"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn full_v3_19_indexes_load_as_two_repositories() {
+    let Some(shared) = shared_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut repos = Vec::new();
+    for name in ["main", "community"] {
+        let dir = tmp.path().join(name).join("x86_64");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink(
+            shared.join(format!("indexes/v3.19-x86_64/{name}-APKINDEX.tar.gz")),
+            dir.join("APKINDEX.tar.gz"),
+        )
+        .unwrap();
+        repos.push(repo(&tmp.path().join(name)));
+    }
+    let ring = keyring(&[&shared.join("keys/x86_64")], "x86_64");
+    let started = std::time::Instant::now();
+    let loaded = load_indexes(&repos, "x86_64", &ring, &options(), &Silent).unwrap();
+    eprintln!(
+        "loaded main+community in {:?} (debug build)",
+        started.elapsed()
+    );
+    let counts: Vec<_> = loaded.iter().map(|l| l.packages.len()).collect();
+    assert_eq!(counts, [5443, 17587]);
+}

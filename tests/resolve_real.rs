@@ -1,0 +1,219 @@
+//! The resolver against the real v3.19 x86_64 indexes in `../shared/alpine`, compared
+//! with what the real apk 2.14.4 installs (package set and order), as recorded by
+//! `fixtures/resolve/gen-expected.sh` in `fixtures/resolve/expected/`.
+//! Skipped (with a reason on stderr) when the data is absent.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use sysroot_mk::index::{parse_apkindex, Dependency, Package};
+use sysroot_mk::resolve::{resolve, ResolveError, ResolveOptions};
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/alpine` next to the checkout, or one level further up from a worktree.
+fn shared() -> PathBuf {
+    let near = manifest_dir().join("../shared/alpine");
+    let far = manifest_dir().join("../../shared/alpine");
+    if !near.exists() && far.exists() {
+        far
+    } else {
+        near
+    }
+}
+
+fn read_index(path: &Path, repo: usize) -> Option<Vec<Package>> {
+    if !path.exists() {
+        eprintln!("skipped: {} is absent", path.display());
+        return None;
+    }
+    let file = std::fs::File::open(path).expect("open index");
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
+    for entry in archive.entries().expect("tar entries") {
+        let mut entry = entry.expect("tar entry");
+        if entry.path().expect("entry path").as_os_str() == "APKINDEX" {
+            let mut text = String::new();
+            entry.read_to_string(&mut text).expect("APKINDEX is UTF-8");
+            return Some(parse_apkindex(&text, repo).expect("index parses"));
+        }
+    }
+    panic!("{} has no APKINDEX member", path.display());
+}
+
+/// The repositories of `requests.txt`, loaded once per test binary.
+struct Repos {
+    main: Vec<Package>,
+    main_community: Vec<Package>,
+    small: Vec<Package>,
+}
+
+fn repos() -> Option<&'static Repos> {
+    static REPOS: OnceLock<Option<Repos>> = OnceLock::new();
+    REPOS
+        .get_or_init(|| {
+            let idx = shared().join("indexes/v3.19-x86_64");
+            let main = read_index(&idx.join("main-APKINDEX.tar.gz"), 0)?;
+            let community = read_index(&idx.join("community-APKINDEX.tar.gz"), 1)?;
+            let small = read_index(&shared().join("v3.19/main/x86_64/APKINDEX.tar.gz"), 0)?;
+            let mut main_community = main.clone();
+            main_community.extend(community);
+            Some(Repos {
+                main,
+                main_community,
+                small,
+            })
+        })
+        .as_ref()
+}
+
+/// One line of `requests.txt`.
+struct Request {
+    label: String,
+    repos: String,
+    words: Vec<String>,
+}
+
+fn requests() -> Vec<Request> {
+    let text = std::fs::read_to_string(manifest_dir().join("fixtures/resolve/requests.txt"))
+        .expect("requests.txt");
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let mut words = l.split_whitespace().map(str::to_owned);
+            let label = words.next().expect("label");
+            let repos = words.next().expect("repos");
+            Request {
+                label,
+                repos,
+                words: words.collect(),
+            }
+        })
+        .collect()
+}
+
+/// apk's outcome: the install order, or `None` when apk refused.
+fn expected(label: &str) -> Option<Vec<String>> {
+    let path = manifest_dir().join(format!("fixtures/resolve/expected/{label}.txt"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if text.starts_with("ERROR") {
+        return None;
+    }
+    Some(text.lines().map(str::to_owned).collect())
+}
+
+fn ours(repos: &Repos, req: &Request) -> Result<Vec<String>, ResolveError> {
+    let packages = match req.repos.as_str() {
+        "main" => &repos.main,
+        "main,community" => &repos.main_community,
+        "small" => &repos.small,
+        other => panic!("unknown repos {other}"),
+    };
+    let world: Vec<Dependency> = req
+        .words
+        .iter()
+        .map(|w| Dependency::parse(w).expect("request parses"))
+        .collect();
+    let opts = ResolveOptions {
+        arch: Some("x86_64".to_owned()),
+        ..ResolveOptions::default()
+    };
+    resolve(packages, &world, &opts)
+        .map(|plan| plan.packages.iter().map(Package::name_version).collect())
+}
+
+/// Compares one request; `Err` describes the first difference.
+fn compare(repos: &Repos, req: &Request) -> Result<(), String> {
+    match (expected(&req.label), ours(repos, req)) {
+        (Some(want), Ok(got)) if want == got => Ok(()),
+        (None, Err(_)) => Ok(()),
+        (Some(want), Ok(got)) => {
+            let at = want
+                .iter()
+                .zip(&got)
+                .position(|(a, b)| a != b)
+                .unwrap_or(want.len().min(got.len()));
+            Err(format!(
+                "{}: apk installs {} packages, we plan {}; first difference at #{at}: apk {:?}, ours {:?}",
+                req.label,
+                want.len(),
+                got.len(),
+                want.get(at),
+                got.get(at)
+            ))
+        }
+        (Some(_), Err(e)) => Err(format!("{}: apk succeeds, we fail: {e}", req.label)),
+        (None, Ok(got)) => Err(format!("{}: apk refuses, we plan {got:?}", req.label)),
+    }
+}
+
+fn check(label: &str, count: usize) {
+    let Some(repos) = repos() else { return };
+    let req = requests()
+        .into_iter()
+        .find(|r| r.label == label)
+        .unwrap_or_else(|| panic!("{label} not in requests.txt"));
+    assert_eq!(
+        expected(label).map(|e| e.len()),
+        Some(count),
+        "fixture of {label}"
+    );
+    if let Err(e) = compare(repos, &req) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn alpine_base_from_the_small_repository_matches_apk() {
+    check("small-alpine-base", 25);
+}
+
+#[test]
+fn alpine_base_from_main_matches_apk() {
+    check("alpine-base", 25);
+}
+
+#[test]
+fn gcc_matches_apk() {
+    check("gcc", 14);
+}
+
+#[test]
+fn build_base_matches_apk() {
+    check("build-base", 24);
+}
+
+#[test]
+fn gnome_from_main_and_community_matches_apk() {
+    check("gnome", 518);
+}
+
+#[test]
+fn every_recorded_request_matches_apk() {
+    let Some(repos) = repos() else { return };
+    let all = requests();
+    let failures: Vec<String> = all.iter().filter_map(|r| compare(repos, r).err()).collect();
+    eprintln!(
+        "{} of {} recorded requests match apk",
+        all.len() - failures.len(),
+        all.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn refused_request_names_the_culprit() {
+    let Some(repos) = repos() else { return };
+    let req = Request {
+        label: "busybox-pin-missing".to_owned(),
+        repos: "main".to_owned(),
+        words: vec!["busybox=1.36.1-r15".to_owned()],
+    };
+    let err = ours(repos, &req)
+        .expect_err("no such busybox version")
+        .to_string();
+    assert!(err.contains("busybox-1.36.1-r19"), "{err}");
+    assert!(err.contains("world[busybox=1.36.1-r15]"), "{err}");
+}
