@@ -547,3 +547,17 @@ fn a_package_with_zero_installed_size_is_not_opened() {
             && installed[0].scripts.is_empty()
     );
 }
+
+#[test]
+fn a_file_without_checksum_marks_the_package_broken_as_apk_does() {
+    let mut bare = TestEntry::file(b"f", b"x");
+    bare.checksum = false;
+    let (_root, result) = install(vec![
+        vec![Spec("old", "old", "", vec![bare])],
+        vec![Spec("new", "new", "", vec![TestEntry::file(b"g", b"x")])],
+    ]);
+    let installed = result.expect("installs");
+    assert!(installed[0].status.broken_files);
+    assert_eq!(installed[0].dirs[0].files[0].sha1, None);
+    assert!(!installed[1].status.broken_files);
+}

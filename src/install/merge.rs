@@ -303,6 +303,14 @@ impl State {
                 previous.extend(recorded);
             }
 
+            if sha1.is_none() && !record.installed.status.broken_files {
+                // apk 2.14 warns once and marks the package (`f:f`).
+                record.installed.status.broken_files = true;
+                warnings.push(format!(
+                    "`{pkg_name}`: `{}` carries no checksum; the package is recorded as having broken files, as apk does",
+                    entry.path
+                ));
+            }
             record.installed.dirs[di].files.push(FileRecord {
                 name: name.to_owned(),
                 acl,
