@@ -18,6 +18,9 @@ use sysroot_mk::report::Silent;
 const ALPINE_BASE: &str = include_str!("../fixtures/install/alpine-base-v3.19-x86_64.plan");
 /// apk's install order for the 98 co-installable packages of the test repository.
 const CO_INSTALLABLE: &str = include_str!("../fixtures/install/co-installable-v3.19-x86_64.plan");
+/// apk's install order for `alpine-base chrony dhcpcd`.
+const WITH_USERS: &str =
+    include_str!("../fixtures/install/alpine-base-chrony-dhcpcd-v3.19-x86_64.plan");
 
 /// Paths apk creates itself (`--initdb` skeleton, database, device nodes): the db and
 /// layout modules write those, not the installer.
@@ -52,6 +55,19 @@ fn install_plan(
     root: &Path,
     opts: InstallOptions,
 ) -> Vec<InstalledPackage> {
+    install_with(shared, plan, root, opts, false)
+}
+
+/// Verifies the packages of `plan` and extracts them into `root`; with `scripts`, in
+/// batches cut around each package's pre-/post-install script, run as apk runs them
+/// (chroot, `lib/apk/exec`, `/proc` mounted), then the triggers.
+fn install_with(
+    shared: &Path,
+    plan: &str,
+    root: &Path,
+    opts: InstallOptions,
+    scripts: bool,
+) -> Vec<InstalledPackage> {
     let repo = shared.join("v3.19/main/x86_64");
     let index: HashMap<String, _> = read_index(&repo.join("APKINDEX.tar.gz"))
         .into_iter()
@@ -62,10 +78,81 @@ fn install_plan(
         .iter()
         .map(|p| VerifiedPackage::open(p, &repo.join(p.file_name())).expect("verify"))
         .collect();
-    let batch: Vec<_> = plan.iter().copied().zip(&verified).collect();
     let mut installer = Installer::new(root, opts).expect("open root");
+    let mut batch = Vec::new();
+    let has = |v: &VerifiedPackage, action: &str| v.scripts().iter().any(|s| s.action == action);
+    for (pkg, v) in plan.iter().copied().zip(&verified) {
+        if scripts && has(v, "pre-install") {
+            installer
+                .extract_batch(&std::mem::take(&mut batch), &Silent)
+                .expect("extract");
+            run_script(root, pkg, v, "pre-install", &[]);
+            installer.refresh_ids();
+        }
+        batch.push((pkg, v));
+        if scripts && has(v, "post-install") {
+            installer
+                .extract_batch(&std::mem::take(&mut batch), &Silent)
+                .expect("extract");
+            run_script(root, pkg, v, "post-install", &[]);
+            installer.refresh_ids();
+        }
+    }
     installer.extract_batch(&batch, &Silent).expect("extract");
+    if scripts {
+        for (pkg, v) in plan.iter().copied().zip(&verified) {
+            if has(v, "trigger") {
+                // apk passes the watched directories that changed; all of them did here.
+                let dirs: Vec<&str> = v
+                    .info()
+                    .triggers
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|g| !g.contains('*'))
+                    .collect();
+                run_script(root, pkg, v, "trigger", &dirs);
+            }
+        }
+    }
     installer.finish().expect("finish")
+}
+
+/// Runs one script of `v` inside `root` the way apk 2.14 does.
+fn run_script(
+    root: &Path,
+    pkg: &sysroot_mk::index::Package,
+    v: &VerifiedPackage,
+    action: &str,
+    extra: &[&str],
+) {
+    use std::os::unix::fs::PermissionsExt;
+    let body = &v
+        .scripts()
+        .iter()
+        .find(|s| s.action == action)
+        .expect("script")
+        .body;
+    let exec = root.join("lib/apk/exec");
+    std::fs::create_dir_all(&exec).expect("lib/apk/exec");
+    let name = format!("{}.{action}", pkg.name_version());
+    std::fs::write(exec.join(&name), body).expect("write script");
+    std::fs::set_permissions(exec.join(&name), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let status = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t proc proc "$1/proc" && root="$1" && shift && exec chroot "$root" "$@""#)
+        .arg("sh")
+        .arg(root)
+        .arg(format!("/lib/apk/exec/{name}"))
+        .arg(action)
+        .arg(pkg.version.as_str())
+        .args(extra)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .status()
+        .expect("run unshare");
+    assert!(status.success(), "{name} failed: {status}");
+    std::fs::remove_file(exec.join(&name)).expect("remove script");
 }
 
 /// The per-package file section of `installed` (F/M/R/a/Z lines), as apk writes it.
@@ -135,6 +222,19 @@ fn skeleton(root: &Path) {
         std::fs::create_dir(&path).expect("skeleton dir");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
     }
+    // Scripts write to /dev/null; without the node they would create a file there.
+    for (name, minor) in [("null", 3), ("zero", 5)] {
+        let dev = rustix::fs::makedev(1, minor);
+        let mode = rustix::fs::Mode::from_raw_mode(0o666);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("dev").join(name),
+            rustix::fs::FileType::CharacterDevice,
+            mode,
+            dev,
+        )
+        .expect("mknod");
+    }
 }
 
 fn manifest(tools: &Path, root: &Path, out: &Path) {
@@ -155,7 +255,13 @@ fn manifest(tools: &Path, root: &Path, out: &Path) {
 
 #[test]
 fn alpine_base_without_scripts_matches_apk() {
-    assert_matches_apk(ALPINE_BASE, &["alpine-base"]);
+    assert_matches_apk(ALPINE_BASE, &["alpine-base"], false);
+}
+
+#[test]
+fn chrony_and_dhcpcd_with_scripts_match_apk() {
+    // Their files belong to users that only their pre-install scripts create.
+    assert_matches_apk(WITH_USERS, &["alpine-base", "chrony", "dhcpcd"], true);
 }
 
 #[test]
@@ -164,12 +270,21 @@ fn all_co_installable_packages_without_scripts_match_apk() {
         .lines()
         .map(|nv| nv.rsplitn(3, '-').nth(2).unwrap_or(nv))
         .collect();
-    assert_matches_apk(CO_INSTALLABLE, &names);
+    assert_matches_apk(CO_INSTALLABLE, &names, false);
 }
 
-/// Builds `request` with the apk oracle (no scripts) and `plan` with the installer, then
-/// compares the file records and the trees.
-fn assert_matches_apk(plan: &str, request: &[&str]) {
+#[test]
+fn all_co_installable_packages_with_scripts_match_apk() {
+    let names: Vec<&str> = CO_INSTALLABLE
+        .lines()
+        .map(|nv| nv.rsplitn(3, '-').nth(2).unwrap_or(nv))
+        .collect();
+    assert_matches_apk(CO_INSTALLABLE, &names, true);
+}
+
+/// Builds `request` with the apk oracle and `plan` with the installer (both with or both
+/// without scripts), then compares the file records and the trees.
+fn assert_matches_apk(plan: &str, request: &[&str], scripts: bool) {
     let Some(shared) = shared_alpine() else {
         return;
     };
@@ -178,13 +293,18 @@ fn assert_matches_apk(plan: &str, request: &[&str]) {
         return;
     }
     let Some(tools) = oracle_tools() else { return };
+    let started = std::time::SystemTime::now();
     let work = tempfile::tempdir().expect("tempdir");
     let reference = work.path().join("apk");
     let ours = work.path().join("ours");
     std::fs::create_dir(&ours).expect("mkdir");
 
     let status = Command::new(tools.join("oracle-bootstrap.sh"))
-        .args(["--no-scripts", "-q"])
+        .args(if scripts {
+            &["-q"][..]
+        } else {
+            &["--no-scripts", "-q"][..]
+        })
         .arg(&reference)
         .args(request)
         .status()
@@ -195,7 +315,7 @@ fn assert_matches_apk(plan: &str, request: &[&str]) {
     }
 
     skeleton(&ours);
-    let installed = install_plan(&shared, plan, &ours, InstallOptions::default());
+    let installed = install_with(&shared, plan, &ours, InstallOptions::default(), scripts);
 
     // The records: every package's F/M/R/a/Z lines equal apk's, in apk's order.
     let apk_db =
@@ -246,7 +366,20 @@ fn assert_matches_apk(plan: &str, request: &[&str]) {
     };
     let (want, got) = (file_mtimes(&a), file_mtimes(&b));
     assert!(want.len() > 200, "only {} files in apk's tree", want.len());
-    assert_eq!(want, got, "mtimes of regular files differ");
+    // Files that scripts rewrote (etc/passwd...) carry the time of the run instead.
+    let run_started = started
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let differing: Vec<_> = want
+        .iter()
+        .filter(|(_, t)| t.parse::<u64>().is_ok_and(|t| t < run_started))
+        .filter(|(path, t)| got.get(*path) != Some(*t))
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "mtimes of regular files differ from apk's: {differing:?}"
+    );
 }
 
 #[test]
@@ -301,4 +434,71 @@ fn walk(dir: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// Not a check: prints how long verifying and extracting take (`cargo test --release
+/// --test install_alpine measure -- --ignored --nocapture`), for comparing with apk.
+#[test]
+#[ignore]
+fn measure_extraction() {
+    let Some(shared) = shared_alpine() else {
+        return;
+    };
+    let target = std::env::var_os("MEASURE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    for (label, plan) in [
+        ("alpine-base", ALPINE_BASE),
+        ("co-installable", CO_INSTALLABLE),
+    ] {
+        for jobs in [1, 2, 4, 8] {
+            let work = tempfile::tempdir_in(&target).expect("tempdir");
+            let started = std::time::Instant::now();
+            install_plan(
+                &shared,
+                plan,
+                work.path(),
+                InstallOptions {
+                    jobs,
+                    ..Default::default()
+                },
+            );
+            eprintln!("{label}: {jobs} writer threads: {:?}", started.elapsed());
+        }
+    }
+}
+
+/// Not a check: extracts alpine-base (all 98 with `$INSTALL_ALL`) into `$INSTALL_TARGET`
+/// (created), as a candidate for
+/// `bench-apk.sh --candidate 'env INSTALL_TARGET={target} <test binary> --ignored extract_into'`.
+#[test]
+#[ignore]
+fn extract_into_env_target() {
+    let Some(shared) = shared_alpine() else {
+        return;
+    };
+    let Some(target) = std::env::var_os("INSTALL_TARGET").map(PathBuf::from) else {
+        eprintln!("skipped: INSTALL_TARGET is not set");
+        return;
+    };
+    std::fs::create_dir_all(&target).expect("create target");
+    let started = std::time::Instant::now();
+    let mut opts = InstallOptions::default();
+    if let Some(jobs) = std::env::var("INSTALL_JOBS")
+        .ok()
+        .and_then(|j| j.parse().ok())
+    {
+        opts.jobs = jobs;
+    }
+    let plan = if std::env::var_os("INSTALL_ALL").is_some() {
+        CO_INSTALLABLE
+    } else {
+        ALPINE_BASE
+    };
+    install_plan(&shared, plan, &target, opts);
+    eprintln!(
+        "extracted {} packages in {:?}",
+        plan.lines().count(),
+        started.elapsed()
+    );
 }

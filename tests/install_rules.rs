@@ -394,3 +394,170 @@ fn keep_files_are_neither_written_nor_recorded() {
     assert!(!root.path().join("var/.keep_a-0").exists());
     assert!(installed[0].dirs[0].files.is_empty());
 }
+
+#[test]
+fn files_behind_a_symlink_from_the_same_batch_land_where_it_points() {
+    // alpine-baselayout ships `var/run -> /run`; a later package of the same batch ships
+    // `var/run/x`: the symlink must exist (inside the root) before `x` is written.
+    let (root, result) = install(vec![vec![
+        Spec(
+            "layout",
+            "layout",
+            "",
+            vec![
+                TestEntry::dir("run", 0o755),
+                TestEntry::dir("var", 0o755),
+                TestEntry::symlink("var/run", "/run"),
+            ],
+        ),
+        Spec(
+            "daemon",
+            "daemon",
+            "",
+            vec![
+                TestEntry::dir("var", 0o755),
+                TestEntry::dir("var/run", 0o755),
+                TestEntry::file(b"var/run/daemon.pid", b"42"),
+            ],
+        ),
+    ]]);
+    let installed = result.expect("installs");
+    assert_eq!(
+        std::fs::read(root.path().join("run/daemon.pid")).expect("run/daemon.pid"),
+        b"42"
+    );
+    assert!(std::fs::symlink_metadata(root.path().join("var/run"))
+        .expect("var/run")
+        .file_type()
+        .is_symlink());
+    assert_eq!(files_of(&installed, "daemon"), ["var/run/daemon.pid"]);
+}
+
+#[test]
+fn a_file_in_etc_left_by_a_script_is_kept_and_the_new_one_goes_to_apk_new() {
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(root.path().join("etc")).expect("etc");
+    std::fs::create_dir_all(root.path().join("usr")).expect("usr");
+    for dir in ["etc", "usr"] {
+        std::fs::write(root.path().join(dir).join("conf"), b"made by a script\n").expect("write");
+    }
+    std::fs::write(root.path().join("etc/same"), b"same\n").expect("write");
+    let pkgs = generate(vec![Spec(
+        "a",
+        "a",
+        "",
+        vec![
+            TestEntry::dir("etc", 0o755),
+            TestEntry::file(b"etc/conf", b"from the package\n"),
+            TestEntry::file(b"etc/same", b"same\n"),
+            TestEntry::dir("usr", 0o755),
+            TestEntry::file(b"usr/conf", b"from the package\n"),
+        ],
+    )]);
+    let mut installer = Installer::new(root.path(), InstallOptions::default()).expect("open");
+    installer
+        .extract_batch(&[(&pkgs[0].0, &pkgs[0].1)], &Silent)
+        .expect("extract");
+    let installed = installer.finish().expect("finish");
+    let read = |p: &str| std::fs::read(root.path().join(p)).ok();
+    assert_eq!(
+        read("etc/conf").as_deref(),
+        Some(&b"made by a script\n"[..])
+    );
+    assert_eq!(
+        read("etc/conf.apk-new").as_deref(),
+        Some(&b"from the package\n"[..])
+    );
+    assert_eq!(
+        read("etc/same.apk-new"),
+        None,
+        "identical files are not duplicated"
+    );
+    assert_eq!(
+        read("usr/conf").as_deref(),
+        Some(&b"from the package\n"[..]),
+        "only etc is protected"
+    );
+    assert_eq!(
+        files_of(&installed, "a"),
+        ["etc/conf", "etc/same", "usr/conf"]
+    );
+}
+
+#[test]
+fn an_edited_file_in_etc_survives_a_replacing_package() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let pkgs = generate(vec![
+        Spec("a", "src", "", etc("conf", b"a\n")),
+        Spec("b", "src", "", etc("conf", b"b\n")),
+        Spec("c", "src", "", etc("other", b"a\n")),
+        Spec("d", "src", "", etc("other", b"d\n")),
+    ]);
+    let mut installer = Installer::new(root.path(), InstallOptions::default()).expect("open");
+    installer
+        .extract_batch(
+            &[(&pkgs[0].0, &pkgs[0].1), (&pkgs[2].0, &pkgs[2].1)],
+            &Silent,
+        )
+        .expect("batch 1");
+    // A script edits etc/conf; etc/other stays the owner's file.
+    std::fs::write(root.path().join("etc/conf"), b"edited\n").expect("edit");
+    installer
+        .extract_batch(
+            &[(&pkgs[1].0, &pkgs[1].1), (&pkgs[3].0, &pkgs[3].1)],
+            &Silent,
+        )
+        .expect("batch 2");
+    installer.finish().expect("finish");
+    let read = |p: &str| std::fs::read(root.path().join(p)).ok();
+    assert_eq!(read("etc/conf").as_deref(), Some(&b"edited\n"[..]));
+    assert_eq!(read("etc/conf.apk-new").as_deref(), Some(&b"b\n"[..]));
+    assert_eq!(
+        read("etc/other").as_deref(),
+        Some(&b"d\n"[..]),
+        "unmodified files are replaced"
+    );
+    assert_eq!(read("etc/other.apk-new"), None);
+}
+
+#[test]
+fn a_package_with_zero_installed_size_is_not_opened() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (mut pkg, bytes) = build_apk(
+        "meta",
+        "1.0-r0",
+        "meta",
+        "triggers = /usr/bin\n",
+        &[
+            TestEntry::dir("usr", 0o755),
+            TestEntry::file(b"usr/ghost", b"x"),
+        ],
+    );
+    let verified = VerifiedPackage::from_bytes(&pkg, bytes).expect("verifies");
+    pkg.installed_size = 0;
+    let mut installer = Installer::new(root.path(), InstallOptions::default()).expect("open");
+    installer
+        .extract_batch(&[(&pkg, &verified)], &Silent)
+        .expect("extract");
+    let installed = installer.finish().expect("finish");
+    assert!(!root.path().join("usr").exists());
+    assert!(
+        installed[0].dirs.is_empty()
+            && installed[0].triggers.is_empty()
+            && installed[0].scripts.is_empty()
+    );
+}
+
+#[test]
+fn a_file_without_checksum_marks_the_package_broken_as_apk_does() {
+    let mut bare = TestEntry::file(b"f", b"x");
+    bare.checksum = false;
+    let (_root, result) = install(vec![
+        vec![Spec("old", "old", "", vec![bare])],
+        vec![Spec("new", "new", "", vec![TestEntry::file(b"g", b"x")])],
+    ]);
+    let installed = result.expect("installs");
+    assert!(installed[0].status.broken_files);
+    assert_eq!(installed[0].dirs[0].files[0].sha1, None);
+    assert!(!installed[1].status.broken_files);
+}

@@ -122,6 +122,10 @@ pub(crate) fn read_entries(package: &str, data: &[u8]) -> Result<Vec<Entry>, Ins
             _ => continue,
         };
         let path = text(package, &raw_path, &raw_path)?;
+        // The root itself (`./`) carries nothing apk would record.
+        if path == "." || path == "./" {
+            continue;
+        }
         let path = check_path(package, path.trim_end_matches('/'))?;
         // apk ignores top-level dot files of the data part (`.dummy` of meta packages).
         if path.starts_with('.') {

@@ -4,8 +4,9 @@
 //! `..` or symlink can lead out of it. The last component is then created with the `*at`
 //! calls, which never follow it.
 
+use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
@@ -15,6 +16,9 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags, Timespec, Tim
 pub(crate) struct Root {
     fd: OwnedFd,
 }
+
+/// The owner to give an inode, or `None` to leave it to whoever creates it (not root).
+pub(crate) type Owner = Option<(u32, u32)>;
 
 /// What [`Root::lstat`] found at a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +106,7 @@ impl Root {
     }
 
     /// Creates directory `path` (its parent must exist) and gives it its owner and mode.
-    pub(crate) fn mkdir(&self, path: &str, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
+    pub(crate) fn mkdir(&self, path: &str, owner: Owner, mode: u32) -> io::Result<()> {
         let (dir, name) = split(path);
         let parent = self.dir(dir)?;
         match rfs::mkdirat(&parent, name, Mode::from_raw_mode(0o700)) {
@@ -110,16 +114,16 @@ impl Root {
             Err(rustix::io::Errno::EXIST) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
-        set_owner_mode(&parent, name, uid, gid, mode)
+        set_owner_mode(&parent, name, owner, mode)
     }
 
     /// Sets owner, then mode, of an existing directory (permission reconciliation).
-    pub(crate) fn set_dir_acl(&self, path: &str, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
+    pub(crate) fn set_dir_acl(&self, path: &str, owner: Owner, mode: u32) -> io::Result<()> {
         let (dir, name) = split(path);
         let parent = self.dir(dir)?;
         let st = rfs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW)?;
-        if st.st_uid != uid || st.st_gid != gid {
-            chown(&parent, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)?;
+        if owner.is_some_and(|(uid, gid)| st.st_uid != uid || st.st_gid != gid) {
+            chown(&parent, name, owner, AtFlags::SYMLINK_NOFOLLOW)?;
         }
         if st.st_mode & 0o7777 != mode {
             rfs::chmodat(&parent, name, Mode::from_raw_mode(mode), AtFlags::empty())?;
@@ -127,96 +131,149 @@ impl Root {
         Ok(())
     }
 
-    /// Writes a regular file under the temporary name `tmp` in directory `dir`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn write_file(
+    /// Opens every directory of `dirs` once, for the write phase (directories that do
+    /// not exist are left out; writes into them fail with their own error).
+    pub(crate) fn open_dirs<'a>(
         &self,
-        dir: &str,
-        tmp: &str,
-        data: &[u8],
-        uid: u32,
-        gid: u32,
-        mode: u32,
-        mtime: u64,
-        xattrs: &[(String, Vec<u8>)],
-    ) -> io::Result<()> {
-        use std::io::Write;
-        let parent = self.dir(dir)?;
-        remove_stale(&parent, tmp)?;
-        let fd = rfs::openat(
-            &parent,
-            tmp,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )?;
-        let mut file = std::fs::File::from(fd);
-        file.write_all(data)?;
-        // Owner first: chown clears setuid/setgid, so the mode must come after it.
+        dirs: impl Iterator<Item = &'a str>,
+    ) -> HashMap<String, OwnedFd> {
+        let mut map = HashMap::new();
+        for dir in dirs {
+            if !map.contains_key(dir) {
+                if let Ok(fd) = self.dir(dir) {
+                    map.insert(dir.to_owned(), fd);
+                }
+            }
+        }
+        map
+    }
+}
+
+/// Writes a regular file named `tmp` in `parent` (a directory opened through [`Root`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_file(
+    parent: BorrowedFd<'_>,
+    tmp: &str,
+    data: &[u8],
+    owner: Owner,
+    mode: u32,
+    mtime: u64,
+    xattrs: &[(String, Vec<u8>)],
+) -> io::Result<()> {
+    use std::io::Write;
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let create = || rfs::openat(parent, tmp, flags, Mode::from_raw_mode(0o600));
+    let fd = retry_stale(parent, tmp, create)?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(data)?;
+    // Owner first: chown clears setuid/setgid, so the mode must come after it.
+    if let Some((uid, gid)) = owner {
         rfs::fchown(
             &file,
             Some(rfs::Uid::from_raw(uid)),
             Some(rfs::Gid::from_raw(gid)),
         )?;
-        rfs::fchmod(&file, Mode::from_raw_mode(mode))?;
-        for (name, value) in xattrs {
-            rfs::fsetxattr(&file, name.as_str(), value, rfs::XattrFlags::empty())?;
+    }
+    rfs::fchmod(&file, Mode::from_raw_mode(mode))?;
+    for (name, value) in xattrs {
+        rfs::fsetxattr(&file, name.as_str(), value, rfs::XattrFlags::empty())?;
+    }
+    rfs::futimens(&file, &times(mtime))?;
+    Ok(())
+}
+
+/// Creates symlink `tmp` in `parent` pointing at `target` (stored, not resolved).
+pub(crate) fn symlink(
+    parent: BorrowedFd<'_>,
+    tmp: &str,
+    target: &str,
+    owner: Owner,
+) -> io::Result<()> {
+    retry_stale(parent, tmp, || rfs::symlinkat(target, parent, tmp))?;
+    chown(&parent, tmp, owner, AtFlags::SYMLINK_NOFOLLOW)
+}
+
+/// Hard-links `from_name` in `from` as `tmp` in `parent`, then applies the link's header
+/// the way apk does (owner, setuid bits, mtime land on the shared inode). The target is
+/// always a regular file this package just wrote.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn hardlink(
+    from: BorrowedFd<'_>,
+    from_name: &str,
+    parent: BorrowedFd<'_>,
+    tmp: &str,
+    owner: Owner,
+    mode: u32,
+    mtime: u64,
+) -> io::Result<()> {
+    retry_stale(parent, tmp, || {
+        rfs::linkat(from, from_name, parent, tmp, AtFlags::empty())
+    })?;
+    chown(&parent, tmp, owner, AtFlags::SYMLINK_NOFOLLOW)?;
+    if mode & 0o7000 != 0 {
+        rfs::chmodat(parent, tmp, Mode::from_raw_mode(mode), AtFlags::empty())?;
+    }
+    rfs::utimensat(parent, tmp, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(())
+}
+
+/// Renames `tmp` to `name` inside `parent`, replacing a non-directory already there.
+pub(crate) fn rename(parent: BorrowedFd<'_>, tmp: &str, name: &str) -> io::Result<()> {
+    rfs::renameat(parent, tmp, parent, name)?;
+    Ok(())
+}
+
+/// Removes `name` in `parent` if present.
+pub(crate) fn unlink(parent: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    remove_stale(&parent, name)
+}
+
+/// SHA-1 of what is at `name` in `parent`, as apk computes it: `None` when nothing is
+/// there, `Some(None)` for something without a checksum (a directory, a device), the
+/// content's SHA-1 for a regular file and the target's for a symlink.
+pub(crate) fn existing_sha1(
+    parent: BorrowedFd<'_>,
+    name: &str,
+) -> io::Result<Option<Option<[u8; 20]>>> {
+    use sha1::{Digest, Sha1};
+    let st = match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    match rfs::FileType::from_raw_mode(st.st_mode) {
+        rfs::FileType::Symlink => {
+            let target = rfs::readlinkat(parent, name, Vec::new())?;
+            Ok(Some(Some(Sha1::digest(target.as_bytes()).into())))
         }
-        rfs::futimens(&file, &times(mtime))?;
-        Ok(())
-    }
-
-    /// Creates symlink `tmp` in `dir` pointing at `target` (stored, not resolved).
-    pub(crate) fn symlink(
-        &self,
-        dir: &str,
-        tmp: &str,
-        target: &str,
-        uid: u32,
-        gid: u32,
-    ) -> io::Result<()> {
-        let parent = self.dir(dir)?;
-        remove_stale(&parent, tmp)?;
-        rfs::symlinkat(target, &parent, tmp)?;
-        chown(&parent, tmp, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
-    }
-
-    /// Hard-links `(target_dir, target_name)` as `tmp` in `dir`, then applies the link's
-    /// header the way apk does (owner, setuid bits, mtime land on the shared inode).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn hardlink(
-        &self,
-        target_dir: &str,
-        target_name: &str,
-        dir: &str,
-        tmp: &str,
-        uid: u32,
-        gid: u32,
-        mode: u32,
-        mtime: u64,
-    ) -> io::Result<()> {
-        let from = self.dir(target_dir)?;
-        let parent = self.dir(dir)?;
-        remove_stale(&parent, tmp)?;
-        rfs::linkat(&from, target_name, &parent, tmp, AtFlags::empty())?;
-        chown(&parent, tmp, uid, gid, AtFlags::empty())?;
-        if mode & 0o7000 != 0 {
-            rfs::chmodat(&parent, tmp, Mode::from_raw_mode(mode), AtFlags::empty())?;
+        rfs::FileType::RegularFile => {
+            let fd = rfs::openat(
+                parent,
+                name,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let mut hasher = Sha1::new();
+            io::copy(&mut std::fs::File::from(fd), &mut hasher)?;
+            Ok(Some(Some(hasher.finalize().into())))
         }
-        rfs::utimensat(&parent, tmp, &times(mtime), AtFlags::empty())?;
-        Ok(())
+        _ => Ok(Some(None)),
     }
+}
 
-    /// Renames `tmp` to `name` inside `dir`, replacing a non-directory already there.
-    pub(crate) fn rename(&self, dir: &str, tmp: &str, name: &str) -> io::Result<()> {
-        let parent = self.dir(dir)?;
-        rfs::renameat(&parent, tmp, &parent, name)?;
-        Ok(())
-    }
-
-    /// Removes `name` in `dir` if present.
-    pub(crate) fn unlink(&self, dir: &str, name: &str) -> io::Result<()> {
-        let parent = self.dir(dir)?;
-        remove_stale(&parent, name)
+/// Runs `create`; when a stale entry of that name is in the way (an interrupted run),
+/// removes it and tries once more. Cheaper than unlinking before every create.
+fn retry_stale<T>(
+    parent: BorrowedFd<'_>,
+    name: &str,
+    create: impl Fn() -> rustix::io::Result<T>,
+) -> io::Result<T> {
+    match create() {
+        Err(rustix::io::Errno::EXIST) => {
+            remove_stale(&parent, name)?;
+            Ok(create()?)
+        }
+        other => Ok(other?),
     }
 }
 
@@ -227,7 +284,10 @@ fn remove_stale(parent: &impl AsFd, name: &str) -> io::Result<()> {
     }
 }
 
-fn chown(parent: &impl AsFd, name: &str, uid: u32, gid: u32, flags: AtFlags) -> io::Result<()> {
+fn chown(parent: &impl AsFd, name: &str, owner: Owner, flags: AtFlags) -> io::Result<()> {
+    let Some((uid, gid)) = owner else {
+        return Ok(());
+    };
     rfs::chownat(
         parent,
         name,
@@ -238,8 +298,8 @@ fn chown(parent: &impl AsFd, name: &str, uid: u32, gid: u32, flags: AtFlags) -> 
     Ok(())
 }
 
-fn set_owner_mode(parent: &impl AsFd, name: &str, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
-    chown(parent, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)?;
+fn set_owner_mode(parent: &impl AsFd, name: &str, owner: Owner, mode: u32) -> io::Result<()> {
+    chown(parent, name, owner, AtFlags::SYMLINK_NOFOLLOW)?;
     rfs::chmodat(parent, name, Mode::from_raw_mode(mode), AtFlags::empty())?;
     Ok(())
 }

@@ -54,6 +54,13 @@ pub(crate) struct Write {
     pub acl: Acl,
     pub mtime: u64,
     pub xattrs: Vec<(String, Vec<u8>)>,
+    /// The checksum recorded for this file (`Z:`).
+    pub sha1: Option<[u8; 20]>,
+    /// Checksums of the files earlier owners put at this path (earlier packages of the
+    /// same chunk, whose files never reach the disk, add theirs to their predecessor's).
+    /// In protected directories a file on disk matching one of them is replaced; anything
+    /// else there is kept and the new file goes beside it as `.apk-new`, as apk does.
+    pub previous: Vec<[u8; 20]>,
 }
 
 /// Everything one chunk will write.
@@ -259,6 +266,7 @@ impl State {
                 Kind::Dir => continue,
             };
 
+            let mut previous = Vec::new();
             if let Some(owner) = self.owners.get(&entry.path).copied() {
                 let opkg = &self.packages[owner.package].installed.package;
                 let pkg = &record.installed.package;
@@ -287,9 +295,22 @@ impl State {
                 }
                 // The file changes hands: the old owner no longer records it.
                 let files = &mut self.packages[owner.package].installed.dirs[owner.dir].files;
+                let recorded = files.iter().find(|f| f.name == name).and_then(|f| f.sha1);
                 files.retain(|f| f.name != name);
+                if let Some(&earlier) = chunk.finals.get(&entry.path) {
+                    previous.clone_from(&chunk.writes[earlier].previous);
+                }
+                previous.extend(recorded);
             }
 
+            if sha1.is_none() && !record.installed.status.broken_files {
+                // apk 2.14 warns once and marks the package (`f:f`).
+                record.installed.status.broken_files = true;
+                warnings.push(format!(
+                    "`{pkg_name}`: `{}` carries no checksum; the package is recorded as having broken files, as apk does",
+                    entry.path
+                ));
+            }
             record.installed.dirs[di].files.push(FileRecord {
                 name: name.to_owned(),
                 acl,
@@ -307,6 +328,8 @@ impl State {
                 acl,
                 mtime: entry.mtime,
                 xattrs: entry.xattrs.clone(),
+                sha1,
+                previous,
             });
             if let (Kind::File { offset, len }, Some(kind)) = (&entry.kind, id_file(&entry.path)) {
                 id_files.push((kind, input.data[*offset..*offset + *len].to_vec()));
@@ -386,6 +409,13 @@ fn id_file(path: &str) -> Option<IdKind> {
         "etc/group" => Some(IdKind::Group),
         _ => None,
     }
+}
+
+/// Whether files in directory `dir` are protected the way apk's built-in
+/// `+etc @etc/init.d !etc/apk` protects them on a new root: all of `etc` (those three
+/// modes differ only for `apk audit`; none of them is "not protected").
+pub(crate) fn is_protected(dir: &str) -> bool {
+    dir == "etc" || dir.starts_with("etc/")
 }
 
 /// `replaces_priority` of `by` when one of its `replaces` matches `pkg`, else -1.

@@ -4,20 +4,31 @@
 //! inode costs 0.3-0.6 ms on ext4, so the filesystem writes are what runs in parallel.
 //! Each batch is cut into chunks whose inflated size fits [`InstallOptions::memory_budget`];
 //! a chunk is inflated (in parallel), planned sequentially in plan order (apk's ownership,
-//! conflict and directory rules: [`merge`]), then written in four parallel phases whose
+//! conflict and directory rules: `merge`), then written in four parallel phases whose
 //! jobs are independent: new directories (by depth), files and symlinks under temporary
 //! names, hard links to those, and renames to the final names (later packages win). The
 //! writer pool is separate from rayon's global pool and may be larger than the core count,
-//! because its threads mostly wait in the kernel. All writes go through [`fs::Root`].
+//! because its threads mostly wait in the kernel. All writes go through `fs::Root`
+//! (`openat2(RESOLVE_IN_ROOT)`), never through joined host paths.
 //!
 //! Batches exist because package scripts run between extractions: a `pre-install` script
 //! must run before its package is extracted, and it may add users whose names the next
 //! packages' files carry, which [`Installer::refresh_ids`] makes visible.
+//!
+//! ```text
+//! let mut inst = Installer::new(root, InstallOptions::default())?;
+//! inst.extract_batch(&[(&pkg, &verified), ...], reporter)?; // until a package with a script
+//! /* run pre-install / post-install in the root */
+//! inst.refresh_ids();
+//! inst.extract_batch(&next_batch, reporter)?;
+//! let installed: Vec<InstalledPackage> = inst.finish()?; // plan order, for the db writers
+//! ```
 
 mod entries;
 mod fs;
 mod merge;
 mod owners;
+mod write;
 
 use std::path::{Path, PathBuf};
 
@@ -28,7 +39,7 @@ use crate::index::Package;
 use crate::package::VerifiedPackage;
 use crate::report::Reporter;
 
-use merge::{ChunkPlan, PlanInput, State, What, Write};
+use merge::{ChunkPlan, PlanInput, State};
 use owners::IdCache;
 
 /// The largest `etc/passwd` or `etc/group` read for owner lookups.
@@ -121,6 +132,9 @@ pub struct InstallOptions {
     /// Overwrite files owned by another package with a warning instead of failing
     /// (apk's `--force-overwrite`).
     pub force_overwrite: bool,
+    /// Give inodes their recorded owners (default: when running as root). Without it the
+    /// database still records the owners, and the files belong to the caller.
+    pub chown: bool,
 }
 
 impl Default for InstallOptions {
@@ -130,6 +144,7 @@ impl Default for InstallOptions {
             jobs: (cores * 2).clamp(2, 16),
             memory_budget: 256 * 1024 * 1024,
             force_overwrite: false,
+            chown: rustix::process::geteuid().is_root(),
         }
     }
 }
@@ -220,8 +235,15 @@ impl Installer {
         self.pool.install(|| {
             dirs.par_iter().try_for_each(|(path, acl)| {
                 self.root
-                    .set_dir_acl(path, acl.uid, acl.gid, acl.mode)
-                    .map_err(|source| self.io_err("", "set the permissions of", path, source))
+                    .set_dir_acl(path, self.owner(acl), acl.mode)
+                    .map_err(|source| {
+                        self.io_err(
+                            "(shared directories)",
+                            "set the permissions of",
+                            path,
+                            source,
+                        )
+                    })
             })
         })?;
         Ok(self
@@ -241,6 +263,12 @@ impl Installer {
             chunk
                 .par_iter()
                 .map(|(pkg, verified)| {
+                    if !opened(pkg) {
+                        return Ok(Loaded {
+                            data: Vec::new(),
+                            entries: Vec::new(),
+                        });
+                    }
                     let name = pkg.name_version();
                     let limit = verified
                         .info()
@@ -267,17 +295,20 @@ impl Installer {
                 )?;
                 planned.clear();
             }
-            // apk records `replaces` from `.PKGINFO`; the index usually carries no `r:`.
-            let mut package = (*pkg).clone();
-            package.replaces = verified.info().replaces.clone();
-            package.replaces_priority = verified.info().replaces_priority;
-            let installed = InstalledPackage {
-                package,
+            let mut installed = InstalledPackage {
+                package: (*pkg).clone(),
                 dirs: Vec::new(),
-                scripts: verified.scripts().to_vec(),
-                triggers: verified.info().triggers.clone(),
+                scripts: Vec::new(),
+                triggers: Vec::new(),
                 status: Default::default(),
             };
+            if opened(pkg) {
+                // apk records `replaces` from `.PKGINFO`; the index usually carries no `r:`.
+                installed.package.replaces = verified.info().replaces.clone();
+                installed.package.replaces_priority = verified.info().replaces_priority;
+                installed.scripts = verified.scripts().to_vec();
+                installed.triggers = verified.info().triggers.clone();
+            }
             let input = PlanInput {
                 slot,
                 installed,
@@ -314,91 +345,9 @@ impl Installer {
         self.write_plan(plan, &loaded, chunk, &planned, reporter)
     }
 
-    fn write_plan(
-        &self,
-        plan: ChunkPlan,
-        loaded: &[Loaded],
-        chunk: &[(&Package, &VerifiedPackage)],
-        planned: &[usize],
-        reporter: &dyn Reporter,
-    ) -> Result<(), InstallError> {
-        let pkg_name = |slot: usize| chunk[slot].0.name_version();
-        let by_index = |index: usize| self.state.packages[index].installed.package.name_version();
-        self.pool.install(|| -> Result<(), InstallError> {
-            // Directories by depth, so that parents exist before their children.
-            let mut depths: Vec<usize> = plan
-                .dirs
-                .iter()
-                .map(|d| d.path.matches('/').count())
-                .collect();
-            depths.sort_unstable();
-            depths.dedup();
-            for depth in depths {
-                plan.dirs
-                    .par_iter()
-                    .filter(|d| d.path.matches('/').count() == depth)
-                    .try_for_each(|d| {
-                        self.root
-                            .mkdir(&d.path, d.acl.uid, d.acl.gid, d.acl.mode)
-                            .map_err(|source| {
-                                self.io_err(
-                                    &by_index(d.package),
-                                    "create directory",
-                                    &d.path,
-                                    source,
-                                )
-                            })
-                    })?;
-            }
-            let is_link = |w: &&Write| matches!(w.what, What::Hardlink { .. });
-            plan.writes
-                .par_iter()
-                .filter(|w| !is_link(w))
-                .try_for_each(|w| self.write_one(w, &loaded[w.slot].data, &pkg_name(w.slot)))?;
-            plan.writes
-                .par_iter()
-                .filter(is_link)
-                .try_for_each(|w| self.write_one(w, &loaded[w.slot].data, &pkg_name(w.slot)))?;
-            plan.writes.par_iter().enumerate().try_for_each(|(i, w)| {
-                let path = join(&w.dir, &w.name);
-                if plan.finals.get(&path) == Some(&i) {
-                    self.root.rename(&w.dir, &w.tmp, &w.name).map_err(|source| {
-                        self.io_err(&pkg_name(w.slot), "rename into place", &path, source)
-                    })
-                } else {
-                    self.root.unlink(&w.dir, &w.tmp).map_err(|source| {
-                        self.io_err(&pkg_name(w.slot), "remove the replaced", &path, source)
-                    })
-                }
-            })
-        })?;
-        for &slot in planned {
-            reporter.package_installed(&chunk[slot].0.name);
-        }
-        Ok(())
-    }
-
-    fn write_one(&self, w: &Write, data: &[u8], package: &str) -> Result<(), InstallError> {
-        let path = join(&w.dir, &w.name);
-        let result = match &w.what {
-            What::File { offset, len } => self.root.write_file(
-                &w.dir,
-                &w.tmp,
-                &data[*offset..*offset + *len],
-                w.acl.uid,
-                w.acl.gid,
-                w.acl.mode,
-                w.mtime,
-                &w.xattrs,
-            ),
-            What::Symlink(target) => self
-                .root
-                .symlink(&w.dir, &w.tmp, target, w.acl.uid, w.acl.gid),
-            What::Hardlink { dir, tmp } => self.root.hardlink(
-                dir, tmp, &w.dir, &w.tmp, w.acl.uid, w.acl.gid, w.acl.mode, w.mtime,
-            ),
-        };
-        result.map_err(|source| self.io_err(package, "write", &path, source))
+    /// The owner to set on disk: the recorded one, unless ownership is not ours to change.
+    fn owner(&self, acl: &crate::db::Acl) -> fs::Owner {
+        self.opts.chown.then_some((acl.uid, acl.gid))
     }
 
     fn io_err(
@@ -418,10 +367,8 @@ impl Installer {
     }
 }
 
-fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{dir}/{name}")
-    }
+/// apk does not open a package whose index entry says `I:0`: nothing of it is extracted,
+/// and neither its scripts nor its triggers are recorded.
+fn opened(pkg: &Package) -> bool {
+    pkg.installed_size != 0
 }

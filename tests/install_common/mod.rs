@@ -123,6 +123,8 @@ pub struct TestEntry {
     pub gname: String,
     pub data: Vec<u8>,
     pub link: Vec<u8>,
+    /// Whether the PAX `APK-TOOLS.checksum.SHA1` record is written (files and symlinks).
+    pub checksum: bool,
 }
 
 impl TestEntry {
@@ -137,6 +139,7 @@ impl TestEntry {
             gname: "root".into(),
             data: Vec::new(),
             link: Vec::new(),
+            checksum: true,
         }
     }
 
@@ -239,6 +242,7 @@ pub fn tar_of(entries: &[TestEntry]) -> Vec<u8> {
     let mut out = Vec::new();
     for e in entries {
         let checksum = match e.kind {
+            _ if !e.checksum => None,
             b'0' => Some(sha1::Sha1::digest(&e.data)),
             b'2' => Some(sha1::Sha1::digest(&e.link)),
             _ => None,
@@ -289,6 +293,7 @@ pub fn build_apk(
     let checksum = sysroot_mk::package::encode_q1(&sha1::Sha1::digest(&control).into());
     let mut pkg = package(name, version, &checksum);
     pkg.origin = origin.to_owned();
+    pkg.installed_size = data_tar.len() as u64;
     let mut apk = control;
     apk.extend_from_slice(&data);
     (pkg, apk)

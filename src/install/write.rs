@@ -1,0 +1,165 @@
+//! The write phases of one planned chunk. Each phase's jobs are independent of each
+//! other, so they run on the installer's writer pool; the phases run in order because
+//! each needs the previous one's results: directories (parents first, by depth), files
+//! and symlinks under temporary names, hard links to those temporary names, then renames
+//! to the final names (or removal of what a later package of the chunk replaced).
+
+use std::os::fd::AsFd;
+
+use rayon::prelude::*;
+
+use crate::index::Package;
+use crate::package::VerifiedPackage;
+use crate::report::Reporter;
+
+use super::merge::{ChunkPlan, What, Write};
+use super::{fs, InstallError, Installer, Loaded};
+
+impl Installer {
+    pub(super) fn write_plan(
+        &self,
+        plan: ChunkPlan,
+        loaded: &[Loaded],
+        chunk: &[(&Package, &VerifiedPackage)],
+        planned: &[usize],
+        reporter: &dyn Reporter,
+    ) -> Result<(), InstallError> {
+        let pkg_name = |slot: usize| chunk[slot].0.name_version();
+        let by_index = |index: usize| self.state.packages[index].installed.package.name_version();
+        self.pool.install(|| -> Result<(), InstallError> {
+            // Directories by depth, so that parents exist before their children.
+            let mut depths: Vec<usize> = plan
+                .dirs
+                .iter()
+                .map(|d| d.path.matches('/').count())
+                .collect();
+            depths.sort_unstable();
+            depths.dedup();
+            for depth in depths {
+                plan.dirs
+                    .par_iter()
+                    .filter(|d| d.path.matches('/').count() == depth)
+                    .try_for_each(|d| {
+                        self.root
+                            .mkdir(&d.path, self.owner(&d.acl), d.acl.mode)
+                            .map_err(|source| {
+                                self.io_err(
+                                    &by_index(d.package),
+                                    "create directory",
+                                    &d.path,
+                                    source,
+                                )
+                            })
+                    })?;
+            }
+            // One handle per directory for all the writes below.
+            let dirs = self
+                .root
+                .open_dirs(plan.writes.iter().map(|w| w.dir.as_str()));
+            let parent = |dir: &str, package: &str, path: &str| {
+                dirs.get(dir).map(|fd| fd.as_fd()).ok_or_else(|| {
+                    let source = std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("directory `{dir}` is missing"),
+                    );
+                    self.io_err(package, "write", path, source)
+                })
+            };
+            let is_link = |w: &&Write| matches!(w.what, What::Hardlink { .. });
+            let write = |w: &Write| {
+                let package = pkg_name(w.slot);
+                let path = join(&w.dir, &w.name);
+                let into = parent(&w.dir, &package, &path)?;
+                let data = &loaded[w.slot].data;
+                let result = match &w.what {
+                    What::File { offset, len } => fs::write_file(
+                        into,
+                        &w.tmp,
+                        &data[*offset..*offset + *len],
+                        self.owner(&w.acl),
+                        w.acl.mode,
+                        w.mtime,
+                        &w.xattrs,
+                    ),
+                    What::Symlink(target) => fs::symlink(into, &w.tmp, target, self.owner(&w.acl)),
+                    What::Hardlink { dir, tmp } => {
+                        let from = parent(dir, &package, &path)?;
+                        fs::hardlink(
+                            from,
+                            tmp,
+                            into,
+                            &w.tmp,
+                            self.owner(&w.acl),
+                            w.acl.mode,
+                            w.mtime,
+                        )
+                    }
+                };
+                result.map_err(|source| self.io_err(&package, "write", &path, source))
+            };
+            plan.writes
+                .par_iter()
+                .filter(|w| !is_link(w))
+                .try_for_each(write)?;
+            plan.writes.par_iter().filter(is_link).try_for_each(write)?;
+            plan.writes.par_iter().enumerate().try_for_each(|(i, w)| {
+                let package = pkg_name(w.slot);
+                let path = join(&w.dir, &w.name);
+                let into = parent(&w.dir, &package, &path)?;
+                if plan.finals.get(&path) != Some(&i) {
+                    return fs::unlink(into, &w.tmp).map_err(|source| {
+                        self.io_err(&package, "remove the replaced", &path, source)
+                    });
+                }
+                let target = self
+                    .protected_target(into, w)
+                    .map_err(|source| self.io_err(&package, "inspect", &path, source))?;
+                match target {
+                    Some(name) => fs::rename(into, &w.tmp, &name).map_err(|source| {
+                        self.io_err(&package, "rename into place", &path, source)
+                    }),
+                    None => fs::unlink(into, &w.tmp).map_err(|source| {
+                        self.io_err(&package, "remove the duplicate", &path, source)
+                    }),
+                }
+            })
+        })?;
+        for &slot in planned {
+            reporter.package_installed(&chunk[slot].0.name);
+        }
+        Ok(())
+    }
+
+    /// Where the new file goes, or `None` to drop it. Like apk's migration step: in a
+    /// protected directory (`etc`), a file already on disk that is not the previous
+    /// owner's unmodified file (created by a script, or edited) is kept, and the new one
+    /// is written beside it as `name.apk-new`, unless both are identical.
+    fn protected_target(
+        &self,
+        dir: std::os::fd::BorrowedFd<'_>,
+        w: &Write,
+    ) -> std::io::Result<Option<String>> {
+        if !super::merge::is_protected(&w.dir) {
+            return Ok(Some(w.name.clone()));
+        }
+        let on_disk = match fs::existing_sha1(dir, &w.name)? {
+            None => return Ok(Some(w.name.clone())),
+            Some(sum) => sum,
+        };
+        if on_disk.is_some_and(|sum| w.previous.contains(&sum)) {
+            return Ok(Some(w.name.clone()));
+        }
+        if on_disk.is_some() && w.sha1 == on_disk {
+            return Ok(None);
+        }
+        Ok(Some(format!("{}.apk-new", w.name)))
+    }
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
