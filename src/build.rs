@@ -267,11 +267,7 @@ fn install_plan(
         plan.packages.iter().zip(&verified).collect();
     let mut start = 0;
     while start < pairs.len() {
-        // A batch ends before the next package that has a pre-install script: that
-        // script must see exactly the packages before it, as under apk.
-        let end = (start + 1..pairs.len())
-            .find(|&i| run_scripts && has_script(pairs[i].1, ScriptAction::PreInstall))
-            .unwrap_or(pairs.len());
+        let end = batch_end(&pairs, start, run_scripts);
         if run_scripts {
             broken_scripts[start] |= run_package_script(
                 &root,
@@ -284,15 +280,14 @@ fn install_plan(
         installer.extract_batch(&pairs[start..end], reporter)?;
         check_interrupted()?;
         if run_scripts {
-            for i in start..end {
-                broken_scripts[i] |= run_package_script(
-                    &root,
-                    pairs[i],
-                    ScriptAction::PostInstall,
-                    &mut installer,
-                    reporter,
-                )?;
-            }
+            let last = end - 1;
+            broken_scripts[last] |= run_package_script(
+                &root,
+                pairs[last],
+                ScriptAction::PostInstall,
+                &mut installer,
+                reporter,
+            )?;
         }
         start = end;
     }
@@ -345,6 +340,30 @@ fn scripts_can_run(arch: Arch, reporter: &dyn Reporter) -> bool {
         return false;
     }
     true
+}
+
+/// Where the batch that starts at `start` ends (exclusive). apk runs a package's
+/// pre-install script just before its files land and its post-install script just
+/// after, and scripts may add the users that later packages' files belong to; so a
+/// batch never spans a script: it ends after a package with a post-install script and
+/// before one with a pre-install script. Between scripts, packages extract in parallel.
+fn batch_end(
+    pairs: &[(&Package, &package::VerifiedPackage)],
+    start: usize,
+    run_scripts: bool,
+) -> usize {
+    if !run_scripts {
+        return pairs.len();
+    }
+    let runs = |i: usize, action| pairs[i].0.installed_size != 0 && has_script(pairs[i].1, action);
+    let mut end = start + 1;
+    while end < pairs.len()
+        && !runs(end - 1, ScriptAction::PostInstall)
+        && !runs(end, ScriptAction::PreInstall)
+    {
+        end += 1;
+    }
+    end
 }
 
 fn has_script(package: &package::VerifiedPackage, action: ScriptAction) -> bool {
