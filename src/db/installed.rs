@@ -310,12 +310,13 @@ mod tests {
     }
 
     fn package(name: &str, replaces: &str, dirs: &[&str]) -> InstalledPackage {
-        let mut p = Package::default();
-        p.name = name.into();
-        p.version = Version::new("1-r0");
-        p.checksum = "Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
-        p.replaces = Dependency::parse_list(replaces).unwrap();
-        let mut ipkg = InstalledPackage::new(p);
+        let mut ipkg = InstalledPackage::new(Package {
+            name: name.into(),
+            version: Version::new("1-r0"),
+            checksum: "Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+            replaces: Dependency::parse_list(replaces).unwrap(),
+            ..Package::default()
+        });
         for d in dirs {
             ipkg.dirs.push(DirRecord {
                 path: d.to_string(),
