@@ -120,7 +120,8 @@ fn ours(repos: &Repos, req: &Request) -> Result<Vec<String>, ResolveError> {
         arch: Some("x86_64".to_owned()),
         ..ResolveOptions::default()
     };
-    resolve(packages, &world, &opts).map(|plan| plan.packages.iter().map(Package::name_version).collect())
+    resolve(packages, &world, &opts)
+        .map(|plan| plan.packages.iter().map(Package::name_version).collect())
 }
 
 /// Compares one request; `Err` describes the first difference.
@@ -129,7 +130,11 @@ fn compare(repos: &Repos, req: &Request) -> Result<(), String> {
         (Some(want), Ok(got)) if want == got => Ok(()),
         (None, Err(_)) => Ok(()),
         (Some(want), Ok(got)) => {
-            let at = want.iter().zip(&got).position(|(a, b)| a != b).unwrap_or(want.len().min(got.len()));
+            let at = want
+                .iter()
+                .zip(&got)
+                .position(|(a, b)| a != b)
+                .unwrap_or(want.len().min(got.len()));
             Err(format!(
                 "{}: apk installs {} packages, we plan {}; first difference at #{at}: apk {:?}, ours {:?}",
                 req.label,
@@ -150,7 +155,11 @@ fn check(label: &str, count: usize) {
         .into_iter()
         .find(|r| r.label == label)
         .unwrap_or_else(|| panic!("{label} not in requests.txt"));
-    assert_eq!(expected(label).map(|e| e.len()), Some(count), "fixture of {label}");
+    assert_eq!(
+        expected(label).map(|e| e.len()),
+        Some(count),
+        "fixture of {label}"
+    );
     if let Err(e) = compare(repos, &req) {
         panic!("{e}");
     }
@@ -202,7 +211,9 @@ fn refused_request_names_the_culprit() {
         repos: "main".to_owned(),
         words: vec!["busybox=1.36.1-r15".to_owned()],
     };
-    let err = ours(repos, &req).expect_err("no such busybox version").to_string();
+    let err = ours(repos, &req)
+        .expect_err("no such busybox version")
+        .to_string();
     assert!(err.contains("busybox-1.36.1-r19"), "{err}");
     assert!(err.contains("world[busybox=1.36.1-r15]"), "{err}");
 }

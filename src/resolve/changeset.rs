@@ -14,7 +14,11 @@ use super::universe::{NameId, PkgId};
 enum Frame {
     /// Visiting the dependencies of `pkg`; `waiting` when dependency `di` was entered
     /// and its outcome is still to be checked.
-    Deps { pkg: PkgId, di: usize, waiting: bool },
+    Deps {
+        pkg: PkgId,
+        di: usize,
+        waiting: bool,
+    },
     /// Offering the install_if packages that mention `pkg`'s names (list `li`: 0 for
     /// its own name, then its provides), entry `ki` next.
     Triggers { pkg: PkgId, li: usize, ki: usize },

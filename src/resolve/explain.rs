@@ -43,7 +43,7 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.kind {
             ProblemKind::NoSuchName => "no such package: no repository has or provides it",
-            ProblemKind::VirtualName => "virtual name: several packages provide it and none is preferred; request one of them by name",
+            ProblemKind::VirtualName => "virtual name: its providers give it no version and no provider_priority, so none is chosen automatically; request one of them by name",
             ProblemKind::NoCandidate => "no acceptable package provides it",
             ProblemKind::Package => "cannot be installed",
         };
@@ -168,31 +168,32 @@ impl Context<'_, '_, '_, '_> {
         let u = self.s.u;
         let n = u.name(name);
         let mut details: Vec<String> = self.required_by_line(name).into_iter().collect();
-        let kind = if n.providers.is_empty() {
-            ProblemKind::NoSuchName
-        } else if n.providers.iter().all(|p| {
-            p.version.is_none() && u.pkg(p.pkg).src.provider_priority.unwrap_or(0) == 0
-        }) {
-            let names: Vec<String> = n
-                .providers
-                .iter()
-                .map(|p| u.name(u.pkg(p.pkg).name).text.to_owned())
-                .collect();
-            details.push(format!("provided by: {}", list(&names)));
-            ProblemKind::VirtualName
-        } else {
-            let reqs = self.requirements(name);
-            let lines: Vec<String> = n
-                .providers
-                .iter()
-                .map(|p| {
-                    let why = self.rejection(p.pkg, name, p.version, &reqs);
-                    format!("{}: {why}", self.label(p.pkg))
-                })
-                .collect();
-            details.push(format!("candidates:\n      {}", list_lines(&lines)));
-            ProblemKind::NoCandidate
-        };
+        let kind =
+            if n.providers.is_empty() {
+                ProblemKind::NoSuchName
+            } else if n.providers.iter().all(|p| {
+                p.version.is_none() && u.pkg(p.pkg).src.provider_priority.unwrap_or(0) == 0
+            }) {
+                let names: Vec<String> = n
+                    .providers
+                    .iter()
+                    .map(|p| u.name(u.pkg(p.pkg).name).text.to_owned())
+                    .collect();
+                details.push(format!("provided by: {}", list(&names)));
+                ProblemKind::VirtualName
+            } else {
+                let reqs = self.requirements(name);
+                let lines: Vec<String> = n
+                    .providers
+                    .iter()
+                    .map(|p| {
+                        let why = self.rejection(p.pkg, name, p.version, &reqs);
+                        format!("{}: {why}", self.label(p.pkg))
+                    })
+                    .collect();
+                details.push(format!("candidates:\n      {}", list_lines(&lines)));
+                ProblemKind::NoCandidate
+            };
         Problem {
             subject: n.text.to_owned(),
             kind,
@@ -309,43 +310,38 @@ impl Context<'_, '_, '_, '_> {
 
     fn broken_package(&self, pkg: PkgId) -> Problem {
         let u = self.s.u;
+        let (breaks, satisfies) = self.requirements_of(pkg);
+        let shared = self.shared_names(pkg);
         let mut details = Vec::new();
+        let mut breaks_said = false;
         match self.s.pkgs[pkg as usize].error {
             Some(Broken::NotSelectable) => {
-                let why = self
-                    .not_installable(pkg)
-                    .or_else(|| {
-                        self.s.pkgs[pkg as usize]
-                            .disqualified
-                            .map(|d| self.disqualified(pkg, d))
-                    })
-                    .or_else(|| self.pinning(pkg))
-                    .unwrap_or_else(|| "no longer eligible".to_owned());
-                details.push(format!("selected as the best candidate, but {why}"));
-            }
-            Some(Broken::SameNameProvided { name }) => {
-                let others: Vec<String> = self
-                    .s
-                    .changes
-                    .iter()
-                    .copied()
-                    .chain(self.s.names[name as usize].chosen_pkg)
-                    .filter(|&p| p != pkg)
-                    .filter(|&p| u.pkg(p).name == name || u.provides(p).iter().any(|d| d.name == name))
-                    .map(|p| format!("`{}`", self.label(p)))
-                    .collect::<Vec<_>>();
-                let mut others = others;
-                others.dedup();
-                details.push(format!(
-                    "provides `{}`, and so does {} (also selected); only one may",
-                    u.name(name).text,
-                    if others.is_empty() { "another selected package".to_owned() } else { others.join(", ") }
-                ));
+                let state = &self.s.pkgs[pkg as usize];
+                let why = if let Some(why) = self.not_installable(pkg) {
+                    why
+                } else if !breaks.is_empty() {
+                    breaks_said = true;
+                    format!("it does not satisfy {}", breaks.join(" "))
+                } else if !shared.is_empty() {
+                    String::new()
+                } else if let Some(d) = state.disqualified {
+                    self.disqualified(pkg, d)
+                } else {
+                    self.pinning(pkg)
+                        .unwrap_or_else(|| "it is no longer eligible".to_owned())
+                };
+                if !why.is_empty() {
+                    details.push(format!("it is the best candidate, but {why}"));
+                }
             }
             Some(Broken::UnfulfilledDependency { dep_index }) => {
                 let dep = &u.depends(pkg)[dep_index as usize];
                 let got = match self.s.names[dep.name as usize].chosen_pkg {
-                    Some(p) => format!("`{}` was selected for `{}`", self.label(p), u.name(dep.name).text),
+                    Some(p) => format!(
+                        "`{}` is selected for `{}`",
+                        self.label(p),
+                        u.name(dep.name).text
+                    ),
                     None => format!("nothing can be selected for `{}`", u.name(dep.name).text),
                 };
                 details.push(format!("requires `{}`, but {got}", dep.source));
@@ -361,10 +357,27 @@ impl Context<'_, '_, '_, '_> {
                     dep.source
                 ));
             }
-            None => {}
+            // Shared names are listed below for every kind of failure.
+            Some(Broken::SameNameProvided { .. }) | None => {}
         }
-        let mut breaks = Vec::new();
-        let mut satisfies = Vec::new();
+        details.extend(shared);
+        if !breaks.is_empty() && !breaks_said {
+            details.push(format!("conflicts with: {}", breaks.join(" ")));
+        }
+        if !satisfies.is_empty() {
+            details.push(format!("required by: {}", list(&satisfies)));
+        }
+        Problem {
+            subject: self.label(pkg),
+            kind: ProblemKind::Package,
+            details,
+        }
+    }
+
+    /// The requirements on `pkg`'s names that it breaks, and those it satisfies.
+    fn requirements_of(&self, pkg: PkgId) -> (Vec<String>, Vec<String>) {
+        let u = self.s.u;
+        let (mut breaks, mut satisfies) = (Vec::new(), Vec::new());
         let own = std::iter::once((u.pkg(pkg).name, Some(u.pkg(pkg).src.version.as_str())))
             .chain(u.provides(pkg).iter().map(|d| (d.name, d.version)));
         for (name, version) in own {
@@ -378,17 +391,46 @@ impl Context<'_, '_, '_, '_> {
                 }
             }
         }
-        if !breaks.is_empty() {
-            details.push(format!("conflicts with: {}", breaks.join(" ")));
+        (breaks, satisfies)
+    }
+
+    /// Versioned names `pkg` provides that another selected package provides too.
+    fn shared_names(&self, pkg: PkgId) -> Vec<String> {
+        let u = self.s.u;
+        let selected: HashSet<PkgId> = self
+            .s
+            .changes
+            .iter()
+            .copied()
+            .chain(self.s.names.iter().filter_map(|n| n.chosen_pkg))
+            .collect();
+        let mut names = vec![(u.pkg(pkg).name, true)];
+        names.extend(
+            u.provides(pkg)
+                .iter()
+                .map(|d| (d.name, d.version.is_some())),
+        );
+        let mut out = Vec::new();
+        for (name, versioned) in names {
+            let mut others: Vec<String> = u
+                .name(name)
+                .providers
+                .iter()
+                .filter(|p| p.pkg != pkg && selected.contains(&p.pkg))
+                .filter(|p| versioned || p.version.is_some())
+                .map(|p| format!("`{}`", self.label(p.pkg)))
+                .collect();
+            others.dedup();
+            if !others.is_empty() {
+                out.push(format!(
+                    "provides `{}`, as does the selected {}; only one package may provide a \
+                     versioned name",
+                    u.name(name).text,
+                    others.join(", ")
+                ));
+            }
         }
-        if !satisfies.is_empty() {
-            details.push(format!("required by: {}", list(&satisfies)));
-        }
-        Problem {
-            subject: self.label(pkg),
-            kind: ProblemKind::Package,
-            details,
-        }
+        out
     }
 }
 

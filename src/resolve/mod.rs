@@ -202,7 +202,11 @@ fn world_in_apk_order(world: &[Dependency]) -> Vec<Dependency> {
         }
     }
     out.sort_by(|a, b| {
-        let fold = |s: &str| s.bytes().map(|c| c.to_ascii_lowercase()).collect::<Vec<u8>>();
+        let fold = |s: &str| {
+            s.bytes()
+                .map(|c| c.to_ascii_lowercase())
+                .collect::<Vec<u8>>()
+        };
         fold(&a.name)
             .cmp(&fold(&b.name))
             .then_with(|| a.name.cmp(&b.name))

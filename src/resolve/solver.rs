@@ -464,7 +464,11 @@ impl<'u, 'a> Solver<'u, 'a> {
                 s.tag_preferred = preferred;
             }
         }
-        let ok = repos & self.tags.repos_of_mask(self.pkgs[pkg as usize].pinning_allowed) != 0;
+        let ok = repos
+            & self
+                .tags
+                .repos_of_mask(self.pkgs[pkg as usize].pinning_allowed)
+            != 0;
         self.pkgs[pkg as usize].tag_ok |= ok;
     }
 
@@ -557,7 +561,9 @@ impl<'u, 'a> Solver<'u, 'a> {
                 if let Some(i) = broken {
                     self.disqualify(
                         pkg,
-                        Disqualified::DependencyUnsatisfiable { dep_index: i as u32 },
+                        Disqualified::DependencyUnsatisfiable {
+                            dep_index: i as u32,
+                        },
                     );
                 }
             }
@@ -741,7 +747,13 @@ impl<'u, 'a> Solver<'u, 'a> {
             return r;
         }
         // Lowest repository (ffs: 1-based index of the lowest set bit, 0 for none).
-        let ffs = |r: u64| if r == 0 { 0 } else { i64::from(r.trailing_zeros()) + 1 };
+        let ffs = |r: u64| {
+            if r == 0 {
+                0
+            } else {
+                i64::from(r.trailing_zeros()) + 1
+            }
+        };
         ffs(ub.repos) - ffs(ua.repos)
     }
 

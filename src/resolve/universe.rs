@@ -172,9 +172,10 @@ impl<'a> Universe<'a> {
             });
             for i in provides.clone() {
                 let p = u.provides[i as usize];
-                u.names[p.name as usize]
-                    .providers
-                    .push(Provider { pkg: id, version: p.version });
+                u.names[p.name as usize].providers.push(Provider {
+                    pkg: id,
+                    version: p.version,
+                });
             }
         }
         u.link_reverse_edges();
@@ -400,7 +401,10 @@ mod tests {
         assert_eq!(murmur3_32(b"", 1), 0x514e_28b7);
         assert_eq!(murmur3_32(b"test", 0), 0xba6b_d213);
         assert_eq!(murmur3_32(b"Hello, world!", 1234), 0xfaf6_cdb3);
-        assert_eq!(murmur3_32(b"The quick brown fox jumps over the lazy dog", 0x9747_b28c), 0x2fa8_26cd);
+        assert_eq!(
+            murmur3_32(b"The quick brown fox jumps over the lazy dog", 0x9747_b28c),
+            0x2fa8_26cd
+        );
     }
 
     #[test]
