@@ -138,7 +138,7 @@ impl Context<'_, '_, '_, '_> {
             }
         }
         let mut seen = HashSet::new();
-        for &n in &u.name(name).rdepends {
+        for &n in u.rdepends(name) {
             let Some(p) = self.s.names[n as usize].chosen_pkg else {
                 continue;
             };
@@ -166,36 +166,34 @@ impl Context<'_, '_, '_, '_> {
 
     fn missing_name(&self, name: NameId) -> Problem {
         let u = self.s.u;
-        let n = u.name(name);
+        let providers = u.providers(name);
         let mut details: Vec<String> = self.required_by_line(name).into_iter().collect();
-        let kind =
-            if n.providers.is_empty() {
-                ProblemKind::NoSuchName
-            } else if n.providers.iter().all(|p| {
-                p.version.is_none() && u.pkg(p.pkg).src.provider_priority.unwrap_or(0) == 0
-            }) {
-                let names: Vec<String> = n
-                    .providers
-                    .iter()
-                    .map(|p| u.name(u.pkg(p.pkg).name).text.to_owned())
-                    .collect();
-                details.push(format!("provided by: {}", list(&names)));
-                ProblemKind::VirtualName
-            } else {
-                let reqs = self.requirements(name);
-                let lines: Vec<String> = n
-                    .providers
-                    .iter()
-                    .map(|p| {
-                        let why = self.rejection(p.pkg, name, p.version, &reqs);
-                        format!("{}: {why}", self.label(p.pkg))
-                    })
-                    .collect();
-                details.push(format!("candidates:\n      {}", list_lines(&lines)));
-                ProblemKind::NoCandidate
-            };
+        let kind = if providers.is_empty() {
+            ProblemKind::NoSuchName
+        } else if providers
+            .iter()
+            .all(|p| p.version.is_none() && u.pkg(p.pkg).src.provider_priority.unwrap_or(0) == 0)
+        {
+            let names: Vec<String> = providers
+                .iter()
+                .map(|p| u.text(u.pkg(p.pkg).name).to_owned())
+                .collect();
+            details.push(format!("provided by: {}", list(&names)));
+            ProblemKind::VirtualName
+        } else {
+            let reqs = self.requirements(name);
+            let lines: Vec<String> = providers
+                .iter()
+                .map(|p| {
+                    let why = self.rejection(p.pkg, name, p.version, &reqs);
+                    format!("{}: {why}", self.label(p.pkg))
+                })
+                .collect();
+            details.push(format!("candidates:\n      {}", list_lines(&lines)));
+            ProblemKind::NoCandidate
+        };
         Problem {
-            subject: n.text.to_owned(),
+            subject: u.text(name).to_owned(),
             kind,
             details,
         }
@@ -230,8 +228,8 @@ impl Context<'_, '_, '_, '_> {
         if version.is_none() {
             return format!(
                 "provides `{}` only virtually and has no provider_priority; request `{}` by name",
-                u.name(name).text,
-                u.name(u.pkg(pkg).name).text
+                u.text(name),
+                u.text(u.pkg(pkg).name)
             );
         }
         "not chosen".to_owned()
@@ -302,7 +300,7 @@ impl Context<'_, '_, '_, '_> {
                     .unwrap_or_else(|| "nothing".to_owned());
                 format!(
                     "provides `{}`, for which {taken} was selected",
-                    u.name(name).text
+                    u.text(name)
                 )
             }
         }
@@ -337,12 +335,10 @@ impl Context<'_, '_, '_, '_> {
             Some(Broken::UnfulfilledDependency { dep_index }) => {
                 let dep = &u.depends(pkg)[dep_index as usize];
                 let got = match self.s.names[dep.name as usize].chosen_pkg {
-                    Some(p) => format!(
-                        "`{}` is selected for `{}`",
-                        self.label(p),
-                        u.name(dep.name).text
-                    ),
-                    None => format!("nothing can be selected for `{}`", u.name(dep.name).text),
+                    Some(p) => {
+                        format!("`{}` is selected for `{}`", self.label(p), u.text(dep.name))
+                    }
+                    None => format!("nothing can be selected for `{}`", u.text(dep.name)),
                 };
                 details.push(format!("requires `{}`, but {got}", dep.source));
             }
@@ -413,8 +409,7 @@ impl Context<'_, '_, '_, '_> {
         let mut out = Vec::new();
         for (name, versioned) in names {
             let mut others: Vec<String> = u
-                .name(name)
-                .providers
+                .providers(name)
                 .iter()
                 .filter(|p| p.pkg != pkg && selected.contains(&p.pkg))
                 .filter(|p| versioned || p.version.is_some())
@@ -425,7 +420,7 @@ impl Context<'_, '_, '_, '_> {
                 out.push(format!(
                     "provides `{}`, as does the selected {}; only one package may provide a \
                      versioned name",
-                    u.name(name).text,
+                    u.text(name),
                     others.join(", ")
                 ));
             }
