@@ -22,8 +22,6 @@ pub enum ProblemKind {
     /// Only packages providing it virtually (no version, no priority) exist: one must be
     /// named explicitly.
     VirtualName,
-    /// Packages provide the name, but none is acceptable.
-    NoCandidate,
     /// A selected package cannot be installed as required.
     Package,
 }
@@ -44,7 +42,6 @@ impl fmt::Display for Problem {
         let what = match self.kind {
             ProblemKind::NoSuchName => "no such package: no repository has or provides it",
             ProblemKind::VirtualName => "virtual name: its providers give it no version and no provider_priority, so none is chosen automatically; request one of them by name",
-            ProblemKind::NoCandidate => "no acceptable package provides it",
             ProblemKind::Package => "cannot be installed",
         };
         write!(f, "`{}`: {what}", self.subject)?;
@@ -168,71 +165,24 @@ impl Context<'_, '_, '_, '_> {
         let u = self.s.u;
         let providers = u.providers(name);
         let mut details: Vec<String> = self.required_by_line(name).into_iter().collect();
+        // A required name ends up without a provider only when it has none, or when
+        // all of them provide it virtually without a provider_priority (the solver
+        // never picks such a provider on its own).
         let kind = if providers.is_empty() {
             ProblemKind::NoSuchName
-        } else if providers
-            .iter()
-            .all(|p| p.version.is_none() && u.pkg(p.pkg).src.provider_priority.unwrap_or(0) == 0)
-        {
+        } else {
             let names: Vec<String> = providers
                 .iter()
                 .map(|p| u.text(u.pkg(p.pkg).name).to_owned())
                 .collect();
             details.push(format!("provided by: {}", list(&names)));
             ProblemKind::VirtualName
-        } else {
-            let reqs = self.requirements(name);
-            let lines: Vec<String> = providers
-                .iter()
-                .map(|p| {
-                    let why = self.rejection(p.pkg, name, p.version, &reqs);
-                    format!("{}: {why}", self.label(p.pkg))
-                })
-                .collect();
-            details.push(format!("candidates:\n      {}", list_lines(&lines)));
-            ProblemKind::NoCandidate
         };
         Problem {
             subject: u.text(name).to_owned(),
             kind,
             details,
         }
-    }
-
-    /// Why `pkg`, providing `name` at `version`, was not taken.
-    fn rejection(
-        &self,
-        pkg: PkgId,
-        name: NameId,
-        version: Option<&str>,
-        reqs: &[(String, Atom<'_>)],
-    ) -> String {
-        let u = self.s.u;
-        if let Some(why) = self.not_installable(pkg) {
-            return why;
-        }
-        let unmet: Vec<&str> = reqs
-            .iter()
-            .filter(|(_, a)| !u.is_provided(a, Some(pkg), version))
-            .map(|(who, _)| who.as_str())
-            .collect();
-        if !unmet.is_empty() {
-            return format!("does not satisfy {}", unmet.join(" "));
-        }
-        if let Some(d) = self.s.pkgs[pkg as usize].disqualified {
-            return self.disqualified(pkg, d);
-        }
-        if let Some(why) = self.pinning(pkg) {
-            return why;
-        }
-        if version.is_none() {
-            return format!(
-                "provides `{}` only virtually and has no provider_priority; request `{}` by name",
-                u.text(name),
-                u.text(u.pkg(pkg).name)
-            );
-        }
-        "not chosen".to_owned()
     }
 
     fn not_installable(&self, pkg: PkgId) -> Option<String> {
@@ -438,12 +388,4 @@ fn list(items: &[String]) -> String {
         items[..MAX_LISTED].join(" "),
         items.len() - MAX_LISTED
     )
-}
-
-fn list_lines(items: &[String]) -> String {
-    let mut shown: Vec<String> = items.iter().take(MAX_LISTED).cloned().collect();
-    if items.len() > MAX_LISTED {
-        shown.push(format!("... and {} more", items.len() - MAX_LISTED));
-    }
-    shown.join("\n      ")
 }

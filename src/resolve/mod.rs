@@ -195,10 +195,14 @@ fn world_tag(dep: &Dependency, tags: &RepoTags) -> Result<usize, ResolveError> {
 /// in place, then entries are sorted by name, case-insensitively first.
 fn world_in_apk_order(world: &[Dependency]) -> Vec<Dependency> {
     let mut out: Vec<Dependency> = Vec::with_capacity(world.len());
+    let mut slot_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for dep in world {
-        match out.iter_mut().find(|d| d.name == dep.name) {
-            Some(slot) => *slot = dep.clone(),
-            None => out.push(dep.clone()),
+        match slot_of.get(dep.name.as_str()) {
+            Some(&i) => out[i] = dep.clone(),
+            None => {
+                slot_of.insert(&dep.name, out.len());
+                out.push(dep.clone());
+            }
         }
     }
     out.sort_by(|a, b| {

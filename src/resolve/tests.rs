@@ -528,3 +528,24 @@ fn resolution_is_deterministic() {
     // Equal priority and version: the first listed provider stays.
     assert_eq!(first, ["impl-a-1-r0", "x-1-r0", "app-1-r0"]);
 }
+
+#[test]
+fn very_long_dependency_chain_resolves_without_recursion() {
+    // Discovery and the install-order walk are iterative: a hostile index with a
+    // chain this deep must not overflow the stack.
+    const N: usize = 5_000;
+    let r: Vec<P> = (0..N)
+        .map(|i| {
+            let p = pkg(&format!("p{i}"), "1-r0");
+            if i + 1 < N {
+                p.dep(&format!("p{}", i + 1))
+            } else {
+                p
+            }
+        })
+        .collect();
+    let got = plan(&r, &["p0"]);
+    assert_eq!(got.len(), N);
+    assert_eq!(got[0], format!("p{}-1-r0", N - 1));
+    assert_eq!(got[N - 1], "p0-1-r0");
+}
