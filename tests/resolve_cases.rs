@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use sysroot_mk::index::{parse_apkindex, Dependency, Package};
-use sysroot_mk::resolve::{resolve, ResolveError, ResolveOptions};
+use sysroot_mk::resolve::{resolve, Plan, ResolveError, ResolveOptions};
 
 fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/resolve/cases")
@@ -69,11 +69,23 @@ fn apk_subjects(message: &str) -> Vec<String> {
         .collect()
 }
 
+/// The plan in the expected-file format: `name-version`, plus ` @tag` when pinned.
+fn lines(plan: &Plan) -> Vec<String> {
+    plan.packages
+        .iter()
+        .zip(&plan.pinned_tags)
+        .map(|(p, tag)| match tag {
+            Some(tag) => format!("{} @{tag}", p.name_version()),
+            None => p.name_version(),
+        })
+        .collect()
+}
+
 fn check(case: &Case) -> Result<(), String> {
     let ours = resolve(&case.packages, &case.world, &case.opts);
     match (&case.expected, ours) {
         (Ok(want), Ok(plan)) => {
-            let got: Vec<String> = plan.packages.iter().map(Package::name_version).collect();
+            let got = lines(&plan);
             if *want == got {
                 Ok(())
             } else {

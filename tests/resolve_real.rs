@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use sysroot_mk::index::{parse_apkindex, Dependency, Package};
-use sysroot_mk::resolve::{resolve, ResolveError, ResolveOptions};
+use sysroot_mk::resolve::{resolve, Plan, ResolveError, ResolveOptions};
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -120,8 +120,7 @@ fn ours(repos: &Repos, req: &Request) -> Result<Vec<String>, ResolveError> {
         arch: Some("x86_64".to_owned()),
         ..ResolveOptions::default()
     };
-    resolve(packages, &world, &opts)
-        .map(|plan| plan.packages.iter().map(Package::name_version).collect())
+    resolve(packages, &world, &opts).map(|plan| lines(&plan))
 }
 
 /// Compares one request; `Err` describes the first difference.
@@ -147,6 +146,18 @@ fn compare(repos: &Repos, req: &Request) -> Result<(), String> {
         (Some(_), Err(e)) => Err(format!("{}: apk succeeds, we fail: {e}", req.label)),
         (None, Ok(got)) => Err(format!("{}: apk refuses, we plan {got:?}", req.label)),
     }
+}
+
+/// The plan in the expected-file format: `name-version`, plus ` @tag` when pinned.
+fn lines(plan: &Plan) -> Vec<String> {
+    plan.packages
+        .iter()
+        .zip(&plan.pinned_tags)
+        .map(|(p, tag)| match tag {
+            Some(tag) => format!("{} @{tag}", p.name_version()),
+            None => p.name_version(),
+        })
+        .collect()
 }
 
 fn check(label: &str, count: usize) {

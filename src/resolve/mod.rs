@@ -46,6 +46,10 @@ pub struct Plan {
     /// several repositories (same `C:`) appears once, as the copy of the lowest
     /// repository position.
     pub packages: Vec<Package>,
+    /// For each package of [`Plan::packages`], the repository tag it is pinned to
+    /// (without `@`), `None` for the untagged repositories. apk records it in the
+    /// installed database (`s:`) and shows it (`Installing foo@edge (1.0-r0)`).
+    pub pinned_tags: Vec<Option<String>>,
 }
 
 /// Why a request cannot be resolved.
@@ -129,6 +133,14 @@ pub fn resolve(
             .changes
             .iter()
             .map(|&p| u.pkg(p).src.clone())
+            .collect(),
+        pinned_tags: solver
+            .changes
+            .iter()
+            .map(|&p| match solver.pinned_tag(p) {
+                0 => None,
+                id => Some(tags.names[id].clone()),
+            })
             .collect(),
     })
 }

@@ -885,6 +885,20 @@ impl<'u, 'a> Solver<'u, 'a> {
         }
     }
 
+    /// The repository tag id `pkg` is installed under (apk's `get_tag`): the first tag
+    /// its pinning allows that carries one of its repositories; 0 when none does.
+    pub fn pinned_tag(&self, pkg: PkgId) -> usize {
+        let allowed = self.pkgs[pkg as usize].pinning_allowed;
+        let repos = self.u.pkg(pkg).repos;
+        self.tags
+            .allowed_repos
+            .iter()
+            .enumerate()
+            .take(32)
+            .find(|(i, r)| allowed & (1 << i) != 0 && *r & repos != 0)
+            .map_or(0, |(i, _)| i)
+    }
+
     /// Records `pkg` as in error (used by the change-set pass).
     pub(crate) fn mark_broken(&mut self, pkg: PkgId, why: Broken) {
         self.mark_error(Some(pkg), why);
