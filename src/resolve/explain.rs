@@ -189,14 +189,14 @@ impl Context<'_, '_, '_, '_> {
         let src = self.s.u.pkg(pkg).src;
         if src.uninstallable {
             return Some(
-                "uninstallable: its index entry has a field this resolver does not know \
-                 (a newer package format)"
+                "it is marked uninstallable: its index entry has a field this resolver \
+                 does not know (a newer package format)"
                     .to_owned(),
             );
         }
         if !self.s.u.pkg(pkg).installable {
             return Some(format!(
-                "built for architecture `{}`, not `{}`",
+                "it is built for architecture `{}`, not `{}`",
                 src.arch,
                 self.arch.unwrap_or("?")
             ));
@@ -220,10 +220,10 @@ impl Context<'_, '_, '_, '_> {
             .map(|(t, _)| format!("`{}@{t}`", p.src.name))
             .collect();
         Some(if tags.is_empty() {
-            "not in any repository allowed for this request".to_owned()
+            "it is not in any repository allowed for this request".to_owned()
         } else {
             format!(
-                "only in tagged repositories; request it as {}",
+                "it is only in tagged repositories; request it as {}",
                 tags.join(" or ")
             )
         })
@@ -233,14 +233,14 @@ impl Context<'_, '_, '_, '_> {
         let u = self.s.u;
         match why {
             Disqualified::ConflictingDependency => {
-                "excluded by a conflicting requirement on one of its names".to_owned()
+                "it is excluded by a conflicting requirement on one of its names".to_owned()
             }
             Disqualified::DependencyUnsatisfiable { dep_index } => {
                 let dep = &u.depends(pkg)[dep_index as usize];
                 format!("its dependency `{}` cannot be satisfied", dep.source)
             }
             Disqualified::ProvidesTransitivity => {
-                "does not provide a name that every other candidate of a required name provides"
+                "it does not provide a name that every other candidate of a required name provides"
                     .to_owned()
             }
             Disqualified::ConflictingProvides { name } => {
@@ -249,7 +249,7 @@ impl Context<'_, '_, '_, '_> {
                     .map(|p| format!("`{}`", self.label(p)))
                     .unwrap_or_else(|| "nothing".to_owned());
                 format!(
-                    "provides `{}`, for which {taken} was selected",
+                    "it provides `{}`, for which {taken} was selected",
                     u.text(name)
                 )
             }

@@ -87,8 +87,18 @@ pub enum ResolveError {
     },
 }
 
-/// Resolves `world` against `packages` (all repositories concatenated, each
-/// [`Package::repo`] its repository position) as `apk add` on an empty root would.
+/// Resolves `world` against `packages` as `apk add` on an empty root would.
+///
+/// `packages` is every repository's index concatenated in repository order, each
+/// index in its own order, with [`Package::repo`] the repository's position. Positions
+/// follow the repositories *file* (`etc/apk/repositories`, first line = 0, preferred
+/// on ties). Note that apk itself loads repeated `--repository` options in reverse
+/// order, so `apk --repository A --repository B` ranks B first; a caller imitating
+/// that spelling must number accordingly. Order matters beyond ties: apk visits
+/// names in an order derived from the order it first read them.
+///
+/// `world` is the request (`apk add` arguments, or `etc/apk/world`); a later entry for a
+/// name replaces an earlier one. The plan lists each package once, dependencies first.
 pub fn resolve(
     packages: &[Package],
     world: &[Dependency],
