@@ -228,3 +228,56 @@ fn refused_request_names_the_culprit() {
     assert!(err.contains("busybox-1.36.1-r19"), "{err}");
     assert!(err.contains("world[busybox=1.36.1-r15]"), "{err}");
 }
+
+/// `expected/bulk-<which>.txt.gz` (from `gen-bulk.sh`): one request per line, against the
+/// repositories `repos_of`.
+fn bulk(repos: &Repos, which: &str, repos_of: &str) {
+    let path = manifest_dir().join(format!("fixtures/resolve/expected/bulk-{which}.txt.gz"));
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut failures = Vec::new();
+    let mut total = 0;
+    for line in text.lines() {
+        let (name, want) = line.split_once('\t').expect("REQUEST<TAB>PLAN");
+        total += 1;
+        let req = Request {
+            label: format!("bulk {name}"),
+            repos: repos_of.to_owned(),
+            words: name.split(' ').map(str::to_owned).collect(),
+        };
+        let got = ours(repos, &req);
+        let ok = match (want, &got) {
+            ("ERROR", Err(_)) => true,
+            ("ERROR", Ok(_)) | (_, Err(_)) => false,
+            (want, Ok(got)) => want.split(' ').eq(got.iter().map(String::as_str)),
+        };
+        if !ok {
+            failures.push(format!("{name}: apk {want}\n  ours {got:?}"));
+        }
+    }
+    eprintln!(
+        "{} of {total} requests of bulk-{which} match apk",
+        total - failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_main_package_alone_matches_apk() {
+    let Some(repos) = repos() else { return };
+    bulk(repos, "main", "main");
+}
+
+#[test]
+fn random_four_package_requests_match_apk() {
+    let Some(repos) = repos() else { return };
+    bulk(repos, "main-combos", "main");
+}
