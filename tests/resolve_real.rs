@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use sysroot_mk::index::{parse_apkindex, Dependency, Package};
-use sysroot_mk::resolve::{resolve, ResolveError, ResolveOptions};
+use sysroot_mk::resolve::{resolve, Plan, ResolveError, ResolveOptions};
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -120,8 +120,7 @@ fn ours(repos: &Repos, req: &Request) -> Result<Vec<String>, ResolveError> {
         arch: Some("x86_64".to_owned()),
         ..ResolveOptions::default()
     };
-    resolve(packages, &world, &opts)
-        .map(|plan| plan.packages.iter().map(Package::name_version).collect())
+    resolve(packages, &world, &opts).map(|plan| lines(&plan))
 }
 
 /// Compares one request; `Err` describes the first difference.
@@ -147,6 +146,18 @@ fn compare(repos: &Repos, req: &Request) -> Result<(), String> {
         (Some(_), Err(e)) => Err(format!("{}: apk succeeds, we fail: {e}", req.label)),
         (None, Ok(got)) => Err(format!("{}: apk refuses, we plan {got:?}", req.label)),
     }
+}
+
+/// The plan in the expected-file format: `name-version`, plus ` @tag` when pinned.
+fn lines(plan: &Plan) -> Vec<String> {
+    plan.packages
+        .iter()
+        .zip(&plan.pinned_tags)
+        .map(|(p, tag)| match tag {
+            Some(tag) => format!("{} @{tag}", p.name_version()),
+            None => p.name_version(),
+        })
+        .collect()
 }
 
 fn check(label: &str, count: usize) {
@@ -216,4 +227,57 @@ fn refused_request_names_the_culprit() {
         .to_string();
     assert!(err.contains("busybox-1.36.1-r19"), "{err}");
     assert!(err.contains("world[busybox=1.36.1-r15]"), "{err}");
+}
+
+/// `expected/bulk-<which>.txt.gz` (from `gen-bulk.sh`): one request per line, against the
+/// repositories `repos_of`.
+fn bulk(repos: &Repos, which: &str, repos_of: &str) {
+    let path = manifest_dir().join(format!("fixtures/resolve/expected/bulk-{which}.txt.gz"));
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut failures = Vec::new();
+    let mut total = 0;
+    for line in text.lines() {
+        let (name, want) = line.split_once('\t').expect("REQUEST<TAB>PLAN");
+        total += 1;
+        let req = Request {
+            label: format!("bulk {name}"),
+            repos: repos_of.to_owned(),
+            words: name.split(' ').map(str::to_owned).collect(),
+        };
+        let got = ours(repos, &req);
+        let ok = match (want, &got) {
+            ("ERROR", Err(_)) => true,
+            ("ERROR", Ok(_)) | (_, Err(_)) => false,
+            (want, Ok(got)) => want.split(' ').eq(got.iter().map(String::as_str)),
+        };
+        if !ok {
+            failures.push(format!("{name}: apk {want}\n  ours {got:?}"));
+        }
+    }
+    eprintln!(
+        "{} of {total} requests of bulk-{which} match apk",
+        total - failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_main_package_alone_matches_apk() {
+    let Some(repos) = repos() else { return };
+    bulk(repos, "main", "main");
+}
+
+#[test]
+fn random_four_package_requests_match_apk() {
+    let Some(repos) = repos() else { return };
+    bulk(repos, "main-combos", "main");
 }

@@ -110,7 +110,7 @@ fn run(solver: &mut Solver<'_, '_>, stack: &mut Vec<Frame>) {
                 } else {
                     provides[*li - 1].name
                 };
-                let list = &u.name(list_name).rinstall_if;
+                let list = u.rinstall_if(list_name);
                 if *ki == list.len() {
                     *li += 1;
                     *ki = 0;

@@ -22,8 +22,6 @@ pub enum ProblemKind {
     /// Only packages providing it virtually (no version, no priority) exist: one must be
     /// named explicitly.
     VirtualName,
-    /// Packages provide the name, but none is acceptable.
-    NoCandidate,
     /// A selected package cannot be installed as required.
     Package,
 }
@@ -43,8 +41,7 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.kind {
             ProblemKind::NoSuchName => "no such package: no repository has or provides it",
-            ProblemKind::VirtualName => "virtual name: several packages provide it and none is preferred; request one of them by name",
-            ProblemKind::NoCandidate => "no acceptable package provides it",
+            ProblemKind::VirtualName => "virtual name: its providers give it no version and no provider_priority, so none is chosen automatically; request one of them by name",
             ProblemKind::Package => "cannot be installed",
         };
         write!(f, "`{}`: {what}", self.subject)?;
@@ -138,7 +135,7 @@ impl Context<'_, '_, '_, '_> {
             }
         }
         let mut seen = HashSet::new();
-        for &n in &u.name(name).rdepends {
+        for &n in u.rdepends(name) {
             let Some(p) = self.s.names[n as usize].chosen_pkg else {
                 continue;
             };
@@ -166,89 +163,40 @@ impl Context<'_, '_, '_, '_> {
 
     fn missing_name(&self, name: NameId) -> Problem {
         let u = self.s.u;
-        let n = u.name(name);
+        let providers = u.providers(name);
         let mut details: Vec<String> = self.required_by_line(name).into_iter().collect();
-        let kind =
-            if n.providers.is_empty() {
-                ProblemKind::NoSuchName
-            } else if n.providers.iter().all(|p| {
-                p.version.is_none() && u.pkg(p.pkg).src.provider_priority.unwrap_or(0) == 0
-            }) {
-                let names: Vec<String> = n
-                    .providers
-                    .iter()
-                    .map(|p| u.name(u.pkg(p.pkg).name).text.to_owned())
-                    .collect();
-                details.push(format!("provided by: {}", list(&names)));
-                ProblemKind::VirtualName
-            } else {
-                let reqs = self.requirements(name);
-                let lines: Vec<String> = n
-                    .providers
-                    .iter()
-                    .map(|p| {
-                        let why = self.rejection(p.pkg, name, p.version, &reqs);
-                        format!("{}: {why}", self.label(p.pkg))
-                    })
-                    .collect();
-                details.push(format!("candidates:\n      {}", list_lines(&lines)));
-                ProblemKind::NoCandidate
-            };
+        // A required name ends up without a provider only when it has none, or when
+        // all of them provide it virtually without a provider_priority (the solver
+        // never picks such a provider on its own).
+        let kind = if providers.is_empty() {
+            ProblemKind::NoSuchName
+        } else {
+            let names: Vec<String> = providers
+                .iter()
+                .map(|p| u.text(u.pkg(p.pkg).name).to_owned())
+                .collect();
+            details.push(format!("provided by: {}", list(&names)));
+            ProblemKind::VirtualName
+        };
         Problem {
-            subject: n.text.to_owned(),
+            subject: u.text(name).to_owned(),
             kind,
             details,
         }
-    }
-
-    /// Why `pkg`, providing `name` at `version`, was not taken.
-    fn rejection(
-        &self,
-        pkg: PkgId,
-        name: NameId,
-        version: Option<&str>,
-        reqs: &[(String, Atom<'_>)],
-    ) -> String {
-        let u = self.s.u;
-        if let Some(why) = self.not_installable(pkg) {
-            return why;
-        }
-        let unmet: Vec<&str> = reqs
-            .iter()
-            .filter(|(_, a)| !u.is_provided(a, Some(pkg), version))
-            .map(|(who, _)| who.as_str())
-            .collect();
-        if !unmet.is_empty() {
-            return format!("does not satisfy {}", unmet.join(" "));
-        }
-        if let Some(d) = self.s.pkgs[pkg as usize].disqualified {
-            return self.disqualified(pkg, d);
-        }
-        if let Some(why) = self.pinning(pkg) {
-            return why;
-        }
-        if version.is_none() {
-            return format!(
-                "provides `{}` only virtually and has no provider_priority; request `{}` by name",
-                u.name(name).text,
-                u.name(u.pkg(pkg).name).text
-            );
-        }
-        "not chosen".to_owned()
     }
 
     fn not_installable(&self, pkg: PkgId) -> Option<String> {
         let src = self.s.u.pkg(pkg).src;
         if src.uninstallable {
             return Some(
-                "uninstallable: its index entry has a field this resolver does not know \
-                 (a newer package format)"
+                "it is marked uninstallable: its index entry has a field this resolver \
+                 does not know (a newer package format)"
                     .to_owned(),
             );
         }
         if !self.s.u.pkg(pkg).installable {
             return Some(format!(
-                "built for architecture `{}`, not `{}`",
+                "it is built for architecture `{}`, not `{}`",
                 src.arch,
                 self.arch.unwrap_or("?")
             ));
@@ -272,10 +220,10 @@ impl Context<'_, '_, '_, '_> {
             .map(|(t, _)| format!("`{}@{t}`", p.src.name))
             .collect();
         Some(if tags.is_empty() {
-            "not in any repository allowed for this request".to_owned()
+            "it is not in any repository allowed for this request".to_owned()
         } else {
             format!(
-                "only in tagged repositories; request it as {}",
+                "it is only in tagged repositories; request it as {}",
                 tags.join(" or ")
             )
         })
@@ -285,14 +233,14 @@ impl Context<'_, '_, '_, '_> {
         let u = self.s.u;
         match why {
             Disqualified::ConflictingDependency => {
-                "excluded by a conflicting requirement on one of its names".to_owned()
+                "it is excluded by a conflicting requirement on one of its names".to_owned()
             }
             Disqualified::DependencyUnsatisfiable { dep_index } => {
                 let dep = &u.depends(pkg)[dep_index as usize];
                 format!("its dependency `{}` cannot be satisfied", dep.source)
             }
             Disqualified::ProvidesTransitivity => {
-                "does not provide a name that every other candidate of a required name provides"
+                "it does not provide a name that every other candidate of a required name provides"
                     .to_owned()
             }
             Disqualified::ConflictingProvides { name } => {
@@ -301,8 +249,8 @@ impl Context<'_, '_, '_, '_> {
                     .map(|p| format!("`{}`", self.label(p)))
                     .unwrap_or_else(|| "nothing".to_owned());
                 format!(
-                    "provides `{}`, for which {taken} was selected",
-                    u.name(name).text
+                    "it provides `{}`, for which {taken} was selected",
+                    u.text(name)
                 )
             }
         }
@@ -310,54 +258,37 @@ impl Context<'_, '_, '_, '_> {
 
     fn broken_package(&self, pkg: PkgId) -> Problem {
         let u = self.s.u;
+        let (breaks, satisfies) = self.requirements_of(pkg);
+        let shared = self.shared_names(pkg);
         let mut details = Vec::new();
+        let mut breaks_said = false;
         match self.s.pkgs[pkg as usize].error {
             Some(Broken::NotSelectable) => {
-                let why = self
-                    .not_installable(pkg)
-                    .or_else(|| {
-                        self.s.pkgs[pkg as usize]
-                            .disqualified
-                            .map(|d| self.disqualified(pkg, d))
-                    })
-                    .or_else(|| self.pinning(pkg))
-                    .unwrap_or_else(|| "no longer eligible".to_owned());
-                details.push(format!("selected as the best candidate, but {why}"));
-            }
-            Some(Broken::SameNameProvided { name }) => {
-                let others: Vec<String> = self
-                    .s
-                    .changes
-                    .iter()
-                    .copied()
-                    .chain(self.s.names[name as usize].chosen_pkg)
-                    .filter(|&p| p != pkg)
-                    .filter(|&p| {
-                        u.pkg(p).name == name || u.provides(p).iter().any(|d| d.name == name)
-                    })
-                    .map(|p| format!("`{}`", self.label(p)))
-                    .collect::<Vec<_>>();
-                let mut others = others;
-                others.dedup();
-                details.push(format!(
-                    "provides `{}`, and so does {} (also selected); only one may",
-                    u.name(name).text,
-                    if others.is_empty() {
-                        "another selected package".to_owned()
-                    } else {
-                        others.join(", ")
-                    }
-                ));
+                let state = &self.s.pkgs[pkg as usize];
+                let why = if let Some(why) = self.not_installable(pkg) {
+                    why
+                } else if !breaks.is_empty() {
+                    breaks_said = true;
+                    format!("it does not satisfy {}", breaks.join(" "))
+                } else if !shared.is_empty() {
+                    String::new()
+                } else if let Some(d) = state.disqualified {
+                    self.disqualified(pkg, d)
+                } else {
+                    self.pinning(pkg)
+                        .unwrap_or_else(|| "it is no longer eligible".to_owned())
+                };
+                if !why.is_empty() {
+                    details.push(format!("it is the best candidate, but {why}"));
+                }
             }
             Some(Broken::UnfulfilledDependency { dep_index }) => {
                 let dep = &u.depends(pkg)[dep_index as usize];
                 let got = match self.s.names[dep.name as usize].chosen_pkg {
-                    Some(p) => format!(
-                        "`{}` was selected for `{}`",
-                        self.label(p),
-                        u.name(dep.name).text
-                    ),
-                    None => format!("nothing can be selected for `{}`", u.name(dep.name).text),
+                    Some(p) => {
+                        format!("`{}` is selected for `{}`", self.label(p), u.text(dep.name))
+                    }
+                    None => format!("nothing can be selected for `{}`", u.text(dep.name)),
                 };
                 details.push(format!("requires `{}`, but {got}", dep.source));
             }
@@ -372,10 +303,27 @@ impl Context<'_, '_, '_, '_> {
                     dep.source
                 ));
             }
-            None => {}
+            // Shared names are listed below for every kind of failure.
+            Some(Broken::SameNameProvided { .. }) | None => {}
         }
-        let mut breaks = Vec::new();
-        let mut satisfies = Vec::new();
+        details.extend(shared);
+        if !breaks.is_empty() && !breaks_said {
+            details.push(format!("conflicts with: {}", breaks.join(" ")));
+        }
+        if !satisfies.is_empty() {
+            details.push(format!("required by: {}", list(&satisfies)));
+        }
+        Problem {
+            subject: self.label(pkg),
+            kind: ProblemKind::Package,
+            details,
+        }
+    }
+
+    /// The requirements on `pkg`'s names that it breaks, and those it satisfies.
+    fn requirements_of(&self, pkg: PkgId) -> (Vec<String>, Vec<String>) {
+        let u = self.s.u;
+        let (mut breaks, mut satisfies) = (Vec::new(), Vec::new());
         let own = std::iter::once((u.pkg(pkg).name, Some(u.pkg(pkg).src.version.as_str())))
             .chain(u.provides(pkg).iter().map(|d| (d.name, d.version)));
         for (name, version) in own {
@@ -389,17 +337,45 @@ impl Context<'_, '_, '_, '_> {
                 }
             }
         }
-        if !breaks.is_empty() {
-            details.push(format!("conflicts with: {}", breaks.join(" ")));
+        (breaks, satisfies)
+    }
+
+    /// Versioned names `pkg` provides that another selected package provides too.
+    fn shared_names(&self, pkg: PkgId) -> Vec<String> {
+        let u = self.s.u;
+        let selected: HashSet<PkgId> = self
+            .s
+            .changes
+            .iter()
+            .copied()
+            .chain(self.s.names.iter().filter_map(|n| n.chosen_pkg))
+            .collect();
+        let mut names = vec![(u.pkg(pkg).name, true)];
+        names.extend(
+            u.provides(pkg)
+                .iter()
+                .map(|d| (d.name, d.version.is_some())),
+        );
+        let mut out = Vec::new();
+        for (name, versioned) in names {
+            let mut others: Vec<String> = u
+                .providers(name)
+                .iter()
+                .filter(|p| p.pkg != pkg && selected.contains(&p.pkg))
+                .filter(|p| versioned || p.version.is_some())
+                .map(|p| format!("`{}`", self.label(p.pkg)))
+                .collect();
+            others.dedup();
+            if !others.is_empty() {
+                out.push(format!(
+                    "provides `{}`, as does the selected {}; only one package may provide a \
+                     versioned name",
+                    u.text(name),
+                    others.join(", ")
+                ));
+            }
         }
-        if !satisfies.is_empty() {
-            details.push(format!("required by: {}", list(&satisfies)));
-        }
-        Problem {
-            subject: self.label(pkg),
-            kind: ProblemKind::Package,
-            details,
-        }
+        out
     }
 }
 
@@ -412,12 +388,4 @@ fn list(items: &[String]) -> String {
         items[..MAX_LISTED].join(" "),
         items.len() - MAX_LISTED
     )
-}
-
-fn list_lines(items: &[String]) -> String {
-    let mut shown: Vec<String> = items.iter().take(MAX_LISTED).cloned().collect();
-    if items.len() > MAX_LISTED {
-        shown.push(format!("... and {} more", items.len() - MAX_LISTED));
-    }
-    shown.join("\n      ")
 }

@@ -46,6 +46,10 @@ pub struct Plan {
     /// several repositories (same `C:`) appears once, as the copy of the lowest
     /// repository position.
     pub packages: Vec<Package>,
+    /// For each package of [`Plan::packages`], the repository tag it is pinned to
+    /// (without `@`), `None` for the untagged repositories. apk records it in the
+    /// installed database (`s:`) and shows it (`Installing foo@edge (1.0-r0)`).
+    pub pinned_tags: Vec<Option<String>>,
 }
 
 /// Why a request cannot be resolved.
@@ -83,8 +87,18 @@ pub enum ResolveError {
     },
 }
 
-/// Resolves `world` against `packages` (all repositories concatenated, each
-/// [`Package::repo`] its repository position) as `apk add` on an empty root would.
+/// Resolves `world` against `packages` as `apk add` on an empty root would.
+///
+/// `packages` is every repository's index concatenated in repository order, each
+/// index in its own order, with [`Package::repo`] the repository's position. Positions
+/// follow the repositories *file* (`etc/apk/repositories`, first line = 0, preferred
+/// on ties). Note that apk itself loads repeated `--repository` options in reverse
+/// order, so `apk --repository A --repository B` ranks B first; a caller imitating
+/// that spelling must number accordingly. Order matters beyond ties: apk visits
+/// names in an order derived from the order it first read them.
+///
+/// `world` is the request (`apk add` arguments, or `etc/apk/world`); a later entry for a
+/// name replaces an earlier one. The plan lists each package once, dependencies first.
 pub fn resolve(
     packages: &[Package],
     world: &[Dependency],
@@ -129,6 +143,14 @@ pub fn resolve(
             .changes
             .iter()
             .map(|&p| u.pkg(p).src.clone())
+            .collect(),
+        pinned_tags: solver
+            .changes
+            .iter()
+            .map(|&p| match solver.pinned_tag(p) {
+                0 => None,
+                id => Some(tags.names[id].clone()),
+            })
             .collect(),
     })
 }
@@ -195,10 +217,14 @@ fn world_tag(dep: &Dependency, tags: &RepoTags) -> Result<usize, ResolveError> {
 /// in place, then entries are sorted by name, case-insensitively first.
 fn world_in_apk_order(world: &[Dependency]) -> Vec<Dependency> {
     let mut out: Vec<Dependency> = Vec::with_capacity(world.len());
+    let mut slot_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for dep in world {
-        match out.iter_mut().find(|d| d.name == dep.name) {
-            Some(slot) => *slot = dep.clone(),
-            None => out.push(dep.clone()),
+        match slot_of.get(dep.name.as_str()) {
+            Some(&i) => out[i] = dep.clone(),
+            None => {
+                slot_of.insert(&dep.name, out.len());
+                out.push(dep.clone());
+            }
         }
     }
     out.sort_by(|a, b| {

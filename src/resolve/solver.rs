@@ -10,6 +10,8 @@
 //! Assumed environment, as for a sysroot built from nothing: no installed packages, no
 //! cache, every repository available, no `--upgrade`/`--latest` flags.
 
+use std::rc::Rc;
+
 use super::list::IdList;
 use super::universe::{Atom, NameId, PkgId, Provider, Universe};
 
@@ -60,6 +62,9 @@ pub(crate) struct NameState<'a> {
     has_virtual_provides: bool,
     /// Named on the command line (apk marks those names and decides them first).
     pub from_world: bool,
+    /// [`Universe::priority`], kept here once discovered: the dequeue order reads it
+    /// on every comparison.
+    priority: u8,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -121,6 +126,9 @@ pub(crate) struct Solver<'u, 'a> {
     pub tags: Tags,
     default_repos: u64,
     pinning_inherit: u32,
+    /// Per name, the discovered names depending on it in apk's order; filled on first
+    /// use, after discovery (only discovered names matter to every user of the list).
+    rdepends_cache: Vec<Option<Rc<[NameId]>>>,
 }
 
 impl<'u, 'a> Solver<'u, 'a> {
@@ -129,16 +137,17 @@ impl<'u, 'a> Solver<'u, 'a> {
         let default_repos = tags.repos_of_mask(DEFAULT_PINNING);
         Solver {
             u,
-            names: vec![NameState::default(); u.names.len()],
+            names: vec![NameState::default(); u.name_count()],
             pkgs: vec![PkgState::default(); u.pkgs.len()],
-            dirty: IdList::new(u.names.len()),
-            unresolved: IdList::new(u.names.len()),
+            dirty: IdList::new(u.name_count()),
+            unresolved: IdList::new(u.name_count()),
             errors: 0,
             missing: Vec::new(),
             changes: Vec::new(),
             tags,
             default_repos,
             pinning_inherit: 0,
+            rdepends_cache: vec![None; u.name_count()],
         }
     }
 
@@ -223,7 +232,7 @@ impl<'u, 'a> Solver<'u, 'a> {
                     dep,
                     pending,
                 } => {
-                    let providers = &u.name(*name).providers;
+                    let providers = u.providers(*name);
                     if *pi == providers.len() {
                         *top = Frame::Reverse {
                             name: *name,
@@ -272,7 +281,7 @@ impl<'u, 'a> Solver<'u, 'a> {
                     }
                 }
                 Frame::Reverse { name, pi, li, ki } => {
-                    let providers = &u.name(*name).providers;
+                    let providers = u.providers(*name);
                     if *pi == providers.len() {
                         stack.pop();
                         continue;
@@ -295,7 +304,7 @@ impl<'u, 'a> Solver<'u, 'a> {
                         *li += 1;
                         continue;
                     }
-                    let list = &u.name(list_name).rinstall_if;
+                    let list = u.rinstall_if(list_name);
                     if *ki == list.len() {
                         *li += 1;
                         *ki = 0;
@@ -318,14 +327,16 @@ impl<'u, 'a> Solver<'u, 'a> {
     }
 
     fn begin_name(&mut self, name: NameId) {
+        let priority = self.u.priority(name);
         let s = &mut self.names[name as usize];
         s.seen = true;
         s.no_iif = true;
+        s.priority = priority;
     }
 
     fn begin_pkg(&mut self, pkg: PkgId) {
         let p = self.u.pkg(pkg);
-        let tag_preferred = p.src.installed_size == 0 || p.repos & self.default_repos != 0;
+        let tag_preferred = p.empty || p.repos & self.default_repos != 0;
         let s = &mut self.pkgs[pkg as usize];
         s.seen = true;
         s.pinning_allowed = DEFAULT_PINNING;
@@ -370,8 +381,24 @@ impl<'u, 'a> Solver<'u, 'a> {
         }
     }
 
+    /// The discovered names with a provider depending on `name`, in apk's order.
+    fn rdepends(&mut self, name: NameId) -> Rc<[NameId]> {
+        if let Some(list) = &self.rdepends_cache[name as usize] {
+            return list.clone();
+        }
+        let u = self.u;
+        let mut names: Vec<NameId> = Vec::new();
+        for &p in u.depended_by(name) {
+            names.extend(u.names_of(p).filter(|&n| self.names[n as usize].seen));
+        }
+        u.sort_walk_order(&mut names);
+        let list: Rc<[NameId]> = names.into();
+        self.rdepends_cache[name as usize] = Some(list.clone());
+        list
+    }
+
     fn reevaluate_reverse_deps(&mut self, name: NameId) {
-        for &n in &self.u.name(name).rdepends {
+        for &n in self.rdepends(name).iter() {
             if !self.names[n as usize].seen {
                 continue;
             }
@@ -381,7 +408,7 @@ impl<'u, 'a> Solver<'u, 'a> {
     }
 
     fn reevaluate_reverse_installif(&mut self, name: NameId) {
-        for &n in &self.u.name(name).rinstall_if {
+        for &n in self.u.rinstall_if(name) {
             let s = &self.names[n as usize];
             if !s.seen || s.no_iif {
                 continue;
@@ -443,7 +470,7 @@ impl<'u, 'a> Solver<'u, 'a> {
         if s.requirers == 0 && self.u.is_provided(dep, None, None) {
             return true;
         }
-        self.u.name(dep.name).providers.iter().any(|p| {
+        self.u.providers(dep.name).iter().any(|p| {
             self.pkgs[p.pkg as usize].selectable && self.u.is_provided(dep, Some(p.pkg), p.version)
         })
     }
@@ -481,7 +508,7 @@ impl<'u, 'a> Solver<'u, 'a> {
                 self.name_requirers_changed(name);
             }
         }
-        for p in &u.name(name).providers {
+        for p in u.providers(name) {
             let provided = u.is_provided(dep, Some(p.pkg), p.version);
             let s = &mut self.pkgs[p.pkg as usize];
             s.conflicts += u32::from(!provided);
@@ -501,7 +528,7 @@ impl<'u, 'a> Solver<'u, 'a> {
             return;
         }
         let u = self.u;
-        for p in &u.name(name).providers {
+        for p in u.providers(name) {
             if u.pkg(p.pkg).name == must_provide
                 || !self.pkgs[p.pkg as usize].selectable
                 || (skip_virtuals && p.version.is_none())
@@ -547,7 +574,7 @@ impl<'u, 'a> Solver<'u, 'a> {
         let (mut num_options, mut num_tag_not_ok) = (0u32, 0u32);
         let (mut has_iif, mut no_iif) = (false, true);
 
-        for p in &u.name(name).providers {
+        for p in u.providers(name) {
             let pkg = p.pkg;
             self.pkgs[pkg as usize].dependencies_merged = false;
             if reevaluate_deps {
@@ -634,7 +661,7 @@ impl<'u, 'a> Solver<'u, 'a> {
         self.queue_unresolved(name);
 
         if let Some(pkg) = first_candidate {
-            for p in &u.name(name).providers {
+            for p in u.providers(name) {
                 let s = &mut self.pkgs[p.pkg as usize];
                 s.dependencies_used = s.dependencies_merged;
             }
@@ -658,7 +685,7 @@ impl<'u, 'a> Solver<'u, 'a> {
                         // Every candidate needs n0: it is required whatever is chosen.
                         self.names[n0 as usize].requirers += 1;
                         self.name_requirers_changed(n0);
-                        for p in &u.name(n0).providers {
+                        for p in u.providers(n0) {
                             self.inherit_pinning(p.pkg, Some(pkg));
                         }
                     }
@@ -683,7 +710,7 @@ impl<'u, 'a> Solver<'u, 'a> {
             }
         }
 
-        let done = u.name(name).rdepends.iter().all(|&n| {
+        let done = self.rdepends(name).iter().all(|&n| {
             let s = &self.names[n as usize];
             !s.seen || s.locked
         });
@@ -764,7 +791,7 @@ impl<'u, 'a> Solver<'u, 'a> {
         let flag = |x: bool, y: bool| i64::from(x) - i64::from(y);
         let mut r = -flag(sa.from_world, sb.from_world);
         if r == 0 {
-            r = i64::from(self.u.name(a).priority) - i64::from(self.u.name(b).priority);
+            r = i64::from(sa.priority) - i64::from(sb.priority);
         }
         if r == 0 {
             r = -(i64::from(sa.max_dep_chain) - i64::from(sb.max_dep_chain));
@@ -781,7 +808,7 @@ impl<'u, 'a> Solver<'u, 'a> {
         let s = &self.names[name as usize];
         let requirers = s.requirers;
         if requirers > 0 || s.has_iif {
-            for &p in &u.name(name).providers {
+            for &p in u.providers(name) {
                 let ps = &self.pkgs[p.pkg as usize];
                 // Without requirers only a triggered install_if may pull it in.
                 if requirers == 0 && (!ps.iif_triggered || !ps.tag_ok) {
@@ -845,7 +872,7 @@ impl<'u, 'a> Solver<'u, 'a> {
         self.unresolved.remove(name);
         self.dirty.remove(name);
 
-        for p0 in &u.name(name).providers {
+        for p0 in u.providers(name) {
             if Some(p0.pkg) == pkg || (version.is_none() && p0.version.is_none()) {
                 continue;
             }
@@ -856,6 +883,20 @@ impl<'u, 'a> Solver<'u, 'a> {
             Some(pkg) => self.reevaluate_reverse_installif_pkg(pkg),
             None => self.reevaluate_reverse_installif(name),
         }
+    }
+
+    /// The repository tag id `pkg` is installed under (apk's `get_tag`): the first tag
+    /// its pinning allows that carries one of its repositories; 0 when none does.
+    pub fn pinned_tag(&self, pkg: PkgId) -> usize {
+        let allowed = self.pkgs[pkg as usize].pinning_allowed;
+        let repos = self.u.pkg(pkg).repos;
+        self.tags
+            .allowed_repos
+            .iter()
+            .enumerate()
+            .take(32)
+            .find(|(i, r)| allowed & (1 << i) != 0 && *r & repos != 0)
+            .map_or(0, |(i, _)| i)
     }
 
     /// Records `pkg` as in error (used by the change-set pass).

@@ -5,8 +5,9 @@
 //! providers tie, the one met first wins. "First" follows apk's own data structures, so
 //! this table reproduces them: providers in the order the indexes list them (duplicates of
 //! one package, same `C:`, merged into the first), and the reverse edges in the order apk's
-//! name hash table is walked when it builds them (see [`hash_walk_order`]).
+//! name hash table is walked when it builds them (see [`hash_bucket`]).
 
+use std::cell::{Cell, OnceCell};
 use std::ops::Range;
 
 use rustc_hash::FxHashMap;
@@ -64,20 +65,6 @@ pub(crate) struct Provides<'a> {
     pub version: Option<&'a str>,
 }
 
-/// A name and everything the solver needs to know about it statically.
-#[derive(Debug, Default)]
-pub(crate) struct Name<'a> {
-    pub text: &'a str,
-    pub providers: Vec<Provider<'a>>,
-    /// Names that have a provider depending on this name (conflicts included).
-    pub rdepends: Vec<NameId>,
-    /// Names that have a provider whose install_if mentions this name.
-    pub rinstall_if: Vec<NameId>,
-    /// apk's dequeue priority: 0 when only packages of this name provide it, 1 when
-    /// some other packages provide it too, 2 when only other packages do.
-    pub priority: u8,
-}
-
 /// A package after deduplication by identity.
 #[derive(Debug)]
 pub(crate) struct Pkg<'a> {
@@ -91,17 +78,84 @@ pub(crate) struct Pkg<'a> {
     pub install_if: Range<u32>,
     /// Not uninstallable and of a compatible architecture.
     pub installable: bool,
+    /// Installs nothing (`I:0`): apk lets such packages past repository pinning.
+    pub empty: bool,
+}
+
+/// A compressed table of lists, one per name: `items[start[i]..start[i + 1]]`.
+#[derive(Debug)]
+struct PerName<T> {
+    start: Vec<u32>,
+    items: Vec<T>,
+}
+
+impl<T> Default for PerName<T> {
+    fn default() -> Self {
+        PerName {
+            start: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+}
+
+impl<T: Copy> PerName<T> {
+    /// Groups `entries` (name, item) by name, keeping their order within a name;
+    /// `filler` only occupies slots until they are written.
+    fn build(
+        names: usize,
+        filler: T,
+        entries: impl Iterator<Item = (NameId, T)> + Clone,
+    ) -> PerName<T> {
+        let mut start = vec![0u32; names + 1];
+        for (n, _) in entries.clone() {
+            start[n as usize + 1] += 1;
+        }
+        for i in 0..names {
+            start[i + 1] += start[i];
+        }
+        let mut fill = start.clone();
+        let mut items: Vec<T> = vec![filler; start[names] as usize];
+        for (n, item) in entries {
+            items[fill[n as usize] as usize] = item;
+            fill[n as usize] += 1;
+        }
+        PerName { start, items }
+    }
+
+    fn get(&self, name: NameId) -> &[T] {
+        let i = name as usize;
+        if i + 1 >= self.start.len() {
+            return &[];
+        }
+        &self.items[self.start[i] as usize..self.start[i + 1] as usize]
+    }
 }
 
 /// The whole name table for one resolution.
+///
+/// Providers are indexed for every name up front; the reverse edges only on demand,
+/// since one resolution touches a few thousand of the ~50,000 names of a full
+/// main+community set.
 #[derive(Debug, Default)]
 pub(crate) struct Universe<'a> {
-    pub names: Vec<Name<'a>>,
+    texts: Vec<&'a str>,
+    index: FxHashMap<&'a str, NameId>,
     pub pkgs: Vec<Pkg<'a>>,
     atoms: Vec<Atom<'a>>,
     provides: Vec<Provides<'a>>,
-    index: FxHashMap<&'a str, NameId>,
+    providers: PerName<Provider<'a>>,
+    /// Packages with a dependency (conflicts included) on each name.
+    depended_by: PerName<PkgId>,
+    /// Packages with an install_if condition on each name.
+    triggered_by: PerName<PkgId>,
+    rdepends: Vec<OnceCell<Box<[NameId]>>>,
+    rinstall_if: Vec<OnceCell<Box<[NameId]>>>,
+    /// Each name's bucket in apk's hash table, computed on first use.
+    buckets: Vec<Cell<u32>>,
 }
+
+/// Marks a bucket not computed yet (real buckets are below 20,000).
+const NO_BUCKET: u32 = u32::MAX;
 
 /// Repository positions this table can represent (bit 0 is reserved, as in apk).
 pub(crate) const MAX_REPOS: usize = 63;
@@ -113,19 +167,41 @@ impl<'a> Universe<'a> {
     /// `noarch` and packages without `A:` fit every architecture.
     pub fn build(packages: &'a [Package], arch: Option<&str>) -> Universe<'a> {
         let mut u = Universe {
-            names: Vec::with_capacity(packages.len() * 2),
+            texts: Vec::with_capacity(packages.len() * 2),
             pkgs: Vec::with_capacity(packages.len()),
             atoms: Vec::with_capacity(packages.len() * 4),
             provides: Vec::with_capacity(packages.len() * 2),
-            index: FxHashMap::default(),
+            ..Universe::default()
         };
         u.index.reserve(packages.len() * 2);
         let mut by_checksum: FxHashMap<&'a str, PkgId> = FxHashMap::default();
         by_checksum.reserve(packages.len());
 
         for package in packages {
-            // apk creates names while it parses, in field order (P, D, p, i), even for a
-            // duplicate it then drops; creation order decides the hash walk order.
+            let bit = 1u64 << (package.repo.min(MAX_REPOS - 1) + 1);
+            let duplicate = if package.checksum.is_empty() {
+                None
+            } else {
+                by_checksum.get(package.checksum.as_str()).copied()
+            };
+            if let Some(existing) = duplicate {
+                // apk creates names while it parses, even for a duplicate it then
+                // drops; creation order decides ties in its name hash table.
+                u.intern(&package.name);
+                for d in package.depends.iter().chain(&package.install_if) {
+                    u.intern(&d.name);
+                }
+                for p in &package.provides {
+                    u.intern(&p.name);
+                }
+                let pkg = &mut u.pkgs[existing as usize];
+                pkg.repos |= bit;
+                if package.repo < pkg.src.repo {
+                    pkg.src = package;
+                }
+                continue;
+            }
+            // Field order of an index stanza: P, D, p, i.
             let name = u.intern(&package.name);
             let depends = u.push_atoms(&package.depends);
             let provides_start = u.provides.len() as u32;
@@ -139,19 +215,6 @@ impl<'a> Universe<'a> {
             }
             let provides = provides_start..u.provides.len() as u32;
             let install_if = u.push_atoms(&package.install_if);
-            let bit = 1u64 << (package.repo.min(MAX_REPOS - 1) + 1);
-
-            if !package.checksum.is_empty() {
-                if let Some(&existing) = by_checksum.get(package.checksum.as_str()) {
-                    let pkg = &mut u.pkgs[existing as usize];
-                    pkg.repos |= bit;
-                    if package.repo < pkg.src.repo {
-                        pkg.src = package;
-                    }
-                    // The duplicate's atoms stay unused in the arrays; harmless.
-                    continue;
-                }
-            }
             let id = u.pkgs.len() as PkgId;
             if !package.checksum.is_empty() {
                 by_checksum.insert(&package.checksum, id);
@@ -162,23 +225,54 @@ impl<'a> Universe<'a> {
                 name,
                 repos: bit,
                 depends,
-                provides: provides.clone(),
+                provides,
                 install_if,
                 installable,
+                empty: package.installed_size == 0,
             });
-            u.names[name as usize].providers.push(Provider {
-                pkg: id,
-                version: Some(package.version.as_str()),
-            });
-            for i in provides.clone() {
-                let p = u.provides[i as usize];
-                u.names[p.name as usize].providers.push(Provider {
-                    pkg: id,
-                    version: p.version,
-                });
-            }
         }
-        u.link_reverse_edges();
+
+        let n = u.texts.len();
+        let u_ref = &u;
+        // apk registers a package under its own name first, then under each provide.
+        let provider_entries = u_ref.pkgs.iter().enumerate().flat_map(move |(id, p)| {
+            let own = (
+                p.name,
+                Provider {
+                    pkg: id as PkgId,
+                    version: Some(p.src.version.as_str()),
+                },
+            );
+            std::iter::once(own).chain(u_ref.provides(id as PkgId).iter().map(move |d| {
+                (
+                    d.name,
+                    Provider {
+                        pkg: id as PkgId,
+                        version: d.version,
+                    },
+                )
+            }))
+        });
+        let filler = Provider {
+            pkg: 0,
+            version: None,
+        };
+        let providers = PerName::build(n, filler, provider_entries);
+        let depended_by = PerName::build(
+            n,
+            0,
+            (0..u_ref.pkgs.len() as PkgId)
+                .flat_map(move |id| u_ref.depends(id).iter().map(move |a| (a.name, id))),
+        );
+        let triggered_by = PerName::build(
+            n,
+            0,
+            (0..u_ref.pkgs.len() as PkgId)
+                .flat_map(move |id| u_ref.install_if(id).iter().map(move |a| (a.name, id))),
+        );
+        u.providers = providers;
+        u.depended_by = depended_by;
+        u.triggered_by = triggered_by;
         u
     }
 
@@ -187,11 +281,11 @@ impl<'a> Universe<'a> {
         if let Some(&id) = self.index.get(text) {
             return id;
         }
-        let id = self.names.len() as NameId;
-        self.names.push(Name {
-            text,
-            ..Name::default()
-        });
+        let id = self.texts.len() as NameId;
+        self.texts.push(text);
+        self.rdepends.push(OnceCell::new());
+        self.rinstall_if.push(OnceCell::new());
+        self.buckets.push(Cell::new(NO_BUCKET));
         self.index.insert(text, id);
         id
     }
@@ -207,8 +301,86 @@ impl<'a> Universe<'a> {
         }
     }
 
-    pub fn name(&self, id: NameId) -> &Name<'a> {
-        &self.names[id as usize]
+    /// How many names exist.
+    pub fn name_count(&self) -> usize {
+        self.texts.len()
+    }
+
+    /// The name as written.
+    pub fn text(&self, name: NameId) -> &'a str {
+        self.texts[name as usize]
+    }
+
+    /// The ways `name` can be satisfied, in apk's order (index order; a package's own
+    /// name before its provides).
+    pub fn providers(&self, name: NameId) -> &[Provider<'a>] {
+        self.providers.get(name)
+    }
+
+    /// Names that have a provider depending on `name` (conflicts included), in the
+    /// order apk's solver visits them.
+    pub fn rdepends(&self, name: NameId) -> &[NameId] {
+        self.rdepends[name as usize].get_or_init(|| self.reverse(self.depended_by.get(name)))
+    }
+
+    /// Names that have a provider whose install_if mentions `name`, in apk's order.
+    pub fn rinstall_if(&self, name: NameId) -> &[NameId] {
+        self.rinstall_if[name as usize].get_or_init(|| self.reverse(self.triggered_by.get(name)))
+    }
+
+    /// apk's dequeue priority: 0 when only packages of this name provide it, 1 when
+    /// some other packages provide it too, 2 when only other packages do.
+    pub fn priority(&self, name: NameId) -> u8 {
+        let providers = self.providers(name);
+        let other = providers
+            .iter()
+            .filter(|p| self.pkgs[p.pkg as usize].name != name)
+            .count();
+        if other == 0 {
+            0
+        } else if other != providers.len() {
+            1
+        } else {
+            2
+        }
+    }
+
+    /// The names answering to `pkgs` (own names and provides), each once, in the
+    /// order of apk's name hash table: apk builds its reverse edges by walking that
+    /// table, so this is the order its lists have.
+    fn reverse(&self, pkgs: &[PkgId]) -> Box<[NameId]> {
+        let mut names: Vec<NameId> = Vec::with_capacity(pkgs.len());
+        for &p in pkgs {
+            names.extend(self.names_of(p));
+        }
+        self.sort_walk_order(&mut names);
+        names.into_boxed_slice()
+    }
+
+    /// Packages with a dependency (conflicts included) on `name`.
+    pub fn depended_by(&self, name: NameId) -> &[PkgId] {
+        self.depended_by.get(name)
+    }
+
+    /// The names a package answers to: its own, then its provides.
+    pub fn names_of(&self, pkg: PkgId) -> impl Iterator<Item = NameId> + '_ {
+        std::iter::once(self.pkgs[pkg as usize].name)
+            .chain(self.provides(pkg).iter().map(|d| d.name))
+    }
+
+    /// Sorts `names` into apk's hash-table walk order and drops repeats.
+    pub fn sort_walk_order(&self, names: &mut Vec<NameId>) {
+        names.sort_unstable();
+        names.dedup();
+        names.sort_unstable_by_key(|&n| (self.bucket(n), std::cmp::Reverse(n)));
+    }
+
+    fn bucket(&self, name: NameId) -> u32 {
+        let cell = &self.buckets[name as usize];
+        if cell.get() == NO_BUCKET {
+            cell.set(hash_bucket(self.text(name)));
+        }
+        cell.get()
     }
 
     pub fn pkg(&self, id: PkgId) -> &Pkg<'a> {
@@ -264,44 +436,6 @@ impl<'a> Universe<'a> {
         }
         start..self.atoms.len() as u32
     }
-
-    /// Fills `rdepends`, `rinstall_if` and `priority`, walking the names in apk's hash
-    /// order so that the reverse edges come out in the order apk's solver visits them.
-    fn link_reverse_edges(&mut self) {
-        let order = hash_walk_order(&self.names);
-        let mut last_dep: Vec<NameId> = vec![NameId::MAX; self.names.len()];
-        let mut last_iif: Vec<NameId> = vec![NameId::MAX; self.names.len()];
-        for &id in &order {
-            let mut num_virtual = 0;
-            let nproviders = self.names[id as usize].providers.len();
-            for pi in 0..nproviders {
-                let pkg = self.names[id as usize].providers[pi].pkg;
-                let p = &self.pkgs[pkg as usize];
-                num_virtual += usize::from(p.name != id);
-                for a in p.depends.clone() {
-                    let target = self.atoms[a as usize].name as usize;
-                    if last_dep[target] != id {
-                        last_dep[target] = id;
-                        self.names[target].rdepends.push(id);
-                    }
-                }
-                for a in p.install_if.clone() {
-                    let target = self.atoms[a as usize].name as usize;
-                    if last_iif[target] != id {
-                        last_iif[target] = id;
-                        self.names[target].rinstall_if.push(id);
-                    }
-                }
-            }
-            self.names[id as usize].priority = if num_virtual == 0 {
-                0
-            } else if num_virtual != nproviders {
-                1
-            } else {
-                2
-            };
-        }
-    }
 }
 
 /// Whether a package built for `pkg_arch` installs on `target` (any when `None`).
@@ -346,18 +480,12 @@ fn accept_of(dep: &Dependency) -> Accept<'_> {
     }
 }
 
-/// apk 2.14 keeps names in a hash table of 20,000 buckets keyed by murmur3 (seed 5381),
-/// each bucket a list with the newest name first, and builds the reverse edges while
-/// walking it bucket by bucket. This returns the name ids in that walk order.
-pub(crate) fn hash_walk_order(names: &[Name<'_>]) -> Vec<NameId> {
-    const BUCKETS: u32 = 20_000;
-    let mut keyed: Vec<(u32, NameId)> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (murmur3_32(n.text.as_bytes(), 5381) % BUCKETS, i as NameId))
-        .collect();
-    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-    keyed.into_iter().map(|(_, id)| id).collect()
+/// apk 2.14 keeps names in a hash table of 20,000 buckets keyed by murmur3 (seed
+/// 5381), each bucket a list with the newest name first, and builds the reverse edges
+/// while walking it bucket by bucket: names sort by bucket, then newest (highest id)
+/// first.
+pub(crate) fn hash_bucket(text: &str) -> u32 {
+    murmur3_32(text.as_bytes(), 5381) % 20_000
 }
 
 /// MurmurHash3, x86 32-bit variant (little-endian blocks), as apk hashes names.
@@ -407,18 +535,65 @@ mod tests {
         );
     }
 
+    fn package(name: &str, deps: &[&str]) -> Package {
+        Package {
+            checksum: format!("Q1{name}"),
+            name: name.to_owned(),
+            version: crate::version::Version::new("1-r0"),
+            arch: "x86_64".to_owned(),
+            size: 0,
+            installed_size: 0,
+            description: String::new(),
+            url: String::new(),
+            license: String::new(),
+            origin: String::new(),
+            maintainer: String::new(),
+            build_time: 0,
+            commit: String::new(),
+            provider_priority: None,
+            depends: deps.iter().map(|d| Dependency::any(*d)).collect(),
+            provides: vec![],
+            install_if: vec![],
+            replaces: vec![],
+            replaces_priority: None,
+            repo: 0,
+            uninstallable: false,
+        }
+    }
+
     #[test]
-    fn hash_walk_puts_newer_names_first_within_a_bucket() {
-        let names: Vec<Name<'_>> = ["a", "b", "a"]
-            .iter()
-            .map(|t| Name {
-                text: t,
-                ..Name::default()
-            })
-            .collect();
-        let order = hash_walk_order(&names);
-        let pos = |id: NameId| order.iter().position(|&x| x == id).unwrap_or(usize::MAX);
-        // Same text, same bucket: the later-created one is walked first.
-        assert!(pos(2) < pos(0));
+    fn reverse_edges_follow_apk_hash_walk() {
+        // Two names in one bucket: the one created later is walked first.
+        let bucket = hash_bucket("p0");
+        let twin = (1..1_000_000)
+            .map(|i| format!("p{i}"))
+            .find(|n| hash_bucket(n) == bucket)
+            .expect("a bucket twin exists");
+        let mut other = (1..1_000_000)
+            .map(|i| format!("q{i}"))
+            .filter(|n| hash_bucket(n) != bucket);
+        let (low, high) = (other.next().unwrap(), other.next().unwrap());
+        let (low, high) = if hash_bucket(&low) < hash_bucket(&high) {
+            (low, high)
+        } else {
+            (high, low)
+        };
+        let pkgs = vec![
+            package("p0", &["t"]),
+            package(&twin, &["t"]),
+            package(&high, &["t"]),
+            package(&low, &["t"]),
+        ];
+        let u = Universe::build(&pkgs, None);
+        let t = u.index["t"];
+        let got: Vec<&str> = u.rdepends(t).iter().map(|&n| u.text(n)).collect();
+        let mut want = vec![
+            (hash_bucket(&low), low.as_str()),
+            (hash_bucket(&high), high.as_str()),
+        ];
+        want.push((bucket, twin.as_str()));
+        want.push((bucket, "p0"));
+        want.sort_by_key(|w| w.0);
+        assert_eq!(got, want.iter().map(|w| w.1).collect::<Vec<_>>());
     }
 }
