@@ -152,9 +152,12 @@ pub fn run(options: &BuildOptions, reporter: &dyn Reporter) -> Result<Outcome, B
     let indexes = repository::load_indexes(&repos, arch, &keyring, &index_options, reporter)?;
 
     reporter.stage(Stage::Resolve);
+    let keys = unique_keys(&indexes);
+    // Move the packages out rather than clone them: the full indexes hold ~23,000
+    // packages of a dozen strings each, and copying them costs as much as parsing.
     let mut universe = Vec::with_capacity(indexes.iter().map(|i| i.packages.len()).sum());
-    for index in &indexes {
-        universe.extend(index.packages.iter().cloned());
+    for index in indexes {
+        universe.extend(index.packages);
     }
     let plan = resolve::resolve(
         &universe,
@@ -164,11 +167,13 @@ pub fn run(options: &BuildOptions, reporter: &dyn Reporter) -> Result<Outcome, B
             arch: Some(arch.to_string()),
         },
     )?;
-    drop(universe);
     if options.simulate {
+        // The universe is large and the process ends here: let the OS reclaim it.
+        std::mem::forget(universe);
         return Ok(Outcome::Simulated(plan));
     }
-    install_plan(options, &repos, &indexes, &world, plan, started, reporter)
+    drop(universe);
+    install_plan(options, &repos, &keys, &world, plan, started, reporter)
 }
 
 /// Parses the `PACKAGE` arguments with apk's dependency syntax.
@@ -211,7 +216,7 @@ fn select_repositories(
 fn install_plan(
     options: &BuildOptions,
     repos: &[repository::Repository],
-    indexes: &[repository::LoadedIndex],
+    keys: &[(String, Vec<u8>)],
     world: &[Dependency],
     plan: Plan,
     started: Instant,
@@ -309,8 +314,7 @@ fn install_plan(
     let world_names: Vec<String> = world.iter().map(|d| d.to_string()).collect();
     db::write_database(&root, &installed, &world_names, arch)?;
     layout::write_repositories(&root, &repository_lines(options, repos)?)?;
-    let keys: Vec<(String, Vec<u8>)> = unique_keys(indexes);
-    layout::install_keys(&root, &keys)?;
+    layout::install_keys(&root, keys)?;
     layout::ensure_ca_bundle(&root, None, reporter)?;
     check_interrupted()?;
     staging.commit()?;

@@ -323,7 +323,12 @@ fn read_index_tar(rest: &[u8], url: &str) -> Result<(String, String), Repository
         url: url.to_string(),
         source,
     };
-    let mut tar_bytes = Vec::new();
+    // The gzip trailer's ISIZE (inflated size mod 2^32) of the last member sizes the
+    // buffer up front: growing a ~8 MB vector by doubling costs more than inflating it.
+    let hint = rest.len().checked_sub(4).map_or(0, |at| {
+        u32::from_le_bytes([rest[at], rest[at + 1], rest[at + 2], rest[at + 3]])
+    });
+    let mut tar_bytes = Vec::with_capacity((hint as u64).min(MAX_INDEX_TEXT) as usize + 1024);
     MultiGzDecoder::new(rest)
         .take(MAX_INDEX_TEXT + 1)
         .read_to_end(&mut tar_bytes)
@@ -343,7 +348,8 @@ fn read_index_tar(rest: &[u8], url: &str) -> Result<(String, String), Repository
     for entry in entries {
         let mut entry = entry.map_err(|e| archive_err(archive::ArchiveError::Tar(e)))?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let mut content = Vec::new();
+        let size = entry.size().min(tar_bytes.len() as u64) as usize;
+        let mut content = Vec::with_capacity(size);
         match name.as_str() {
             "DESCRIPTION" | "APKINDEX" => {
                 entry
