@@ -297,8 +297,9 @@ fn install_plan(
         start = end;
     }
     let mut installed = installer.finish()?;
-    for (record, broken) in installed.iter_mut().zip(broken_scripts) {
+    for ((record, broken), tag) in installed.iter_mut().zip(broken_scripts).zip(&plan.pinned_tags) {
         record.status.broken_script |= broken;
+        record.status.repository_tag = tag.clone();
     }
 
     reporter.stage(Stage::Scripts);
