@@ -297,7 +297,11 @@ fn install_plan(
         start = end;
     }
     let mut installed = installer.finish()?;
-    for ((record, broken), tag) in installed.iter_mut().zip(broken_scripts).zip(&plan.pinned_tags) {
+    for ((record, broken), tag) in installed
+        .iter_mut()
+        .zip(broken_scripts)
+        .zip(&plan.pinned_tags)
+    {
         record.status.broken_script |= broken;
         record.status.repository_tag = tag.clone();
     }

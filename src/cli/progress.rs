@@ -39,30 +39,49 @@ pub struct TerminalReporter {
 
 struct Bars {
     multi: MultiProgress,
-    bytes: ProgressBar,
+    /// Added on the first download: local repositories never show it.
+    bytes: Mutex<Option<ProgressBar>>,
     packages: Mutex<Option<ProgressBar>>,
 }
+
+impl Bars {
+    fn add(
+        &self,
+        slot: &Mutex<Option<ProgressBar>>,
+        template: &str,
+        prefix: &'static str,
+    ) -> Option<ProgressBar> {
+        let mut slot = slot.lock().ok()?;
+        let bar = slot.get_or_insert_with(|| {
+            let bar = self.multi.add(ProgressBar::new(0));
+            bar.set_style(
+                ProgressStyle::with_template(template)
+                    .expect("static template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(prefix);
+            bar
+        });
+        Some(bar.clone())
+    }
+
+    fn get(slot: &Mutex<Option<ProgressBar>>) -> Option<ProgressBar> {
+        slot.lock().ok()?.clone()
+    }
+}
+
+const BYTES_TEMPLATE: &str = "{prefix:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}";
+const PACKAGES_TEMPLATE: &str = "{prefix:>10} [{bar:30}] {pos}/{len} {msg}";
 
 impl TerminalReporter {
     /// Bars only when stderr is a terminal and not under `-q`.
     pub fn new(verbosity: Verbosity) -> TerminalReporter {
-        let bars = (verbosity != Verbosity::Quiet && std::io::stderr().is_terminal()).then(|| {
-            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-            let bytes = multi.add(ProgressBar::hidden());
-            bytes.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-                )
-                .expect("static template")
-                .progress_chars("=> "),
-            );
-            bytes.set_prefix("download");
-            Bars {
-                multi,
-                bytes,
+        let bars =
+            (verbosity != Verbosity::Quiet && std::io::stderr().is_terminal()).then(|| Bars {
+                multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+                bytes: Mutex::new(None),
                 packages: Mutex::new(None),
-            }
-        });
+            });
         TerminalReporter {
             verbosity,
             bars,
@@ -73,9 +92,10 @@ impl TerminalReporter {
     /// Clears the bars so that the summary and errors print on clean lines.
     pub fn finish(&self) {
         if let Some(bars) = &self.bars {
-            bars.bytes.finish_and_clear();
-            if let Some(p) = bars.packages.lock().map(|mut p| p.take()).ok().flatten() {
-                p.finish_and_clear();
+            for slot in [&bars.bytes, &bars.packages] {
+                if let Some(bar) = Bars::get(slot) {
+                    bar.finish_and_clear();
+                }
             }
             let _ = bars.multi.clear();
         }
@@ -112,11 +132,12 @@ impl Reporter for TerminalReporter {
     }
 
     fn download_started(&self, name: &str, total: u64) {
-        if let Some(bars) = &self.bars {
-            if bars.bytes.is_hidden() {
-                bars.bytes.set_draw_target(ProgressDrawTarget::stderr());
-            }
-            bars.bytes.inc_length(total);
+        if let Some(bar) = self
+            .bars
+            .as_ref()
+            .and_then(|b| b.add(&b.bytes, BYTES_TEMPLATE, "download"))
+        {
+            bar.inc_length(total);
         }
         if self.verbosity == Verbosity::Verbose {
             self.line(&format!("fetching {name}"));
@@ -124,34 +145,25 @@ impl Reporter for TerminalReporter {
     }
 
     fn download_progress(&self, _name: &str, bytes: u64) {
-        if let Some(bars) = &self.bars {
-            bars.bytes.inc(bytes);
+        if let Some(bar) = self.bars.as_ref().and_then(|b| Bars::get(&b.bytes)) {
+            bar.inc(bytes);
         }
     }
 
     fn install_started(&self, count: usize) {
-        if let Some(bars) = &self.bars {
-            let bar = bars.multi.add(ProgressBar::new(count as u64));
-            bar.set_style(
-                ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg}")
-                    .expect("static template")
-                    .progress_chars("=> "),
-            );
-            bar.set_prefix("install");
-            if let Ok(mut slot) = bars.packages.lock() {
-                *slot = Some(bar);
-            }
+        if let Some(bar) = self
+            .bars
+            .as_ref()
+            .and_then(|b| b.add(&b.packages, PACKAGES_TEMPLATE, "install"))
+        {
+            bar.set_length(count as u64);
         }
     }
 
     fn package_installed(&self, name: &str) {
-        if let Some(bars) = &self.bars {
-            if let Ok(slot) = bars.packages.lock() {
-                if let Some(bar) = slot.as_ref() {
-                    bar.set_message(name.to_string());
-                    bar.inc(1);
-                }
-            }
+        if let Some(bar) = self.bars.as_ref().and_then(|b| Bars::get(&b.packages)) {
+            bar.set_message(name.to_string());
+            bar.inc(1);
         }
         if self.verbosity == Verbosity::Verbose {
             self.line(&format!("installed {name}"));
