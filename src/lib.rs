@@ -30,6 +30,7 @@ pub mod package;
 pub mod report;
 pub mod repository;
 pub mod resolve;
+pub mod rootfs;
 pub mod scripts;
 pub mod transport;
 pub mod trust;

@@ -28,8 +28,8 @@ use std::process::{Command, Stdio};
 use rustix::fs::OFlags;
 
 use crate::db::{InstalledPackage, ScriptAction};
-use crate::layout::root::RootDir;
 use crate::report::Reporter;
+use crate::rootfs::RootDir;
 
 /// Where apk puts a script while it runs, relative to the root.
 pub const EXEC_DIR: &str = "lib/apk/exec";
@@ -135,7 +135,7 @@ pub fn run_script_with_args(
     let dir = RootDir::open(root).map_err(io_err)?;
     let result = write_and_run(&dir, &rel, &body, action, args);
     // apk removes the script whatever happened.
-    let _ = dir.remove_file(&rel);
+    let _ = dir.remove(&rel);
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {
@@ -176,7 +176,7 @@ fn write_and_run(
     args: &[String],
 ) -> io::Result<ScriptOutcome> {
     dir.mkdir_all("lib/apk", 0o755)?;
-    dir.mkdir(EXEC_DIR, 0o700)?;
+    dir.mkdir(EXEC_DIR, None, 0o700)?;
     {
         use std::io::Write;
         let fd = dir.open_in(
@@ -187,7 +187,7 @@ fn write_and_run(
         rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o755))?;
         std::fs::File::from(fd).write_all(body)?;
     }
-    dir.mkdir("proc", 0o555)?;
+    dir.mkdir("proc", None, 0o555)?;
     let (mut reader, writer) = pipe()?;
     let writer2 = writer.try_clone()?;
 
@@ -444,7 +444,9 @@ pub fn reconcile_exec_dir(root: &Path, installed: &[InstalledPackage]) -> Result
         source,
     };
     let dir = RootDir::open(root).map_err(io_err)?;
-    let fd = dir.open_dir(EXEC_DIR).map_err(io_err)?;
+    let fd = dir
+        .open_in(EXEC_DIR, OFlags::DIRECTORY | OFlags::RDONLY, 0)
+        .map_err(io_err)?;
     rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o700))
         .map_err(|e| io_err(e.into()))?;
     Ok(())

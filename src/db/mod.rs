@@ -162,7 +162,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::layout::root::RootDir;
+use crate::rootfs::RootDir;
 
 /// `lib/apk/db/installed`, relative to the root.
 pub const INSTALLED: &str = "lib/apk/db/installed";
@@ -309,8 +309,7 @@ pub fn read_database(root: &Path) -> Result<Vec<InstalledPackage>, DbError> {
     })?;
     let read = |path: &str| -> Result<Vec<u8>, DbError> {
         match dir.read(path, MAX_DB_FILE) {
-            Ok(b) => Ok(b),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Ok(b) => Ok(b.unwrap_or_default()),
             Err(source) => Err(DbError::Io {
                 action: "read",
                 path: path.to_string(),

@@ -1,17 +1,14 @@
 //! What a sysroot is: its arch (from `etc/apk/arch`, else an ELF header) and hostname.
 
-use super::rootfs::{open_in, open_root, read_in};
 use super::EnterError;
 use crate::arch::Arch;
-use rustix::fs::OFlags;
-use std::io::Read;
-use std::os::fd::{AsFd, BorrowedFd};
+use crate::rootfs::RootDir;
 use std::path::Path;
 
 /// Finds the arch of the sysroot at `root`: `etc/apk/arch` when present, else the ELF
 /// header of `bin/busybox` or of what `bin/sh` points to (resolved inside the sysroot).
 pub fn detect_arch(root: &Path) -> Result<Arch, EnterError> {
-    let fd = open_root(root).map_err(|_| EnterError::NotADirectory(root.to_path_buf()))?;
+    let fd = RootDir::open(root).map_err(|_| EnterError::NotADirectory(root.to_path_buf()))?;
     let read_err = |path: &str| {
         let path = path.into();
         move |source| EnterError::Read {
@@ -20,8 +17,9 @@ pub fn detect_arch(root: &Path) -> Result<Arch, EnterError> {
             source,
         }
     };
-    if let Some(data) =
-        read_in(fd.as_fd(), Path::new("etc/apk/arch"), 256).map_err(read_err("etc/apk/arch"))?
+    if let Some(data) = fd
+        .read_head("etc/apk/arch", 256)
+        .map_err(read_err("etc/apk/arch"))?
     {
         let name = String::from_utf8_lossy(&data).trim().to_string();
         if !name.is_empty() {
@@ -33,23 +31,22 @@ pub fn detect_arch(root: &Path) -> Result<Arch, EnterError> {
         }
     }
     for candidate in ["bin/busybox", "bin/sh"] {
-        if let Some(arch) = elf_arch(fd.as_fd(), Path::new(candidate)) {
+        if let Some(arch) = elf_arch(&fd, candidate) {
             return Ok(arch);
         }
     }
     Err(EnterError::UnknownArch(root.to_path_buf()))
 }
 
-fn elf_arch(root: BorrowedFd<'_>, rel: &Path) -> Option<Arch> {
-    let fd = open_in(root, rel, OFlags::RDONLY).ok()?;
-    let mut header = [0u8; 20];
-    std::fs::File::from(fd).read_exact(&mut header).ok()?;
+fn elf_arch(root: &RootDir, rel: &str) -> Option<Arch> {
+    let header = root.read_head(rel, 20).ok()??;
     Arch::from_elf_header(&header)
 }
 
 /// The sysroot's `etc/hostname` when it holds a valid name, else `sysroot`.
-pub(crate) fn hostname(root: &impl AsFd) -> String {
-    let name = read_in(root.as_fd(), Path::new("etc/hostname"), 256)
+pub(crate) fn hostname(root: &RootDir) -> String {
+    let name = root
+        .read_head("etc/hostname", 256)
         .ok()
         .flatten()
         .map(|d| {
@@ -116,7 +113,7 @@ mod tests {
     #[test]
     fn hostname_falls_back_when_invalid() {
         let dir = tempfile::tempdir().unwrap();
-        let fd = open_root(dir.path()).unwrap();
+        let fd = RootDir::open(dir.path()).unwrap();
         assert_eq!(hostname(&fd), "sysroot");
         std::fs::create_dir_all(dir.path().join("etc")).unwrap();
         std::fs::write(dir.path().join("etc/hostname"), "box-1\n").unwrap();

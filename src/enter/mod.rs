@@ -19,9 +19,9 @@ mod detect;
 mod emulation;
 mod exec;
 mod idmap;
+mod mount_points;
 mod mounts;
 mod namespaces;
-mod rootfs;
 mod user;
 
 pub use detect::detect_arch;
@@ -31,6 +31,7 @@ pub use user::SysrootUser;
 use crate::arch::Arch;
 use crate::binfmt::BinfmtError;
 use crate::report::Reporter;
+use crate::rootfs::RootDir;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -234,7 +235,7 @@ pub fn run(options: &EnterOptions, reporter: &dyn Reporter) -> Result<i32, Enter
         .ok()
         .filter(|p| p.is_dir())
         .ok_or_else(|| EnterError::NotADirectory(options.root.clone()))?;
-    let root_fd = rootfs::open_root(&root).map_err(|_| EnterError::NotADirectory(root.clone()))?;
+    let root_fd = RootDir::open(&root).map_err(|_| EnterError::NotADirectory(root.clone()))?;
     let arch = match options.arch {
         Some(arch) => arch,
         None => detect_arch(&root)?,
@@ -260,7 +261,7 @@ pub fn run(options: &EnterOptions, reporter: &dyn Reporter) -> Result<i32, Enter
         user.name,
         emulation.describe()
     ));
-    let mut made = rootfs::MountPoints::new(&root_fd);
+    let mut made = mount_points::MountPoints::new(&root_fd);
     let result = (|| {
         let plan = mounts::prepare(&root, &mut made, options, &emulation, reporter)?;
         let child = namespaces::Child {

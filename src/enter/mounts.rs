@@ -7,15 +7,16 @@
 //! namespace may not create device nodes), plus a fresh `devpts` instance.
 
 use super::emulation::Emulation;
+use super::mount_points::{Kind, MountPoints};
 use super::namespaces::{Failure, Step};
-use super::rootfs::{fd_path, open_in, Kind, MountPoints};
 use super::{Bind, EnterError, EnterOptions};
 use crate::binfmt::{self, Registration, Table};
 use crate::report::Reporter;
+use crate::rootfs::RootDir;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use rustix::fs::{Mode, OFlags};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 /// Standard directories every session mounts on.
 const DIRS: [&str; 4] = ["proc", "sys", "dev", "run"];
@@ -85,9 +86,15 @@ pub(crate) fn prepare(
     })
 }
 
+/// A path naming an open file through `/proc/self/fd`, for syscalls that take paths
+/// (mount). It stays valid as long as `fd` is open.
+fn fd_path(fd: &impl AsFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()))
+}
+
 fn mount_at(
     source: Option<&Path>,
-    target: &OwnedFd,
+    target: &impl AsFd,
     fstype: Option<&str>,
     flags: MsFlags,
     data: Option<&str>,
@@ -95,8 +102,9 @@ fn mount_at(
     mount(source, &fd_path(target), fstype, flags, data)
 }
 
-fn target(root: BorrowedFd<'_>, rel: &str) -> Result<OwnedFd, Failure> {
-    open_in(root, Path::new(rel), OFlags::PATH).step(&format!("open the mount point `/{rel}`"))
+fn target(root: &RootDir, rel: &str) -> Result<OwnedFd, Failure> {
+    root.open_in(rel, OFlags::PATH, 0)
+        .step(&format!("open the mount point `/{rel}`"))
 }
 
 /// Carries the plan out inside the new namespaces and pivots into the sysroot.
@@ -112,7 +120,7 @@ pub(crate) fn setup(root: &Path, plan: &MountPlan, ids_mapped: bool) -> Result<(
     )
     .step("make the mounts private")?;
     // pivot_root wants the new root to be a mount point: bind the sysroot on itself.
-    let first = super::rootfs::open_root(root).step("open the sysroot")?;
+    let first = RootDir::open(root).step("open the sysroot")?;
     mount_at(
         Some(&fd_path(&first)),
         &first,
@@ -122,8 +130,8 @@ pub(crate) fn setup(root: &Path, plan: &MountPlan, ids_mapped: bool) -> Result<(
     )
     .step("bind the sysroot on itself")?;
     drop(first);
-    let top = super::rootfs::open_root(root).step("open the sysroot")?;
-    let top = top.as_fd();
+    let top = RootDir::open(root).step("open the sysroot")?;
+    let top = &top;
 
     let fs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount_at(
@@ -185,7 +193,7 @@ pub(crate) fn setup(root: &Path, plan: &MountPlan, ids_mapped: bool) -> Result<(
     pivot(top)
 }
 
-fn mount_dev(top: BorrowedFd<'_>, ids_mapped: bool) -> Result<(), Failure> {
+fn mount_dev(top: &RootDir, ids_mapped: bool) -> Result<(), Failure> {
     mount_at(
         Some(Path::new("tmpfs")),
         &target(top, "dev")?,
@@ -242,9 +250,9 @@ fn mount_dev(top: BorrowedFd<'_>, ids_mapped: bool) -> Result<(), Failure> {
     .step("mount `/dev/shm`")
 }
 
-fn bind(source: &Path, top: BorrowedFd<'_>, rel: &Path, read_only: bool) -> Result<(), Failure> {
+fn bind(source: &Path, top: &RootDir, rel: &Path, read_only: bool) -> Result<(), Failure> {
     let what = format!("bind `{}` on `{}`", source.display(), rel.display());
-    let dst = open_in(top, rel, OFlags::PATH).step(&what)?;
+    let dst = top.open_in(rel, OFlags::PATH, 0).step(&what)?;
     mount_at(
         Some(source),
         &dst,
@@ -254,7 +262,7 @@ fn bind(source: &Path, top: BorrowedFd<'_>, rel: &Path, read_only: bool) -> Resu
     )
     .step(&what)?;
     if read_only {
-        let dst = open_in(top, rel, OFlags::PATH).step(&what)?;
+        let dst = top.open_in(rel, OFlags::PATH, 0).step(&what)?;
         // In a user namespace a remount must keep the flags the source mount locked.
         let kept = nix::sys::statvfs::statvfs(&fd_path(&dst))
             .map(|st| locked_flags(st.flags()))
@@ -290,7 +298,7 @@ fn locked_flags(st: nix::sys::statvfs::FsFlags) -> MsFlags {
 }
 
 /// Makes the sysroot `/` and detaches the host's tree from this namespace.
-fn pivot(top: BorrowedFd<'_>) -> Result<(), Failure> {
+fn pivot(top: &RootDir) -> Result<(), Failure> {
     rustix::process::fchdir(top).step("enter the sysroot")?;
     nix::unistd::pivot_root(".", ".").step("pivot_root into the sysroot")?;
     umount2(".", MntFlags::MNT_DETACH).step("detach the host's tree")?;

@@ -1,10 +1,9 @@
 //! The sysroot's users: `--user` is looked up in the sysroot's `etc/passwd` and
 //! `etc/group`, never the host's, since the two need not agree.
 
-use super::rootfs::{open_in, read_in};
 use super::EnterError;
+use crate::rootfs::RootDir;
 use rustix::fs::OFlags;
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 /// `etc/passwd` and `etc/group` of real systems are kilobytes; this bounds hostile ones.
@@ -35,7 +34,7 @@ impl SysrootUser {
 }
 
 /// Looks `spec` (a name or a numeric uid) up in the sysroot.
-pub(crate) fn lookup(root: &Path, fd: &OwnedFd, spec: &str) -> Result<SysrootUser, EnterError> {
+pub(crate) fn lookup(root: &Path, fd: &RootDir, spec: &str) -> Result<SysrootUser, EnterError> {
     let passwd = read_db(root, fd, "etc/passwd")?;
     let by_uid = spec.parse::<u32>().ok();
     let found = passwd
@@ -69,12 +68,12 @@ pub(crate) fn lookup(root: &Path, fd: &OwnedFd, spec: &str) -> Result<SysrootUse
         .shell
         .take()
         .filter(|sh| !sh.ends_with("/nologin") && !sh.ends_with("/false"))
-        .filter(|sh| open_in(fd.as_fd(), Path::new(sh), OFlags::PATH).is_ok());
+        .filter(|sh| fd.open_in(sh, OFlags::PATH, 0).is_ok());
     Ok(user)
 }
 
 /// root, as the sysroot describes it (home `/root` when it says nothing).
-pub(crate) fn root_user(root: &Path, fd: &OwnedFd) -> Result<SysrootUser, EnterError> {
+pub(crate) fn root_user(root: &Path, fd: &RootDir) -> Result<SysrootUser, EnterError> {
     match lookup(root, fd, "0") {
         Ok(mut user) if user.name == "0" => {
             user.name = "root".into();
@@ -85,12 +84,14 @@ pub(crate) fn root_user(root: &Path, fd: &OwnedFd) -> Result<SysrootUser, EnterE
     }
 }
 
-fn read_db(root: &Path, fd: &OwnedFd, rel: &str) -> Result<String, EnterError> {
-    let data = read_in(fd.as_fd(), Path::new(rel), MAX_DB).map_err(|source| EnterError::Read {
-        root: root.to_path_buf(),
-        path: rel.into(),
-        source,
-    })?;
+fn read_db(root: &Path, fd: &RootDir, rel: &str) -> Result<String, EnterError> {
+    let data = fd
+        .read_head(rel, MAX_DB)
+        .map_err(|source| EnterError::Read {
+            root: root.to_path_buf(),
+            path: rel.into(),
+            source,
+        })?;
     Ok(String::from_utf8_lossy(&data.unwrap_or_default()).into_owned())
 }
 
@@ -134,7 +135,6 @@ fn groups_of(group: &str, name: &str, primary: u32) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::enter::rootfs::open_root;
 
     fn sysroot() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -157,7 +157,7 @@ mod tests {
     #[test]
     fn user_by_name_gets_groups_home_and_shell() {
         let dir = sysroot();
-        let fd = open_root(dir.path()).unwrap();
+        let fd = RootDir::open(dir.path()).unwrap();
         let u = lookup(dir.path(), &fd, "reborn").unwrap();
         assert_eq!((u.uid, u.gid), (1000, 1000));
         assert_eq!(u.groups, vec![1000, 10]);
@@ -168,7 +168,7 @@ mod tests {
     #[test]
     fn user_by_uid_and_unusable_shells() {
         let dir = sysroot();
-        let fd = open_root(dir.path()).unwrap();
+        let fd = RootDir::open(dir.path()).unwrap();
         assert_eq!(
             lookup(dir.path(), &fd, "2").unwrap().login_shell(),
             "/bin/sh"
@@ -184,7 +184,7 @@ mod tests {
     #[test]
     fn root_defaults_without_passwd() {
         let dir = tempfile::tempdir().unwrap();
-        let fd = open_root(dir.path()).unwrap();
+        let fd = RootDir::open(dir.path()).unwrap();
         let r = root_user(dir.path(), &fd).unwrap();
         assert_eq!(
             (r.name.as_str(), r.uid, r.home.as_str()),

@@ -10,9 +10,9 @@ use std::collections::{HashMap, HashSet};
 
 use crate::db::{Acl, DirRecord, FileRecord, InstalledPackage};
 use crate::index::{Dependency, Op, Package};
+use crate::rootfs::split;
 
 use super::entries::{Entry, Kind};
-use super::fs::{split, Found};
 use super::owners::{IdCache, IdKind};
 use super::InstallError;
 
@@ -22,6 +22,28 @@ const DEFAULT_DIR: Acl = Acl {
     gid: 0,
     mode: 0o755,
 };
+
+/// What the root holds at a path, as far as planning cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// Nothing.
+    Nothing,
+    /// A directory.
+    Dir,
+    /// Something else (file, symlink, device...).
+    Other,
+}
+
+impl Found {
+    /// Classifies what [`RootDir::lstat`](crate::rootfs::RootDir::lstat) found.
+    pub(crate) fn of(st: Option<rustix::fs::Stat>) -> Found {
+        match st {
+            None => Found::Nothing,
+            Some(st) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() => Found::Dir,
+            Some(_) => Found::Other,
+        }
+    }
+}
 
 /// A directory to create in this chunk.
 #[derive(Debug)]

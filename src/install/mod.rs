@@ -8,8 +8,8 @@
 //! jobs are independent: new directories (by depth), files and symlinks under temporary
 //! names, hard links to those, and renames to the final names (later packages win). The
 //! writer pool is separate from rayon's global pool and may be larger than the core count,
-//! because its threads mostly wait in the kernel. All writes go through `fs::Root`
-//! (`openat2(RESOLVE_IN_ROOT)`), never through joined host paths.
+//! because its threads mostly wait in the kernel. All writes go through
+//! [`RootDir`] (`openat2(RESOLVE_IN_ROOT)`), never through joined host paths.
 //!
 //! Batches exist because package scripts run between extractions: a `pre-install` script
 //! must run before its package is extracted, and it may add users whose names the next
@@ -25,7 +25,6 @@
 //! ```
 
 mod entries;
-mod fs;
 mod merge;
 mod owners;
 mod write;
@@ -38,8 +37,9 @@ use crate::db::InstalledPackage;
 use crate::index::Package;
 use crate::package::VerifiedPackage;
 use crate::report::Reporter;
+use crate::rootfs::{Owner, RootDir};
 
-use merge::{ChunkPlan, PlanInput, State};
+use merge::{ChunkPlan, Found, PlanInput, State};
 use owners::IdCache;
 
 /// The largest `etc/passwd` or `etc/group` read for owner lookups.
@@ -151,7 +151,7 @@ impl Default for InstallOptions {
 
 /// Extracts packages into a root in batches, keeping apk's bookkeeping across them.
 pub struct Installer {
-    root: fs::Root,
+    root: RootDir,
     root_path: PathBuf,
     opts: InstallOptions,
     pool: rayon::ThreadPool,
@@ -168,7 +168,7 @@ struct Loaded {
 impl Installer {
     /// Opens `root` (an existing directory) for extraction.
     pub fn new(root: &Path, opts: InstallOptions) -> Result<Installer, InstallError> {
-        let handle = fs::Root::open(root).map_err(|source| InstallError::Root {
+        let handle = RootDir::open(root).map_err(|source| InstallError::Root {
             path: root.display().to_string(),
             source,
         })?;
@@ -235,7 +235,7 @@ impl Installer {
         self.pool.install(|| {
             dirs.par_iter().try_for_each(|(path, acl)| {
                 self.root
-                    .set_dir_acl(path, self.owner(acl), acl.mode)
+                    .set_owner_mode(path, self.owner(acl), acl.mode)
                     .map_err(|source| {
                         self.io_err(
                             "(shared directories)",
@@ -320,15 +320,17 @@ impl Installer {
             let root_path = &self.root_path;
             let name = pkg.name_version();
             let mut read_ids =
-                |kind: owners::IdKind| root.read(kind.path(), MAX_ID_FILE).ok().flatten();
+                |kind: owners::IdKind| root.read_head(kind.path(), MAX_ID_FILE).ok().flatten();
             let mut lstat = |path: &str| {
-                root.lstat(path).map_err(|source| InstallError::Io {
-                    package: name.clone(),
-                    op: "inspect",
-                    path: path.to_owned(),
-                    root: root_path.display().to_string(),
-                    source,
-                })
+                root.lstat(path)
+                    .map(Found::of)
+                    .map_err(|source| InstallError::Io {
+                        package: name.clone(),
+                        op: "inspect",
+                        path: path.to_owned(),
+                        root: root_path.display().to_string(),
+                        source,
+                    })
             };
             let warnings = self.state.plan_package(
                 input,
@@ -346,7 +348,7 @@ impl Installer {
     }
 
     /// The owner to set on disk: the recorded one, unless ownership is not ours to change.
-    fn owner(&self, acl: &crate::db::Acl) -> fs::Owner {
+    fn owner(&self, acl: &crate::db::Acl) -> Owner {
         self.opts.chown.then_some((acl.uid, acl.gid))
     }
 

@@ -4,16 +4,15 @@
 //! and symlinks under temporary names, hard links to those temporary names, then renames
 //! to the final names (or removal of what a later package of the chunk replaced).
 
-use std::os::fd::AsFd;
-
 use rayon::prelude::*;
 
 use crate::index::Package;
 use crate::package::VerifiedPackage;
 use crate::report::Reporter;
+use crate::rootfs::Dir;
 
 use super::merge::{ChunkPlan, What, Write};
-use super::{fs, InstallError, Installer, Loaded};
+use super::{InstallError, Installer, Loaded};
 
 impl Installer {
     pub(super) fn write_plan(
@@ -57,7 +56,7 @@ impl Installer {
                 .root
                 .open_dirs(plan.writes.iter().map(|w| w.dir.as_str()));
             let parent = |dir: &str, package: &str, path: &str| {
-                dirs.get(dir).map(|fd| fd.as_fd()).ok_or_else(|| {
+                dirs.get(dir).ok_or_else(|| {
                     let source = std::io::Error::new(
                         std::io::ErrorKind::NotFound,
                         format!("directory `{dir}` is missing"),
@@ -72,8 +71,7 @@ impl Installer {
                 let into = parent(&w.dir, &package, &path)?;
                 let data = &loaded[w.slot].data;
                 let result = match &w.what {
-                    What::File { offset, len } => fs::write_file(
-                        into,
+                    What::File { offset, len } => into.write_file(
                         &w.tmp,
                         &data[*offset..*offset + *len],
                         self.owner(&w.acl),
@@ -81,18 +79,10 @@ impl Installer {
                         w.mtime,
                         &w.xattrs,
                     ),
-                    What::Symlink(target) => fs::symlink(into, &w.tmp, target, self.owner(&w.acl)),
+                    What::Symlink(target) => into.symlink(&w.tmp, target, self.owner(&w.acl)),
                     What::Hardlink { dir, tmp } => {
                         let from = parent(dir, &package, &path)?;
-                        fs::hardlink(
-                            from,
-                            tmp,
-                            into,
-                            &w.tmp,
-                            self.owner(&w.acl),
-                            w.acl.mode,
-                            w.mtime,
-                        )
+                        into.hardlink(&w.tmp, from, tmp, self.owner(&w.acl), w.acl.mode, w.mtime)
                     }
                 };
                 result.map_err(|source| self.io_err(&package, "write", &path, source))
@@ -107,7 +97,7 @@ impl Installer {
                 let path = join(&w.dir, &w.name);
                 let into = parent(&w.dir, &package, &path)?;
                 if plan.finals.get(&path) != Some(&i) {
-                    return fs::unlink(into, &w.tmp).map_err(|source| {
+                    return into.remove(&w.tmp).map_err(|source| {
                         self.io_err(&package, "remove the replaced", &path, source)
                     });
                 }
@@ -115,10 +105,10 @@ impl Installer {
                     .protected_target(into, w)
                     .map_err(|source| self.io_err(&package, "inspect", &path, source))?;
                 match target {
-                    Some(name) => fs::rename(into, &w.tmp, &name).map_err(|source| {
+                    Some(name) => into.rename(&w.tmp, &name).map_err(|source| {
                         self.io_err(&package, "rename into place", &path, source)
                     }),
-                    None => fs::unlink(into, &w.tmp).map_err(|source| {
+                    None => into.remove(&w.tmp).map_err(|source| {
                         self.io_err(&package, "remove the duplicate", &path, source)
                     }),
                 }
@@ -134,15 +124,11 @@ impl Installer {
     /// protected directory (`etc`), a file already on disk that is not the previous
     /// owner's unmodified file (created by a script, or edited) is kept, and the new one
     /// is written beside it as `name.apk-new`, unless both are identical.
-    fn protected_target(
-        &self,
-        dir: std::os::fd::BorrowedFd<'_>,
-        w: &Write,
-    ) -> std::io::Result<Option<String>> {
+    fn protected_target(&self, dir: &Dir, w: &Write) -> std::io::Result<Option<String>> {
         if !super::merge::is_protected(&w.dir) {
             return Ok(Some(w.name.clone()));
         }
-        let on_disk = match fs::existing_sha1(dir, &w.name)? {
+        let on_disk = match dir.sha1(&w.name)? {
             None => return Ok(Some(w.name.clone())),
             Some(sum) => sum,
         };

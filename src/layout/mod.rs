@@ -5,13 +5,11 @@
 //! extracting anything, so package directories land on them), then extraction and scripts,
 //! then `db::write_database`, [`write_repositories`], [`install_keys`], [`ensure_ca_bundle`].
 
-pub mod root;
-
 use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::report::Reporter;
-use root::RootDir;
+use crate::rootfs::RootDir;
 
 /// `etc/apk/repositories`, relative to the root.
 pub const REPOSITORIES: &str = "etc/apk/repositories";
@@ -84,8 +82,8 @@ fn in_root<T>(root: &Path, path: &str, r: io::Result<T>) -> Result<T, LayoutErro
 /// 0600. Existing entries are kept, as apk's `mkdirat`/`mknodat` calls keep them.
 pub fn init_skeleton(root: &Path) -> Result<DeviceNodes, LayoutError> {
     let dir = in_root(root, ".", RootDir::open(root))?;
-    in_root(root, "tmp", dir.mkdir("tmp", 0o1777))?;
-    in_root(root, "dev", dir.mkdir("dev", 0o755))?;
+    in_root(root, "tmp", dir.mkdir("tmp", None, 0o1777))?;
+    in_root(root, "dev", dir.mkdir("dev", None, 0o755))?;
     let devices = if rustix::process::geteuid().is_root() {
         for (name, mode, major, minor) in [
             ("dev/null", 0o666, 1, 3),
@@ -111,9 +109,9 @@ pub fn init_skeleton(root: &Path) -> Result<DeviceNodes, LayoutError> {
         "var/cache/apk",
         "var/cache/misc",
     ] {
-        in_root(root, d, dir.mkdir(d, 0o755))?;
+        in_root(root, d, dir.mkdir(d, None, 0o755))?;
     }
-    in_root(root, "proc", dir.mkdir("proc", 0o555))?;
+    in_root(root, "proc", dir.mkdir("proc", None, 0o555))?;
     in_root(root, crate::db::LOCK, dir.touch(crate::db::LOCK, 0o600))?;
     Ok(devices)
 }

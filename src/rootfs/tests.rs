@@ -1,0 +1,239 @@
+use super::*;
+use rustix::fs::FileType;
+use std::fs;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+
+/// A root inside a scratch directory, beside an `outside` directory holding `secret`,
+/// so that escapes have something to hit.
+struct Scratch {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    outside: PathBuf,
+}
+
+fn scratch() -> Scratch {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let outside = tmp.path().join("outside");
+    fs::create_dir(&root).unwrap();
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("secret"), "host\n").unwrap();
+    fs::set_permissions(outside.join("secret"), fs::Permissions::from_mode(0o640)).unwrap();
+    Scratch {
+        _tmp: tmp,
+        root,
+        outside,
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn dotdot_stops_at_the_root() {
+    let s = scratch();
+    let r = RootDir::open(&s.root).unwrap();
+    assert_eq!(r.read("../outside/secret", 100).unwrap(), None);
+    r.write_atomic("../../x", b"in", 0o644).unwrap();
+    assert_eq!(fs::read(s.root.join("x")).unwrap(), b"in");
+    r.mkdir_all("../../b/c", 0o755).unwrap();
+    assert!(s.root.join("b/c").is_dir());
+    assert!(!s.outside.parent().unwrap().join("b").exists());
+    let _ = r.remove("../outside/secret");
+    assert!(s.outside.join("secret").exists());
+}
+
+#[test]
+fn absolute_symlinks_resolve_inside_the_root() {
+    let s = scratch();
+    fs::create_dir_all(s.root.join("etc")).unwrap();
+    fs::write(s.root.join("etc/hostname"), "inside\n").unwrap();
+    symlink("/etc/hostname", s.root.join("name")).unwrap();
+    let r = RootDir::open(&s.root).unwrap();
+    assert_eq!(r.read("/name", 100).unwrap().unwrap(), b"inside\n");
+    assert_eq!(r.read_head("name", 3).unwrap().unwrap(), b"ins");
+    // A directory symlink to a host path leads to that path inside the root.
+    symlink(&s.outside, s.root.join("out")).unwrap();
+    assert_eq!(r.read("out/secret", 100).unwrap(), None);
+    // Dangling inside the root: nothing can be made below it.
+    assert!(r.mkdir_all("out/made", 0o755).is_err());
+    let inside = s.root.join(s.outside.strip_prefix("/").unwrap());
+    fs::create_dir_all(&inside).unwrap();
+    r.mkdir_all("out/made", 0o755).unwrap();
+    r.write_atomic("out/made/file", b"x", 0o644).unwrap();
+    assert!(inside.join("made/file").is_file());
+    assert!(!s.outside.join("made").exists());
+    // alpine-baselayout's `var/run -> /run`, then a package's `var/run/x`.
+    fs::create_dir_all(s.root.join("run")).unwrap();
+    fs::create_dir_all(s.root.join("var")).unwrap();
+    symlink("/run", s.root.join("var/run")).unwrap();
+    let dirs = r.open_dirs(["var/run", "missing"].into_iter());
+    assert!(!dirs.contains_key("missing"));
+    dirs["var/run"]
+        .write_file("x", b"y", None, 0o600, 0, &[])
+        .unwrap();
+    assert!(s.root.join("run/x").is_file());
+}
+
+#[test]
+fn symlink_loops_fail_instead_of_escaping_or_hanging() {
+    let s = scratch();
+    symlink("/b", s.root.join("a")).unwrap();
+    symlink("/a", s.root.join("b")).unwrap();
+    let r = RootDir::open(&s.root).unwrap();
+    let err = r.read("a", 100).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ELOOP), "{err}");
+    assert!(r.mkdir_all("a/x", 0o755).is_err());
+    assert!(r.write_atomic("b/x", b"", 0o644).is_err());
+    // The loop itself is an entry like any other.
+    assert!(r.exists("a").unwrap());
+    r.remove("a").unwrap();
+    assert!(!r.exists("a").unwrap());
+}
+
+#[test]
+fn last_component_is_never_followed() {
+    let s = scratch();
+    let secret = s.outside.join("secret");
+    symlink(&secret, s.root.join("f")).unwrap();
+    let r = RootDir::open(&s.root).unwrap();
+    let st = r.lstat("f").unwrap().unwrap();
+    assert_eq!(FileType::from_raw_mode(st.st_mode), FileType::Symlink);
+    r.set_owner_mode("f", None, 0o600).unwrap();
+    assert_eq!(mode(&secret), 0o640);
+    r.mkdir("f", None, 0o700).unwrap();
+    r.touch("f", 0o600).unwrap_err();
+    r.write_new("f", b"new", 0o644).unwrap();
+    assert_eq!(fs::read(&secret).unwrap(), b"host\n");
+    let top = r.dir("").unwrap();
+    top.write_file("f", b"file", None, 0o644, 0, &[]).unwrap();
+    assert_eq!(fs::read(&secret).unwrap(), b"host\n");
+    assert_eq!(fs::read(s.root.join("f")).unwrap(), b"file");
+    symlink(&secret, s.root.join("g")).unwrap();
+    r.write_atomic("g", b"replaced", 0o644).unwrap();
+    assert_eq!(fs::read(&secret).unwrap(), b"host\n");
+    assert!(!s.root.join("g").is_symlink());
+}
+
+#[test]
+fn names_that_are_not_one_component_are_refused() {
+    let s = scratch();
+    let r = RootDir::open(&s.root).unwrap();
+    for bad in ["", "/", ".", "a/..", "a/."] {
+        let err = r.mkdir(bad, None, 0o755).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad}");
+    }
+    let top = r.dir("/").unwrap();
+    for bad in ["..", "a/b", ""] {
+        let err = top.symlink(bad, "/x", None).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad}");
+        assert!(err.to_string().contains('`'), "{err}");
+    }
+    assert_eq!(fs::read_dir(&s.root).unwrap().count(), 0);
+}
+
+#[test]
+fn reads_are_bounded_and_absence_is_none() {
+    let s = scratch();
+    fs::write(s.root.join("big"), vec![b'x'; 100]).unwrap();
+    let r = RootDir::open(&s.root).unwrap();
+    assert_eq!(r.read("big", 100).unwrap().unwrap().len(), 100);
+    let err = r.read("big", 99).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    assert!(err.to_string().contains("`big`"), "{err}");
+    assert_eq!(r.read_head("big", 10).unwrap().unwrap().len(), 10);
+    assert_eq!(r.read("missing", 10).unwrap(), None);
+    assert_eq!(r.read_head("no/such/dir", 10).unwrap(), None);
+    assert!(r.lstat("big/below").unwrap().is_none());
+}
+
+#[test]
+fn created_entries_get_exactly_their_mode() {
+    let s = scratch();
+    let r = RootDir::open(&s.root).unwrap();
+    // Modes the usual umask (022) would cut.
+    r.mkdir("tmp", None, 0o1777).unwrap();
+    r.mkdir_all("var/cache/apk", 0o777).unwrap();
+    r.touch("lock", 0o666).unwrap();
+    r.write_atomic("etc-file", b"x", 0o666).unwrap();
+    r.mknod_char("null", 0o666, 1, 3).ok();
+    assert_eq!(mode(&s.root.join("tmp")), 0o1777);
+    assert_eq!(mode(&s.root.join("var/cache")), 0o777);
+    assert_eq!(mode(&s.root.join("var/cache/apk")), 0o777);
+    assert_eq!(mode(&s.root.join("lock")), 0o666);
+    assert_eq!(mode(&s.root.join("etc-file")), 0o666);
+    if s.root.join("null").exists() {
+        assert_eq!(mode(&s.root.join("null")), 0o666);
+    }
+    // Existing directories are kept as they are.
+    r.mkdir("tmp", None, 0o700).unwrap();
+    assert_eq!(mode(&s.root.join("tmp")), 0o1777);
+    assert!(!r.write_new("etc-file", b"y", 0o600).unwrap());
+    assert!(r.write_new("other", b"y", 0o600).unwrap());
+    assert_eq!(fs::read(s.root.join("etc-file")).unwrap(), b"x");
+}
+
+#[test]
+fn install_writes_replace_stale_entries_and_keep_header_data() {
+    let s = scratch();
+    let r = RootDir::open(&s.root).unwrap();
+    fs::write(s.root.join("stale"), "old").unwrap();
+    let top = r.dir("").unwrap();
+    top.write_file("stale", b"data", None, 0o4755, 1_000_000, &[])
+        .unwrap();
+    let meta = fs::metadata(s.root.join("stale")).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o4755);
+    assert_eq!(meta.mtime(), 1_000_000);
+    top.hardlink("link", &top, "stale", None, 0o755, 2_000_000)
+        .unwrap();
+    assert_eq!(fs::metadata(s.root.join("link")).unwrap().ino(), meta.ino());
+    top.symlink("sym", "/stale", None).unwrap();
+    top.rename("sym", "moved").unwrap();
+    assert_eq!(
+        fs::read_link(s.root.join("moved")).unwrap(),
+        Path::new("/stale")
+    );
+    use sha1::{Digest, Sha1};
+    let sum: [u8; 20] = Sha1::digest(b"data").into();
+    assert_eq!(top.sha1("link").unwrap(), Some(Some(sum)));
+    let sum: [u8; 20] = Sha1::digest(b"/stale").into();
+    assert_eq!(top.sha1("moved").unwrap(), Some(Some(sum)));
+    r.mkdir("d", None, 0o755).unwrap();
+    assert_eq!(top.sha1("d").unwrap(), Some(None));
+    assert_eq!(top.sha1("nothing").unwrap(), None);
+    top.remove("moved").unwrap();
+    top.remove("moved").unwrap();
+    r.remove_dir("d").unwrap();
+    assert!(!s.root.join("d").exists());
+}
+
+#[test]
+fn owners_are_set_when_asked() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: changing owners needs root");
+        return;
+    }
+    let s = scratch();
+    let r = RootDir::open(&s.root).unwrap();
+    r.mkdir("home", Some((1000, 1001)), 0o2750).unwrap();
+    let meta = fs::metadata(s.root.join("home")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (1000, 1001, 0o2750)
+    );
+    r.set_owner_mode("home", Some((7, 8)), 0o700).unwrap();
+    let meta = fs::metadata(s.root.join("home")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (7, 8, 0o700)
+    );
+    let top = r.dir("").unwrap();
+    top.write_file("suid", b"", Some((5, 6)), 0o4711, 0, &[])
+        .unwrap();
+    let meta = fs::metadata(s.root.join("suid")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (5, 6, 0o4711)
+    );
+}
