@@ -129,12 +129,26 @@ impl RootDir {
     }
 
     /// Reads at most the first `limit` bytes of `rel`; `None` when it does not exist.
+    /// Only regular files are read: a FIFO or device planted in the sysroot (say as
+    /// `etc/passwd`) would otherwise block or feed the reader forever.
     pub fn read_head(&self, rel: impl AsRef<Path>, limit: u64) -> io::Result<Option<Vec<u8>>> {
-        let fd = match self.open_in(rel, OFlags::RDONLY, 0) {
+        let rel = rel.as_ref();
+        let fd = match self.open_in(rel, OFlags::RDONLY | OFlags::NONBLOCK, 0) {
             Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
+        if rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode)
+            != rustix::fs::FileType::RegularFile
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "`{}` is not a regular file; refusing to read it",
+                    rel.display()
+                ),
+            ));
+        }
         let mut out = Vec::new();
         std::fs::File::from(fd).take(limit).read_to_end(&mut out)?;
         Ok(Some(out))

@@ -149,6 +149,22 @@ fn reads_are_bounded_and_absence_is_none() {
 }
 
 #[test]
+fn a_planted_fifo_is_refused_instead_of_blocking_the_reader() {
+    let s = scratch();
+    fs::create_dir(s.root.join("etc")).unwrap();
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        s.root.join("etc/passwd"),
+        rustix::fs::Mode::from_raw_mode(0o644),
+    )
+    .unwrap();
+    let r = RootDir::open(&s.root).unwrap();
+    let err = r.read("etc/passwd", 4096).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+}
+
+#[test]
 fn created_entries_get_exactly_their_mode() {
     let s = scratch();
     let r = RootDir::open(&s.root).unwrap();
