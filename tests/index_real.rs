@@ -174,3 +174,93 @@ fn real_versions_are_valid_and_sort_consistently() {
         );
     }
 }
+
+/// The text of `member` in a gzip'd tar, read whole; `None` when absent.
+fn tar_member(path: &Path, member: &str) -> Option<String> {
+    let file = std::fs::File::open(path).expect("open tarball");
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
+    for entry in archive.entries().expect("tar entries") {
+        let mut entry = entry.expect("tar entry");
+        let name = entry
+            .path()
+            .expect("entry path")
+            .to_string_lossy()
+            .into_owned();
+        if name.trim_start_matches("./") == member {
+            let mut text = String::new();
+            entry.read_to_string(&mut text).expect("member is UTF-8");
+            return Some(text);
+        }
+    }
+    None
+}
+
+#[test]
+fn small_repository_indexes_parse() {
+    for (path, count, arch) in [
+        ("v3.19/main/x86_64/APKINDEX.tar.gz", 100, "x86_64"),
+        ("v3.13/main/aarch64/APKINDEX.tar.gz", 65, "aarch64"),
+    ] {
+        let path = shared().join(path);
+        if !path.exists() {
+            eprintln!("skipped: {} is absent", path.display());
+            continue;
+        }
+        let text = tar_member(&path, "APKINDEX").expect("APKINDEX member");
+        let pkgs = parse_apkindex(&text, 0).expect("index parses");
+        assert_eq!(pkgs.len(), count, "{}", path.display());
+        assert!(pkgs.iter().all(|p| p.arch == arch && !p.uninstallable));
+    }
+}
+
+/// The `lib/apk/db/installed` of every official minirootfs (written by apk 2.12 and
+/// 2.14 for nine arches) parses, and its atom lines print back byte for byte.
+#[test]
+fn minirootfs_installed_databases_round_trip() {
+    let dir = shared().join("minirootfs");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!("skipped: {} is absent", dir.display());
+        return;
+    };
+    let mut tarballs: Vec<PathBuf> = entries
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .collect();
+    tarballs.sort();
+    assert!(tarballs.len() >= 9, "{tarballs:?}");
+    for tarball in &tarballs {
+        let text = tar_member(tarball, "lib/apk/db/installed").expect("installed database");
+        let pkgs = parse_apkindex(&text, 0).expect("installed parses");
+        assert!(
+            pkgs.len() >= 10,
+            "{}: {} packages",
+            tarball.display(),
+            pkgs.len()
+        );
+        let stanzas: Vec<&str> = text
+            .split("\n\n")
+            .filter(|s| !s.trim().is_empty())
+            .collect();
+        assert_eq!(stanzas.len(), pkgs.len());
+        for (pkg, stanza) in pkgs.iter().zip(stanzas) {
+            for (field, written) in [
+                ("D:", join(&pkg.depends)),
+                ("p:", join(&pkg.provides)),
+                ("i:", join(&pkg.install_if)),
+                ("r:", join(&pkg.replaces)),
+            ] {
+                let original = stanza
+                    .lines()
+                    .find_map(|l| l.strip_prefix(field))
+                    .unwrap_or("");
+                assert_eq!(
+                    written,
+                    original,
+                    "{field} of {} in {}",
+                    pkg.name,
+                    tarball.display()
+                );
+            }
+        }
+    }
+}

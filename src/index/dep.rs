@@ -142,15 +142,22 @@ impl Dependency {
             atom: snippet(atom),
             reason,
         };
-        if atom.bytes().any(|c| c.is_ascii_control() || c == b' ') {
-            return Err(fail("it contains whitespace or a control character"));
-        }
         let (conflict, body) = match atom.strip_prefix('!') {
             Some(rest) => (true, rest),
             None => (false, atom),
         };
         let bytes = body.as_bytes();
-        let (name_tag, op, version) = match bytes.iter().position(|&c| is_op_char(c)) {
+        // One pass finds the operator and refuses separators and control characters.
+        let mut op_start = None;
+        for (i, &c) in bytes.iter().enumerate() {
+            if c.is_ascii_control() || c == b' ' {
+                return Err(fail("it contains whitespace or a control character"));
+            }
+            if op_start.is_none() && is_op_char(c) {
+                op_start = Some(i);
+            }
+        }
+        let (name_tag, op, version) = match op_start {
             None => (body, Op::Any, ""),
             Some(start) => {
                 let len = bytes[start..]
@@ -349,8 +356,31 @@ impl FromStr for Provide {
 }
 
 /// Splits a list on runs of spaces and newlines, apk's only separators in atom lists.
-pub(super) fn split_atoms(list: &str) -> impl Iterator<Item = &str> {
-    list.split([' ', '\n']).filter(|s| !s.is_empty())
+pub(super) fn split_atoms(list: &str) -> Atoms<'_> {
+    Atoms { rest: list }
+}
+
+/// The atoms of a list; a byte scan, since both separators are ASCII.
+pub(super) struct Atoms<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for Atoms<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let is_sep = |c: &u8| *c == b' ' || *c == b'\n';
+        let bytes = self.rest.as_bytes();
+        let start = bytes.iter().position(|c| !is_sep(c))?;
+        let len = bytes[start..]
+            .iter()
+            .position(is_sep)
+            .unwrap_or(bytes.len() - start);
+        // Both ends touch an ASCII separator or the ends of the list: char boundaries.
+        let atom = &self.rest[start..start + len];
+        self.rest = &self.rest[start + len..];
+        Some(atom)
+    }
 }
 
 /// Joins atoms with single spaces, as apk writes `D:`, `p:`, `i:` and `r:` lines.

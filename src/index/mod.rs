@@ -132,6 +132,44 @@ pub enum IndexError {
     },
 }
 
+impl IndexError {
+    /// The same error with its line number moved down by `lines` (for a chunk of a
+    /// larger text).
+    fn shifted(self, lines: usize) -> IndexError {
+        match self {
+            IndexError::NotAField { line, found } => IndexError::NotAField {
+                line: line + lines,
+                found,
+            },
+            IndexError::BadValue {
+                line,
+                field,
+                problem,
+                value,
+            } => IndexError::BadValue {
+                line: line + lines,
+                field,
+                problem,
+                value,
+            },
+            IndexError::BadAtom {
+                line,
+                field,
+                source,
+            } => IndexError::BadAtom {
+                line: line + lines,
+                field,
+                source,
+            },
+            IndexError::MissingField { line, field } => IndexError::MissingField {
+                line: line + lines,
+                field,
+            },
+            atom @ (IndexError::Dependency { .. } | IndexError::Provide { .. }) => atom,
+        }
+    }
+}
+
 /// At most this many characters of hostile input are quoted in an error.
 const SNIPPET_CHARS: usize = 80;
 

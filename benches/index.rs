@@ -1,0 +1,102 @@
+//! Times `parse_apkindex` on the full v3.19 x86_64 main + community indexes
+//! (23,030 packages, 9.7 MB of text). Run: `cargo bench --bench index`.
+//! apk 2.14 needs about 0.5 s to load and list the same indexes.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sysroot_mk::index::parse_apkindex;
+
+fn shared() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let near = here.join("../shared/alpine");
+    let far = here.join("../../shared/alpine");
+    if !near.exists() && far.exists() {
+        far
+    } else {
+        near
+    }
+}
+
+fn index_text(path: &Path) -> String {
+    let file = std::fs::File::open(path).expect("open index");
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
+    for entry in archive.entries().expect("tar entries") {
+        let mut entry = entry.expect("tar entry");
+        if entry.path().expect("entry path").as_os_str() == "APKINDEX" {
+            let mut text = String::new();
+            entry.read_to_string(&mut text).expect("APKINDEX is UTF-8");
+            return text;
+        }
+    }
+    panic!("{} has no APKINDEX member", path.display());
+}
+
+/// CPU time of the whole process (all threads), which the other jobs on a shared
+/// machine do not inflate the way they inflate wall time.
+fn cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn main() {
+    let dir = shared().join("indexes/v3.19-x86_64");
+    if !dir.exists() {
+        eprintln!("skipped: {} is absent", dir.display());
+        return;
+    }
+    let start = Instant::now();
+    let texts: Vec<String> = ["main", "community"]
+        .iter()
+        .map(|r| index_text(&dir.join(format!("{r}-APKINDEX.tar.gz"))))
+        .collect();
+    let unpack = start.elapsed();
+    let bytes: usize = texts.iter().map(String::len).sum();
+
+    let rounds = 30;
+    let mut times: Vec<Duration> = Vec::with_capacity(rounds);
+    let mut drops: Vec<Duration> = Vec::with_capacity(rounds);
+    let mut cpu: Vec<Duration> = Vec::with_capacity(rounds);
+    let mut packages = 0;
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let cpu_start = cpu_time();
+        let parsed: Vec<_> = texts
+            .iter()
+            .enumerate()
+            .map(|(repo, text)| parse_apkindex(text, repo).expect("index parses"))
+            .collect();
+        times.push(start.elapsed());
+        cpu.push(cpu_time() - cpu_start);
+        packages = parsed.iter().map(Vec::len).sum();
+        // Freeing is timed apart: a caller keeps the packages for the whole run.
+        let start = Instant::now();
+        drop(parsed);
+        drops.push(start.elapsed());
+    }
+    // The first round is what a command-line run pays: a fresh heap, nothing freed yet.
+    let (first_wall, first_cpu) = (times[0], cpu[0]);
+    times.sort();
+    drops.sort();
+    cpu.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "parse_apkindex main+community: {packages} packages, {:.1} MB: first round {:.1} ms (CPU {:.1} ms); min {:.1} ms, median {:.1} ms, max {:.1} ms, CPU time (all threads) median {:.1} ms ({rounds} rounds); freeing them {:.1} ms; gunzip+untar {:.1} ms",
+        bytes as f64 / 1e6,
+        ms(first_wall),
+        ms(first_cpu),
+        ms(times[0]),
+        ms(times[rounds / 2]),
+        ms(times[rounds - 1]),
+        ms(cpu[rounds / 2]),
+        ms(drops[rounds / 2]),
+        ms(unpack),
+    );
+}
