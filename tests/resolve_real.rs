@@ -230,8 +230,14 @@ fn refused_request_names_the_culprit() {
 }
 
 /// `expected/bulk-<which>.txt.gz` (from `gen-bulk.sh`): one request per line, against the
-/// repositories `repos_of`.
-fn bulk(repos: &Repos, which: &str, repos_of: &str) {
+/// repositories `repos_of`. An unoptimised build checks every `debug_every`-th request
+/// only (thousands of resolutions take minutes there); a release build checks all.
+fn bulk(repos: &Repos, which: &str, repos_of: &str, debug_every: usize) {
+    let every = if cfg!(debug_assertions) {
+        debug_every
+    } else {
+        1
+    };
     let path = manifest_dir().join(format!("fixtures/resolve/expected/bulk-{which}.txt.gz"));
     let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut text = String::new();
@@ -240,7 +246,7 @@ fn bulk(repos: &Repos, which: &str, repos_of: &str) {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut failures = Vec::new();
     let mut total = 0;
-    for line in text.lines() {
+    for line in text.lines().step_by(every) {
         let (name, want) = line.split_once('\t').expect("REQUEST<TAB>PLAN");
         total += 1;
         let req = Request {
@@ -259,7 +265,7 @@ fn bulk(repos: &Repos, which: &str, repos_of: &str) {
         }
     }
     eprintln!(
-        "{} of {total} requests of bulk-{which} match apk",
+        "{} of {total} requests of bulk-{which} match apk (checked one in {every})",
         total - failures.len()
     );
     assert!(
@@ -273,11 +279,11 @@ fn bulk(repos: &Repos, which: &str, repos_of: &str) {
 #[test]
 fn every_main_package_alone_matches_apk() {
     let Some(repos) = repos() else { return };
-    bulk(repos, "main", "main");
+    bulk(repos, "main", "main", 25);
 }
 
 #[test]
 fn random_four_package_requests_match_apk() {
     let Some(repos) = repos() else { return };
-    bulk(repos, "main-combos", "main");
+    bulk(repos, "main-combos", "main", 5);
 }
