@@ -287,3 +287,15 @@ fn random_four_package_requests_match_apk() {
     let Some(repos) = repos() else { return };
     bulk(repos, "main-combos", "main", 5);
 }
+
+#[test]
+fn every_tenth_community_package_alone_matches_apk() {
+    let Some(repos) = repos() else { return };
+    bulk(repos, "main-community", "main,community", 10);
+}
+
+#[test]
+fn random_four_community_package_requests_match_apk() {
+    let Some(repos) = repos() else { return };
+    bulk(repos, "community-combos", "main,community", 5);
+}
