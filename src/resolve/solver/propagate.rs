@@ -97,12 +97,7 @@ impl<'a> Solver<'_, 'a> {
 
     /// Everything providing `name` must also provide `must_provide`: disqualify the
     /// providers of `name` that do not.
-    fn exclude_non_providers(
-        &mut self,
-        name: NameId,
-        must_provide: NameId,
-        skip_virtuals: bool,
-    ) {
+    fn exclude_non_providers(&mut self, name: NameId, must_provide: NameId, skip_virtuals: bool) {
         if name == must_provide {
             return;
         }
