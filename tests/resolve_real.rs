@@ -105,10 +105,15 @@ fn expected(label: &str) -> Option<Vec<String>> {
 }
 
 fn ours(repos: &Repos, req: &Request) -> Result<Vec<String>, ResolveError> {
-    let packages = match req.repos.as_str() {
-        "main" => &repos.main,
-        "main,community" => &repos.main_community,
-        "small" => &repos.small,
+    let (packages, repo_tags) = match req.repos.as_str() {
+        "main" => (&repos.main, vec![]),
+        "main,community" => (&repos.main_community, vec![]),
+        // community as `@community /idx/v3.19/community` in the repositories file
+        "main,@community" => (
+            &repos.main_community,
+            vec![None, Some("community".to_owned())],
+        ),
+        "small" => (&repos.small, vec![]),
         other => panic!("unknown repos {other}"),
     };
     let world: Vec<Dependency> = req
@@ -118,7 +123,7 @@ fn ours(repos: &Repos, req: &Request) -> Result<Vec<String>, ResolveError> {
         .collect();
     let opts = ResolveOptions {
         arch: Some("x86_64".to_owned()),
-        ..ResolveOptions::default()
+        repo_tags,
     };
     resolve(packages, &world, &opts).map(|plan| lines(&plan))
 }
