@@ -14,9 +14,9 @@ use rustc_hash::FxHashMap;
 
 use crate::index::{Dependency, Op, Package};
 
-/// Index of a name in [`Universe::names`].
+/// Index of a name in the [`Universe`] (creation order, as apk creates names).
 pub(crate) type NameId = u32;
-/// Index of a (deduplicated) package in [`Universe::pkgs`].
+/// Index of a (deduplicated) package in [`Universe::pkgs`], in index order.
 pub(crate) type PkgId = u32;
 
 /// Version comparison result bits, as apk combines them in a dependency's mask.
@@ -277,7 +277,7 @@ impl<'a> Universe<'a> {
     }
 
     /// The id of `text`, creating the name if needed.
-    pub fn intern(&mut self, text: &'a str) -> NameId {
+    fn intern(&mut self, text: &'a str) -> NameId {
         if let Some(&id) = self.index.get(text) {
             return id;
         }
@@ -383,20 +383,24 @@ impl<'a> Universe<'a> {
         cell.get()
     }
 
+    /// The package `id`.
     pub fn pkg(&self, id: PkgId) -> &Pkg<'a> {
         &self.pkgs[id as usize]
     }
 
+    /// The `D:` atoms of package `id`.
     pub fn depends(&self, id: PkgId) -> &[Atom<'a>] {
         let r = &self.pkgs[id as usize].depends;
         &self.atoms[r.start as usize..r.end as usize]
     }
 
+    /// The `i:` atoms of package `id`.
     pub fn install_if(&self, id: PkgId) -> &[Atom<'a>] {
         let r = &self.pkgs[id as usize].install_if;
         &self.atoms[r.start as usize..r.end as usize]
     }
 
+    /// The `p:` entries of package `id`.
     pub fn provides(&self, id: PkgId) -> &[Provides<'a>] {
         let r = &self.pkgs[id as usize].provides;
         &self.provides[r.start as usize..r.end as usize]
