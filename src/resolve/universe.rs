@@ -45,7 +45,6 @@ pub(crate) enum Accept<'a> {
 pub(crate) struct Atom<'a> {
     pub name: NameId,
     pub conflict: bool,
-    pub accept: Accept<'a>,
     /// The atom as written, for messages.
     pub source: &'a Dependency,
 }
@@ -296,7 +295,6 @@ impl<'a> Universe<'a> {
         Atom {
             name,
             conflict: dep.conflict,
-            accept: accept_of(dep),
             source: dep,
         }
     }
@@ -412,7 +410,7 @@ impl<'a> Universe<'a> {
         let Some(pkg) = pkg else {
             return atom.conflict;
         };
-        match atom.accept {
+        match accept_of(atom.source) {
             // apk compares identities without looking at the conflict flag.
             Accept::Checksum(sum) => self.pkgs[pkg as usize].src.checksum == sum,
             Accept::Any => !atom.conflict,
@@ -464,7 +462,9 @@ pub(crate) fn compare_bits(a: &str, b: &str, fuzzy: bool) -> u8 {
     }
 }
 
-fn accept_of(dep: &Dependency) -> Accept<'_> {
+/// What `dep` accepts; derived on use rather than stored, which keeps the atoms of the
+/// ~150,000 dependencies of a full index small.
+pub(crate) fn accept_of(dep: &Dependency) -> Accept<'_> {
     let (mask, fuzzy) = match dep.op {
         Op::Any => return Accept::Any,
         Op::Checksum => return Accept::Checksum(&dep.version),
