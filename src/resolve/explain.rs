@@ -269,7 +269,21 @@ impl Context<'_, '_, '_, '_> {
                     why
                 } else if !breaks.is_empty() {
                     breaks_said = true;
-                    format!("it does not satisfy {}", breaks.join(" "))
+                    // Name the alternatives, so a pin on a version that is not
+                    // there (`busybox=1.36.1-r15`) shows what is.
+                    let own = u.pkg(pkg).name;
+                    let others: Vec<String> = u
+                        .providers(own)
+                        .iter()
+                        .filter(|p| u.pkg(p.pkg).name == own)
+                        .map(|p| self.label(p.pkg))
+                        .collect();
+                    format!(
+                        "it does not satisfy {} (`{}` versions available: {})",
+                        breaks.join(" "),
+                        u.text(own),
+                        list(&others)
+                    )
                 } else if !shared.is_empty() {
                     String::new()
                 } else if let Some(d) = state.disqualified {

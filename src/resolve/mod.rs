@@ -5,10 +5,10 @@
 //! solver never backtracks and breaks ties by the order it meets things in, so matching
 //! it takes its exact rules *and* its visiting order; the submodules say how:
 //!
-//! - [`universe`]: the name table (providers, reverse edges in apk's hash-table order);
-//! - [`solver`]: propagation and decisions, with apk's provider preference;
-//! - [`changeset`]: the install order walk (and its dependency checks);
-//! - [`explain`]: what went wrong, when nothing can be chosen.
+//! - `universe`: the name table (providers, reverse edges in apk's hash-table order);
+//! - `solver`: propagation and decisions, with apk's provider preference;
+//! - `changeset`: the install order walk (and its dependency checks);
+//! - `explain`: what went wrong, when nothing can be chosen.
 //!
 //! One deliberate difference: a package marked uninstallable by the index (an unknown
 //! upper-case field) or built for another architecture is never selected (apk 3's rule);

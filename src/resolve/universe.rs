@@ -14,9 +14,9 @@ use rustc_hash::FxHashMap;
 
 use crate::index::{Dependency, Op, Package};
 
-/// Index of a name in [`Universe::names`].
+/// Index of a name in the [`Universe`] (creation order, as apk creates names).
 pub(crate) type NameId = u32;
-/// Index of a (deduplicated) package in [`Universe::pkgs`].
+/// Index of a (deduplicated) package in [`Universe::pkgs`], in index order.
 pub(crate) type PkgId = u32;
 
 /// Version comparison result bits, as apk combines them in a dependency's mask.
@@ -45,7 +45,6 @@ pub(crate) enum Accept<'a> {
 pub(crate) struct Atom<'a> {
     pub name: NameId,
     pub conflict: bool,
-    pub accept: Accept<'a>,
     /// The atom as written, for messages.
     pub source: &'a Dependency,
 }
@@ -277,7 +276,7 @@ impl<'a> Universe<'a> {
     }
 
     /// The id of `text`, creating the name if needed.
-    pub fn intern(&mut self, text: &'a str) -> NameId {
+    fn intern(&mut self, text: &'a str) -> NameId {
         if let Some(&id) = self.index.get(text) {
             return id;
         }
@@ -296,7 +295,6 @@ impl<'a> Universe<'a> {
         Atom {
             name,
             conflict: dep.conflict,
-            accept: accept_of(dep),
             source: dep,
         }
     }
@@ -383,20 +381,24 @@ impl<'a> Universe<'a> {
         cell.get()
     }
 
+    /// The package `id`.
     pub fn pkg(&self, id: PkgId) -> &Pkg<'a> {
         &self.pkgs[id as usize]
     }
 
+    /// The `D:` atoms of package `id`.
     pub fn depends(&self, id: PkgId) -> &[Atom<'a>] {
         let r = &self.pkgs[id as usize].depends;
         &self.atoms[r.start as usize..r.end as usize]
     }
 
+    /// The `i:` atoms of package `id`.
     pub fn install_if(&self, id: PkgId) -> &[Atom<'a>] {
         let r = &self.pkgs[id as usize].install_if;
         &self.atoms[r.start as usize..r.end as usize]
     }
 
+    /// The `p:` entries of package `id`.
     pub fn provides(&self, id: PkgId) -> &[Provides<'a>] {
         let r = &self.pkgs[id as usize].provides;
         &self.provides[r.start as usize..r.end as usize]
@@ -408,7 +410,7 @@ impl<'a> Universe<'a> {
         let Some(pkg) = pkg else {
             return atom.conflict;
         };
-        match atom.accept {
+        match accept_of(atom.source) {
             // apk compares identities without looking at the conflict flag.
             Accept::Checksum(sum) => self.pkgs[pkg as usize].src.checksum == sum,
             Accept::Any => !atom.conflict,
@@ -460,7 +462,9 @@ pub(crate) fn compare_bits(a: &str, b: &str, fuzzy: bool) -> u8 {
     }
 }
 
-fn accept_of(dep: &Dependency) -> Accept<'_> {
+/// What `dep` accepts; derived on use rather than stored, which keeps the atoms of the
+/// ~150,000 dependencies of a full index small.
+pub(crate) fn accept_of(dep: &Dependency) -> Accept<'_> {
     let (mask, fuzzy) = match dep.op {
         Op::Any => return Accept::Any,
         Op::Checksum => return Accept::Checksum(&dep.version),
