@@ -23,17 +23,7 @@ fn pkg(name: &str, version: &str) -> P {
         url: String::new(),
         license: String::new(),
         origin: name.to_owned(),
-        maintainer: String::new(),
-        build_time: 0,
-        commit: String::new(),
-        provider_priority: None,
-        depends: vec![],
-        provides: vec![],
-        install_if: vec![],
-        replaces: vec![],
-        replaces_priority: None,
-        repo: 0,
-        uninstallable: false,
+        ..Package::default()
     })
 }
 

@@ -556,12 +556,7 @@ mod tests {
             commit: String::new(),
             provider_priority: None,
             depends: deps.iter().map(|d| Dependency::any(*d)).collect(),
-            provides: vec![],
-            install_if: vec![],
-            replaces: vec![],
-            replaces_priority: None,
-            repo: 0,
-            uninstallable: false,
+            ..Package::default()
         }
     }
 

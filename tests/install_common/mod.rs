@@ -40,23 +40,8 @@ pub fn package(name: &str, version: &str, checksum: &str) -> Package {
         name: name.to_owned(),
         version: Version::new(version),
         arch: "x86_64".into(),
-        size: 0,
-        installed_size: 0,
-        description: String::new(),
-        url: String::new(),
-        license: String::new(),
         origin: name.to_owned(),
-        maintainer: String::new(),
-        build_time: 0,
-        commit: String::new(),
-        provider_priority: None,
-        depends: Vec::new(),
-        provides: Vec::new(),
-        install_if: Vec::new(),
-        replaces: Vec::new(),
-        replaces_priority: None,
-        repo: 0,
-        uninstallable: false,
+        ..Package::default()
     }
 }
 
