@@ -151,7 +151,7 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
     let cache_dir = if args.no_cache {
         None
     } else {
-        args.cache_dir.or_else(default_cache_dir)
+        args.cache_dir.or_else(sysroot_mk::repository::cache::default_dir)
     };
     let packages = if args.packages.is_empty() {
         vec!["alpine-base".to_string()]
@@ -188,15 +188,6 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
         }
     }
     Ok(0)
-}
-
-/// `$XDG_CACHE_HOME/sysroot-mk`, else `$HOME/.cache/sysroot-mk`.
-fn default_cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("sysroot-mk"))
 }
 
 fn render_error(err: &anyhow::Error) {
