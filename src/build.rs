@@ -221,6 +221,8 @@ fn install_plan(
     output::handle_interrupts()?;
     let staging = output::Staging::create(&options.dir, options.force)?;
     let root = staging.path().to_path_buf();
+    // Before the skeleton: the installer prepares the root for its directories first.
+    let mut installer = install::Installer::new(&root, install::InstallOptions::default())?;
     layout::init_skeleton(&root)?;
 
     reporter.stage(Stage::Download);
@@ -261,7 +263,6 @@ fn install_plan(
     reporter.install_started(plan.packages.len());
 
     let run_scripts = !options.no_scripts && scripts_can_run(options.arch, reporter);
-    let mut installer = install::Installer::new(&root, install::InstallOptions::default())?;
     let mut broken_scripts = vec![false; plan.packages.len()];
     let pairs: Vec<(&Package, &package::VerifiedPackage)> =
         plan.packages.iter().zip(&verified).collect();

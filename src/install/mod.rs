@@ -135,6 +135,9 @@ pub struct InstallOptions {
     /// Give inodes their recorded owners (default: when running as root). Without it the
     /// database still records the owners, and the files belong to the caller.
     pub chown: bool,
+    /// Let ext4 place the root's top-level subtrees in separate block groups while
+    /// extracting (see [`Installer`]); the marks are removed by [`Installer::finish`].
+    pub spread_directories: bool,
 }
 
 impl Default for InstallOptions {
@@ -145,11 +148,21 @@ impl Default for InstallOptions {
             memory_budget: 256 * 1024 * 1024,
             force_overwrite: false,
             chown: rustix::process::geteuid().is_root(),
+            spread_directories: true,
         }
     }
 }
 
 /// Extracts packages into a root in batches, keeping apk's bookkeeping across them.
+///
+/// While it works, the root and the top-level directories it creates carry ext4's
+/// `FS_TOPDIR_FL` (`chattr +T`), so that the allocator (Orlov) puts each of their
+/// subdirectories in a block group of its own instead of all next to the root. On ext4
+/// without a journal the allocator checks every free inode of a group that was freed in
+/// the last minutes before reusing it; where sysroots are rebuilt over and over (CI,
+/// benchmarks), one crowded group made that scan about 80% of the build's CPU time. On
+/// other filesystems setting the flag fails and nothing changes; [`Installer::finish`]
+/// removes it again, so the tree ends as without it.
 pub struct Installer {
     root: fs::Root,
     root_path: PathBuf,
@@ -157,6 +170,8 @@ pub struct Installer {
     pool: rayon::ThreadPool,
     ids: IdCache,
     state: State,
+    /// Directories marked for spreading (`""` is the root), to unmark at the end.
+    spread: std::sync::Mutex<Vec<String>>,
 }
 
 /// A package's inflated data tar and its entries.
@@ -181,14 +196,17 @@ impl Installer {
                 jobs,
                 reason: e.to_string(),
             })?;
-        Ok(Installer {
+        let installer = Installer {
             root: handle,
             root_path: root.to_path_buf(),
             opts,
             pool,
             ids: IdCache::default(),
             state: State::default(),
-        })
+            spread: std::sync::Mutex::new(Vec::new()),
+        };
+        installer.spread_below("");
+        Ok(installer)
     }
 
     /// Extracts `batch` (in plan order) into the root: parallel inside the batch, with
@@ -231,6 +249,7 @@ impl Installer {
     /// Reconciles the permissions of the directories this run created (lowest uid, then
     /// lowest gid, modes ANDed, as apk does at the end) and returns the records in plan order.
     pub fn finish(self) -> Result<Vec<InstalledPackage>, InstallError> {
+        self.unspread()?;
         let dirs = self.state.reconciled_dirs();
         self.pool.install(|| {
             dirs.par_iter().try_for_each(|(path, acl)| {

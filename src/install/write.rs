@@ -51,6 +51,13 @@ impl Installer {
                                 )
                             })
                     })?;
+                if depth == 0 {
+                    for d in &plan.dirs {
+                        if !d.path.contains('/') {
+                            self.spread_below(&d.path);
+                        }
+                    }
+                }
             }
             // One handle per directory for all the writes below.
             let dirs = self
@@ -130,6 +137,39 @@ impl Installer {
         Ok(())
     }
 
+    /// Marks directory `path` (`""`: the root) so that ext4 spreads its new subdirectories
+    /// over block groups (see [`Installer`]); remembers it for [`Installer::unspread`].
+    /// Filesystems without the flag refuse it, which is fine: nothing was changed.
+    pub(super) fn spread_below(&self, path: &str) {
+        if !self.opts.spread_directories {
+            return;
+        }
+        let marked = self
+            .root
+            .dir(path)
+            .and_then(|dir| set_topdir(dir.as_fd(), true));
+        if marked.is_ok() {
+            self.spread
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(path.to_owned());
+        }
+    }
+
+    /// Removes the marks [`Installer::spread_below`] set, so the tree ends as without them.
+    pub(super) fn unspread(&self) -> Result<(), InstallError> {
+        let marked = std::mem::take(&mut *self.spread.lock().unwrap_or_else(|e| e.into_inner()));
+        for path in marked {
+            self.root
+                .dir(&path)
+                .and_then(|dir| set_topdir(dir.as_fd(), false))
+                .map_err(|source| {
+                    self.io_err("(shared directories)", "reset the flags of", &path, source)
+                })?;
+        }
+        Ok(())
+    }
+
     /// Where the new file goes, or `None` to drop it. Like apk's migration step: in a
     /// protected directory (`etc`), a file already on disk that is not the previous
     /// owner's unmodified file (created by a script, or edited) is kept, and the new one
@@ -162,4 +202,26 @@ fn join(dir: &str, name: &str) -> String {
     } else {
         format!("{dir}/{name}")
     }
+}
+
+/// Sets or clears `FS_TOPDIR_FL` on the directory `dir` (a handle from `fs::Root::dir`,
+/// which cannot take ioctls itself), keeping its other flags.
+fn set_topdir(dir: std::os::fd::BorrowedFd<'_>, on: bool) -> std::io::Result<()> {
+    use rustix::fs::{IFlags, Mode, OFlags};
+    let fd = rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let flags = rustix::fs::ioctl_getflags(&fd)?;
+    let wanted = if on {
+        flags | IFlags::TOPDIR
+    } else {
+        flags - IFlags::TOPDIR
+    };
+    if wanted != flags {
+        rustix::fs::ioctl_setflags(&fd, wanted)?;
+    }
+    Ok(())
 }
