@@ -233,6 +233,8 @@ fn install_plan(
         &fetch::FetchOptions {
             cache_dir: options.cache_dir.clone(),
             temp_dir: Some(root.clone()),
+            // Every package is verified below, before anything of it is used.
+            verify_local: false,
             ..fetch::FetchOptions::default()
         },
         reporter,
