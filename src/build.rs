@@ -265,35 +265,27 @@ fn install_plan(
     reporter.install_started(plan.packages.len());
 
     let run_scripts = !options.no_scripts && scripts_can_run(options.arch, reporter);
-    let mut broken_scripts = vec![false; plan.packages.len()];
     let pairs: Vec<(&Package, &package::VerifiedPackage)> =
         plan.packages.iter().zip(&verified).collect();
-    let mut start = 0;
-    while start < pairs.len() {
-        let end = batch_end(&pairs, start, run_scripts);
-        if run_scripts {
-            broken_scripts[start] |= run_package_script(
-                &root,
-                pairs[start],
-                ScriptAction::PreInstall,
-                &mut installer,
-                reporter,
-            )?;
+    // Inflating runs ahead on background threads while earlier batches are written and
+    // their scripts run.
+    let prefetch = install::Prefetch::new(&pairs, PREFETCH_BUDGET);
+    let broken_scripts = std::thread::scope(|scope| {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for _ in 0..workers.min(pairs.len()) {
+            scope.spawn(|| prefetch.work());
         }
-        installer.extract_batch(&pairs[start..end], reporter)?;
-        check_interrupted()?;
-        if run_scripts {
-            let last = end - 1;
-            broken_scripts[last] |= run_package_script(
-                &root,
-                pairs[last],
-                ScriptAction::PostInstall,
-                &mut installer,
-                reporter,
-            )?;
-        }
-        start = end;
-    }
+        let result = extract_all(
+            &root,
+            &pairs,
+            &prefetch,
+            run_scripts,
+            &mut installer,
+            reporter,
+        );
+        prefetch.stop();
+        result
+    })?;
     let mut installed = installer.finish()?;
     for (record, broken) in installed.iter_mut().zip(broken_scripts) {
         record.status.broken_script |= broken;
@@ -325,6 +317,49 @@ fn install_plan(
         elapsed: started.elapsed(),
         errors: installed.iter().filter(|p| p.status.broken_script).count(),
     }))
+}
+
+/// Inflated bytes held ahead of the extraction at most (a larger package is held alone).
+const PREFETCH_BUDGET: u64 = 64 * 1024 * 1024;
+
+/// Extracts the plan batch by batch with the install scripts between batches; returns,
+/// per package, whether one of its scripts failed (apk's `f:s`).
+fn extract_all(
+    root: &std::path::Path,
+    pairs: &[(&Package, &package::VerifiedPackage)],
+    prefetch: &install::Prefetch<'_>,
+    run_scripts: bool,
+    installer: &mut install::Installer,
+    reporter: &dyn Reporter,
+) -> Result<Vec<bool>, BuildError> {
+    let mut broken_scripts = vec![false; pairs.len()];
+    let mut start = 0;
+    while start < pairs.len() {
+        let end = batch_end(pairs, start, run_scripts);
+        if run_scripts {
+            broken_scripts[start] |= run_package_script(
+                root,
+                pairs[start],
+                ScriptAction::PreInstall,
+                installer,
+                reporter,
+            )?;
+        }
+        installer.extract_prefetched(&pairs[start..end], start, prefetch, reporter)?;
+        check_interrupted()?;
+        if run_scripts {
+            let last = end - 1;
+            broken_scripts[last] |= run_package_script(
+                root,
+                pairs[last],
+                ScriptAction::PostInstall,
+                installer,
+                reporter,
+            )?;
+        }
+        start = end;
+    }
+    Ok(broken_scripts)
 }
 
 /// Whether package scripts can run for `arch` on this host; says why not when they cannot.

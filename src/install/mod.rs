@@ -28,7 +28,10 @@ mod entries;
 mod fs;
 mod merge;
 mod owners;
+mod prefetch;
 mod write;
+
+pub use prefetch::Prefetch;
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +59,12 @@ pub enum InstallError {
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+    /// A package outside the plan given to [`Prefetch::new`] was asked for.
+    #[error("package #{index} of the plan was asked for, but the prefetched plan is shorter; pass the whole plan to `Prefetch::new`")]
+    NotPrefetched {
+        /// Its position in the plan.
+        index: usize,
     },
     /// The writer threads could not be started.
     #[error("cannot start {jobs} writer threads: {reason}")]
@@ -217,20 +226,15 @@ impl Installer {
         batch: &[(&Package, &VerifiedPackage)],
         reporter: &dyn Reporter,
     ) -> Result<(), InstallError> {
-        let mut start = 0;
-        while start < batch.len() {
-            let mut end = start + 1;
-            let mut budget = batch[start].1.info().size;
-            while end < batch.len() {
-                let size = batch[end].1.info().size;
-                if budget.saturating_add(size) > self.opts.memory_budget {
-                    break;
-                }
-                budget += size;
-                end += 1;
-            }
-            self.extract_chunk(&batch[start..end], reporter)?;
-            start = end;
+        for (start, end) in self.chunks(batch) {
+            let chunk = &batch[start..end];
+            let loaded: Vec<Loaded> = self.pool.install(|| {
+                chunk
+                    .par_iter()
+                    .map(|(pkg, verified)| prefetch::load(pkg, verified))
+                    .collect::<Result<_, InstallError>>()
+            })?;
+            self.extract_chunk(chunk, loaded, reporter)?;
         }
         Ok(())
     }
@@ -273,34 +277,51 @@ impl Installer {
             .collect())
     }
 
+    /// [`Installer::extract_batch`] for `batch = plan[first..first + batch.len()]`, taking
+    /// the inflated tars from `prefetch` (made for the whole `plan`).
+    pub fn extract_prefetched(
+        &mut self,
+        batch: &[(&Package, &VerifiedPackage)],
+        first: usize,
+        prefetch: &Prefetch<'_>,
+        reporter: &dyn Reporter,
+    ) -> Result<(), InstallError> {
+        for (start, end) in self.chunks(batch) {
+            let loaded = (start..end)
+                .map(|i| prefetch.take(first + i))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.extract_chunk(&batch[start..end], loaded, reporter)?;
+        }
+        Ok(())
+    }
+
+    /// Cuts `batch` into runs whose inflated size fits the memory budget.
+    fn chunks(&self, batch: &[(&Package, &VerifiedPackage)]) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < batch.len() {
+            let mut end = start + 1;
+            let mut budget = batch[start].1.info().size;
+            while end < batch.len() {
+                let size = batch[end].1.info().size;
+                if budget.saturating_add(size) > self.opts.memory_budget {
+                    break;
+                }
+                budget += size;
+                end += 1;
+            }
+            out.push((start, end));
+            start = end;
+        }
+        out
+    }
+
     fn extract_chunk(
         &mut self,
         chunk: &[(&Package, &VerifiedPackage)],
+        loaded: Vec<Loaded>,
         reporter: &dyn Reporter,
     ) -> Result<(), InstallError> {
-        let loaded: Vec<Loaded> = self.pool.install(|| {
-            chunk
-                .par_iter()
-                .map(|(pkg, verified)| {
-                    if !opened(pkg) {
-                        return Ok(Loaded {
-                            data: Vec::new(),
-                            entries: Vec::new(),
-                        });
-                    }
-                    let name = pkg.name_version();
-                    let limit = verified
-                        .info()
-                        .size
-                        .saturating_mul(4)
-                        .max(256 * 1024 * 1024);
-                    let data = entries::inflate(&name, verified.data_member(), limit)?;
-                    let entries = entries::read_entries(&name, &data)?;
-                    Ok(Loaded { data, entries })
-                })
-                .collect::<Result<_, InstallError>>()
-        })?;
-
         let mut plan = ChunkPlan::default();
         let mut planned: Vec<usize> = Vec::new();
         for (slot, ((pkg, verified), load)) in chunk.iter().zip(&loaded).enumerate() {
