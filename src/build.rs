@@ -243,41 +243,34 @@ fn install_plan(
     check_interrupted()?;
 
     reporter.stage(Stage::Install);
-    let verified: Vec<package::VerifiedPackage> = {
-        use rayon::prelude::*;
-        plan.packages
-            .par_iter()
-            .zip(fetched.par_iter())
-            .map(|(pkg, file)| {
-                package::VerifiedPackage::open(pkg, &file.path).map_err(|source| {
-                    BuildError::Verify {
-                        url: repos.get(pkg.repo).map_or_else(
-                            || file.path.display().to_string(),
-                            |r| r.package_url(arch, pkg),
-                        ),
-                        source,
-                    }
-                })
-            })
-            .collect::<Result<_, _>>()?
-    };
-    drop(fetched);
     reporter.install_started(plan.packages.len());
-
     let run_scripts = !options.no_scripts && scripts_can_run(options.arch, reporter);
-    let pairs: Vec<(&Package, &package::VerifiedPackage)> =
-        plan.packages.iter().zip(&verified).collect();
-    // Inflating runs ahead on background threads while earlier batches are written and
-    // their scripts run.
-    let prefetch = install::Prefetch::new(&pairs, PREFETCH_BUDGET);
+    // Each package is verified, then inflated, on background threads in plan order, ahead
+    // of the extraction and while scripts run; nothing of a package is used before it
+    // verified, and a failure anywhere removes the whole staging tree.
+    let files: Vec<PathBuf> = fetched.iter().map(|f| f.path.clone()).collect();
+    let prefetch = install::Prefetch::new(&plan.packages, &files, PREFETCH_BUDGET);
     let broken_scripts = std::thread::scope(|scope| {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-        for _ in 0..workers.min(pairs.len()) {
+        for _ in 0..workers.min(plan.packages.len()) {
             scope.spawn(|| prefetch.work());
         }
+        let verified = |i: usize| -> Result<&package::VerifiedPackage, BuildError> {
+            prefetch.verified(i).map_err(|source| {
+                let pkg = &plan.packages[i];
+                BuildError::Verify {
+                    url: repos.get(pkg.repo).map_or_else(
+                        || files[i].display().to_string(),
+                        |r| r.package_url(arch, pkg),
+                    ),
+                    source,
+                }
+            })
+        };
         let result = extract_all(
             &root,
-            &pairs,
+            &plan.packages,
+            &verified,
             &prefetch,
             run_scripts,
             &mut installer,
@@ -286,6 +279,8 @@ fn install_plan(
         prefetch.stop();
         result
     })?;
+    // Downloads without a cache live in a temporary folder as long as these handles.
+    drop(fetched);
     let mut installed = installer.finish()?;
     for (record, broken) in installed.iter_mut().zip(broken_scripts) {
         record.status.broken_script |= broken;
@@ -323,19 +318,34 @@ fn install_plan(
 const PREFETCH_BUDGET: u64 = 64 * 1024 * 1024;
 
 /// Extracts the plan batch by batch with the install scripts between batches; returns,
-/// per package, whether one of its scripts failed (apk's `f:s`).
-fn extract_all(
+/// per package, whether one of its scripts failed (apk's `f:s`). `verified(i)` gives
+/// package `i` once it passed verification.
+fn extract_all<'v>(
     root: &std::path::Path,
-    pairs: &[(&Package, &package::VerifiedPackage)],
+    packages: &[Package],
+    verified: &dyn Fn(usize) -> Result<&'v package::VerifiedPackage, BuildError>,
     prefetch: &install::Prefetch<'_>,
     run_scripts: bool,
     installer: &mut install::Installer,
     reporter: &dyn Reporter,
 ) -> Result<Vec<bool>, BuildError> {
-    let mut broken_scripts = vec![false; pairs.len()];
+    let mut broken_scripts = vec![false; packages.len()];
+    let mut pairs: Vec<(&Package, &package::VerifiedPackage)> = Vec::with_capacity(packages.len());
     let mut start = 0;
-    while start < pairs.len() {
-        let end = batch_end(pairs, start, run_scripts);
+    while start < packages.len() {
+        // The batch ends after a package with a post-install script or before one with a
+        // pre-install script, so packages are verified one beyond the batch.
+        let mut end = start + 1;
+        loop {
+            while pairs.len() < (end + 1).min(packages.len()) {
+                let i = pairs.len();
+                pairs.push((&packages[i], verified(i)?));
+            }
+            if !extends_batch(&pairs, end, run_scripts) {
+                break;
+            }
+            end += 1;
+        }
         if run_scripts {
             broken_scripts[start] |= run_package_script(
                 root,
@@ -380,28 +390,24 @@ fn scripts_can_run(arch: Arch, reporter: &dyn Reporter) -> bool {
     true
 }
 
-/// Where the batch that starts at `start` ends (exclusive). apk runs a package's
-/// pre-install script just before its files land and its post-install script just
-/// after, and scripts may add the users that later packages' files belong to; so a
+/// Whether package `end` joins the batch that currently ends before it. apk runs a
+/// package's pre-install script just before its files land and its post-install script
+/// just after, and scripts may add the users that later packages' files belong to; so a
 /// batch never spans a script: it ends after a package with a post-install script and
 /// before one with a pre-install script. Between scripts, packages extract in parallel.
-fn batch_end(
+fn extends_batch(
     pairs: &[(&Package, &package::VerifiedPackage)],
-    start: usize,
+    end: usize,
     run_scripts: bool,
-) -> usize {
+) -> bool {
+    if end >= pairs.len() {
+        return false;
+    }
     if !run_scripts {
-        return pairs.len();
+        return true;
     }
     let runs = |i: usize, action| pairs[i].0.installed_size != 0 && has_script(pairs[i].1, action);
-    let mut end = start + 1;
-    while end < pairs.len()
-        && !runs(end - 1, ScriptAction::PostInstall)
-        && !runs(end, ScriptAction::PreInstall)
-    {
-        end += 1;
-    }
-    end
+    !runs(end - 1, ScriptAction::PostInstall) && !runs(end, ScriptAction::PreInstall)
 }
 
 fn has_script(package: &package::VerifiedPackage, action: ScriptAction) -> bool {

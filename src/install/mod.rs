@@ -66,6 +66,13 @@ pub enum InstallError {
         /// Its position in the plan.
         index: usize,
     },
+    /// A package that failed verification was asked for (its error went to
+    /// [`Prefetch::verified`]).
+    #[error("package #{index} of the plan failed verification; it cannot be extracted")]
+    Unverified {
+        /// Its position in the plan.
+        index: usize,
+    },
     /// The writer threads could not be started.
     #[error("cannot start {jobs} writer threads: {reason}")]
     Pool {

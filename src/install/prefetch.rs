@@ -1,40 +1,49 @@
-//! Inflating the data members of a whole plan ahead of extraction.
+//! Verifying and inflating the packages of a whole plan ahead of extraction.
 //!
 //! Extraction waits for package scripts between batches, and a script spends most of its
-//! time in fork, exec and the kernel; inflating (pure CPU, independent of the root) can
-//! run meanwhile. So background threads inflate the packages in plan order, as far ahead
-//! as the memory budget allows, and [`super::Installer::extract_prefetched`] takes each
-//! package's tar when its batch comes. The package the extraction waits for is always
-//! inflated, whatever the budget says, so the two can never wait on each other.
+//! time in fork, exec and the kernel; verifying and inflating (pure CPU, independent of
+//! the root) can run meanwhile. So background threads verify each package file against
+//! its index entry and inflate its data member, in plan order, as far ahead as the memory
+//! budget allows; the first batch starts as soon as its own packages are verified instead
+//! of after all of them. [`Prefetch::verified`] hands out the verified package (scripts,
+//! `.PKGINFO`) and [`super::Installer::extract_prefetched`] takes its tar when its batch
+//! comes. A package the extraction waits for is always worked on, whatever the budget
+//! says, so the two can never wait on each other.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 
 use crate::index::Package;
-use crate::package::VerifiedPackage;
+use crate::package::{PackageError, VerifiedPackage};
 
 use super::{entries, InstallError, Loaded};
 
-/// Inflates the packages of a plan on background threads, in plan order.
+/// Verifies and inflates the packages of a plan on background threads, in plan order.
 ///
 /// ```text
-/// let prefetch = Prefetch::new(&pairs, budget);
+/// let prefetch = Prefetch::new(&plan.packages, &files, budget);
 /// std::thread::scope(|s| {
-///     s.spawn(|| prefetch.work());          // one per core
+///     s.spawn(|| prefetch.work());                   // one per core
+///     let verified = prefetch.verified(0)?;           // blocks until checked
 ///     /* installer.extract_prefetched(&pairs[a..b], a, &prefetch, reporter)? ... */
-///     prefetch.stop();                      // also after an error: workers return
+///     prefetch.stop();                               // also after an error: workers return
 /// });
 /// ```
 pub struct Prefetch<'a> {
-    packages: &'a [(&'a Package, &'a VerifiedPackage)],
+    packages: &'a [Package],
+    files: &'a [PathBuf],
     budget: u64,
     next: AtomicUsize,
+    verified: Vec<OnceLock<VerifiedPackage>>,
     state: Mutex<State>,
     changed: Condvar,
 }
 
 struct State {
     slots: Vec<Option<Result<Loaded, InstallError>>>,
+    /// Verification failures, until [`Prefetch::verified`] hands them out.
+    refused: Vec<Option<PackageError>>,
     /// Estimated inflated bytes of the packages inflated or being inflated, not yet taken.
     held: u64,
     /// The package the extraction waits for (or will take next).
@@ -43,15 +52,20 @@ struct State {
 }
 
 impl<'a> Prefetch<'a> {
-    /// Prepares to inflate `packages` (the whole plan, in order), holding about `budget`
-    /// inflated bytes at most (one package larger than that is held alone).
-    pub fn new(packages: &'a [(&'a Package, &'a VerifiedPackage)], budget: u64) -> Prefetch<'a> {
+    /// Prepares to verify `packages` (the whole plan, in order) against the `.apk` files
+    /// `files` (same order) and inflate them, holding about `budget` inflated bytes at
+    /// most (one package larger than that is held alone).
+    pub fn new(packages: &'a [Package], files: &'a [PathBuf], budget: u64) -> Prefetch<'a> {
+        let count = packages.len().min(files.len());
         Prefetch {
-            packages,
+            packages: &packages[..count],
+            files: &files[..count],
             budget,
             next: AtomicUsize::new(0),
+            verified: (0..count).map(|_| OnceLock::new()).collect(),
             state: Mutex::new(State {
-                slots: packages.iter().map(|_| None).collect(),
+                slots: (0..count).map(|_| None).collect(),
+                refused: (0..count).map(|_| None).collect(),
                 held: 0,
                 wanted: 0,
                 stopped: false,
@@ -65,9 +79,24 @@ impl<'a> Prefetch<'a> {
     pub fn work(&self) {
         loop {
             let index = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(&(pkg, verified)) = self.packages.get(index) else {
+            let (Some(pkg), Some(file)) = (self.packages.get(index), self.files.get(index)) else {
                 return;
             };
+            if self.lock().stopped {
+                return;
+            }
+            let verified = match VerifiedPackage::open(pkg, file) {
+                Ok(verified) => verified,
+                Err(err) => {
+                    let mut state = self.lock();
+                    state.refused[index] = Some(err);
+                    state.slots[index] = Some(Err(InstallError::Unverified { index }));
+                    self.changed.notify_all();
+                    continue;
+                }
+            };
+            let verified = self.verified[index].get_or_init(|| verified);
+            self.changed.notify_all();
             let size = estimate(verified);
             {
                 let mut state = self.lock();
@@ -96,6 +125,28 @@ impl<'a> Prefetch<'a> {
         self.changed.notify_all();
     }
 
+    /// Package `index` of the plan once verified, waiting for it if needed; the reason
+    /// when it failed verification (handed out once).
+    pub fn verified(&self, index: usize) -> Result<&VerifiedPackage, PackageError> {
+        let mut state = self.lock();
+        state.wanted = state.wanted.max(index);
+        self.changed.notify_all();
+        loop {
+            match self.verified.get(index) {
+                None => return Err(PackageError::NotInPlan { index }),
+                Some(cell) => {
+                    if let Some(verified) = cell.get() {
+                        return Ok(verified);
+                    }
+                }
+            }
+            if let Some(err) = state.refused[index].take() {
+                return Err(err);
+            }
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
     /// The inflated tar of package `index` of the plan, waiting for it if needed.
     pub(super) fn take(&self, index: usize) -> Result<Loaded, InstallError> {
         let mut state = self.lock();
@@ -103,7 +154,7 @@ impl<'a> Prefetch<'a> {
         self.changed.notify_all();
         loop {
             if let Some(loaded) = state.slots.get_mut(index).and_then(Option::take) {
-                let size = self.packages.get(index).map_or(0, |(_, v)| estimate(v));
+                let size = self.verified[index].get().map_or(0, estimate);
                 state.held = state.held.saturating_sub(size);
                 self.changed.notify_all();
                 return loaded;
