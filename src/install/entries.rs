@@ -45,7 +45,15 @@ pub(crate) struct Entry {
 
 /// Inflates a (verified) gzip data member, refusing to grow past `limit` bytes.
 pub(crate) fn inflate(package: &str, member: &[u8], limit: u64) -> Result<Vec<u8>, InstallError> {
-    let mut out = Vec::new();
+    // The data member is the last of the file, so its gzip trailer (ISIZE: the inflated
+    // size mod 2^32) says how much room to take at once: no regrowing and copying.
+    let hint = member
+        .len()
+        .checked_sub(4)
+        .and_then(|at| member.get(at..))
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, |b| u64::from(u32::from_le_bytes(b)));
+    let mut out = Vec::with_capacity(usize::try_from(hint.min(limit)).unwrap_or(0));
     let decoder = flate2::read::GzDecoder::new(member);
     decoder
         .take(limit.saturating_add(1))
