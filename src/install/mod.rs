@@ -25,6 +25,9 @@
 //! ```
 
 mod entries;
+// `fs::write_file` and `fs::symlink` are superseded by `write.rs`'s, which skip the chown
+// and chmod that change nothing; fs.rs itself is being replaced by the shared rootfs module.
+#[allow(dead_code)]
 mod fs;
 mod merge;
 mod owners;
@@ -188,6 +191,8 @@ pub struct Installer {
     state: State,
     /// Directories marked for spreading (`""` is the root), to unmark at the end.
     spread: std::sync::Mutex<Vec<String>>,
+    /// What new inodes get by default (owner, umask), to skip chown/chmod that change nothing.
+    fresh: write::Fresh,
 }
 
 /// A package's inflated data tar and its entries.
@@ -220,6 +225,7 @@ impl Installer {
             ids: IdCache::default(),
             state: State::default(),
             spread: std::sync::Mutex::new(Vec::new()),
+            fresh: write::Fresh::current(),
         };
         installer.spread_below("");
         Ok(installer)

@@ -63,6 +63,19 @@ impl Installer {
             let dirs = self
                 .root
                 .open_dirs(plan.writes.iter().map(|w| w.dir.as_str()));
+            // The group a new inode gets in each directory (a setgid one passes its own on),
+            // so that chown is only called when it changes something.
+            let groups: std::collections::HashMap<&str, u32> = dirs
+                .iter()
+                .filter_map(|(dir, fd)| {
+                    let st = rustix::fs::fstat(fd).ok()?;
+                    let setgid = st.st_mode & libc::S_ISGID != 0;
+                    Some((
+                        dir.as_str(),
+                        if setgid { st.st_gid } else { self.fresh.gid },
+                    ))
+                })
+                .collect();
             let parent = |dir: &str, package: &str, path: &str| {
                 dirs.get(dir).map(|fd| fd.as_fd()).ok_or_else(|| {
                     let source = std::io::Error::new(
@@ -78,17 +91,21 @@ impl Installer {
                 let path = join(&w.dir, &w.name);
                 let into = parent(&w.dir, &package, &path)?;
                 let data = &loaded[w.slot].data;
+                // The owner a new inode in this directory gets anyway: no chown needed then.
+                let given = groups.get(w.dir.as_str()).map(|&gid| (self.fresh.uid, gid));
+                let owner = self.owner(&w.acl).filter(|o| Some(*o) != given);
                 let result = match &w.what {
-                    What::File { offset, len } => fs::write_file(
+                    What::File { offset, len } => write_file(
                         into,
                         &w.tmp,
                         &data[*offset..*offset + *len],
-                        self.owner(&w.acl),
+                        owner,
                         w.acl.mode,
+                        self.fresh.umask,
                         w.mtime,
                         &w.xattrs,
                     ),
-                    What::Symlink(target) => fs::symlink(into, &w.tmp, target, self.owner(&w.acl)),
+                    What::Symlink(target) => symlink(into, &w.tmp, target, owner),
                     What::Hardlink { dir, tmp } => {
                         let from = parent(dir, &package, &path)?;
                         fs::hardlink(
@@ -224,4 +241,123 @@ fn set_topdir(dir: std::os::fd::BorrowedFd<'_>, on: bool) -> std::io::Result<()>
         rustix::fs::ioctl_setflags(&fd, wanted)?;
     }
     Ok(())
+}
+
+/// What a new inode gets without being told: the process's ids and its umask.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Fresh {
+    pub uid: u32,
+    pub gid: u32,
+    pub umask: u32,
+}
+
+impl Fresh {
+    /// The current process's (read once, before the writer threads create anything).
+    pub(super) fn current() -> Fresh {
+        Fresh {
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+            umask: current_umask(),
+        }
+    }
+}
+
+/// The umask, read without changing it (`/proc/self/status`); when that is unavailable,
+/// every mode is treated as cut by it, so files get their chmod as before.
+fn current_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .map_or(0o777, |umask| umask & 0o777)
+}
+
+/// Writes a regular file named `tmp` in `parent`, created with its final permission bits;
+/// `owner` is `None` when the new inode has the wanted owner already. Only what creation
+/// did not get right is changed after it: the owner, then (chown clears setuid/setgid)
+/// the mode when it has special bits or the umask took some away, xattrs, the mtime.
+#[allow(clippy::too_many_arguments)]
+fn write_file(
+    parent: std::os::fd::BorrowedFd<'_>,
+    tmp: &str,
+    data: &[u8],
+    owner: fs::Owner,
+    mode: u32,
+    umask: u32,
+    mtime: u64,
+    xattrs: &[(String, Vec<u8>)],
+) -> std::io::Result<()> {
+    use rustix::fs::{self as rfs, Mode, OFlags, Timespec, Timestamps};
+    use std::io::Write as _;
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let create = || rfs::openat(parent, tmp, flags, Mode::from_raw_mode(mode & 0o777));
+    let fd = retry_stale(parent, tmp, create)?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(data)?;
+    if let Some((uid, gid)) = owner {
+        rfs::fchown(
+            &file,
+            Some(rfs::Uid::from_raw(uid)),
+            Some(rfs::Gid::from_raw(gid)),
+        )?;
+    }
+    if mode & 0o7000 != 0 || mode & umask != 0 {
+        rfs::fchmod(&file, Mode::from_raw_mode(mode))?;
+    }
+    for (name, value) in xattrs {
+        rfs::fsetxattr(&file, name.as_str(), value, rfs::XattrFlags::empty())?;
+    }
+    let t = Timespec {
+        tv_sec: i64::try_from(mtime).unwrap_or(i64::MAX),
+        tv_nsec: 0,
+    };
+    rfs::futimens(
+        &file,
+        &Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+    )?;
+    Ok(())
+}
+
+/// Creates symlink `tmp` in `parent` pointing at `target`; `owner` as for [`write_file`].
+fn symlink(
+    parent: std::os::fd::BorrowedFd<'_>,
+    tmp: &str,
+    target: &str,
+    owner: fs::Owner,
+) -> std::io::Result<()> {
+    use rustix::fs::{self as rfs, AtFlags};
+    retry_stale(parent, tmp, || rfs::symlinkat(target, parent, tmp))?;
+    if let Some((uid, gid)) = owner {
+        rfs::chownat(
+            parent,
+            tmp,
+            Some(rfs::Uid::from_raw(uid)),
+            Some(rfs::Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs `create`; when a stale entry of that name is in the way (an interrupted run),
+/// removes it and tries once more.
+fn retry_stale<T>(
+    parent: std::os::fd::BorrowedFd<'_>,
+    name: &str,
+    create: impl Fn() -> rustix::io::Result<T>,
+) -> std::io::Result<T> {
+    match create() {
+        Err(rustix::io::Errno::EXIST) => {
+            fs::unlink(parent, name)?;
+            Ok(create()?)
+        }
+        other => Ok(other?),
+    }
 }
