@@ -245,6 +245,12 @@ fn install_plan(
     reporter.stage(Stage::Install);
     reporter.install_started(plan.packages.len());
     let run_scripts = !options.no_scripts && scripts_can_run(options.arch, reporter);
+    // One `/proc` for all scripts, as apk mounts it once; unmounted (dropped) before the
+    // staging directory is committed or removed.
+    let proc_mount = match run_scripts {
+        true => Some(scripts::ProcMount::new(&root)?),
+        false => None,
+    };
     // Each package is verified, then inflated, on background threads in plan order, ahead
     // of the extraction and while scripts run; nothing of a package is used before it
     // verified, and a failure anywhere removes the whole staging tree.
@@ -293,6 +299,7 @@ fn install_plan(
         }
         scripts::reconcile_exec_dir(&root, &installed)?;
     }
+    drop(proc_mount);
     check_interrupted()?;
 
     reporter.stage(Stage::Finish);
