@@ -195,3 +195,110 @@ pub(super) fn load(pkg: &Package, verified: &VerifiedPackage) -> Result<Loaded, 
     let entries = entries::read_entries(&name, &data)?;
     Ok(Loaded { data, entries })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::path::Path;
+
+    const ALPINE_BASE: &str = include_str!("../../fixtures/install/alpine-base-v3.19-x86_64.plan");
+
+    /// alpine-base's packages in apk's order with their files, from the shared data.
+    fn alpine_base() -> Option<(Vec<Package>, Vec<PathBuf>)> {
+        let repo = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/alpine/v3.19/main/x86_64"
+        ));
+        let Ok(bytes) = std::fs::read(repo.join("APKINDEX.tar.gz")) else {
+            eprintln!("skipped: ../shared/alpine is absent");
+            return None;
+        };
+        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(&bytes[..]));
+        let mut text = String::new();
+        for entry in archive.entries().expect("index tar") {
+            let mut entry = entry.expect("index entry");
+            if entry.path_bytes().as_ref() == b"APKINDEX" {
+                entry.read_to_string(&mut text).expect("APKINDEX text");
+            }
+        }
+        let mut index = std::collections::HashMap::new();
+        for stanza in text.split("\n\n") {
+            let mut p = Package::default();
+            for (key, value) in stanza.lines().filter_map(|l| l.split_once(':')) {
+                match key {
+                    "C" => p.checksum = value.into(),
+                    "P" => p.name = value.into(),
+                    "V" => p.version = crate::version::Version::new(value),
+                    "I" => p.installed_size = value.parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+            index.insert(p.name_version(), p);
+        }
+        let packages: Vec<Package> = ALPINE_BASE.lines().map(|nv| index[nv].clone()).collect();
+        let files = packages.iter().map(|p| repo.join(p.file_name())).collect();
+        Some((packages, files))
+    }
+
+    #[test]
+    fn a_tiny_budget_still_delivers_every_package_in_order() {
+        let Some((packages, files)) = alpine_base() else {
+            return;
+        };
+        // One byte: only the package the extraction waits for may be inflated.
+        let prefetch = Prefetch::new(&packages, &files, 1);
+        std::thread::scope(|scope| {
+            scope.spawn(|| prefetch.work());
+            scope.spawn(|| prefetch.work());
+            for (i, pkg) in packages.iter().enumerate() {
+                let verified = prefetch.verified(i).expect("verified");
+                assert_eq!(verified.name_version(), pkg.name_version());
+                let loaded = prefetch.take(i).expect("inflated");
+                if pkg.installed_size == 0 {
+                    assert!(loaded.entries.is_empty());
+                }
+                if pkg.name == "busybox" {
+                    assert!(loaded.entries.iter().any(|e| e.path == "bin/busybox"));
+                }
+            }
+            prefetch.stop();
+        });
+    }
+
+    #[test]
+    fn a_package_that_is_not_the_indexed_one_is_refused_and_never_inflated() {
+        let Some((mut packages, files)) = alpine_base() else {
+            return;
+        };
+        // musl's index entry with busybox's file.
+        let musl = packages
+            .iter()
+            .position(|p| p.name == "musl")
+            .expect("musl");
+        let busybox = packages
+            .iter()
+            .position(|p| p.name == "busybox")
+            .expect("busybox");
+        let mut files = files;
+        files[musl] = files[busybox].clone();
+        packages.truncate(musl.max(busybox) + 1);
+        let prefetch = Prefetch::new(&packages, &files, u64::MAX);
+        std::thread::scope(|scope| {
+            scope.spawn(|| prefetch.work());
+            assert!(matches!(
+                prefetch.verified(musl),
+                Err(PackageError::ControlChecksum { .. })
+            ));
+            assert!(matches!(
+                prefetch.take(musl),
+                Err(InstallError::Unverified { .. })
+            ));
+            assert!(matches!(
+                prefetch.verified(packages.len()),
+                Err(PackageError::NotInPlan { .. })
+            ));
+            prefetch.stop();
+        });
+    }
+}
