@@ -149,7 +149,17 @@ pub fn run(options: &BuildOptions, reporter: &dyn Reporter) -> Result<Outcome, B
         cache_dir: options.cache_dir.clone(),
         ..repository::IndexOptions::default()
     };
-    let indexes = repository::load_indexes(&repos, arch, &keyring, &index_options, reporter)?;
+    // One HTTP client for indexes and packages: building one loads the native TLS roots
+    // (hundreds of files), which a second client would do again.
+    let transport = crate::transport::Transport::new(index_options.transport.clone());
+    let indexes = repository::load_indexes_with(
+        &transport,
+        &repos,
+        arch,
+        &keyring,
+        &index_options,
+        reporter,
+    )?;
 
     reporter.stage(Stage::Resolve);
     let mut universe = Vec::with_capacity(indexes.iter().map(|i| i.packages.len()).sum());
@@ -168,7 +178,9 @@ pub fn run(options: &BuildOptions, reporter: &dyn Reporter) -> Result<Outcome, B
     if options.simulate {
         return Ok(Outcome::Simulated(plan));
     }
-    install_plan(options, &repos, &indexes, &world, plan, started, reporter)
+    install_plan(
+        options, &transport, &repos, &indexes, &world, plan, started, reporter,
+    )
 }
 
 /// Parses the `PACKAGE` arguments with apk's dependency syntax.
@@ -208,8 +220,10 @@ fn select_repositories(
 }
 
 /// Everything after resolution: fetch, verify, extract, scripts, database, output.
+#[allow(clippy::too_many_arguments)]
 fn install_plan(
     options: &BuildOptions,
+    transport: &crate::transport::Transport,
     repos: &[repository::Repository],
     indexes: &[repository::LoadedIndex],
     world: &[Dependency],
@@ -226,7 +240,8 @@ fn install_plan(
     layout::init_skeleton(&root)?;
 
     reporter.stage(Stage::Download);
-    let fetched = fetch::fetch_packages(
+    let fetched = fetch::fetch_packages_with(
+        transport,
         &plan.packages,
         repos,
         arch,
