@@ -2,7 +2,9 @@
 # compare-apk.sh -- time sysroot-mk against real apk-tools 2.14.4, interleaved (A B A B),
 # and print per-pair wall-time ratios. Needs root and ../shared (the oracle and the data).
 #
-# Usage: bench/compare-apk.sh [-n RUNS] [install|http|resolve|all]
+# Usage: bench/compare-apk.sh [-n RUNS] [-o OUTDIR] [install|http|resolve|all]
+#   -o OUTDIR  where bench-apk.sh keeps its targets and results (default: its own,
+#              $ORACLE_WORK/bench); give each concurrent user its own
 #   install  alpine-base from ../shared/alpine/v3.19/main into an absent target
 #            (bench-apk.sh --candidate, local group), on the disk and on tmpfs
 #   http     the same over HTTP on 127.0.0.1 (bench-apk.sh --candidate-http)
@@ -13,22 +15,24 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 shared="$(cd "$here/../shared" && pwd)"
 oracle="$shared/tools/oracle"
 runs=10
+out=()
 [ "${1:-}" = "-n" ] && { runs="$2"; shift 2; }
+[ "${1:-}" = "-o" ] && { out=(--out "$2"); shift 2; }
 what="${1:-all}"
 
 cargo build --release --manifest-path "$here/Cargo.toml" >&2
-bin="$here/target/release/sysroot-mk"
+bin="${CARGO_TARGET_DIR:-$here/target}/release/sysroot-mk"
 keys="$shared/alpine/keys/x86_64"
 build="$bin -q --arch x86_64 --no-cache --keys-dir $keys"
 
 if [ "$what" = install ] || [ "$what" = all ]; then
-    "$oracle/bench-apk.sh" -n "$runs" --groups local \
+    "$oracle/bench-apk.sh" -n "$runs" ${out[@]+"${out[@]}"} --groups local \
         --candidate "$build --repo $shared/alpine/v3.19/main {target} alpine-base"
-    "$oracle/bench-apk.sh" -n "$runs" --groups local --tmpfs \
+    "$oracle/bench-apk.sh" -n "$runs" ${out[@]+"${out[@]}"} --groups local --tmpfs \
         --candidate "$build --repo $shared/alpine/v3.19/main {target} alpine-base"
 fi
 if [ "$what" = http ] || [ "$what" = all ]; then
-    "$oracle/bench-apk.sh" -n "$runs" --groups http \
+    "$oracle/bench-apk.sh" -n "$runs" ${out[@]+"${out[@]}"} --groups http \
         --candidate-http "$build --repo {url} {target} alpine-base"
 fi
 if [ "$what" = resolve ] || [ "$what" = all ]; then

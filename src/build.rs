@@ -149,7 +149,17 @@ pub fn run(options: &BuildOptions, reporter: &dyn Reporter) -> Result<Outcome, B
         cache_dir: options.cache_dir.clone(),
         ..repository::IndexOptions::default()
     };
-    let indexes = repository::load_indexes(&repos, arch, &keyring, &index_options, reporter)?;
+    // One HTTP client for indexes and packages: building one loads the native TLS roots
+    // (hundreds of files), which a second client would do again.
+    let transport = crate::transport::Transport::new(index_options.transport.clone());
+    let indexes = repository::load_indexes_with(
+        &transport,
+        &repos,
+        arch,
+        &keyring,
+        &index_options,
+        reporter,
+    )?;
 
     reporter.stage(Stage::Resolve);
     let keys = unique_keys(&indexes);
@@ -173,7 +183,9 @@ pub fn run(options: &BuildOptions, reporter: &dyn Reporter) -> Result<Outcome, B
         return Ok(Outcome::Simulated(plan));
     }
     drop(universe);
-    install_plan(options, &repos, &keys, &world, plan, started, reporter)
+    install_plan(
+        options, &transport, &repos, &keys, &world, plan, started, reporter,
+    )
 }
 
 /// Parses the `PACKAGE` arguments with apk's dependency syntax.
@@ -213,8 +225,10 @@ fn select_repositories(
 }
 
 /// Everything after resolution: fetch, verify, extract, scripts, database, output.
+#[allow(clippy::too_many_arguments)]
 fn install_plan(
     options: &BuildOptions,
+    transport: &crate::transport::Transport,
     repos: &[repository::Repository],
     keys: &[(String, Vec<u8>)],
     world: &[Dependency],
@@ -226,16 +240,21 @@ fn install_plan(
     output::handle_interrupts()?;
     let staging = output::Staging::create(&options.dir, options.force)?;
     let root = staging.path().to_path_buf();
+    // Before the skeleton: the installer prepares the root for its directories first.
+    let mut installer = install::Installer::new(&root, install::InstallOptions::default())?;
     layout::init_skeleton(&root)?;
 
     reporter.stage(Stage::Download);
-    let fetched = fetch::fetch_packages(
+    let fetched = fetch::fetch_packages_with(
+        transport,
         &plan.packages,
         repos,
         arch,
         &fetch::FetchOptions {
             cache_dir: options.cache_dir.clone(),
             temp_dir: Some(root.clone()),
+            // Every package is verified below, before anything of it is used.
+            verify_local: false,
             ..fetch::FetchOptions::default()
         },
         reporter,
@@ -244,58 +263,50 @@ fn install_plan(
     check_interrupted()?;
 
     reporter.stage(Stage::Install);
-    let verified: Vec<package::VerifiedPackage> = {
-        use rayon::prelude::*;
-        plan.packages
-            .par_iter()
-            .zip(fetched.par_iter())
-            .map(|(pkg, file)| {
-                package::VerifiedPackage::open(pkg, &file.path).map_err(|source| {
-                    BuildError::Verify {
-                        url: repos.get(pkg.repo).map_or_else(
-                            || file.path.display().to_string(),
-                            |r| r.package_url(arch, pkg),
-                        ),
-                        source,
-                    }
-                })
-            })
-            .collect::<Result<_, _>>()?
-    };
-    drop(fetched);
     reporter.install_started(plan.packages.len());
-
     let run_scripts = !options.no_scripts && scripts_can_run(options.arch, reporter);
-    let mut installer = install::Installer::new(&root, install::InstallOptions::default())?;
-    let mut broken_scripts = vec![false; plan.packages.len()];
-    let pairs: Vec<(&Package, &package::VerifiedPackage)> =
-        plan.packages.iter().zip(&verified).collect();
-    let mut start = 0;
-    while start < pairs.len() {
-        let end = batch_end(&pairs, start, run_scripts);
-        if run_scripts {
-            broken_scripts[start] |= run_package_script(
-                &root,
-                pairs[start],
-                ScriptAction::PreInstall,
-                &mut installer,
-                reporter,
-            )?;
+    // One `/proc` for all scripts, as apk mounts it once; unmounted (dropped) before the
+    // staging directory is committed or removed.
+    let proc_mount = match run_scripts {
+        true => Some(scripts::ProcMount::new(&root)?),
+        false => None,
+    };
+    // Each package is verified, then inflated, on background threads in plan order, ahead
+    // of the extraction and while scripts run; nothing of a package is used before it
+    // verified, and a failure anywhere removes the whole staging tree.
+    let files: Vec<PathBuf> = fetched.iter().map(|f| f.path.clone()).collect();
+    let prefetch = install::Prefetch::new(&plan.packages, &files, PREFETCH_BUDGET);
+    let broken_scripts = std::thread::scope(|scope| {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for _ in 0..workers.min(plan.packages.len()) {
+            scope.spawn(|| prefetch.work());
         }
-        installer.extract_batch(&pairs[start..end], reporter)?;
-        check_interrupted()?;
-        if run_scripts {
-            let last = end - 1;
-            broken_scripts[last] |= run_package_script(
-                &root,
-                pairs[last],
-                ScriptAction::PostInstall,
-                &mut installer,
-                reporter,
-            )?;
-        }
-        start = end;
-    }
+        let verified = |i: usize| -> Result<&package::VerifiedPackage, BuildError> {
+            prefetch.verified(i).map_err(|source| {
+                let pkg = &plan.packages[i];
+                BuildError::Verify {
+                    url: repos.get(pkg.repo).map_or_else(
+                        || files[i].display().to_string(),
+                        |r| r.package_url(arch, pkg),
+                    ),
+                    source,
+                }
+            })
+        };
+        let result = extract_all(
+            &root,
+            &plan.packages,
+            &verified,
+            &prefetch,
+            run_scripts,
+            &mut installer,
+            reporter,
+        );
+        prefetch.stop();
+        result
+    })?;
+    // Downloads without a cache live in a temporary folder as long as these handles.
+    drop(fetched);
     let mut installed = installer.finish()?;
     for ((record, broken), tag) in installed
         .iter_mut()
@@ -313,6 +324,7 @@ fn install_plan(
         }
         scripts::reconcile_exec_dir(&root, &installed)?;
     }
+    drop(proc_mount);
     check_interrupted()?;
 
     reporter.stage(Stage::Finish);
@@ -333,6 +345,64 @@ fn install_plan(
     }))
 }
 
+/// Inflated bytes held ahead of the extraction at most (a larger package is held alone).
+const PREFETCH_BUDGET: u64 = 64 * 1024 * 1024;
+
+/// Extracts the plan batch by batch with the install scripts between batches; returns,
+/// per package, whether one of its scripts failed (apk's `f:s`). `verified(i)` gives
+/// package `i` once it passed verification.
+fn extract_all<'v>(
+    root: &std::path::Path,
+    packages: &[Package],
+    verified: &dyn Fn(usize) -> Result<&'v package::VerifiedPackage, BuildError>,
+    prefetch: &install::Prefetch<'_>,
+    run_scripts: bool,
+    installer: &mut install::Installer,
+    reporter: &dyn Reporter,
+) -> Result<Vec<bool>, BuildError> {
+    let mut broken_scripts = vec![false; packages.len()];
+    let mut pairs: Vec<(&Package, &package::VerifiedPackage)> = Vec::with_capacity(packages.len());
+    let mut start = 0;
+    while start < packages.len() {
+        // The batch ends after a package with a post-install script or before one with a
+        // pre-install script, so packages are verified one beyond the batch.
+        let mut end = start + 1;
+        loop {
+            while pairs.len() < (end + 1).min(packages.len()) {
+                let i = pairs.len();
+                pairs.push((&packages[i], verified(i)?));
+            }
+            if !extends_batch(&pairs, end, run_scripts) {
+                break;
+            }
+            end += 1;
+        }
+        if run_scripts {
+            broken_scripts[start] |= run_package_script(
+                root,
+                pairs[start],
+                ScriptAction::PreInstall,
+                installer,
+                reporter,
+            )?;
+        }
+        installer.extract_prefetched(&pairs[start..end], start, prefetch, reporter)?;
+        check_interrupted()?;
+        if run_scripts {
+            let last = end - 1;
+            broken_scripts[last] |= run_package_script(
+                root,
+                pairs[last],
+                ScriptAction::PostInstall,
+                installer,
+                reporter,
+            )?;
+        }
+        start = end;
+    }
+    Ok(broken_scripts)
+}
+
 /// Whether package scripts can run for `arch` on this host; says why not when they cannot.
 fn scripts_can_run(arch: Arch, reporter: &dyn Reporter) -> bool {
     let native = Arch::host().is_some_and(|host| arch.runs_natively_on(host));
@@ -351,28 +421,24 @@ fn scripts_can_run(arch: Arch, reporter: &dyn Reporter) -> bool {
     true
 }
 
-/// Where the batch that starts at `start` ends (exclusive). apk runs a package's
-/// pre-install script just before its files land and its post-install script just
-/// after, and scripts may add the users that later packages' files belong to; so a
+/// Whether package `end` joins the batch that currently ends before it. apk runs a
+/// package's pre-install script just before its files land and its post-install script
+/// just after, and scripts may add the users that later packages' files belong to; so a
 /// batch never spans a script: it ends after a package with a post-install script and
 /// before one with a pre-install script. Between scripts, packages extract in parallel.
-fn batch_end(
+fn extends_batch(
     pairs: &[(&Package, &package::VerifiedPackage)],
-    start: usize,
+    end: usize,
     run_scripts: bool,
-) -> usize {
+) -> bool {
+    if end >= pairs.len() {
+        return false;
+    }
     if !run_scripts {
-        return pairs.len();
+        return true;
     }
     let runs = |i: usize, action| pairs[i].0.installed_size != 0 && has_script(pairs[i].1, action);
-    let mut end = start + 1;
-    while end < pairs.len()
-        && !runs(end - 1, ScriptAction::PostInstall)
-        && !runs(end, ScriptAction::PreInstall)
-    {
-        end += 1;
-    }
-    end
+    !runs(end - 1, ScriptAction::PostInstall) && !runs(end, ScriptAction::PreInstall)
 }
 
 fn has_script(package: &package::VerifiedPackage, action: ScriptAction) -> bool {

@@ -131,6 +131,11 @@ pub struct FetchOptions {
     pub jobs: usize,
     /// Timeouts and retries.
     pub transport: TransportOptions,
+    /// Check files of local repositories against `C:` and `S:` here. A caller that
+    /// verifies every package right after fetching (`package::VerifiedPackage::open`,
+    /// which checks `C:` and the data hash) turns it off so the control member is not
+    /// read and hashed twice.
+    pub verify_local: bool,
 }
 
 impl Default for FetchOptions {
@@ -141,6 +146,7 @@ impl Default for FetchOptions {
             // Enough to hide per-request latency on a CDN without hammering a mirror.
             jobs: 6,
             transport: TransportOptions::default(),
+            verify_local: true,
         }
     }
 }
@@ -220,6 +226,7 @@ pub fn fetch_packages_with(
         bucket,
         temp_base: options.temp_dir.clone(),
         temp: Mutex::new(None),
+        verify_local: options.verify_local,
         reporter,
     };
 
@@ -276,6 +283,7 @@ struct Fetcher<'a> {
     bucket: Option<PathBuf>,
     temp_base: Option<PathBuf>,
     temp: Mutex<Option<Arc<tempfile::TempDir>>>,
+    verify_local: bool,
     reporter: &'a dyn Reporter,
 }
 
@@ -301,7 +309,9 @@ impl Fetcher<'_> {
                     url,
                 });
             }
-            self.verify(package, &path, false)?;
+            if self.verify_local {
+                self.verify(package, &path, false)?;
+            }
             self.reporter.download_finished(&name);
             return Ok(fetched(path, Origin::LocalRepository, 0, None));
         }

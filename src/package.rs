@@ -95,6 +95,12 @@ pub enum PackageError {
         /// From `.PKGINFO`.
         found: String,
     },
+    /// A package beyond the end of the plan was asked for (a caller's mistake).
+    #[error("package #{index} was asked for, but the plan is shorter")]
+    NotInPlan {
+        /// Its position in the plan.
+        index: usize,
+    },
     /// The data member does not match `datahash`.
     #[error("package `{package}`: the data member's SHA-256 is `{found}` but `.PKGINFO` says `{expected}`; the file is tampered or truncated")]
     DataChecksum {

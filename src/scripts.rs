@@ -20,10 +20,9 @@
 
 use std::ffi::CString;
 use std::io::{self, Read};
-use std::os::fd::OwnedFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use rustix::fs::OFlags;
 
@@ -84,6 +83,100 @@ impl ScriptOutcome {
     /// Whether the script ran and failed.
     pub fn failed(&self) -> bool {
         matches!(self, ScriptOutcome::Failed { .. })
+    }
+}
+
+thread_local! {
+    /// The root whose `/proc` a live [`ProcMount`] of this thread mounted, if any.
+    static SHARED_PROC: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `/proc` mounted in a root once for all the scripts this thread runs there, as apk
+/// mounts it once per run; without one, each script mounts its own.
+///
+/// The calling thread moves into a private mount namespace (its copy of the host's
+/// mounts, none of them propagating back) and mounts `proc` on the root's `proc`
+/// directory there; the host never sees the mount, and the scripts (forked from this
+/// thread) see it as before. Dropping it unmounts `/proc` again; keep it shorter-lived
+/// than the directory (declare it after the staging directory), and drop it before the
+/// root is renamed or removed.
+#[derive(Debug)]
+pub struct ProcMount {
+    target: CString,
+}
+
+impl ProcMount {
+    /// Mounts `/proc` in `root` for the scripts this thread runs there from now on.
+    pub fn new(root: &Path) -> Result<ProcMount, ScriptError> {
+        let io_err = |source| ScriptError::Io {
+            script: "(mounting /proc)".to_string(),
+            root: root.to_path_buf(),
+            source,
+        };
+        if !rustix::process::geteuid().is_root() {
+            return Err(ScriptError::NotRoot {
+                script: "(mounting /proc)".to_string(),
+            });
+        }
+        let root = std::fs::canonicalize(root).map_err(io_err)?;
+        let dir = RootDir::open(&root).map_err(io_err)?;
+        dir.mkdir("proc", None, 0o555).map_err(io_err)?;
+        let proc_path = cstring(&format!("{}/proc", root.display())).map_err(io_err)?;
+        let check = |r: i32| {
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(io_err(io::Error::last_os_error()))
+            }
+        };
+        // SAFETY: plain system calls with valid, NUL-terminated arguments; they affect only
+        // the calling thread's mount namespace, which unshare made its own.
+        unsafe {
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            check(libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            // O_NOFOLLOW: a `proc` symlink shipped by a package is not followed; the mount
+            // goes on the directory this descriptor names.
+            let fd = libc::open(
+                proc_path.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            );
+            if fd < 0 {
+                return Err(io_err(io::Error::last_os_error()));
+            }
+            let via = cstring(&format!("/proc/self/fd/{fd}"));
+            let mounted = via.map_err(io_err).and_then(|via| {
+                check(libc::mount(
+                    c"proc".as_ptr(),
+                    via.as_ptr(),
+                    c"proc".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    std::ptr::null(),
+                ))
+            });
+            libc::close(fd);
+            mounted?;
+        }
+        SHARED_PROC.with(|shared| *shared.borrow_mut() = Some(root.clone()));
+        Ok(ProcMount { target: proc_path })
+    }
+}
+
+impl Drop for ProcMount {
+    fn drop(&mut self) {
+        SHARED_PROC.with(|shared| *shared.borrow_mut() = None);
+        // SAFETY: a valid NUL-terminated path; detaching cannot fail for a busy mount.
+        unsafe {
+            libc::umount2(
+                self.target.as_ptr(),
+                libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW,
+            );
+        }
     }
 }
 
@@ -189,27 +282,18 @@ fn write_and_run(
     }
     dir.mkdir("proc", None, 0o555)?;
     let (mut reader, writer) = pipe()?;
-    let writer2 = writer.try_clone()?;
 
     let mut argv = vec![action.as_str().to_string()];
     argv.extend(args.iter().cloned());
-    let setup = ChildSetup::new(&std::fs::canonicalize(dir.path())?, rel, &argv)?;
-    // The program given to Command is never executed: the pre_exec hook execs the
-    // script itself so that, like apk, an exec failure becomes exit status 127.
-    let mut cmd = Command::new("/");
-    cmd.env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(writer))
-        .stderr(Stdio::from(writer2));
-    // SAFETY: the closure only makes async-signal-safe system calls on data prepared
-    // before the fork (no allocation, no locks).
-    unsafe {
-        cmd.pre_exec(move || setup.enter());
-    }
-    let mut child = cmd.spawn()?;
-    drop(cmd);
+    let root = std::fs::canonicalize(dir.path())?;
+    let shared_proc = SHARED_PROC.with(|shared| shared.borrow().as_deref() == Some(root.as_path()));
+    let mut setup = ChildSetup::new(&root, rel, &argv)?;
+    setup.own_proc = !shared_proc;
+    let null = std::fs::File::open("/dev/null")?;
+    let pid = spawn(&setup, null.as_raw_fd(), writer.as_raw_fd())?;
+    drop((null, writer));
     let output = drain(&mut reader)?;
-    let status = child.wait()?;
+    let status = wait(pid)?;
     Ok(if status.success() {
         ScriptOutcome::Succeeded { output }
     } else {
@@ -222,6 +306,8 @@ fn write_and_run(
 
 /// Everything the child needs between fork and exec, prepared beforehand.
 struct ChildSetup {
+    /// Mount `/proc` in a namespace of the child's own (no [`ProcMount`] is live).
+    own_proc: bool,
     root: CString,
     program: CString,
     _strings: Vec<CString>,
@@ -256,6 +342,7 @@ impl ChildSetup {
             .collect();
         let envp = vec![strings[argv.len()].as_ptr(), std::ptr::null()];
         Ok(ChildSetup {
+            own_proc: true,
             root,
             program: cstring(program)?,
             _strings: strings,
@@ -277,31 +364,33 @@ impl ChildSetup {
         };
         // SAFETY: plain system calls with valid, NUL-terminated arguments.
         unsafe {
-            check(libc::unshare(libc::CLONE_NEWNS))?;
-            check(libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ))?;
-            check(libc::chdir(self.root.as_ptr()))?;
-            // O_NOFOLLOW: a `proc` symlink shipped by a package is not followed.
-            let proc_fd = libc::open(
-                c"proc".as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            );
-            if proc_fd < 0 {
-                return Err(io::Error::last_os_error());
+            if self.own_proc {
+                check(libc::unshare(libc::CLONE_NEWNS))?;
+                check(libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ))?;
+                check(libc::chdir(self.root.as_ptr()))?;
+                // O_NOFOLLOW: a `proc` symlink shipped by a package is not followed.
+                let proc_fd = libc::open(
+                    c"proc".as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                );
+                if proc_fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                check(libc::fchdir(proc_fd))?;
+                check(libc::mount(
+                    c"proc".as_ptr(),
+                    c".".as_ptr(),
+                    c"proc".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    std::ptr::null(),
+                ))?;
             }
-            check(libc::fchdir(proc_fd))?;
-            check(libc::mount(
-                c"proc".as_ptr(),
-                c".".as_ptr(),
-                c"proc".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                std::ptr::null(),
-            ))?;
             check(libc::chdir(self.root.as_ptr()))?;
             check(libc::chroot(c".".as_ptr()))?;
             check(libc::chdir(c"/".as_ptr()))?;
@@ -312,6 +401,119 @@ impl ChildSetup {
                 self.envp.as_ptr(),
             );
             libc::_exit(127);
+        }
+    }
+}
+
+/// What the child reports back through the memory it shares with the parent.
+struct Spawn<'a> {
+    setup: &'a ChildSetup,
+    stdin: RawFd,
+    output: RawFd,
+    /// The errno of the step that failed before exec, 0 if none did.
+    error: i32,
+}
+
+/// Starts the script like `posix_spawn` does: `clone(CLONE_VM | CLONE_VFORK)`, so the
+/// child borrows this process's memory until it execs instead of copying its page tables
+/// (a fork of this multi-threaded process cost ~1 ms per script). The child sets up stdio,
+/// default signal handling and the root, then execs; a failure before the exec is
+/// reported like `Command::spawn` reports one (an error here), an exec failure becomes
+/// exit status 127, as under apk. Returns the child's pid.
+fn spawn(setup: &ChildSetup, stdin: RawFd, output: RawFd) -> io::Result<libc::pid_t> {
+    const STACK: usize = 256 * 1024;
+    let mut stack = vec![0u8; STACK];
+    let mut shared = Spawn {
+        setup,
+        stdin,
+        output,
+        error: 0,
+    };
+    // SAFETY: all signals are blocked around clone so that no handler of this process runs
+    // on the child's borrowed memory; the child (`child_main`) only makes system calls on
+    // data prepared before, on its own stack, and the parent does not run until the child
+    // called execve or _exit (CLONE_VFORK). The stack outlives that.
+    let pid = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let top = stack.as_mut_ptr().add(STACK - 64);
+        let top = top.sub(top as usize % 16);
+        let pid = libc::clone(
+            child_main,
+            top.cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::addr_of_mut!(shared).cast(),
+        );
+        let clone_error = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(clone_error);
+        }
+        pid
+    };
+    drop(stack);
+    if shared.error != 0 {
+        wait(pid)?;
+        return Err(io::Error::from_raw_os_error(shared.error));
+    }
+    Ok(pid)
+}
+
+/// The child side of [`spawn`]: only system calls, no allocation, no locks.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `Spawn` of the parent, which waits (CLONE_VFORK) until this
+    // function execs or exits.
+    let shared = unsafe { &mut *arg.cast::<Spawn<'_>>() };
+    // SAFETY: plain system calls on valid arguments.
+    unsafe {
+        // Handlers of the parent must not run here; exec resets them anyway.
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            let mut action: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut action) == 0
+                && (action.sa_sigaction != libc::SIG_DFL && action.sa_sigaction != libc::SIG_IGN
+                    || sig == libc::SIGPIPE)
+            {
+                let mut default: libc::sigaction = std::mem::zeroed();
+                default.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(sig, &default, std::ptr::null_mut());
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        if libc::dup2(shared.stdin, 0) < 0
+            || libc::dup2(shared.output, 1) < 0
+            || libc::dup2(shared.output, 2) < 0
+        {
+            shared.error = io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            libc::_exit(127);
+        }
+        // `enter` only returns on a failure before the exec.
+        if let Err(err) = shared.setup.enter() {
+            shared.error = err.raw_os_error().unwrap_or(libc::EIO);
+        }
+        libc::_exit(127)
+    }
+}
+
+/// Waits for the child `pid` and returns how it ended.
+fn wait(pid: libc::pid_t) -> io::Result<std::process::ExitStatus> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out pointer.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } >= 0 {
+            return Ok(std::process::ExitStatus::from_raw(status));
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
         }
     }
 }

@@ -151,7 +151,8 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
     let cache_dir = if args.no_cache {
         None
     } else {
-        args.cache_dir.or_else(sysroot_mk::repository::cache::default_dir)
+        args.cache_dir
+            .or_else(sysroot_mk::repository::cache::default_dir)
     };
     let packages = if args.packages.is_empty() {
         vec!["alpine-base".to_string()]

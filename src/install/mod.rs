@@ -27,7 +27,10 @@
 mod entries;
 mod merge;
 mod owners;
+mod prefetch;
 mod write;
+
+pub use prefetch::Prefetch;
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +59,19 @@ pub enum InstallError {
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+    /// A package outside the plan given to [`Prefetch::new`] was asked for.
+    #[error("package #{index} of the plan was asked for, but the prefetched plan is shorter; pass the whole plan to `Prefetch::new`")]
+    NotPrefetched {
+        /// Its position in the plan.
+        index: usize,
+    },
+    /// A package that failed verification was asked for (its error went to
+    /// [`Prefetch::verified`]).
+    #[error("package #{index} of the plan failed verification; it cannot be extracted")]
+    Unverified {
+        /// Its position in the plan.
+        index: usize,
     },
     /// The writer threads could not be started.
     #[error("cannot start {jobs} writer threads: {reason}")]
@@ -135,6 +151,9 @@ pub struct InstallOptions {
     /// Give inodes their recorded owners (default: when running as root). Without it the
     /// database still records the owners, and the files belong to the caller.
     pub chown: bool,
+    /// Let ext4 place the root's top-level subtrees in separate block groups while
+    /// extracting (see [`Installer`]); the marks are removed by [`Installer::finish`].
+    pub spread_directories: bool,
 }
 
 impl Default for InstallOptions {
@@ -145,11 +164,21 @@ impl Default for InstallOptions {
             memory_budget: 256 * 1024 * 1024,
             force_overwrite: false,
             chown: rustix::process::geteuid().is_root(),
+            spread_directories: true,
         }
     }
 }
 
 /// Extracts packages into a root in batches, keeping apk's bookkeeping across them.
+///
+/// While it works, the root and the top-level directories it creates carry ext4's
+/// `FS_TOPDIR_FL` (`chattr +T`), so that the allocator (Orlov) puts each of their
+/// subdirectories in a block group of its own instead of all next to the root. On ext4
+/// without a journal the allocator checks every free inode of a group that was freed in
+/// the last minutes before reusing it; where sysroots are rebuilt over and over (CI,
+/// benchmarks), one crowded group made that scan about 80% of the build's CPU time. On
+/// other filesystems setting the flag fails and nothing changes; [`Installer::finish`]
+/// removes it again, so the tree ends as without it.
 pub struct Installer {
     root: RootDir,
     root_path: PathBuf,
@@ -157,6 +186,10 @@ pub struct Installer {
     pool: rayon::ThreadPool,
     ids: IdCache,
     state: State,
+    /// Directories marked for spreading (`""` is the root), to unmark at the end.
+    spread: std::sync::Mutex<Vec<String>>,
+    /// What new inodes get by default (owner, umask), to skip chown/chmod that change nothing.
+    fresh: write::Fresh,
 }
 
 /// A package's inflated data tar and its entries.
@@ -181,14 +214,18 @@ impl Installer {
                 jobs,
                 reason: e.to_string(),
             })?;
-        Ok(Installer {
+        let installer = Installer {
             root: handle,
             root_path: root.to_path_buf(),
             opts,
             pool,
             ids: IdCache::default(),
             state: State::default(),
-        })
+            spread: std::sync::Mutex::new(Vec::new()),
+            fresh: write::Fresh::current(),
+        };
+        installer.spread_below("");
+        Ok(installer)
     }
 
     /// Extracts `batch` (in plan order) into the root: parallel inside the batch, with
@@ -199,20 +236,15 @@ impl Installer {
         batch: &[(&Package, &VerifiedPackage)],
         reporter: &dyn Reporter,
     ) -> Result<(), InstallError> {
-        let mut start = 0;
-        while start < batch.len() {
-            let mut end = start + 1;
-            let mut budget = batch[start].1.info().size;
-            while end < batch.len() {
-                let size = batch[end].1.info().size;
-                if budget.saturating_add(size) > self.opts.memory_budget {
-                    break;
-                }
-                budget += size;
-                end += 1;
-            }
-            self.extract_chunk(&batch[start..end], reporter)?;
-            start = end;
+        for (start, end) in self.chunks(batch) {
+            let chunk = &batch[start..end];
+            let loaded: Vec<Loaded> = self.pool.install(|| {
+                chunk
+                    .par_iter()
+                    .map(|(pkg, verified)| prefetch::load(pkg, verified))
+                    .collect::<Result<_, InstallError>>()
+            })?;
+            self.extract_chunk(chunk, loaded, reporter)?;
         }
         Ok(())
     }
@@ -231,6 +263,7 @@ impl Installer {
     /// Reconciles the permissions of the directories this run created (lowest uid, then
     /// lowest gid, modes ANDed, as apk does at the end) and returns the records in plan order.
     pub fn finish(self) -> Result<Vec<InstalledPackage>, InstallError> {
+        self.unspread()?;
         let dirs = self.state.reconciled_dirs();
         self.pool.install(|| {
             dirs.par_iter().try_for_each(|(path, acl)| {
@@ -254,34 +287,51 @@ impl Installer {
             .collect())
     }
 
+    /// [`Installer::extract_batch`] for `batch = plan[first..first + batch.len()]`, taking
+    /// the inflated tars from `prefetch` (made for the whole `plan`).
+    pub fn extract_prefetched(
+        &mut self,
+        batch: &[(&Package, &VerifiedPackage)],
+        first: usize,
+        prefetch: &Prefetch<'_>,
+        reporter: &dyn Reporter,
+    ) -> Result<(), InstallError> {
+        for (start, end) in self.chunks(batch) {
+            let loaded = (start..end)
+                .map(|i| prefetch.take(first + i))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.extract_chunk(&batch[start..end], loaded, reporter)?;
+        }
+        Ok(())
+    }
+
+    /// Cuts `batch` into runs whose inflated size fits the memory budget.
+    fn chunks(&self, batch: &[(&Package, &VerifiedPackage)]) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < batch.len() {
+            let mut end = start + 1;
+            let mut budget = batch[start].1.info().size;
+            while end < batch.len() {
+                let size = batch[end].1.info().size;
+                if budget.saturating_add(size) > self.opts.memory_budget {
+                    break;
+                }
+                budget += size;
+                end += 1;
+            }
+            out.push((start, end));
+            start = end;
+        }
+        out
+    }
+
     fn extract_chunk(
         &mut self,
         chunk: &[(&Package, &VerifiedPackage)],
+        loaded: Vec<Loaded>,
         reporter: &dyn Reporter,
     ) -> Result<(), InstallError> {
-        let loaded: Vec<Loaded> = self.pool.install(|| {
-            chunk
-                .par_iter()
-                .map(|(pkg, verified)| {
-                    if !opened(pkg) {
-                        return Ok(Loaded {
-                            data: Vec::new(),
-                            entries: Vec::new(),
-                        });
-                    }
-                    let name = pkg.name_version();
-                    let limit = verified
-                        .info()
-                        .size
-                        .saturating_mul(4)
-                        .max(256 * 1024 * 1024);
-                    let data = entries::inflate(&name, verified.data_member(), limit)?;
-                    let entries = entries::read_entries(&name, &data)?;
-                    Ok(Loaded { data, entries })
-                })
-                .collect::<Result<_, InstallError>>()
-        })?;
-
         let mut plan = ChunkPlan::default();
         let mut planned: Vec<usize> = Vec::new();
         for (slot, ((pkg, verified), load)) in chunk.iter().zip(&loaded).enumerate() {

@@ -10,6 +10,7 @@ use crate::index::Package;
 use crate::package::VerifiedPackage;
 use crate::report::Reporter;
 use crate::rootfs::Dir;
+use std::os::fd::AsFd as _;
 
 use super::merge::{ChunkPlan, What, Write};
 use super::{InstallError, Installer, Loaded};
@@ -50,11 +51,31 @@ impl Installer {
                                 )
                             })
                     })?;
+                if depth == 0 {
+                    for d in &plan.dirs {
+                        if !d.path.contains('/') {
+                            self.spread_below(&d.path);
+                        }
+                    }
+                }
             }
             // One handle per directory for all the writes below.
             let dirs = self
                 .root
                 .open_dirs(plan.writes.iter().map(|w| w.dir.as_str()));
+            // The group a new inode gets in each directory (a setgid one passes its own on),
+            // so that chown is only called when it changes something.
+            let groups: std::collections::HashMap<&str, u32> = dirs
+                .iter()
+                .filter_map(|(dir, fd)| {
+                    let st = rustix::fs::fstat(fd).ok()?;
+                    let setgid = st.st_mode & libc::S_ISGID != 0;
+                    Some((
+                        dir.as_str(),
+                        if setgid { st.st_gid } else { self.fresh.gid },
+                    ))
+                })
+                .collect();
             let parent = |dir: &str, package: &str, path: &str| {
                 dirs.get(dir).ok_or_else(|| {
                     let source = std::io::Error::new(
@@ -70,16 +91,19 @@ impl Installer {
                 let path = join(&w.dir, &w.name);
                 let into = parent(&w.dir, &package, &path)?;
                 let data = &loaded[w.slot].data;
+                // The owner a new inode in this directory gets anyway: no chown needed then.
+                let given = groups.get(w.dir.as_str()).map(|&gid| (self.fresh.uid, gid));
+                let owner = self.owner(&w.acl).filter(|o| Some(*o) != given);
                 let result = match &w.what {
                     What::File { offset, len } => into.write_file(
                         &w.tmp,
                         &data[*offset..*offset + *len],
-                        self.owner(&w.acl),
+                        owner,
                         w.acl.mode,
                         w.mtime,
                         &w.xattrs,
                     ),
-                    What::Symlink(target) => into.symlink(&w.tmp, target, self.owner(&w.acl)),
+                    What::Symlink(target) => into.symlink(&w.tmp, target, owner),
                     What::Hardlink { dir, tmp } => {
                         let from = parent(dir, &package, &path)?;
                         into.hardlink(&w.tmp, from, tmp, self.owner(&w.acl), w.acl.mode, w.mtime)
@@ -120,6 +144,39 @@ impl Installer {
         Ok(())
     }
 
+    /// Marks directory `path` (`""`: the root) so that ext4 spreads its new subdirectories
+    /// over block groups (see [`Installer`]); remembers it for [`Installer::unspread`].
+    /// Filesystems without the flag refuse it, which is fine: nothing was changed.
+    pub(super) fn spread_below(&self, path: &str) {
+        if !self.opts.spread_directories {
+            return;
+        }
+        let marked = self
+            .root
+            .dir(path)
+            .and_then(|dir| set_topdir(dir.as_fd(), true));
+        if marked.is_ok() {
+            self.spread
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(path.to_owned());
+        }
+    }
+
+    /// Removes the marks [`Installer::spread_below`] set, so the tree ends as without them.
+    pub(super) fn unspread(&self) -> Result<(), InstallError> {
+        let marked = std::mem::take(&mut *self.spread.lock().unwrap_or_else(|e| e.into_inner()));
+        for path in marked {
+            self.root
+                .dir(&path)
+                .and_then(|dir| set_topdir(dir.as_fd(), false))
+                .map_err(|source| {
+                    self.io_err("(shared directories)", "reset the flags of", &path, source)
+                })?;
+        }
+        Ok(())
+    }
+
     /// Where the new file goes, or `None` to drop it. Like apk's migration step: in a
     /// protected directory (`etc`), a file already on disk that is not the previous
     /// owner's unmodified file (created by a script, or edited) is kept, and the new one
@@ -147,5 +204,44 @@ fn join(dir: &str, name: &str) -> String {
         name.to_owned()
     } else {
         format!("{dir}/{name}")
+    }
+}
+
+/// Sets or clears `FS_TOPDIR_FL` on the directory `dir` (a handle from `RootDir::dir`,
+/// which cannot take ioctls itself), keeping its other flags.
+fn set_topdir(dir: std::os::fd::BorrowedFd<'_>, on: bool) -> std::io::Result<()> {
+    use rustix::fs::{IFlags, Mode, OFlags};
+    let fd = rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let flags = rustix::fs::ioctl_getflags(&fd)?;
+    let wanted = if on {
+        flags | IFlags::TOPDIR
+    } else {
+        flags - IFlags::TOPDIR
+    };
+    if wanted != flags {
+        rustix::fs::ioctl_setflags(&fd, wanted)?;
+    }
+    Ok(())
+}
+
+/// What a new inode gets without being told: the process's ids.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Fresh {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Fresh {
+    /// The current process's (read once, before the writer threads create anything).
+    pub(super) fn current() -> Fresh {
+        Fresh {
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+        }
     }
 }

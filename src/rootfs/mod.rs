@@ -256,6 +256,23 @@ impl RootDir {
     }
 }
 
+/// The process's umask, read once without changing it (`/proc/self/status`); when that
+/// is unavailable every mode counts as cut by it, so callers always chmod.
+pub(crate) fn process_umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            .map_or(0o777, |umask| umask & 0o777)
+    })
+}
+
 impl AsFd for RootDir {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()

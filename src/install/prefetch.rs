@@ -1,0 +1,304 @@
+//! Verifying and inflating the packages of a whole plan ahead of extraction.
+//!
+//! Extraction waits for package scripts between batches, and a script spends most of its
+//! time in fork, exec and the kernel; verifying and inflating (pure CPU, independent of
+//! the root) can run meanwhile. So background threads verify each package file against
+//! its index entry and inflate its data member, in plan order, as far ahead as the memory
+//! budget allows; the first batch starts as soon as its own packages are verified instead
+//! of after all of them. [`Prefetch::verified`] hands out the verified package (scripts,
+//! `.PKGINFO`) and [`super::Installer::extract_prefetched`] takes its tar when its batch
+//! comes. A package the extraction waits for is always worked on, whatever the budget
+//! says, so the two can never wait on each other.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+
+use crate::index::Package;
+use crate::package::{PackageError, VerifiedPackage};
+
+use super::{entries, InstallError, Loaded};
+
+/// Verifies and inflates the packages of a plan on background threads, in plan order.
+///
+/// ```text
+/// let prefetch = Prefetch::new(&plan.packages, &files, budget);
+/// std::thread::scope(|s| {
+///     s.spawn(|| prefetch.work());                   // one per core
+///     let verified = prefetch.verified(0)?;           // blocks until checked
+///     /* installer.extract_prefetched(&pairs[a..b], a, &prefetch, reporter)? ... */
+///     prefetch.stop();                               // also after an error: workers return
+/// });
+/// ```
+pub struct Prefetch<'a> {
+    packages: &'a [Package],
+    files: &'a [PathBuf],
+    budget: u64,
+    next: AtomicUsize,
+    verified: Vec<OnceLock<VerifiedPackage>>,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+struct State {
+    slots: Vec<Option<Result<Loaded, InstallError>>>,
+    /// Verification failures, until [`Prefetch::verified`] hands them out.
+    refused: Vec<Option<PackageError>>,
+    /// Estimated inflated bytes of the packages inflated or being inflated, not yet taken.
+    held: u64,
+    /// The package the extraction waits for (or will take next).
+    wanted: usize,
+    stopped: bool,
+}
+
+impl<'a> Prefetch<'a> {
+    /// Prepares to verify `packages` (the whole plan, in order) against the `.apk` files
+    /// `files` (same order) and inflate them, holding about `budget` inflated bytes at
+    /// most (one package larger than that is held alone).
+    pub fn new(packages: &'a [Package], files: &'a [PathBuf], budget: u64) -> Prefetch<'a> {
+        let count = packages.len().min(files.len());
+        Prefetch {
+            packages: &packages[..count],
+            files: &files[..count],
+            budget,
+            next: AtomicUsize::new(0),
+            verified: (0..count).map(|_| OnceLock::new()).collect(),
+            state: Mutex::new(State {
+                slots: (0..count).map(|_| None).collect(),
+                refused: (0..count).map(|_| None).collect(),
+                held: 0,
+                wanted: 0,
+                stopped: false,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// The loop of one background thread: returns when every package is inflated or
+    /// [`Prefetch::stop`] was called.
+    pub fn work(&self) {
+        loop {
+            let index = self.next.fetch_add(1, Ordering::Relaxed);
+            let (Some(pkg), Some(file)) = (self.packages.get(index), self.files.get(index)) else {
+                return;
+            };
+            if self.lock().stopped {
+                return;
+            }
+            let verified = match VerifiedPackage::open(pkg, file) {
+                Ok(verified) => verified,
+                Err(err) => {
+                    let mut state = self.lock();
+                    state.refused[index] = Some(err);
+                    state.slots[index] = Some(Err(InstallError::Unverified { index }));
+                    self.changed.notify_all();
+                    continue;
+                }
+            };
+            let verified = self.verified[index].get_or_init(|| verified);
+            self.changed.notify_all();
+            let size = estimate(verified);
+            {
+                let mut state = self.lock();
+                while !state.stopped
+                    && index > state.wanted
+                    && state.held > 0
+                    && state.held.saturating_add(size) > self.budget
+                {
+                    state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+                if state.stopped {
+                    return;
+                }
+                state.held += size;
+            }
+            let loaded = load(pkg, verified);
+            let mut state = self.lock();
+            state.slots[index] = Some(loaded);
+            self.changed.notify_all();
+        }
+    }
+
+    /// Makes the background threads return as soon as they finish their current package.
+    pub fn stop(&self) {
+        self.lock().stopped = true;
+        self.changed.notify_all();
+    }
+
+    /// Package `index` of the plan once verified, waiting for it if needed; the reason
+    /// when it failed verification (handed out once).
+    pub fn verified(&self, index: usize) -> Result<&VerifiedPackage, PackageError> {
+        let mut state = self.lock();
+        state.wanted = state.wanted.max(index);
+        self.changed.notify_all();
+        loop {
+            match self.verified.get(index) {
+                None => return Err(PackageError::NotInPlan { index }),
+                Some(cell) => {
+                    if let Some(verified) = cell.get() {
+                        return Ok(verified);
+                    }
+                }
+            }
+            if let Some(err) = state.refused[index].take() {
+                return Err(err);
+            }
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// The inflated tar of package `index` of the plan, waiting for it if needed.
+    pub(super) fn take(&self, index: usize) -> Result<Loaded, InstallError> {
+        let mut state = self.lock();
+        state.wanted = state.wanted.max(index);
+        self.changed.notify_all();
+        loop {
+            if let Some(loaded) = state.slots.get_mut(index).and_then(Option::take) {
+                let size = self.verified[index].get().map_or(0, estimate);
+                state.held = state.held.saturating_sub(size);
+                self.changed.notify_all();
+                return loaded;
+            }
+            if index >= state.slots.len() {
+                return Err(InstallError::NotPrefetched { index });
+            }
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What a package is expected to inflate to: its installed size.
+fn estimate(verified: &VerifiedPackage) -> u64 {
+    verified.info().size
+}
+
+/// Inflates a package's data member and reads its entries (nothing for `I:0` packages,
+/// which apk does not open).
+pub(super) fn load(pkg: &Package, verified: &VerifiedPackage) -> Result<Loaded, InstallError> {
+    if !super::opened(pkg) {
+        return Ok(Loaded {
+            data: Vec::new(),
+            entries: Vec::new(),
+        });
+    }
+    let name = pkg.name_version();
+    let limit = verified
+        .info()
+        .size
+        .saturating_mul(4)
+        .max(256 * 1024 * 1024);
+    let data = entries::inflate(&name, verified.data_member(), limit)?;
+    let entries = entries::read_entries(&name, &data)?;
+    Ok(Loaded { data, entries })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::path::Path;
+
+    const ALPINE_BASE: &str = include_str!("../../fixtures/install/alpine-base-v3.19-x86_64.plan");
+
+    /// alpine-base's packages in apk's order with their files, from the shared data.
+    fn alpine_base() -> Option<(Vec<Package>, Vec<PathBuf>)> {
+        let repo = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/alpine/v3.19/main/x86_64"
+        ));
+        let Ok(bytes) = std::fs::read(repo.join("APKINDEX.tar.gz")) else {
+            eprintln!("skipped: ../shared/alpine is absent");
+            return None;
+        };
+        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(&bytes[..]));
+        let mut text = String::new();
+        for entry in archive.entries().expect("index tar") {
+            let mut entry = entry.expect("index entry");
+            if entry.path_bytes().as_ref() == b"APKINDEX" {
+                entry.read_to_string(&mut text).expect("APKINDEX text");
+            }
+        }
+        let mut index = std::collections::HashMap::new();
+        for stanza in text.split("\n\n") {
+            let mut p = Package::default();
+            for (key, value) in stanza.lines().filter_map(|l| l.split_once(':')) {
+                match key {
+                    "C" => p.checksum = value.into(),
+                    "P" => p.name = value.into(),
+                    "V" => p.version = crate::version::Version::new(value),
+                    "I" => p.installed_size = value.parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+            index.insert(p.name_version(), p);
+        }
+        let packages: Vec<Package> = ALPINE_BASE.lines().map(|nv| index[nv].clone()).collect();
+        let files = packages.iter().map(|p| repo.join(p.file_name())).collect();
+        Some((packages, files))
+    }
+
+    #[test]
+    fn a_tiny_budget_still_delivers_every_package_in_order() {
+        let Some((packages, files)) = alpine_base() else {
+            return;
+        };
+        // One byte: only the package the extraction waits for may be inflated.
+        let prefetch = Prefetch::new(&packages, &files, 1);
+        std::thread::scope(|scope| {
+            scope.spawn(|| prefetch.work());
+            scope.spawn(|| prefetch.work());
+            for (i, pkg) in packages.iter().enumerate() {
+                let verified = prefetch.verified(i).expect("verified");
+                assert_eq!(verified.name_version(), pkg.name_version());
+                let loaded = prefetch.take(i).expect("inflated");
+                if pkg.installed_size == 0 {
+                    assert!(loaded.entries.is_empty());
+                }
+                if pkg.name == "busybox" {
+                    assert!(loaded.entries.iter().any(|e| e.path == "bin/busybox"));
+                }
+            }
+            prefetch.stop();
+        });
+    }
+
+    #[test]
+    fn a_package_that_is_not_the_indexed_one_is_refused_and_never_inflated() {
+        let Some((mut packages, files)) = alpine_base() else {
+            return;
+        };
+        // musl's index entry with busybox's file.
+        let musl = packages
+            .iter()
+            .position(|p| p.name == "musl")
+            .expect("musl");
+        let busybox = packages
+            .iter()
+            .position(|p| p.name == "busybox")
+            .expect("busybox");
+        let mut files = files;
+        files[musl] = files[busybox].clone();
+        packages.truncate(musl.max(busybox) + 1);
+        let prefetch = Prefetch::new(&packages, &files, u64::MAX);
+        std::thread::scope(|scope| {
+            scope.spawn(|| prefetch.work());
+            assert!(matches!(
+                prefetch.verified(musl),
+                Err(PackageError::ControlChecksum { .. })
+            ));
+            assert!(matches!(
+                prefetch.take(musl),
+                Err(InstallError::Unverified { .. })
+            ));
+            assert!(matches!(
+                prefetch.verified(packages.len()),
+                Err(PackageError::NotInPlan { .. })
+            ));
+            prefetch.stop();
+        });
+    }
+}
