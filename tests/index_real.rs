@@ -1,49 +1,17 @@
 //! The parser against the real, signed v3.19 x86_64 indexes in `../shared/alpine`.
 //! Skipped (with a reason on stderr) when that data is absent.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+mod shared_data;
+
+use shared_data::{apkindex_text_or_skip, shared, tar_member, v3_19_index};
+use std::path::PathBuf;
 
 use sysroot_mk::index::{join, parse_apkindex, Op, Package};
 use sysroot_mk::version;
 
-/// `../shared/alpine` next to the checkout; a worktree under `/work/wt/<name>` finds it
-/// one level further up.
-fn shared() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let near = here.join("../shared/alpine");
-    let far = here.join("../../shared/alpine");
-    if !near.exists() && far.exists() {
-        far
-    } else {
-        near
-    }
-}
-
-fn index_path(repo: &str) -> PathBuf {
-    shared().join(format!("indexes/v3.19-x86_64/{repo}-APKINDEX.tar.gz"))
-}
-
-/// The `APKINDEX` member's text, or `None` (after saying why) when the data is absent.
+/// The `APKINDEX` text of the v3.19 `repo`, or `None` (after saying why) when absent.
 fn index_text(repo: &str) -> Option<String> {
-    let path = index_path(repo);
-    if !path.exists() {
-        eprintln!("skipped: {} is absent", path.display());
-        return None;
-    }
-    let file = std::fs::File::open(&path).expect("open index");
-    // The signature member and the index member are separate gzip members of one tar
-    // stream; the signature entry is simply skipped.
-    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
-    for entry in archive.entries().expect("tar entries") {
-        let mut entry = entry.expect("tar entry");
-        if entry.path().expect("entry path").as_os_str() == "APKINDEX" {
-            let mut text = String::new();
-            entry.read_to_string(&mut text).expect("APKINDEX is UTF-8");
-            return Some(text);
-        }
-    }
-    panic!("{} has no APKINDEX member", path.display());
+    apkindex_text_or_skip(&v3_19_index(repo))
 }
 
 fn find<'a>(pkgs: &'a [Package], name: &str) -> &'a Package {
@@ -173,26 +141,6 @@ fn real_versions_are_valid_and_sort_consistently() {
             w[1]
         );
     }
-}
-
-/// The text of `member` in a gzip'd tar, read whole; `None` when absent.
-fn tar_member(path: &Path, member: &str) -> Option<String> {
-    let file = std::fs::File::open(path).expect("open tarball");
-    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
-    for entry in archive.entries().expect("tar entries") {
-        let mut entry = entry.expect("tar entry");
-        let name = entry
-            .path()
-            .expect("entry path")
-            .to_string_lossy()
-            .into_owned();
-        if name.trim_start_matches("./") == member {
-            let mut text = String::new();
-            entry.read_to_string(&mut text).expect("member is UTF-8");
-            return Some(text);
-        }
-    }
-    None
 }
 
 #[test]
