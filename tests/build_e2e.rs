@@ -44,6 +44,17 @@ fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// The shared data when present and we are root; otherwise `None`, after printing
+/// `skipped:` and the reason (`why_root` when root is what is missing).
+fn shared_as_root(why_root: &str) -> Option<PathBuf> {
+    let shared = support::shared_or_skip()?;
+    if !is_root() {
+        eprintln!("skipped: {why_root}");
+        return None;
+    }
+    Some(shared)
+}
+
 fn assert_ok(out: &Output) {
     assert!(
         out.status.success(),
@@ -82,13 +93,9 @@ fn assert_nothing_left(out: &Path) {
 
 #[test]
 fn alpine_base_database_is_byte_identical_to_apk() {
-    let Some(shared) = support::shared_or_skip() else {
+    let Some(shared) = shared_as_root("the apk reference ran scripts as root; run as root") else {
         return;
     };
-    if !is_root() {
-        eprintln!("skipped: the apk reference ran scripts as root; run as root");
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("sysroot");
     let repo = shared.join("v3.19/main");
@@ -111,13 +118,9 @@ fn alpine_base_database_is_byte_identical_to_apk() {
 
 #[test]
 fn all_co_installable_packages_match_apk_over_http() {
-    let Some(shared) = support::shared_or_skip() else {
+    let Some(shared) = shared_as_root("the apk reference ran scripts as root; run as root") else {
         return;
     };
-    if !is_root() {
-        eprintln!("skipped: the apk reference ran scripts as root; run as root");
-        return;
-    }
     let world: Vec<String> = std::fs::read_to_string(fixture_db("all98").join("world"))
         .unwrap()
         .lines()
@@ -300,13 +303,9 @@ fn usage_errors_exit_2() {
 #[test]
 fn doas_works_for_a_user_of_a_built_sysroot() {
     // Issue 4's acceptance on a sysroot this tool built: setuid doas elevates a user.
-    let Some(shared) = support::shared_or_skip() else {
+    let Some(shared) = shared_as_root("building with scripts and entering need root") else {
         return;
     };
-    if !is_root() {
-        eprintln!("skipped: building with scripts and entering need root");
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("sysroot");
     let repo = shared.join("v3.19/main");

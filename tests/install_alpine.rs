@@ -264,21 +264,23 @@ fn chrony_and_dhcpcd_with_scripts_match_apk() {
     assert_matches_apk(WITH_USERS, &["alpine-base", "chrony", "dhcpcd"], true);
 }
 
-#[test]
-fn all_co_installable_packages_without_scripts_match_apk() {
-    let names: Vec<&str> = CO_INSTALLABLE
+/// The package names of [`CO_INSTALLABLE`] (its lines are `name-version`).
+fn co_installable_names() -> Vec<&'static str> {
+    CO_INSTALLABLE
         .lines()
         .map(|nv| nv.rsplitn(3, '-').nth(2).unwrap_or(nv))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn all_co_installable_packages_without_scripts_match_apk() {
+    let names = co_installable_names();
     assert_matches_apk(CO_INSTALLABLE, &names, false);
 }
 
 #[test]
 fn all_co_installable_packages_with_scripts_match_apk() {
-    let names: Vec<&str> = CO_INSTALLABLE
-        .lines()
-        .map(|nv| nv.rsplitn(3, '-').nth(2).unwrap_or(nv))
-        .collect();
+    let names = co_installable_names();
     assert_matches_apk(CO_INSTALLABLE, &names, true);
 }
 

@@ -47,12 +47,50 @@ fn install(
     (root, result)
 }
 
-fn files_of(installed: &[InstalledPackage], name: &str) -> Vec<String> {
-    let pkg = installed
+/// Installs one package into `root`, which a test has prepared, and finishes.
+fn install_one_into(
+    root: &std::path::Path,
+    pkg: &Package,
+    verified: &VerifiedPackage,
+) -> Vec<InstalledPackage> {
+    let mut installer = Installer::new(root, InstallOptions::default()).expect("open");
+    installer
+        .extract_batch(&[(pkg, verified)], &Silent)
+        .expect("extract");
+    installer.finish().expect("finish")
+}
+
+/// Installs the two packages `pair` makes twice: extracted together in one batch, and
+/// one batch after the other.
+fn together_and_apart<'a>(
+    pair: impl Fn() -> (Spec<'a>, Spec<'a>),
+) -> Vec<(
+    tempfile::TempDir,
+    Result<Vec<InstalledPackage>, InstallError>,
+)> {
+    let (a, b) = pair();
+    let together = install(vec![vec![a, b]]);
+    let (a, b) = pair();
+    let apart = install(vec![vec![a], vec![b]]);
+    vec![together, apart]
+}
+
+/// The installed package called `name`.
+fn named<'a>(installed: &'a [InstalledPackage], name: &str) -> &'a InstalledPackage {
+    installed
         .iter()
         .find(|p| p.package.name == name)
-        .expect("package");
-    pkg.dirs
+        .expect(name)
+}
+
+/// What the root's `etc/f` holds.
+fn etc_f(root: &tempfile::TempDir) -> Vec<u8> {
+    std::fs::read(root.path().join("etc/f")).expect("etc/f")
+}
+
+fn files_of(installed: &[InstalledPackage], name: &str) -> Vec<String> {
+    named(installed, name)
+        .dirs
         .iter()
         .flat_map(|d| {
             d.files.iter().map(move |f| {
@@ -75,17 +113,12 @@ fn etc(file: &str, data: &[u8]) -> Vec<TestEntry> {
 
 #[test]
 fn a_file_owned_by_another_package_is_a_conflict() {
-    for split in [false, true] {
-        let (a, b) = (
+    for (_root, result) in together_and_apart(|| {
+        (
             Spec("a", "a", "", etc("f", b"a")),
             Spec("b", "b", "", etc("f", b"b")),
-        );
-        let batches = if split {
-            vec![vec![a], vec![b]]
-        } else {
-            vec![vec![a, b]]
-        };
-        let (_root, result) = install(batches);
+        )
+    }) {
         match result {
             Err(e @ InstallError::Conflict { .. }) => {
                 let message = e.to_string();
@@ -103,22 +136,14 @@ fn a_file_owned_by_another_package_is_a_conflict() {
 
 #[test]
 fn the_same_origin_may_overwrite_and_takes_the_file() {
-    for split in [false, true] {
-        let (a, b) = (
+    for (root, result) in together_and_apart(|| {
+        (
             Spec("a", "src", "", etc("f", b"a")),
             Spec("b", "src", "", etc("f", b"b")),
-        );
-        let batches = if split {
-            vec![vec![a], vec![b]]
-        } else {
-            vec![vec![a, b]]
-        };
-        let (root, result) = install(batches);
+        )
+    }) {
         let installed = result.expect("same origin installs");
-        assert_eq!(
-            std::fs::read(root.path().join("etc/f")).expect("etc/f"),
-            b"b"
-        );
+        assert_eq!(etc_f(&root), b"b");
         assert_eq!(files_of(&installed, "a"), Vec::<String>::new());
         assert_eq!(files_of(&installed, "b"), ["etc/f"]);
     }
@@ -131,15 +156,9 @@ fn replaces_lets_the_later_package_win() {
         Spec("new", "new", "replaces = old\n", etc("f", b"new")),
     ]]);
     let installed = result.expect("replaces installs");
-    assert_eq!(
-        std::fs::read(root.path().join("etc/f")).expect("etc/f"),
-        b"new"
-    );
+    assert_eq!(etc_f(&root), b"new");
     assert_eq!(files_of(&installed, "new"), ["etc/f"]);
-    let new = installed
-        .iter()
-        .find(|p| p.package.name == "new")
-        .expect("new");
+    let new = named(&installed, "new");
     assert_eq!(
         new.package.replaces[0].name, "old",
         "`replaces` recorded from .PKGINFO"
@@ -163,10 +182,7 @@ fn a_higher_replaces_priority_of_the_owner_keeps_its_file() {
         )],
     ]);
     let installed = result.expect("installs");
-    assert_eq!(
-        std::fs::read(root.path().join("etc/f")).expect("etc/f"),
-        b"keeper"
-    );
+    assert_eq!(etc_f(&root), b"keeper");
     assert_eq!(files_of(&installed, "keeper"), ["etc/f"]);
     assert_eq!(files_of(&installed, "late"), Vec::<String>::new());
 }
@@ -210,14 +226,7 @@ fn shared_directories_take_the_lowest_owner_and_the_and_of_modes() {
         (5, 20, 0o751)
     );
     // Each package still records its own view of the directory.
-    let acl = |name: &str| {
-        installed
-            .iter()
-            .find(|p| p.package.name == name)
-            .expect("pkg")
-            .dirs[0]
-            .acl
-    };
+    let acl = |name: &str| named(&installed, name).dirs[0].acl;
     assert_eq!((acl("a").uid, acl("a").mode), (10, 0o775));
     assert_eq!((acl("d").gid, acl("d").mode), (30, 0o700));
 }
@@ -232,11 +241,7 @@ fn directories_that_existed_before_are_left_alone() {
     )
     .expect("chmod");
     let pkgs = generate(vec![Spec("a", "a", "", vec![TestEntry::dir("tmp", 0o755)])]);
-    let mut installer = Installer::new(root.path(), InstallOptions::default()).expect("open");
-    installer
-        .extract_batch(&[(&pkgs[0].0, &pkgs[0].1)], &Silent)
-        .expect("extract");
-    let installed = installer.finish().expect("finish");
+    let installed = install_one_into(root.path(), &pkgs[0].0, &pkgs[0].1);
     assert_eq!(
         std::fs::metadata(root.path().join("tmp"))
             .expect("tmp")
@@ -454,11 +459,7 @@ fn a_file_in_etc_left_by_a_script_is_kept_and_the_new_one_goes_to_apk_new() {
             TestEntry::file(b"usr/conf", b"from the package\n"),
         ],
     )]);
-    let mut installer = Installer::new(root.path(), InstallOptions::default()).expect("open");
-    installer
-        .extract_batch(&[(&pkgs[0].0, &pkgs[0].1)], &Silent)
-        .expect("extract");
-    let installed = installer.finish().expect("finish");
+    let installed = install_one_into(root.path(), &pkgs[0].0, &pkgs[0].1);
     let read = |p: &str| std::fs::read(root.path().join(p)).ok();
     assert_eq!(
         read("etc/conf").as_deref(),
@@ -535,11 +536,7 @@ fn a_package_with_zero_installed_size_is_not_opened() {
     );
     let verified = VerifiedPackage::from_bytes(&pkg, bytes).expect("verifies");
     pkg.installed_size = 0;
-    let mut installer = Installer::new(root.path(), InstallOptions::default()).expect("open");
-    installer
-        .extract_batch(&[(&pkg, &verified)], &Silent)
-        .expect("extract");
-    let installed = installer.finish().expect("finish");
+    let installed = install_one_into(root.path(), &pkg, &verified);
     assert!(!root.path().join("usr").exists());
     assert!(
         installed[0].dirs.is_empty()
