@@ -76,6 +76,9 @@ fn fetch(
     )
 }
 
+/// Where the largest fixture package is served (the one big enough to cut short).
+const LARGE: &str = "/x86_64/large-2.0-r1.apk";
+
 /// The fixture repository served over HTTP, its index loaded.
 struct Served {
     server: TestServer,
@@ -104,6 +107,11 @@ impl Served {
         reporter: &dyn Reporter,
     ) -> Result<Vec<FetchedPackage>, FetchError> {
         fetch(&self.packages, &self.repo, &options(Some(cache)), reporter)
+    }
+
+    /// The bytes of the largest package, as served.
+    fn large_apk(&self) -> Vec<u8> {
+        std::fs::read(self.file(&LARGE[1..])).unwrap()
     }
 
     /// A served file, by its path below the served folder.
@@ -260,12 +268,11 @@ fn packages_are_fetched_largest_first() {
 #[test]
 fn truncated_download_is_resumed_with_a_range_request() {
     let s = served();
-    let path = "/x86_64/large-2.0-r1.apk";
     s.server
-        .fail(path, &[Fault::Truncate(100_000), Fault::Status(503)]);
+        .fail(LARGE, &[Fault::Truncate(100_000), Fault::Status(503)]);
     let cache = tempfile::tempdir().unwrap();
     let fetched = s.fetch_cached(cache.path(), &Silent).unwrap();
-    let log = s.server.requests(path);
+    let log = s.server.requests(LARGE);
     let seen: Vec<_> = log.iter().map(|l| (l.status, l.range.clone())).collect();
     assert_eq!(
         seen,
@@ -275,21 +282,18 @@ fn truncated_download_is_resumed_with_a_range_request() {
             (206, Some("bytes=100000-".to_string())),
         ]
     );
-    assert_eq!(
-        std::fs::read(&fetched[1].path).unwrap(),
-        std::fs::read(s.file("x86_64/large-2.0-r1.apk")).unwrap()
-    );
+    assert_eq!(std::fs::read(&fetched[1].path).unwrap(), s.large_apk());
 }
 
 #[test]
 fn partial_file_left_by_an_earlier_run_is_resumed() {
     let s = served();
     let cache = tempfile::tempdir().unwrap();
-    let whole = std::fs::read(s.file("x86_64/large-2.0-r1.apk")).unwrap();
+    let whole = s.large_apk();
     let (bucket, key) = leave_partial(cache.path(), &s.packages[1], &whole[..5000]);
     let recorder = Recorder::default();
     s.fetch_cached(cache.path(), &recorder).unwrap();
-    let log = s.server.requests("/x86_64/large-2.0-r1.apk");
+    let log = s.server.requests(LARGE);
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].range.as_deref(), Some("bytes=5000-"));
     assert_eq!(
@@ -302,12 +306,11 @@ fn partial_file_left_by_an_earlier_run_is_resumed() {
 fn server_ignoring_range_gets_the_whole_file_written_once() {
     let s = served();
     let cache = tempfile::tempdir().unwrap();
-    let whole = std::fs::read(s.file("x86_64/large-2.0-r1.apk")).unwrap();
+    let whole = s.large_apk();
     let (bucket, key) = leave_partial(cache.path(), &s.packages[1], &whole[..5000]);
-    s.server
-        .fail("/x86_64/large-2.0-r1.apk", &[Fault::IgnoreRange]);
+    s.server.fail(LARGE, &[Fault::IgnoreRange]);
     s.fetch_cached(cache.path(), &Silent).unwrap();
-    let log = s.server.requests("/x86_64/large-2.0-r1.apk");
+    let log = s.server.requests(LARGE);
     assert_eq!((log.len(), log[0].status), (1, 200));
     assert_eq!(
         std::fs::read(bucket.join(format!("{key}.apk"))).unwrap(),
@@ -323,7 +326,7 @@ fn stale_partial_file_is_discarded_and_downloaded_again() {
     s.fetch_cached(cache.path(), &Silent).unwrap();
     let ranges: Vec<_> = s
         .server
-        .requests("/x86_64/large-2.0-r1.apk")
+        .requests(LARGE)
         .into_iter()
         .map(|l| l.range)
         .collect();

@@ -81,21 +81,21 @@ fn install_with(
     let mut installer = Installer::new(root, opts).expect("open root");
     let mut batch = Vec::new();
     let has = |v: &VerifiedPackage, action: &str| v.scripts().iter().any(|s| s.action == action);
+    // Extracts what the batch holds so far, then runs the script, as apk orders them.
+    let mut cut_and_run = |batch: &mut Vec<_>, pkg, v, action| {
+        installer
+            .extract_batch(&std::mem::take(batch), &Silent)
+            .expect("extract");
+        run_script(root, pkg, v, action, &[]);
+        installer.refresh_ids();
+    };
     for (pkg, v) in plan.iter().copied().zip(&verified) {
         if scripts && has(v, "pre-install") {
-            installer
-                .extract_batch(&std::mem::take(&mut batch), &Silent)
-                .expect("extract");
-            run_script(root, pkg, v, "pre-install", &[]);
-            installer.refresh_ids();
+            cut_and_run(&mut batch, pkg, v, "pre-install");
         }
         batch.push((pkg, v));
         if scripts && has(v, "post-install") {
-            installer
-                .extract_batch(&std::mem::take(&mut batch), &Silent)
-                .expect("extract");
-            run_script(root, pkg, v, "post-install", &[]);
-            installer.refresh_ids();
+            cut_and_run(&mut batch, pkg, v, "post-install");
         }
     }
     installer.extract_batch(&batch, &Silent).expect("extract");

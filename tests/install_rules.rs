@@ -47,6 +47,18 @@ fn install(
     (root, result)
 }
 
+/// Extracts the packages of `pkgs` at the positions `which` as one batch; `what` names
+/// the batch if that fails.
+fn extract(
+    installer: &mut Installer,
+    pkgs: &[(Package, VerifiedPackage)],
+    which: &[usize],
+    what: &str,
+) {
+    let batch: Vec<_> = which.iter().map(|&i| (&pkgs[i].0, &pkgs[i].1)).collect();
+    installer.extract_batch(&batch, &Silent).expect(what);
+}
+
 /// Installs one package into `root`, which a test has prepared, and finishes.
 fn install_one_into(
     root: &std::path::Path,
@@ -285,12 +297,7 @@ fn owner_names_resolve_through_the_target_passwd_with_apk_caching() {
     ]);
     let mut installer = Installer::new(root.path(), InstallOptions::default()).expect("open");
     // `base` and `one` in one batch: `one` sees the passwd `base` ships.
-    installer
-        .extract_batch(
-            &[(&pkgs[0].0, &pkgs[0].1), (&pkgs[1].0, &pkgs[1].1)],
-            &Silent,
-        )
-        .expect("batch 1");
+    extract(&mut installer, &pkgs, &[0, 1], "batch 1");
     // A "script" changes the ids; without a refresh apk keeps what it looked up.
     std::fs::write(
         root.path().join("etc/passwd"),
@@ -298,13 +305,9 @@ fn owner_names_resolve_through_the_target_passwd_with_apk_caching() {
     )
     .expect("passwd");
     std::fs::write(root.path().join("etc/group"), b"chrony:x:654:\n").expect("group");
-    installer
-        .extract_batch(&[(&pkgs[2].0, &pkgs[2].1)], &Silent)
-        .expect("batch 2");
+    extract(&mut installer, &pkgs, &[2], "batch 2");
     installer.refresh_ids();
-    installer
-        .extract_batch(&[(&pkgs[3].0, &pkgs[3].1)], &Silent)
-        .expect("batch 3");
+    extract(&mut installer, &pkgs, &[3], "batch 3");
     let installed = installer.finish().expect("finish");
 
     let owner = |name: &str| {
@@ -495,20 +498,10 @@ fn an_edited_file_in_etc_survives_a_replacing_package() {
         Spec("d", "src", "", etc("other", b"d\n")),
     ]);
     let mut installer = Installer::new(root.path(), InstallOptions::default()).expect("open");
-    installer
-        .extract_batch(
-            &[(&pkgs[0].0, &pkgs[0].1), (&pkgs[2].0, &pkgs[2].1)],
-            &Silent,
-        )
-        .expect("batch 1");
+    extract(&mut installer, &pkgs, &[0, 2], "batch 1");
     // A script edits etc/conf; etc/other stays the owner's file.
     std::fs::write(root.path().join("etc/conf"), b"edited\n").expect("edit");
-    installer
-        .extract_batch(
-            &[(&pkgs[1].0, &pkgs[1].1), (&pkgs[3].0, &pkgs[3].1)],
-            &Silent,
-        )
-        .expect("batch 2");
+    extract(&mut installer, &pkgs, &[1, 3], "batch 2");
     installer.finish().expect("finish");
     let read = |p: &str| std::fs::read(root.path().join(p)).ok();
     assert_eq!(read("etc/conf").as_deref(), Some(&b"edited\n"[..]));

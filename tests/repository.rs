@@ -28,6 +28,17 @@ fn write_fixture_repo(root: &Path, signer: Signer<'_>) {
     write_repo(root, "x86_64", &packages(), signer);
 }
 
+/// A new folder serving the fixture repository (SHA-1 signed by the test key) at `below`.
+fn served_fixture_repo(below: &str) -> (tempfile::TempDir, TestServer) {
+    let served = tempfile::tempdir().unwrap();
+    write_fixture_repo(
+        &served.path().join(below),
+        Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1),
+    );
+    let server = TestServer::serve(served.path());
+    (served, server)
+}
+
 /// Loads `repos` for `arch` with the default options, trusting only the keys in `keys`.
 fn load_trusting(
     repos: &[Repository],
@@ -175,12 +186,7 @@ fn missing_index_names_the_repository() {
 
 #[test]
 fn http_index_is_cached_and_revalidated_with_its_etag() {
-    let served = tempfile::tempdir().unwrap();
-    write_fixture_repo(
-        &served.path().join("main"),
-        Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1),
-    );
-    let server = TestServer::serve(served.path());
+    let (served, server) = served_fixture_repo("main");
     let cache = tempfile::tempdir().unwrap();
     let keys = keys_dir(&[TEST_KEY]);
     let ring = keyring_of(&[keys.path()], "x86_64");
@@ -217,12 +223,7 @@ fn http_index_is_cached_and_revalidated_with_its_etag() {
 
 #[test]
 fn without_a_cache_nothing_is_revalidated_or_written() {
-    let served = tempfile::tempdir().unwrap();
-    write_fixture_repo(
-        served.path(),
-        Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1),
-    );
-    let server = TestServer::serve(served.path());
+    let (_served, server) = served_fixture_repo("");
     let keys = keys_dir(&[TEST_KEY]);
     let ring = keyring_of(&[keys.path()], "x86_64");
     let repos = [Repository::parse(&server.base).unwrap()];
@@ -239,12 +240,7 @@ fn without_a_cache_nothing_is_revalidated_or_written() {
 
 #[test]
 fn transient_http_errors_are_retried() {
-    let served = tempfile::tempdir().unwrap();
-    write_fixture_repo(
-        served.path(),
-        Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1),
-    );
-    let server = TestServer::serve(served.path());
+    let (_served, server) = served_fixture_repo("");
     let path = "/x86_64/APKINDEX.tar.gz";
     server.fail(
         path,

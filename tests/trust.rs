@@ -7,6 +7,14 @@ use sysroot_mk::archive::{split_signature, SignatureAlgorithm};
 use sysroot_mk::report::Silent;
 use sysroot_mk::trust::{pins, KeyOptions, KeySource, Keyring, TrustError};
 
+/// Why a keyring trusting only the test key refuses the signed `archive`.
+fn refusal_with_test_key(archive: &[u8]) -> TrustError {
+    let dir = keys_dir(&[TEST_KEY]);
+    let ring = keyring_of(&[dir.path()], "x86_64");
+    ring.verify_signed(&split_signature(archive).unwrap())
+        .unwrap_err()
+}
+
 #[test]
 fn sha1_and_sha256_signatures_verify_with_an_explicit_key() {
     let dir = keys_dir(&[TEST_KEY]);
@@ -24,54 +32,38 @@ fn sha1_and_sha256_signatures_verify_with_an_explicit_key() {
 
 #[test]
 fn signature_by_an_unknown_key_names_that_key() {
-    let dir = keys_dir(&[TEST_KEY]);
-    let ring = keyring_of(&[dir.path()], "x86_64");
     let archive = index_archive(
         "P:a\nV:1\n",
         Signer::Key(OTHER_KEY, SignatureAlgorithm::Sha256),
     );
-    let err = ring
-        .verify_signed(&split_signature(&archive).unwrap())
-        .unwrap_err();
+    let err = refusal_with_test_key(&archive);
     assert!(matches!(err, TrustError::UnknownKey { ref key, .. } if key == OTHER_KEY));
     assert!(err.to_string().contains(OTHER_KEY), "{err}");
 }
 
 #[test]
 fn signature_made_by_another_key_under_a_trusted_name_is_refused() {
-    let dir = keys_dir(&[TEST_KEY]);
-    let ring = keyring_of(&[dir.path()], "x86_64");
     let archive = index_archive("P:a\nV:1\n", Signer::Posing(OTHER_KEY, TEST_KEY));
-    let err = ring
-        .verify_signed(&split_signature(&archive).unwrap())
-        .unwrap_err();
+    let err = refusal_with_test_key(&archive);
     assert!(matches!(err, TrustError::BadSignature { .. }), "{err}");
 }
 
 #[test]
 fn tampered_bytes_fail_verification() {
-    let dir = keys_dir(&[TEST_KEY]);
-    let ring = keyring_of(&[dir.path()], "x86_64");
     let mut archive = index_archive(
         "P:a\nV:1\n",
         Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1),
     );
     let last = archive.len() - 10;
     archive[last] ^= 0x40;
-    let err = ring
-        .verify_signed(&split_signature(&archive).unwrap())
-        .unwrap_err();
+    let err = refusal_with_test_key(&archive);
     assert!(matches!(err, TrustError::BadSignature { .. }), "{err}");
 }
 
 #[test]
 fn unsigned_archive_is_reported_as_unsigned() {
-    let dir = keys_dir(&[TEST_KEY]);
-    let ring = keyring_of(&[dir.path()], "x86_64");
     let archive = index_archive("P:a\nV:1\n", Signer::Unsigned);
-    let err = ring
-        .verify_signed(&split_signature(&archive).unwrap())
-        .unwrap_err();
+    let err = refusal_with_test_key(&archive);
     assert!(matches!(err, TrustError::Unsigned));
 }
 
