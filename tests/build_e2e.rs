@@ -34,6 +34,19 @@ fn build(shared: &Path, repo: &str, out: &Path, packages: &[&str], extra: &[&str
         .unwrap()
 }
 
+/// [`build`] from the shared 100-package v3.19 main repository.
+fn build_from_main(shared: &Path, out: &Path, packages: &[&str], extra: &[&str]) -> Output {
+    let repo = shared.join("v3.19/main");
+    build(shared, repo.to_str().unwrap(), out, packages, extra)
+}
+
+/// Where a build may write: `sysroot` in a new temporary folder (kept while the guard lives).
+fn scratch_out() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sysroot");
+    (tmp, out)
+}
+
 fn fixture_db(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/db")
@@ -96,16 +109,14 @@ fn alpine_base_database_is_byte_identical_to_apk() {
     let Some(shared) = shared_as_root("the apk reference ran scripts as root; run as root") else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("sysroot");
-    let repo = shared.join("v3.19/main");
-    let result = build(&shared, repo.to_str().unwrap(), &out, &["alpine-base"], &[]);
+    let (_tmp, out) = scratch_out();
+    let result = build_from_main(&shared, &out, &["alpine-base"], &[]);
     assert_ok(&result);
     assert_database_matches_apk(&out, "alpine-base");
     // What apk leaves to its caller is there too.
     assert_eq!(
         std::fs::read_to_string(out.join("etc/apk/repositories")).unwrap(),
-        format!("{}\n", repo.display())
+        format!("{}\n", shared.join("v3.19/main").display())
     );
     assert!(out
         .join("etc/apk/keys/alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub")
@@ -129,8 +140,7 @@ fn all_co_installable_packages_match_apk_over_http() {
     let served = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(shared.join("v3.19"), served.path().join("v3.19")).unwrap();
     let server = TestServer::serve(served.path());
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("sysroot");
+    let (_tmp, out) = scratch_out();
     let names: Vec<&str> = world.iter().map(String::as_str).collect();
     let url = format!("{}/v3.19/main", server.base);
     let result = build(&shared, &url, &out, &names, &[]);
@@ -143,16 +153,8 @@ fn simulate_prints_only_the_plan_and_writes_nothing() {
     let Some(shared) = support::shared_or_skip() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("sysroot");
-    let repo = shared.join("v3.19/main");
-    let result = build(
-        &shared,
-        repo.to_str().unwrap(),
-        &out,
-        &["alpine-base"],
-        &["--simulate"],
-    );
+    let (_tmp, out) = scratch_out();
+    let result = build_from_main(&shared, &out, &["alpine-base"], &["--simulate"]);
     assert_ok(&result);
     let plan = String::from_utf8(result.stdout).unwrap();
     let lines: Vec<&str> = plan.lines().collect();
@@ -168,8 +170,7 @@ fn wrong_arch_keys_are_refused_and_leave_nothing() {
     let Some(shared) = support::shared_or_skip() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("sysroot");
+    let (_tmp, out) = scratch_out();
     let result = bin()
         .args(["--arch", "x86_64", "--no-cache", "--keys-dir"])
         .arg(shared.join("keys/aarch64"))
@@ -214,8 +215,7 @@ fn repo_with_damaged(
 }
 
 fn assert_refused(shared: &Path, repo: &Path, expect: &[&str]) {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("sysroot");
+    let (_tmp, out) = scratch_out();
     let result = build(shared, repo.to_str().unwrap(), &out, &["alpine-base"], &[]);
     assert_eq!(result.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&result.stderr);
@@ -267,22 +267,14 @@ fn existing_non_empty_directory_is_kept_unless_forced() {
     let Some(shared) = support::shared_or_skip() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("sysroot");
+    let (_tmp, out) = scratch_out();
     std::fs::create_dir(&out).unwrap();
     std::fs::write(out.join("precious"), b"keep").unwrap();
-    let repo = shared.join("v3.19/main");
-    let result = build(&shared, repo.to_str().unwrap(), &out, &["musl"], &[]);
+    let result = build_from_main(&shared, &out, &["musl"], &[]);
     assert_eq!(result.status.code(), Some(1));
     assert_eq!(std::fs::read(out.join("precious")).unwrap(), b"keep");
 
-    let result = build(
-        &shared,
-        repo.to_str().unwrap(),
-        &out,
-        &["musl"],
-        &["--force"],
-    );
+    let result = build_from_main(&shared, &out, &["musl"], &["--force"]);
     assert_ok(&result);
     assert!(!out.join("precious").exists());
     assert!(out.join("lib/ld-musl-x86_64.so.1").exists());
@@ -306,12 +298,9 @@ fn doas_works_for_a_user_of_a_built_sysroot() {
     let Some(shared) = shared_as_root("building with scripts and entering need root") else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("sysroot");
-    let repo = shared.join("v3.19/main");
-    assert_ok(&build(
+    let (_tmp, out) = scratch_out();
+    assert_ok(&build_from_main(
         &shared,
-        repo.to_str().unwrap(),
         &out,
         &["alpine-base", "doas"],
         &[],

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use install_common::{is_root, read_index, shared_alpine};
 
-use sysroot_mk::db::InstalledPackage;
+use sysroot_mk::db::{Acl, InstalledPackage};
 use sysroot_mk::install::{InstallOptions, Installer};
 use sysroot_mk::package::{encode_q1, VerifiedPackage};
 use sysroot_mk::report::Silent;
@@ -155,25 +155,21 @@ fn run_script(
     std::fs::remove_file(exec.join(&name)).expect("remove script");
 }
 
+/// apk's `TAG:uid:gid:mode` line for `acl`, which it leaves out for root's `default_mode`.
+fn acl_line(tag: char, acl: &Acl, default_mode: u32) -> Option<String> {
+    ((acl.uid, acl.gid, acl.mode) != (0, 0, default_mode))
+        .then(|| format!("{tag}:{}:{}:{:o}", acl.uid, acl.gid, acl.mode))
+}
+
 /// The per-package file section of `installed` (F/M/R/a/Z lines), as apk writes it.
 fn file_lines(pkg: &InstalledPackage) -> Vec<String> {
     let mut out = Vec::new();
     for dir in &pkg.dirs {
         out.push(format!("F:{}", dir.path));
-        if (dir.acl.uid, dir.acl.gid, dir.acl.mode) != (0, 0, 0o755) {
-            out.push(format!(
-                "M:{}:{}:{:o}",
-                dir.acl.uid, dir.acl.gid, dir.acl.mode
-            ));
-        }
+        out.extend(acl_line('M', &dir.acl, 0o755));
         for file in &dir.files {
             out.push(format!("R:{}", file.name));
-            if (file.acl.uid, file.acl.gid, file.acl.mode) != (0, 0, 0o644) {
-                out.push(format!(
-                    "a:{}:{}:{:o}",
-                    file.acl.uid, file.acl.gid, file.acl.mode
-                ));
-            }
+            out.extend(acl_line('a', &file.acl, 0o644));
             if let Some(sha1) = &file.sha1 {
                 out.push(format!("Z:{}", encode_q1(sha1)));
             }

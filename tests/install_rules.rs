@@ -205,32 +205,21 @@ fn shared_directories_take_the_lowest_owner_and_the_and_of_modes() {
         eprintln!("skipped: needs root (chown)");
         return;
     }
-    let (root, result) = install(vec![
-        vec![Spec(
-            "a",
-            "a",
-            "",
-            vec![TestEntry::dir("srv", 0o775).owned("", 10, "", 10)],
-        )],
-        vec![Spec(
-            "b",
-            "b",
-            "",
-            vec![TestEntry::dir("srv", 0o755).owned("", 5, "", 20)],
-        )],
-        vec![Spec(
-            "c",
-            "c",
-            "",
-            vec![TestEntry::dir("srv", 0o1751).owned("", 5, "", 20)],
-        )],
-        vec![Spec(
-            "d",
-            "d",
-            "",
-            vec![TestEntry::dir("srv", 0o700).owned("", 5, "", 30)],
-        )],
-    ]);
+    // One batch each: name, mode, uid, gid of its `srv`.
+    let (root, result) = install(
+        [
+            ("a", 0o775, 10, 10),
+            ("b", 0o755, 5, 20),
+            ("c", 0o1751, 5, 20),
+            ("d", 0o700, 5, 30),
+        ]
+        .into_iter()
+        .map(|(name, mode, uid, gid)| {
+            let srv = TestEntry::dir("srv", mode).owned("", uid, "", gid);
+            vec![Spec(name, name, "", vec![srv])]
+        })
+        .collect(),
+    );
     let installed = result.expect("installs");
     let meta = std::fs::metadata(root.path().join("srv")).expect("srv");
     assert_eq!(
