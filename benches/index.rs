@@ -2,36 +2,13 @@
 //! (23,030 packages, 9.7 MB of text). Run: `cargo bench --bench index`.
 //! apk 2.14 needs about 0.5 s to load and list the same indexes.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+#[path = "../tests/shared_data/mod.rs"]
+mod shared_data;
+
+use shared_data::{apkindex_text, shared, v3_19_index};
 use std::time::{Duration, Instant};
 
 use sysroot_mk::index::parse_apkindex;
-
-fn shared() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let near = here.join("../shared/alpine");
-    let far = here.join("../../shared/alpine");
-    if !near.exists() && far.exists() {
-        far
-    } else {
-        near
-    }
-}
-
-fn index_text(path: &Path) -> String {
-    let file = std::fs::File::open(path).expect("open index");
-    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
-    for entry in archive.entries().expect("tar entries") {
-        let mut entry = entry.expect("tar entry");
-        if entry.path().expect("entry path").as_os_str() == "APKINDEX" {
-            let mut text = String::new();
-            entry.read_to_string(&mut text).expect("APKINDEX is UTF-8");
-            return text;
-        }
-    }
-    panic!("{} has no APKINDEX member", path.display());
-}
 
 /// CPU time of the whole process (all threads), which the other jobs on a shared
 /// machine do not inflate the way they inflate wall time.
@@ -55,7 +32,7 @@ fn main() {
     let start = Instant::now();
     let texts: Vec<String> = ["main", "community"]
         .iter()
-        .map(|r| index_text(&dir.join(format!("{r}-APKINDEX.tar.gz"))))
+        .map(|r| apkindex_text(&v3_19_index(r)))
         .collect();
     let unpack = start.elapsed();
     let bytes: usize = texts.iter().map(String::len).sum();

@@ -75,9 +75,8 @@ fn status_tells_for_each_arch_whether_setuid_works() {
 #[test]
 fn register_replace_and_unregister_leave_the_host_as_found() {
     let _lock = host_lock();
-    let restore = match may_register("riscv64") {
-        Ok(r) => r,
-        Err(why) => return skip(&why),
+    let Some(restore) = or_skip(may_register("riscv64")) else {
+        return;
     };
     let before = host_state();
 
@@ -114,9 +113,8 @@ fn register_replace_and_unregister_leave_the_host_as_found() {
 #[test]
 fn replacing_a_handler_loses_no_concurrent_exec() {
     let _lock = host_lock();
-    let restore = match may_register("aarch64") {
-        Ok(r) => r,
-        Err(why) => return skip(&why),
+    let Some(restore) = or_skip(may_register("aarch64")) else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let program = dir.path().join("euid");
@@ -182,13 +180,7 @@ fn replacing_a_handler_loses_no_concurrent_exec() {
 fn register_without_qemu_names_the_package_and_touches_nothing() {
     let _lock = host_lock();
     let before = is_root().then(host_state);
-    let out = bin()
-        .args(["binfmt", "register", "s390x"])
-        .env("PATH", "/nonexistent")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
+    let err = fails_without_qemu(bin().args(["binfmt", "register", "s390x"]));
     // Without root the mount is refused first; either way the message says what to do.
     assert!(
         err.contains("qemu-user-static") || err.contains("as root"),
@@ -216,9 +208,8 @@ fn unknown_flags_and_arches_are_refused() {
 #[test]
 fn enter_global_registers_qemu_with_c_and_keeps_it_until_unregistered() {
     let _lock = host_lock();
-    let restore = match may_register("aarch64") {
-        Ok(r) => r,
-        Err(why) => return skip(&why),
+    let Some(restore) = or_skip(may_register("aarch64")) else {
+        return;
     };
     let Some(tarball) = minirootfs("aarch64") else {
         return skip("../shared/alpine/minirootfs is missing");

@@ -34,6 +34,19 @@ fn build(shared: &Path, repo: &str, out: &Path, packages: &[&str], extra: &[&str
         .unwrap()
 }
 
+/// [`build`] from the shared 100-package v3.19 main repository.
+fn build_from_main(shared: &Path, out: &Path, packages: &[&str], extra: &[&str]) -> Output {
+    let repo = shared.join("v3.19/main");
+    build(shared, repo.to_str().unwrap(), out, packages, extra)
+}
+
+/// Where a build may write: `sysroot` in a new temporary folder (kept while the guard lives).
+fn scratch_out() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sysroot");
+    (tmp, out)
+}
+
 fn fixture_db(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/db")
@@ -42,6 +55,17 @@ fn fixture_db(name: &str) -> PathBuf {
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// The shared data when present and we are root; otherwise `None`, after printing
+/// `skipped:` and the reason (`why_root` when root is what is missing).
+fn shared_as_root(why_root: &str) -> Option<PathBuf> {
+    let shared = support::shared_or_skip()?;
+    if !is_root() {
+        eprintln!("skipped: {why_root}");
+        return None;
+    }
+    Some(shared)
 }
 
 fn assert_ok(out: &Output) {
@@ -82,23 +106,17 @@ fn assert_nothing_left(out: &Path) {
 
 #[test]
 fn alpine_base_database_is_byte_identical_to_apk() {
-    let Some(shared) = support::shared_or_skip() else {
+    let Some(shared) = shared_as_root("the apk reference ran scripts as root; run as root") else {
         return;
     };
-    if !is_root() {
-        eprintln!("skipped: the apk reference ran scripts as root; run as root");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("sysroot");
-    let repo = shared.join("v3.19/main");
-    let result = build(&shared, repo.to_str().unwrap(), &out, &["alpine-base"], &[]);
+    let (_tmp, out) = scratch_out();
+    let result = build_from_main(&shared, &out, &["alpine-base"], &[]);
     assert_ok(&result);
     assert_database_matches_apk(&out, "alpine-base");
     // What apk leaves to its caller is there too.
     assert_eq!(
         std::fs::read_to_string(out.join("etc/apk/repositories")).unwrap(),
-        format!("{}\n", repo.display())
+        format!("{}\n", shared.join("v3.19/main").display())
     );
     assert!(out
         .join("etc/apk/keys/alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub")
@@ -111,13 +129,9 @@ fn alpine_base_database_is_byte_identical_to_apk() {
 
 #[test]
 fn all_co_installable_packages_match_apk_over_http() {
-    let Some(shared) = support::shared_or_skip() else {
+    let Some(shared) = shared_as_root("the apk reference ran scripts as root; run as root") else {
         return;
     };
-    if !is_root() {
-        eprintln!("skipped: the apk reference ran scripts as root; run as root");
-        return;
-    }
     let world: Vec<String> = std::fs::read_to_string(fixture_db("all98").join("world"))
         .unwrap()
         .lines()
@@ -126,8 +140,7 @@ fn all_co_installable_packages_match_apk_over_http() {
     let served = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(shared.join("v3.19"), served.path().join("v3.19")).unwrap();
     let server = TestServer::serve(served.path());
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("sysroot");
+    let (_tmp, out) = scratch_out();
     let names: Vec<&str> = world.iter().map(String::as_str).collect();
     let url = format!("{}/v3.19/main", server.base);
     let result = build(&shared, &url, &out, &names, &[]);
@@ -140,16 +153,8 @@ fn simulate_prints_only_the_plan_and_writes_nothing() {
     let Some(shared) = support::shared_or_skip() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("sysroot");
-    let repo = shared.join("v3.19/main");
-    let result = build(
-        &shared,
-        repo.to_str().unwrap(),
-        &out,
-        &["alpine-base"],
-        &["--simulate"],
-    );
+    let (_tmp, out) = scratch_out();
+    let result = build_from_main(&shared, &out, &["alpine-base"], &["--simulate"]);
     assert_ok(&result);
     let plan = String::from_utf8(result.stdout).unwrap();
     let lines: Vec<&str> = plan.lines().collect();
@@ -165,8 +170,7 @@ fn wrong_arch_keys_are_refused_and_leave_nothing() {
     let Some(shared) = support::shared_or_skip() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("sysroot");
+    let (_tmp, out) = scratch_out();
     let result = bin()
         .args(["--arch", "x86_64", "--no-cache", "--keys-dir"])
         .arg(shared.join("keys/aarch64"))
@@ -211,8 +215,7 @@ fn repo_with_damaged(
 }
 
 fn assert_refused(shared: &Path, repo: &Path, expect: &[&str]) {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("sysroot");
+    let (_tmp, out) = scratch_out();
     let result = build(shared, repo.to_str().unwrap(), &out, &["alpine-base"], &[]);
     assert_eq!(result.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&result.stderr);
@@ -264,22 +267,14 @@ fn existing_non_empty_directory_is_kept_unless_forced() {
     let Some(shared) = support::shared_or_skip() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("sysroot");
+    let (_tmp, out) = scratch_out();
     std::fs::create_dir(&out).unwrap();
     std::fs::write(out.join("precious"), b"keep").unwrap();
-    let repo = shared.join("v3.19/main");
-    let result = build(&shared, repo.to_str().unwrap(), &out, &["musl"], &[]);
+    let result = build_from_main(&shared, &out, &["musl"], &[]);
     assert_eq!(result.status.code(), Some(1));
     assert_eq!(std::fs::read(out.join("precious")).unwrap(), b"keep");
 
-    let result = build(
-        &shared,
-        repo.to_str().unwrap(),
-        &out,
-        &["musl"],
-        &["--force"],
-    );
+    let result = build_from_main(&shared, &out, &["musl"], &["--force"]);
     assert_ok(&result);
     assert!(!out.join("precious").exists());
     assert!(out.join("lib/ld-musl-x86_64.so.1").exists());
@@ -300,19 +295,12 @@ fn usage_errors_exit_2() {
 #[test]
 fn doas_works_for_a_user_of_a_built_sysroot() {
     // Issue 4's acceptance on a sysroot this tool built: setuid doas elevates a user.
-    let Some(shared) = support::shared_or_skip() else {
+    let Some(shared) = shared_as_root("building with scripts and entering need root") else {
         return;
     };
-    if !is_root() {
-        eprintln!("skipped: building with scripts and entering need root");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("sysroot");
-    let repo = shared.join("v3.19/main");
-    assert_ok(&build(
+    let (_tmp, out) = scratch_out();
+    assert_ok(&build_from_main(
         &shared,
-        repo.to_str().unwrap(),
         &out,
         &["alpine-base", "doas"],
         &[],

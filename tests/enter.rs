@@ -4,9 +4,9 @@
 mod enter_support;
 
 use enter_support::*;
-use std::io::BufRead;
+use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Child, ChildStdout, Command, Stdio};
 use sysroot_mk::arch::Arch;
 
 /// Root, the shared data and (for foreign arches) qemu with a private binfmt_misc, or why not.
@@ -45,14 +45,38 @@ fn native_arch() -> &'static str {
     }
 }
 
-fn enter(dir: &Path, extra: &[&str], command: &[&str]) -> std::process::Output {
+/// A sysroot of [`native_arch`], or `None` after saying why not.
+fn native_sysroot() -> Option<tempfile::TempDir> {
+    or_skip(sysroot(native_arch()))
+}
+
+/// `sysroot-mk enter EXTRA DIR -- COMMAND`, not yet started.
+fn enter_command(dir: &Path, extra: &[&str], command: &[&str]) -> Command {
     let mut cmd = bin();
     cmd.arg("enter")
         .args(extra)
         .arg(dir)
         .arg("--")
         .args(command);
-    cmd.stdin(Stdio::null()).output().unwrap()
+    cmd
+}
+
+fn enter(dir: &Path, extra: &[&str], command: &[&str]) -> std::process::Output {
+    enter_command(dir, extra, command)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Starts `sh -c script` inside `dir` and hands back its stdout, line by line.
+fn spawn_shell(dir: &Path, script: &str) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let mut child = enter_command(dir, &[], &["sh", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
 }
 
 #[test]
@@ -133,9 +157,8 @@ fn aarch64_with_setuid_program() -> Result<tempfile::TempDir, String> {
 
 #[test]
 fn setuid_program_runs_as_root_under_private_binfmt() {
-    let dir = match aarch64_with_setuid_program() {
-        Ok(dir) => dir,
-        Err(why) => return skip(&why),
+    let Some(dir) = or_skip(aarch64_with_setuid_program()) else {
+        return;
     };
     let out = enter(
         dir.path(),
@@ -148,9 +171,8 @@ fn setuid_program_runs_as_root_under_private_binfmt() {
 
 #[test]
 fn f_only_host_handler_warns_and_setuid_fails() {
-    let dir = match aarch64_with_setuid_program() {
-        Ok(dir) => dir,
-        Err(why) => return skip(&why),
+    let Some(dir) = or_skip(aarch64_with_setuid_program()) else {
+        return;
     };
     let qemu = sysroot_mk::binfmt::find_qemu(Arch::from_name("aarch64").unwrap(), None).unwrap();
     let _lock = host_lock();
@@ -236,10 +258,7 @@ fn doas_gives_root_to_a_wheel_user() {
 
 #[test]
 fn command_runs_under_a_reaping_init_in_its_own_namespaces() {
-    let dir = match sysroot(native_arch()) {
-        Ok(dir) => dir,
-        Err(why) => return skip(&why),
-    };
+    let Some(dir) = native_sysroot() else { return };
     let script = "echo $$; hostname; cat /proc/1/comm; ls /proc | grep -c '^[0-9]'";
     let out = enter(
         dir.path(),
@@ -258,10 +277,7 @@ fn command_runs_under_a_reaping_init_in_its_own_namespaces() {
 
 #[test]
 fn mounts_inside_are_the_sysroot_own_and_resolv_conf_is_the_host_s() {
-    let dir = match sysroot(native_arch()) {
-        Ok(dir) => dir,
-        Err(why) => return skip(&why),
-    };
+    let Some(dir) = native_sysroot() else { return };
     let script = "cut -d' ' -f5 /proc/self/mountinfo | sort | tr '\\n' ' '; echo; ls /dev/pts/ptmx /dev/null /dev/shm; test -d /sys/class && echo sys; cat /etc/resolv.conf";
     let out = enter(dir.path(), &[], &["sh", "-c", script]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -296,10 +312,7 @@ fn mounts_inside_are_the_sysroot_own_and_resolv_conf_is_the_host_s() {
 
 #[test]
 fn binds_are_visible_writable_or_read_only_and_leave_no_mount_point() {
-    let dir = match sysroot(native_arch()) {
-        Ok(dir) => dir,
-        Err(why) => return skip(&why),
-    };
+    let Some(dir) = native_sysroot() else { return };
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("input"), "from host\n").unwrap();
     let ro = tempfile::tempdir().unwrap();
@@ -333,20 +346,18 @@ fn binds_are_visible_writable_or_read_only_and_leave_no_mount_point() {
 
 #[test]
 fn environment_is_clean_but_keeps_term_and_takes_env() {
-    let dir = match sysroot(native_arch()) {
-        Ok(dir) => dir,
-        Err(why) => return skip(&why),
-    };
-    let out = bin()
-        .args(["enter", "--env", "FOO=bar baz", "--env", "PASSED"])
-        .arg(dir.path())
-        .args(["--", "env"])
-        .env("TERM", "xterm-test")
-        .env("SECRET_TOKEN", "leak")
-        .env("PASSED", "yes")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let Some(dir) = native_sysroot() else { return };
+    let out = enter_command(
+        dir.path(),
+        &["--env", "FOO=bar baz", "--env", "PASSED"],
+        &["env"],
+    )
+    .env("TERM", "xterm-test")
+    .env("SECRET_TOKEN", "leak")
+    .env("PASSED", "yes")
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let env = stdout(&out);
     for line in [
@@ -363,24 +374,11 @@ fn environment_is_clean_but_keeps_term_and_takes_env() {
 
 #[test]
 fn sigterm_to_the_tool_reaches_the_command() {
-    let dir = match sysroot(native_arch()) {
-        Ok(dir) => dir,
-        Err(why) => return skip(&why),
-    };
-    let mut child = bin()
-        .arg("enter")
-        .arg(dir.path())
-        .args([
-            "--",
-            "sh",
-            "-c",
-            "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 1; done",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let Some(dir) = native_sysroot() else { return };
+    let (mut child, mut lines) = spawn_shell(
+        dir.path(),
+        "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 1; done",
+    );
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -393,20 +391,14 @@ fn sigterm_to_the_tool_reaches_the_command() {
 
 #[test]
 fn death_by_signal_exits_128_plus_n() {
-    let dir = match sysroot(native_arch()) {
-        Ok(dir) => dir,
-        Err(why) => return skip(&why),
-    };
+    let Some(dir) = native_sysroot() else { return };
     let out = enter(dir.path(), &[], &["sh", "-c", "kill -KILL $$"]);
     assert_eq!(out.status.code(), Some(128 + 9));
 }
 
 #[test]
 fn missing_command_exits_127_with_its_name() {
-    let dir = match sysroot(native_arch()) {
-        Ok(dir) => dir,
-        Err(why) => return skip(&why),
-    };
+    let Some(dir) = native_sysroot() else { return };
     let out = enter(dir.path(), &[], &["no-such-command"]);
     assert_eq!(out.status.code(), Some(127));
     assert!(
@@ -425,15 +417,11 @@ fn missing_qemu_names_the_debian_package() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("etc/apk")).unwrap();
     std::fs::write(dir.path().join("etc/apk/arch"), format!("{foreign}\n")).unwrap();
-    let out = bin()
-        .args(["enter", "--binfmt", "private"])
-        .arg(dir.path())
-        .args(["--", "true"])
-        .env("PATH", "/nonexistent")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
+    let err = fails_without_qemu(&mut enter_command(
+        dir.path(),
+        &["--binfmt", "private"],
+        &["true"],
+    ));
     // Either qemu is missing (the message names the package) or the kernel lacks private instances.
     assert!(
         err.contains("qemu-user-static") || err.contains("6.7"),
@@ -451,9 +439,8 @@ fn a_tree_of_no_known_arch_is_explained() {
 
 #[test]
 fn rootless_user_enters_a_sysroot_they_own() {
-    let dir = match sysroot("aarch64") {
-        Ok(dir) => dir,
-        Err(why) => return skip(&why),
+    let Some(dir) = or_skip(sysroot("aarch64")) else {
+        return;
     };
     // The whole tree (and the temporary directory above it) belongs to `nobody` now.
     let status = std::process::Command::new("chown")
@@ -499,9 +486,8 @@ fn rootless_user_enters_a_sysroot_they_own() {
 
 #[test]
 fn host_mode_without_a_handler_is_refused_with_the_fix() {
-    let dir = match sysroot("riscv64") {
-        Ok(dir) => dir,
-        Err(why) => return skip(&why),
+    let Some(dir) = or_skip(sysroot("riscv64")) else {
+        return;
     };
     let _lock = host_lock();
     let riscv64 = Arch::from_name("riscv64").unwrap();
@@ -523,10 +509,7 @@ fn host_mode_without_a_handler_is_refused_with_the_fix() {
 
 #[test]
 fn login_shell_reads_the_profile_and_commands_from_stdin() {
-    let dir = match sysroot(native_arch()) {
-        Ok(dir) => dir,
-        Err(why) => return skip(&why),
-    };
+    let Some(dir) = native_sysroot() else { return };
     let mut child = bin()
         .arg("enter")
         .arg(dir.path())
@@ -557,21 +540,12 @@ fn login_shell_reads_the_profile_and_commands_from_stdin() {
 
 #[test]
 fn killing_the_tool_takes_the_session_down_and_leaves_no_mount() {
-    let dir = match sysroot("aarch64") {
-        Ok(dir) => dir,
-        Err(why) => return skip(&why),
+    let Some(dir) = or_skip(sysroot("aarch64")) else {
+        return;
     };
     let _lock = host_lock();
     let before = host_state();
-    let mut child = bin()
-        .arg("enter")
-        .arg(dir.path())
-        .args(["--", "sh", "-c", "echo ready; sleep 3; echo survived"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut lines) = spawn_shell(dir.path(), "echo ready; sleep 3; echo survived");
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     child.kill().unwrap();
     child.wait().unwrap();
@@ -585,10 +559,7 @@ fn killing_the_tool_takes_the_session_down_and_leaves_no_mount() {
 fn ctrl_c_on_the_terminal_reaches_the_command_which_keeps_its_tty() {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
-    let dir = match sysroot(native_arch()) {
-        Ok(dir) => dir,
-        Err(why) => return skip(&why),
-    };
+    let Some(dir) = native_sysroot() else { return };
     let pty = nix::pty::openpty(None, None).unwrap();
     let slave = std::fs::File::from(pty.slave);
     let mut cmd = bin();
@@ -630,10 +601,7 @@ fn ctrl_c_on_the_terminal_reaches_the_command_which_keeps_its_tty() {
 
 #[test]
 fn a_dangling_resolv_conf_symlink_is_kept_with_a_warning() {
-    let dir = match sysroot(native_arch()) {
-        Ok(dir) => dir,
-        Err(why) => return skip(&why),
-    };
+    let Some(dir) = native_sysroot() else { return };
     if !Path::new("/etc/resolv.conf").is_file() {
         return skip("the host has no /etc/resolv.conf");
     }

@@ -3,24 +3,17 @@
 
 mod support;
 
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 use support::http::{Fault, TestServer};
 use support::*;
 use sysroot_mk::archive::SignatureAlgorithm;
-use sysroot_mk::fetch::{cache_key, fetch_packages, FetchError, FetchOptions, Origin};
+use sysroot_mk::fetch::{
+    cache_key, fetch_packages, FetchError, FetchOptions, FetchedPackage, Origin,
+};
 use sysroot_mk::index::Package;
-use sysroot_mk::report::Silent;
+use sysroot_mk::report::{Reporter, Silent};
 use sysroot_mk::repository::{load_indexes, IndexOptions, Repository};
-use sysroot_mk::transport::TransportOptions;
-use sysroot_mk::trust::{KeyOptions, Keyring};
-
-fn transport() -> TransportOptions {
-    TransportOptions {
-        backoff: Duration::from_millis(1),
-        ..TransportOptions::default()
-    }
-}
+use sysroot_mk::trust::Keyring;
 
 /// Three packages of different sizes, built once (signing is slow in debug builds).
 fn fixtures() -> Vec<FixturePackage> {
@@ -45,45 +38,110 @@ fn repo_with(dir: &Path, packages: &[FixturePackage], url: &str) -> (Repository,
         Signer::Key(TEST_KEY, SignatureAlgorithm::Sha256),
     );
     let keys = keys_dir(&[TEST_KEY]);
-    let ring = Keyring::for_target(
-        "x86_64",
-        &KeyOptions {
-            keys_dirs: vec![keys.path().to_path_buf()],
-            ..KeyOptions::default()
-        },
-        &Silent,
-    )
-    .unwrap();
+    let ring = keyring_of(&[keys.path()], "x86_64");
     let repo = Repository::parse(url).unwrap();
-    let options = IndexOptions {
-        key_url: None,
-        transport: transport(),
-        ..IndexOptions::default()
-    };
-    let mut loaded = load_indexes(
-        std::slice::from_ref(&repo),
-        "x86_64",
-        &ring,
-        &options,
-        &Silent,
-    )
-    .unwrap();
-    (repo, loaded.remove(0).packages)
+    let packages = load_one(&repo, &ring, &quick_index_options());
+    (repo, packages)
+}
+
+/// The packages of the one repository `repo`, as loaded for x86_64.
+fn load_one(repo: &Repository, ring: &Keyring, options: &IndexOptions) -> Vec<Package> {
+    load_indexes(std::slice::from_ref(repo), "x86_64", ring, options, &Silent)
+        .unwrap()
+        .remove(0)
+        .packages
 }
 
 fn options(cache: Option<&Path>) -> FetchOptions {
     FetchOptions {
         cache_dir: cache.map(Path::to_path_buf),
-        transport: transport(),
+        transport: quick_transport(),
         ..FetchOptions::default()
     }
+}
+
+/// Fetches `packages` from the one repository `repo` for x86_64.
+fn fetch(
+    packages: &[Package],
+    repo: &Repository,
+    options: &FetchOptions,
+    reporter: &dyn Reporter,
+) -> Result<Vec<FetchedPackage>, FetchError> {
+    fetch_packages(
+        packages,
+        std::slice::from_ref(repo),
+        "x86_64",
+        options,
+        reporter,
+    )
+}
+
+/// Where the largest fixture package is served (the one big enough to cut short).
+const LARGE: &str = "/x86_64/large-2.0-r1.apk";
+
+/// The fixture repository served over HTTP, its index loaded.
+struct Served {
+    server: TestServer,
+    dir: tempfile::TempDir,
+    repo: Repository,
+    packages: Vec<Package>,
+}
+
+fn served() -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::serve(dir.path());
+    let (repo, packages) = repo_with(dir.path(), &fixtures(), &server.base);
+    Served {
+        server,
+        dir,
+        repo,
+        packages,
+    }
+}
+
+impl Served {
+    /// Fetches every package through the cache at `cache`.
+    fn fetch_cached(
+        &self,
+        cache: &Path,
+        reporter: &dyn Reporter,
+    ) -> Result<Vec<FetchedPackage>, FetchError> {
+        fetch(&self.packages, &self.repo, &options(Some(cache)), reporter)
+    }
+
+    /// The bytes of the largest package, as served.
+    fn large_apk(&self) -> Vec<u8> {
+        std::fs::read(self.file(&LARGE[1..])).unwrap()
+    }
+
+    /// A served file, by its path below the served folder.
+    fn file(&self, path: &str) -> PathBuf {
+        self.dir.path().join(path)
+    }
+}
+
+/// The cache bucket packages land in, and the cache name of `package` in it.
+fn bucket_and_key(cache: &Path, package: &Package) -> (PathBuf, String) {
+    (
+        cache.join("packages-v1"),
+        cache_key(&package.checksum).unwrap(),
+    )
+}
+
+/// Leaves `bytes` in `cache` as the partial download of `package` (as an interrupted run
+/// would); returns the bucket and the package's cache name.
+fn leave_partial(cache: &Path, package: &Package, bytes: &[u8]) -> (PathBuf, String) {
+    let (bucket, key) = bucket_and_key(cache, package);
+    std::fs::create_dir_all(&bucket).unwrap();
+    std::fs::write(bucket.join(format!("{key}.partial")), bytes).unwrap();
+    (bucket, key)
 }
 
 #[test]
 fn local_packages_are_used_in_place_and_in_plan_order() {
     let dir = tempfile::tempdir().unwrap();
     let (repo, packages) = repo_with(dir.path(), &fixtures(), dir.path().to_str().unwrap());
-    let fetched = fetch_packages(&packages, &[repo], "x86_64", &options(None), &Silent).unwrap();
+    let fetched = fetch(&packages, &repo, &options(None), &Silent).unwrap();
     let names: Vec<_> = fetched.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["small-1.0-r0", "large-2.0-r1", "medium-3.0-r0"]);
     for f in &fetched {
@@ -100,7 +158,7 @@ fn missing_local_package_names_package_repository_and_url() {
     let dir = tempfile::tempdir().unwrap();
     let (repo, packages) = repo_with(dir.path(), &fixtures(), dir.path().to_str().unwrap());
     std::fs::remove_file(dir.path().join("x86_64/medium-3.0-r0.apk")).unwrap();
-    let err = fetch_packages(&packages, &[repo], "x86_64", &options(None), &Silent).unwrap_err();
+    let err = fetch(&packages, &repo, &options(None), &Silent).unwrap_err();
     assert!(matches!(err, FetchError::Missing { .. }), "{err}");
     let message = err.to_string();
     let url = format!("{}/x86_64/medium-3.0-r0.apk", dir.path().display());
@@ -116,36 +174,24 @@ fn local_package_that_is_not_the_indexed_one_is_refused() {
     let (repo, packages) = repo_with(dir.path(), &fixtures(), dir.path().to_str().unwrap());
     let other = FixturePackage::new("small", "1.0-r0", b"different content");
     std::fs::write(dir.path().join("x86_64/small-1.0-r0.apk"), &other.bytes).unwrap();
-    let err = fetch_packages(&packages, &[repo], "x86_64", &options(None), &Silent).unwrap_err();
+    let err = fetch(&packages, &repo, &options(None), &Silent).unwrap_err();
     assert!(matches!(err, FetchError::Checksum { .. }), "{err}");
     assert!(err.to_string().contains(&packages[0].checksum), "{err}");
 }
 
 #[test]
 fn http_packages_land_in_the_cache_and_are_reused() {
-    let served = tempfile::tempdir().unwrap();
-    let server = TestServer::serve(served.path());
-    let (repo, packages) = repo_with(served.path(), &fixtures(), &server.base);
+    let s = served();
     let cache = tempfile::tempdir().unwrap();
     let recorder = Recorder::default();
-    let first = fetch_packages(
-        &packages,
-        std::slice::from_ref(&repo),
-        "x86_64",
-        &options(Some(cache.path())),
-        &recorder,
-    )
-    .unwrap();
-    for (f, p) in first.iter().zip(&packages) {
+    let first = s.fetch_cached(cache.path(), &recorder).unwrap();
+    for (f, p) in first.iter().zip(&s.packages) {
         assert_eq!(f.origin, Origin::Downloaded);
-        let key = cache_key(&p.checksum).unwrap();
-        assert_eq!(
-            f.path,
-            cache.path().join("packages-v1").join(format!("{key}.apk"))
-        );
+        let (bucket, key) = bucket_and_key(cache.path(), p);
+        assert_eq!(f.path, bucket.join(format!("{key}.apk")));
         assert_eq!(std::fs::metadata(&f.path).unwrap().len(), p.size);
     }
-    let total: u64 = packages.iter().map(|p| p.size).sum();
+    let total: u64 = s.packages.iter().map(|p| p.size).sum();
     assert_eq!(*recorder.bytes.lock().unwrap(), total);
     assert_eq!(recorder.finished.lock().unwrap().len(), 3);
     let leftovers: Vec<_> = std::fs::read_dir(cache.path().join("packages-v1"))
@@ -155,42 +201,30 @@ fn http_packages_land_in_the_cache_and_are_reused() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
-    let requests = server.log().len();
-    let second = fetch_packages(
-        &packages,
-        &[repo],
-        "x86_64",
-        &options(Some(cache.path())),
-        &Silent,
-    )
-    .unwrap();
+    let requests = s.server.log().len();
+    let second = s.fetch_cached(cache.path(), &Silent).unwrap();
     assert!(second.iter().all(|f| f.origin == Origin::Cache));
-    assert_eq!(server.log().len(), requests, "a cache hit makes no request");
+    assert_eq!(
+        s.server.log().len(),
+        requests,
+        "a cache hit makes no request"
+    );
 }
 
 #[test]
 fn no_cache_neither_reads_nor_writes_the_cache() {
-    let served = tempfile::tempdir().unwrap();
-    let server = TestServer::serve(served.path());
-    let (repo, packages) = repo_with(served.path(), &fixtures(), &server.base);
+    let s = served();
     let cache = tempfile::tempdir().unwrap();
-    fetch_packages(
-        &packages,
-        std::slice::from_ref(&repo),
-        "x86_64",
-        &options(Some(cache.path())),
-        &Silent,
-    )
-    .unwrap();
-    let before = server.log().len();
+    s.fetch_cached(cache.path(), &Silent).unwrap();
+    let before = s.server.log().len();
     let temp = tempfile::tempdir().unwrap();
     let opts = FetchOptions {
         temp_dir: Some(temp.path().to_path_buf()),
         ..options(None)
     };
-    let fetched = fetch_packages(&packages, &[repo], "x86_64", &opts, &Silent).unwrap();
+    let fetched = fetch(&s.packages, &s.repo, &opts, &Silent).unwrap();
     assert_eq!(
-        server.log().len(),
+        s.server.log().len(),
         before + 3,
         "every package is downloaded again"
     );
@@ -208,15 +242,14 @@ fn no_cache_neither_reads_nor_writes_the_cache() {
 
 #[test]
 fn packages_are_fetched_largest_first() {
-    let served = tempfile::tempdir().unwrap();
-    let server = TestServer::serve(served.path());
-    let (repo, packages) = repo_with(served.path(), &fixtures(), &server.base);
+    let s = served();
     let opts = FetchOptions {
         jobs: 1,
         ..options(None)
     };
-    fetch_packages(&packages, &[repo], "x86_64", &opts, &Silent).unwrap();
-    let order: Vec<_> = server
+    fetch(&s.packages, &s.repo, &opts, &Silent).unwrap();
+    let order: Vec<_> = s
+        .server
         .log()
         .into_iter()
         .map(|l| l.path)
@@ -234,21 +267,12 @@ fn packages_are_fetched_largest_first() {
 
 #[test]
 fn truncated_download_is_resumed_with_a_range_request() {
-    let served = tempfile::tempdir().unwrap();
-    let server = TestServer::serve(served.path());
-    let (repo, packages) = repo_with(served.path(), &fixtures(), &server.base);
-    let path = "/x86_64/large-2.0-r1.apk";
-    server.fail(path, &[Fault::Truncate(100_000), Fault::Status(503)]);
+    let s = served();
+    s.server
+        .fail(LARGE, &[Fault::Truncate(100_000), Fault::Status(503)]);
     let cache = tempfile::tempdir().unwrap();
-    let fetched = fetch_packages(
-        &packages,
-        &[repo],
-        "x86_64",
-        &options(Some(cache.path())),
-        &Silent,
-    )
-    .unwrap();
-    let log = server.requests(path);
+    let fetched = s.fetch_cached(cache.path(), &Silent).unwrap();
+    let log = s.server.requests(LARGE);
     let seen: Vec<_> = log.iter().map(|l| (l.status, l.range.clone())).collect();
     assert_eq!(
         seen,
@@ -258,33 +282,18 @@ fn truncated_download_is_resumed_with_a_range_request() {
             (206, Some("bytes=100000-".to_string())),
         ]
     );
-    assert_eq!(
-        std::fs::read(&fetched[1].path).unwrap(),
-        std::fs::read(served.path().join("x86_64/large-2.0-r1.apk")).unwrap()
-    );
+    assert_eq!(std::fs::read(&fetched[1].path).unwrap(), s.large_apk());
 }
 
 #[test]
 fn partial_file_left_by_an_earlier_run_is_resumed() {
-    let served = tempfile::tempdir().unwrap();
-    let server = TestServer::serve(served.path());
-    let (repo, packages) = repo_with(served.path(), &fixtures(), &server.base);
+    let s = served();
     let cache = tempfile::tempdir().unwrap();
-    let bucket = cache.path().join("packages-v1");
-    std::fs::create_dir_all(&bucket).unwrap();
-    let whole = std::fs::read(served.path().join("x86_64/large-2.0-r1.apk")).unwrap();
-    let key = cache_key(&packages[1].checksum).unwrap();
-    std::fs::write(bucket.join(format!("{key}.partial")), &whole[..5000]).unwrap();
+    let whole = s.large_apk();
+    let (bucket, key) = leave_partial(cache.path(), &s.packages[1], &whole[..5000]);
     let recorder = Recorder::default();
-    fetch_packages(
-        &packages,
-        &[repo],
-        "x86_64",
-        &options(Some(cache.path())),
-        &recorder,
-    )
-    .unwrap();
-    let log = server.requests("/x86_64/large-2.0-r1.apk");
+    s.fetch_cached(cache.path(), &recorder).unwrap();
+    let log = s.server.requests(LARGE);
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].range.as_deref(), Some("bytes=5000-"));
     assert_eq!(
@@ -295,25 +304,13 @@ fn partial_file_left_by_an_earlier_run_is_resumed() {
 
 #[test]
 fn server_ignoring_range_gets_the_whole_file_written_once() {
-    let served = tempfile::tempdir().unwrap();
-    let server = TestServer::serve(served.path());
-    let (repo, packages) = repo_with(served.path(), &fixtures(), &server.base);
+    let s = served();
     let cache = tempfile::tempdir().unwrap();
-    let bucket = cache.path().join("packages-v1");
-    std::fs::create_dir_all(&bucket).unwrap();
-    let whole = std::fs::read(served.path().join("x86_64/large-2.0-r1.apk")).unwrap();
-    let key = cache_key(&packages[1].checksum).unwrap();
-    std::fs::write(bucket.join(format!("{key}.partial")), &whole[..5000]).unwrap();
-    server.fail("/x86_64/large-2.0-r1.apk", &[Fault::IgnoreRange]);
-    fetch_packages(
-        &packages,
-        &[repo],
-        "x86_64",
-        &options(Some(cache.path())),
-        &Silent,
-    )
-    .unwrap();
-    let log = server.requests("/x86_64/large-2.0-r1.apk");
+    let whole = s.large_apk();
+    let (bucket, key) = leave_partial(cache.path(), &s.packages[1], &whole[..5000]);
+    s.server.fail(LARGE, &[Fault::IgnoreRange]);
+    s.fetch_cached(cache.path(), &Silent).unwrap();
+    let log = s.server.requests(LARGE);
     assert_eq!((log.len(), log[0].status), (1, 200));
     assert_eq!(
         std::fs::read(bucket.join(format!("{key}.apk"))).unwrap(),
@@ -323,24 +320,13 @@ fn server_ignoring_range_gets_the_whole_file_written_once() {
 
 #[test]
 fn stale_partial_file_is_discarded_and_downloaded_again() {
-    let served = tempfile::tempdir().unwrap();
-    let server = TestServer::serve(served.path());
-    let (repo, packages) = repo_with(served.path(), &fixtures(), &server.base);
+    let s = served();
     let cache = tempfile::tempdir().unwrap();
-    let bucket = cache.path().join("packages-v1");
-    std::fs::create_dir_all(&bucket).unwrap();
-    let key = cache_key(&packages[1].checksum).unwrap();
-    std::fs::write(bucket.join(format!("{key}.partial")), vec![0u8; 5000]).unwrap();
-    fetch_packages(
-        &packages,
-        &[repo],
-        "x86_64",
-        &options(Some(cache.path())),
-        &Silent,
-    )
-    .unwrap();
-    let ranges: Vec<_> = server
-        .requests("/x86_64/large-2.0-r1.apk")
+    let (bucket, key) = leave_partial(cache.path(), &s.packages[1], &[0u8; 5000]);
+    s.fetch_cached(cache.path(), &Silent).unwrap();
+    let ranges: Vec<_> = s
+        .server
+        .requests(LARGE)
         .into_iter()
         .map(|l| l.range)
         .collect();
@@ -350,22 +336,13 @@ fn stale_partial_file_is_discarded_and_downloaded_again() {
 
 #[test]
 fn damaged_download_never_enters_the_cache() {
-    let served = tempfile::tempdir().unwrap();
-    let server = TestServer::serve(served.path());
-    let (repo, packages) = repo_with(served.path(), &fixtures(), &server.base);
+    let s = served();
     // The server now hands out another package under the indexed name and size.
     let mut other = FixturePackage::new("medium", "3.0-r0", &noise(20_000, 4)).bytes;
-    other.resize(packages[2].size as usize, 0);
-    std::fs::write(served.path().join("x86_64/medium-3.0-r0.apk"), other).unwrap();
+    other.resize(s.packages[2].size as usize, 0);
+    std::fs::write(s.file("x86_64/medium-3.0-r0.apk"), other).unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let err = fetch_packages(
-        &packages,
-        &[repo],
-        "x86_64",
-        &options(Some(cache.path())),
-        &Silent,
-    )
-    .unwrap_err();
+    let err = s.fetch_cached(cache.path(), &Silent).unwrap_err();
     assert!(
         matches!(
             err,
@@ -377,26 +354,22 @@ fn damaged_download_never_enters_the_cache() {
         "{err}"
     );
     assert!(err.to_string().contains("`medium-3.0-r0`"), "{err}");
-    let key = cache_key(&packages[2].checksum).unwrap();
-    let bucket = cache.path().join("packages-v1");
+    let (bucket, key) = bucket_and_key(cache.path(), &s.packages[2]);
     assert!(!bucket.join(format!("{key}.apk")).exists());
     assert!(!bucket.join(format!("{key}.partial")).exists());
 }
 
 #[test]
 fn package_missing_on_the_server_names_package_repository_and_url() {
-    let served = tempfile::tempdir().unwrap();
-    let server = TestServer::serve(served.path());
-    let (repo, packages) = repo_with(served.path(), &fixtures(), &server.base);
-    std::fs::remove_file(served.path().join("x86_64/small-1.0-r0.apk")).unwrap();
-    let err = fetch_packages(&packages, &[repo], "x86_64", &options(None), &Silent).unwrap_err();
+    let s = served();
+    std::fs::remove_file(s.file("x86_64/small-1.0-r0.apk")).unwrap();
+    let err = fetch(&s.packages, &s.repo, &options(None), &Silent).unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, FetchError::Missing { .. }), "{message}");
-    let url = format!("{}/x86_64/small-1.0-r0.apk", server.base);
+    let base = &s.server.base;
+    let url = format!("{base}/x86_64/small-1.0-r0.apk");
     assert!(
-        message.contains(&url)
-            && message.contains("`small-1.0-r0`")
-            && message.contains(&server.base),
+        message.contains(&url) && message.contains("`small-1.0-r0`") && message.contains(base),
         "{message}"
     );
 }
@@ -406,16 +379,7 @@ fn real_packages_verify_against_their_index_locally_and_over_http() {
     let Some(shared) = shared_or_skip() else {
         return;
     };
-    let keys = shared.join("keys/x86_64");
-    let ring = Keyring::for_target(
-        "x86_64",
-        &KeyOptions {
-            keys_dirs: vec![keys],
-            ..KeyOptions::default()
-        },
-        &Silent,
-    )
-    .unwrap();
+    let ring = keyring_of(&[&shared.join("keys/x86_64")], "x86_64");
     let server = TestServer::serve(&shared);
     let index_options = IndexOptions {
         key_url: None,
@@ -427,25 +391,9 @@ fn real_packages_verify_against_their_index_locally_and_over_http() {
         format!("{}/v3.19/main", server.base),
     ] {
         let repo = Repository::parse(&url).unwrap();
-        let packages = load_indexes(
-            std::slice::from_ref(&repo),
-            "x86_64",
-            &ring,
-            &index_options,
-            &Silent,
-        )
-        .unwrap()
-        .remove(0)
-        .packages;
+        let packages = load_one(&repo, &ring, &index_options);
         let started = std::time::Instant::now();
-        let fetched = fetch_packages(
-            &packages,
-            &[repo],
-            "x86_64",
-            &options(Some(cache.path())),
-            &Silent,
-        )
-        .unwrap();
+        let fetched = fetch(&packages, &repo, &options(Some(cache.path())), &Silent).unwrap();
         eprintln!(
             "{url}: {} packages in {:?}",
             fetched.len(),

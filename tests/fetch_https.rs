@@ -14,7 +14,6 @@ use sysroot_mk::archive::SignatureAlgorithm;
 use sysroot_mk::fetch::{fetch_packages, FetchOptions, Origin};
 use sysroot_mk::report::Silent;
 use sysroot_mk::repository::{load_indexes, IndexOptions, Repository, RepositoryError};
-use sysroot_mk::trust::{KeyOptions, Keyring};
 
 fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -175,15 +174,7 @@ fn https_repository_is_trusted_through_ssl_cert_file() {
     let (_nginx, port) = start_nginx(&nginx, prefix.path(), served.path());
 
     let keys = keys_dir(&[TEST_KEY]);
-    let ring = Keyring::for_target(
-        "x86_64",
-        &KeyOptions {
-            keys_dirs: vec![keys.path().to_path_buf()],
-            ..KeyOptions::default()
-        },
-        &Silent,
-    )
-    .unwrap();
+    let ring = keyring_of(&[keys.path()], "x86_64");
     let repos = [Repository::parse(&format!("https://127.0.0.1:{port}/main")).unwrap()];
     let options = IndexOptions {
         key_url: None,

@@ -7,9 +7,7 @@ use support::http::TestServer;
 use support::*;
 use sysroot_mk::archive::SignatureAlgorithm;
 use sysroot_mk::report::Silent;
-use sysroot_mk::repository::{load_indexes, IndexOptions, Repository};
-use sysroot_mk::transport::TransportOptions;
-use sysroot_mk::trust::{KeyOptions, Keyring};
+use sysroot_mk::repository::{load_indexes, Repository};
 
 #[test]
 fn http_proxy_from_the_environment_carries_requests_unless_no_proxy_says_otherwise() {
@@ -23,23 +21,8 @@ fn http_proxy_from_the_environment_carries_requests_unless_no_proxy_says_otherwi
     );
     let proxy = TestServer::serve(served.path());
     let keys = keys_dir(&[TEST_KEY]);
-    let ring = Keyring::for_target(
-        "x86_64",
-        &KeyOptions {
-            keys_dirs: vec![keys.path().to_path_buf()],
-            ..KeyOptions::default()
-        },
-        &Silent,
-    )
-    .unwrap();
-    let options = IndexOptions {
-        key_url: None,
-        transport: TransportOptions {
-            backoff: std::time::Duration::from_millis(1),
-            ..TransportOptions::default()
-        },
-        ..IndexOptions::default()
-    };
+    let ring = keyring_of(&[keys.path()], "x86_64");
+    let options = quick_index_options();
     for var in [
         "http_proxy",
         "HTTPS_PROXY",

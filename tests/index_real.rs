@@ -1,49 +1,24 @@
 //! The parser against the real, signed v3.19 x86_64 indexes in `../shared/alpine`.
 //! Skipped (with a reason on stderr) when that data is absent.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+mod shared_data;
+
+use shared_data::{apkindex_text_or_skip, shared, tar_member, v3_19_index};
+use std::path::PathBuf;
 
 use sysroot_mk::index::{join, parse_apkindex, Op, Package};
 use sysroot_mk::version;
 
-/// `../shared/alpine` next to the checkout; a worktree under `/work/wt/<name>` finds it
-/// one level further up.
-fn shared() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let near = here.join("../shared/alpine");
-    let far = here.join("../../shared/alpine");
-    if !near.exists() && far.exists() {
-        far
-    } else {
-        near
-    }
-}
-
-fn index_path(repo: &str) -> PathBuf {
-    shared().join(format!("indexes/v3.19-x86_64/{repo}-APKINDEX.tar.gz"))
-}
-
-/// The `APKINDEX` member's text, or `None` (after saying why) when the data is absent.
+/// The `APKINDEX` text of the v3.19 `repo`, or `None` (after saying why) when absent.
 fn index_text(repo: &str) -> Option<String> {
-    let path = index_path(repo);
-    if !path.exists() {
-        eprintln!("skipped: {} is absent", path.display());
-        return None;
-    }
-    let file = std::fs::File::open(&path).expect("open index");
-    // The signature member and the index member are separate gzip members of one tar
-    // stream; the signature entry is simply skipped.
-    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
-    for entry in archive.entries().expect("tar entries") {
-        let mut entry = entry.expect("tar entry");
-        if entry.path().expect("entry path").as_os_str() == "APKINDEX" {
-            let mut text = String::new();
-            entry.read_to_string(&mut text).expect("APKINDEX is UTF-8");
-            return Some(text);
-        }
-    }
-    panic!("{} has no APKINDEX member", path.display());
+    apkindex_text_or_skip(&v3_19_index(repo))
+}
+
+/// The packages of the v3.19 `repo` as repository `position`, or `None` (after saying
+/// why) when absent.
+fn parsed(repo: &str, position: usize) -> Option<Vec<Package>> {
+    let text = index_text(repo)?;
+    Some(parse_apkindex(&text, position).unwrap_or_else(|e| panic!("{repo} parses: {e}")))
 }
 
 fn find<'a>(pkgs: &'a [Package], name: &str) -> &'a Package {
@@ -54,10 +29,9 @@ fn find<'a>(pkgs: &'a [Package], name: &str) -> &'a Package {
 
 #[test]
 fn main_index_parses_all_5443_packages() {
-    let Some(text) = index_text("main") else {
+    let Some(pkgs) = parsed("main", 0) else {
         return;
     };
-    let pkgs = parse_apkindex(&text, 0).expect("main parses");
     assert_eq!(pkgs.len(), 5443);
     assert!(pkgs.iter().all(|p| p.repo == 0 && !p.uninstallable));
 
@@ -100,10 +74,9 @@ fn main_index_parses_all_5443_packages() {
 
 #[test]
 fn community_index_parses_all_17587_packages() {
-    let Some(text) = index_text("community") else {
+    let Some(pkgs) = parsed("community", 1) else {
         return;
     };
-    let pkgs = parse_apkindex(&text, 1).expect("community parses");
     assert_eq!(pkgs.len(), 17587);
     assert!(pkgs.iter().all(|p| p.repo == 1 && !p.uninstallable));
 
@@ -158,8 +131,8 @@ fn atom_lists_reserialise_to_the_index_lines() {
 fn real_versions_are_valid_and_sort_consistently() {
     let mut all = Vec::new();
     for repo in ["main", "community"] {
-        let Some(text) = index_text(repo) else { return };
-        all.extend(parse_apkindex(&text, 0).expect("index parses"));
+        let Some(pkgs) = parsed(repo, 0) else { return };
+        all.extend(pkgs);
     }
     assert!(all.iter().all(|p| version::is_valid(p.version.as_str())));
     let mut versions: Vec<_> = all.iter().map(|p| p.version.clone()).collect();
@@ -175,26 +148,6 @@ fn real_versions_are_valid_and_sort_consistently() {
     }
 }
 
-/// The text of `member` in a gzip'd tar, read whole; `None` when absent.
-fn tar_member(path: &Path, member: &str) -> Option<String> {
-    let file = std::fs::File::open(path).expect("open tarball");
-    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
-    for entry in archive.entries().expect("tar entries") {
-        let mut entry = entry.expect("tar entry");
-        let name = entry
-            .path()
-            .expect("entry path")
-            .to_string_lossy()
-            .into_owned();
-        if name.trim_start_matches("./") == member {
-            let mut text = String::new();
-            entry.read_to_string(&mut text).expect("member is UTF-8");
-            return Some(text);
-        }
-    }
-    None
-}
-
 #[test]
 fn small_repository_indexes_parse() {
     for (path, count, arch) in [
@@ -202,11 +155,9 @@ fn small_repository_indexes_parse() {
         ("v3.13/main/aarch64/APKINDEX.tar.gz", 65, "aarch64"),
     ] {
         let path = shared().join(path);
-        if !path.exists() {
-            eprintln!("skipped: {} is absent", path.display());
+        let Some(text) = apkindex_text_or_skip(&path) else {
             continue;
-        }
-        let text = tar_member(&path, "APKINDEX").expect("APKINDEX member");
+        };
         let pkgs = parse_apkindex(&text, 0).expect("index parses");
         assert_eq!(pkgs.len(), count, "{}", path.display());
         assert!(pkgs.iter().all(|p| p.arch == arch && !p.uninstallable));

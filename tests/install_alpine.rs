@@ -9,7 +9,7 @@ use std::process::Command;
 
 use install_common::{is_root, read_index, shared_alpine};
 
-use sysroot_mk::db::InstalledPackage;
+use sysroot_mk::db::{Acl, InstalledPackage};
 use sysroot_mk::install::{InstallOptions, Installer};
 use sysroot_mk::package::{encode_q1, VerifiedPackage};
 use sysroot_mk::report::Silent;
@@ -81,21 +81,21 @@ fn install_with(
     let mut installer = Installer::new(root, opts).expect("open root");
     let mut batch = Vec::new();
     let has = |v: &VerifiedPackage, action: &str| v.scripts().iter().any(|s| s.action == action);
+    // Extracts what the batch holds so far, then runs the script, as apk orders them.
+    let mut cut_and_run = |batch: &mut Vec<_>, pkg, v, action| {
+        installer
+            .extract_batch(&std::mem::take(batch), &Silent)
+            .expect("extract");
+        run_script(root, pkg, v, action, &[]);
+        installer.refresh_ids();
+    };
     for (pkg, v) in plan.iter().copied().zip(&verified) {
         if scripts && has(v, "pre-install") {
-            installer
-                .extract_batch(&std::mem::take(&mut batch), &Silent)
-                .expect("extract");
-            run_script(root, pkg, v, "pre-install", &[]);
-            installer.refresh_ids();
+            cut_and_run(&mut batch, pkg, v, "pre-install");
         }
         batch.push((pkg, v));
         if scripts && has(v, "post-install") {
-            installer
-                .extract_batch(&std::mem::take(&mut batch), &Silent)
-                .expect("extract");
-            run_script(root, pkg, v, "post-install", &[]);
-            installer.refresh_ids();
+            cut_and_run(&mut batch, pkg, v, "post-install");
         }
     }
     installer.extract_batch(&batch, &Silent).expect("extract");
@@ -155,25 +155,21 @@ fn run_script(
     std::fs::remove_file(exec.join(&name)).expect("remove script");
 }
 
+/// apk's `TAG:uid:gid:mode` line for `acl`, which it leaves out for root's `default_mode`.
+fn acl_line(tag: char, acl: &Acl, default_mode: u32) -> Option<String> {
+    ((acl.uid, acl.gid, acl.mode) != (0, 0, default_mode))
+        .then(|| format!("{tag}:{}:{}:{:o}", acl.uid, acl.gid, acl.mode))
+}
+
 /// The per-package file section of `installed` (F/M/R/a/Z lines), as apk writes it.
 fn file_lines(pkg: &InstalledPackage) -> Vec<String> {
     let mut out = Vec::new();
     for dir in &pkg.dirs {
         out.push(format!("F:{}", dir.path));
-        if (dir.acl.uid, dir.acl.gid, dir.acl.mode) != (0, 0, 0o755) {
-            out.push(format!(
-                "M:{}:{}:{:o}",
-                dir.acl.uid, dir.acl.gid, dir.acl.mode
-            ));
-        }
+        out.extend(acl_line('M', &dir.acl, 0o755));
         for file in &dir.files {
             out.push(format!("R:{}", file.name));
-            if (file.acl.uid, file.acl.gid, file.acl.mode) != (0, 0, 0o644) {
-                out.push(format!(
-                    "a:{}:{}:{:o}",
-                    file.acl.uid, file.acl.gid, file.acl.mode
-                ));
-            }
+            out.extend(acl_line('a', &file.acl, 0o644));
             if let Some(sha1) = &file.sha1 {
                 out.push(format!("Z:{}", encode_q1(sha1)));
             }
@@ -264,21 +260,23 @@ fn chrony_and_dhcpcd_with_scripts_match_apk() {
     assert_matches_apk(WITH_USERS, &["alpine-base", "chrony", "dhcpcd"], true);
 }
 
-#[test]
-fn all_co_installable_packages_without_scripts_match_apk() {
-    let names: Vec<&str> = CO_INSTALLABLE
+/// The package names of [`CO_INSTALLABLE`] (its lines are `name-version`).
+fn co_installable_names() -> Vec<&'static str> {
+    CO_INSTALLABLE
         .lines()
         .map(|nv| nv.rsplitn(3, '-').nth(2).unwrap_or(nv))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn all_co_installable_packages_without_scripts_match_apk() {
+    let names = co_installable_names();
     assert_matches_apk(CO_INSTALLABLE, &names, false);
 }
 
 #[test]
 fn all_co_installable_packages_with_scripts_match_apk() {
-    let names: Vec<&str> = CO_INSTALLABLE
-        .lines()
-        .map(|nv| nv.rsplitn(3, '-').nth(2).unwrap_or(nv))
-        .collect();
+    let names = co_installable_names();
     assert_matches_apk(CO_INSTALLABLE, &names, true);
 }
 

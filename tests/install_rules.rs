@@ -47,12 +47,62 @@ fn install(
     (root, result)
 }
 
-fn files_of(installed: &[InstalledPackage], name: &str) -> Vec<String> {
-    let pkg = installed
+/// Extracts the packages of `pkgs` at the positions `which` as one batch; `what` names
+/// the batch if that fails.
+fn extract(
+    installer: &mut Installer,
+    pkgs: &[(Package, VerifiedPackage)],
+    which: &[usize],
+    what: &str,
+) {
+    let batch: Vec<_> = which.iter().map(|&i| (&pkgs[i].0, &pkgs[i].1)).collect();
+    installer.extract_batch(&batch, &Silent).expect(what);
+}
+
+/// Installs one package into `root`, which a test has prepared, and finishes.
+fn install_one_into(
+    root: &std::path::Path,
+    pkg: &Package,
+    verified: &VerifiedPackage,
+) -> Vec<InstalledPackage> {
+    let mut installer = Installer::new(root, InstallOptions::default()).expect("open");
+    installer
+        .extract_batch(&[(pkg, verified)], &Silent)
+        .expect("extract");
+    installer.finish().expect("finish")
+}
+
+/// Installs the two packages `pair` makes twice: extracted together in one batch, and
+/// one batch after the other.
+fn together_and_apart<'a>(
+    pair: impl Fn() -> (Spec<'a>, Spec<'a>),
+) -> Vec<(
+    tempfile::TempDir,
+    Result<Vec<InstalledPackage>, InstallError>,
+)> {
+    let (a, b) = pair();
+    let together = install(vec![vec![a, b]]);
+    let (a, b) = pair();
+    let apart = install(vec![vec![a], vec![b]]);
+    vec![together, apart]
+}
+
+/// The installed package called `name`.
+fn named<'a>(installed: &'a [InstalledPackage], name: &str) -> &'a InstalledPackage {
+    installed
         .iter()
         .find(|p| p.package.name == name)
-        .expect("package");
-    pkg.dirs
+        .expect(name)
+}
+
+/// What the root's `etc/f` holds.
+fn etc_f(root: &tempfile::TempDir) -> Vec<u8> {
+    std::fs::read(root.path().join("etc/f")).expect("etc/f")
+}
+
+fn files_of(installed: &[InstalledPackage], name: &str) -> Vec<String> {
+    named(installed, name)
+        .dirs
         .iter()
         .flat_map(|d| {
             d.files.iter().map(move |f| {
@@ -75,17 +125,12 @@ fn etc(file: &str, data: &[u8]) -> Vec<TestEntry> {
 
 #[test]
 fn a_file_owned_by_another_package_is_a_conflict() {
-    for split in [false, true] {
-        let (a, b) = (
+    for (_root, result) in together_and_apart(|| {
+        (
             Spec("a", "a", "", etc("f", b"a")),
             Spec("b", "b", "", etc("f", b"b")),
-        );
-        let batches = if split {
-            vec![vec![a], vec![b]]
-        } else {
-            vec![vec![a, b]]
-        };
-        let (_root, result) = install(batches);
+        )
+    }) {
         match result {
             Err(e @ InstallError::Conflict { .. }) => {
                 let message = e.to_string();
@@ -103,22 +148,14 @@ fn a_file_owned_by_another_package_is_a_conflict() {
 
 #[test]
 fn the_same_origin_may_overwrite_and_takes_the_file() {
-    for split in [false, true] {
-        let (a, b) = (
+    for (root, result) in together_and_apart(|| {
+        (
             Spec("a", "src", "", etc("f", b"a")),
             Spec("b", "src", "", etc("f", b"b")),
-        );
-        let batches = if split {
-            vec![vec![a], vec![b]]
-        } else {
-            vec![vec![a, b]]
-        };
-        let (root, result) = install(batches);
+        )
+    }) {
         let installed = result.expect("same origin installs");
-        assert_eq!(
-            std::fs::read(root.path().join("etc/f")).expect("etc/f"),
-            b"b"
-        );
+        assert_eq!(etc_f(&root), b"b");
         assert_eq!(files_of(&installed, "a"), Vec::<String>::new());
         assert_eq!(files_of(&installed, "b"), ["etc/f"]);
     }
@@ -131,15 +168,9 @@ fn replaces_lets_the_later_package_win() {
         Spec("new", "new", "replaces = old\n", etc("f", b"new")),
     ]]);
     let installed = result.expect("replaces installs");
-    assert_eq!(
-        std::fs::read(root.path().join("etc/f")).expect("etc/f"),
-        b"new"
-    );
+    assert_eq!(etc_f(&root), b"new");
     assert_eq!(files_of(&installed, "new"), ["etc/f"]);
-    let new = installed
-        .iter()
-        .find(|p| p.package.name == "new")
-        .expect("new");
+    let new = named(&installed, "new");
     assert_eq!(
         new.package.replaces[0].name, "old",
         "`replaces` recorded from .PKGINFO"
@@ -163,10 +194,7 @@ fn a_higher_replaces_priority_of_the_owner_keeps_its_file() {
         )],
     ]);
     let installed = result.expect("installs");
-    assert_eq!(
-        std::fs::read(root.path().join("etc/f")).expect("etc/f"),
-        b"keeper"
-    );
+    assert_eq!(etc_f(&root), b"keeper");
     assert_eq!(files_of(&installed, "keeper"), ["etc/f"]);
     assert_eq!(files_of(&installed, "late"), Vec::<String>::new());
 }
@@ -177,32 +205,21 @@ fn shared_directories_take_the_lowest_owner_and_the_and_of_modes() {
         eprintln!("skipped: needs root (chown)");
         return;
     }
-    let (root, result) = install(vec![
-        vec![Spec(
-            "a",
-            "a",
-            "",
-            vec![TestEntry::dir("srv", 0o775).owned("", 10, "", 10)],
-        )],
-        vec![Spec(
-            "b",
-            "b",
-            "",
-            vec![TestEntry::dir("srv", 0o755).owned("", 5, "", 20)],
-        )],
-        vec![Spec(
-            "c",
-            "c",
-            "",
-            vec![TestEntry::dir("srv", 0o1751).owned("", 5, "", 20)],
-        )],
-        vec![Spec(
-            "d",
-            "d",
-            "",
-            vec![TestEntry::dir("srv", 0o700).owned("", 5, "", 30)],
-        )],
-    ]);
+    // One batch each: name, mode, uid, gid of its `srv`.
+    let (root, result) = install(
+        [
+            ("a", 0o775, 10, 10),
+            ("b", 0o755, 5, 20),
+            ("c", 0o1751, 5, 20),
+            ("d", 0o700, 5, 30),
+        ]
+        .into_iter()
+        .map(|(name, mode, uid, gid)| {
+            let srv = TestEntry::dir("srv", mode).owned("", uid, "", gid);
+            vec![Spec(name, name, "", vec![srv])]
+        })
+        .collect(),
+    );
     let installed = result.expect("installs");
     let meta = std::fs::metadata(root.path().join("srv")).expect("srv");
     assert_eq!(
@@ -210,14 +227,7 @@ fn shared_directories_take_the_lowest_owner_and_the_and_of_modes() {
         (5, 20, 0o751)
     );
     // Each package still records its own view of the directory.
-    let acl = |name: &str| {
-        installed
-            .iter()
-            .find(|p| p.package.name == name)
-            .expect("pkg")
-            .dirs[0]
-            .acl
-    };
+    let acl = |name: &str| named(&installed, name).dirs[0].acl;
     assert_eq!((acl("a").uid, acl("a").mode), (10, 0o775));
     assert_eq!((acl("d").gid, acl("d").mode), (30, 0o700));
 }
@@ -232,11 +242,7 @@ fn directories_that_existed_before_are_left_alone() {
     )
     .expect("chmod");
     let pkgs = generate(vec![Spec("a", "a", "", vec![TestEntry::dir("tmp", 0o755)])]);
-    let mut installer = Installer::new(root.path(), InstallOptions::default()).expect("open");
-    installer
-        .extract_batch(&[(&pkgs[0].0, &pkgs[0].1)], &Silent)
-        .expect("extract");
-    let installed = installer.finish().expect("finish");
+    let installed = install_one_into(root.path(), &pkgs[0].0, &pkgs[0].1);
     assert_eq!(
         std::fs::metadata(root.path().join("tmp"))
             .expect("tmp")
@@ -280,12 +286,7 @@ fn owner_names_resolve_through_the_target_passwd_with_apk_caching() {
     ]);
     let mut installer = Installer::new(root.path(), InstallOptions::default()).expect("open");
     // `base` and `one` in one batch: `one` sees the passwd `base` ships.
-    installer
-        .extract_batch(
-            &[(&pkgs[0].0, &pkgs[0].1), (&pkgs[1].0, &pkgs[1].1)],
-            &Silent,
-        )
-        .expect("batch 1");
+    extract(&mut installer, &pkgs, &[0, 1], "batch 1");
     // A "script" changes the ids; without a refresh apk keeps what it looked up.
     std::fs::write(
         root.path().join("etc/passwd"),
@@ -293,13 +294,9 @@ fn owner_names_resolve_through_the_target_passwd_with_apk_caching() {
     )
     .expect("passwd");
     std::fs::write(root.path().join("etc/group"), b"chrony:x:654:\n").expect("group");
-    installer
-        .extract_batch(&[(&pkgs[2].0, &pkgs[2].1)], &Silent)
-        .expect("batch 2");
+    extract(&mut installer, &pkgs, &[2], "batch 2");
     installer.refresh_ids();
-    installer
-        .extract_batch(&[(&pkgs[3].0, &pkgs[3].1)], &Silent)
-        .expect("batch 3");
+    extract(&mut installer, &pkgs, &[3], "batch 3");
     let installed = installer.finish().expect("finish");
 
     let owner = |name: &str| {
@@ -454,11 +451,7 @@ fn a_file_in_etc_left_by_a_script_is_kept_and_the_new_one_goes_to_apk_new() {
             TestEntry::file(b"usr/conf", b"from the package\n"),
         ],
     )]);
-    let mut installer = Installer::new(root.path(), InstallOptions::default()).expect("open");
-    installer
-        .extract_batch(&[(&pkgs[0].0, &pkgs[0].1)], &Silent)
-        .expect("extract");
-    let installed = installer.finish().expect("finish");
+    let installed = install_one_into(root.path(), &pkgs[0].0, &pkgs[0].1);
     let read = |p: &str| std::fs::read(root.path().join(p)).ok();
     assert_eq!(
         read("etc/conf").as_deref(),
@@ -494,20 +487,10 @@ fn an_edited_file_in_etc_survives_a_replacing_package() {
         Spec("d", "src", "", etc("other", b"d\n")),
     ]);
     let mut installer = Installer::new(root.path(), InstallOptions::default()).expect("open");
-    installer
-        .extract_batch(
-            &[(&pkgs[0].0, &pkgs[0].1), (&pkgs[2].0, &pkgs[2].1)],
-            &Silent,
-        )
-        .expect("batch 1");
+    extract(&mut installer, &pkgs, &[0, 2], "batch 1");
     // A script edits etc/conf; etc/other stays the owner's file.
     std::fs::write(root.path().join("etc/conf"), b"edited\n").expect("edit");
-    installer
-        .extract_batch(
-            &[(&pkgs[1].0, &pkgs[1].1), (&pkgs[3].0, &pkgs[3].1)],
-            &Silent,
-        )
-        .expect("batch 2");
+    extract(&mut installer, &pkgs, &[1, 3], "batch 2");
     installer.finish().expect("finish");
     let read = |p: &str| std::fs::read(root.path().join(p)).ok();
     assert_eq!(read("etc/conf").as_deref(), Some(&b"edited\n"[..]));
@@ -535,11 +518,7 @@ fn a_package_with_zero_installed_size_is_not_opened() {
     );
     let verified = VerifiedPackage::from_bytes(&pkg, bytes).expect("verifies");
     pkg.installed_size = 0;
-    let mut installer = Installer::new(root.path(), InstallOptions::default()).expect("open");
-    installer
-        .extract_batch(&[(&pkg, &verified)], &Silent)
-        .expect("extract");
-    let installed = installer.finish().expect("finish");
+    let installed = install_one_into(root.path(), &pkg, &verified);
     assert!(!root.path().join("usr").exists());
     assert!(
         installed[0].dirs.is_empty()

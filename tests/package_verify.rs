@@ -5,17 +5,22 @@ mod install_common;
 use install_common::{build_apk, read_index, shared_alpine, TestEntry};
 use sysroot_mk::package::{PackageError, VerifiedPackage};
 
-fn sample() -> (sysroot_mk::index::Package, Vec<u8>) {
+/// `hello-2.12-r1` with `extra` `.PKGINFO` lines and `usr/hello` holding `text`.
+fn hello(extra: &str, text: &[u8]) -> (sysroot_mk::index::Package, Vec<u8>) {
     build_apk(
         "hello",
         "2.12-r1",
         "hello",
-        "triggers = /usr/share/hello/*\n",
+        extra,
         &[
             TestEntry::dir("usr", 0o755),
-            TestEntry::file(b"usr/hello", b"hello world\n"),
+            TestEntry::file(b"usr/hello", text),
         ],
     )
+}
+
+fn sample() -> (sysroot_mk::index::Package, Vec<u8>) {
+    hello("triggers = /usr/share/hello/*\n", b"hello world\n")
 }
 
 /// Offset where the data member starts in a generated (unsigned) package.
@@ -78,16 +83,7 @@ fn a_tampered_control_member_is_refused() {
 #[test]
 fn a_tampered_data_member_is_refused() {
     let (pkg, bytes) = sample();
-    let (_, evil) = build_apk(
-        "hello",
-        "2.12-r1",
-        "hello",
-        "",
-        &[
-            TestEntry::dir("usr", 0o755),
-            TestEntry::file(b"usr/hello", b"pwned\n"),
-        ],
-    );
+    let (_, evil) = hello("", b"pwned\n");
     // Keep the genuine control member, swap in another data member.
     let mut spliced = bytes[..data_start(&bytes)].to_vec();
     spliced.extend_from_slice(&evil[data_start(&evil)..]);

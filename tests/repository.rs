@@ -3,33 +3,14 @@
 mod support;
 
 use std::path::Path;
-use std::time::Duration;
 use support::http::{Fault, TestServer};
 use support::*;
 use sysroot_mk::archive::SignatureAlgorithm;
 use sysroot_mk::report::Silent;
-use sysroot_mk::repository::{load_indexes, IndexOptions, Repository, RepositoryError};
-use sysroot_mk::transport::TransportOptions;
-use sysroot_mk::trust::{KeyOptions, KeySource, Keyring};
-
-fn keyring(dirs: &[&Path], arch: &str) -> Keyring {
-    let options = KeyOptions {
-        keys_dirs: dirs.iter().map(|d| d.to_path_buf()).collect(),
-        ..KeyOptions::default()
-    };
-    Keyring::for_target(arch, &options, &Silent).unwrap()
-}
-
-fn options() -> IndexOptions {
-    IndexOptions {
-        key_url: None,
-        transport: TransportOptions {
-            backoff: Duration::from_millis(1),
-            ..TransportOptions::default()
-        },
-        ..IndexOptions::default()
-    }
-}
+use sysroot_mk::repository::{
+    load_indexes, IndexOptions, LoadedIndex, Repository, RepositoryError,
+};
+use sysroot_mk::trust::{KeySource, Keyring};
 
 fn packages() -> Vec<FixturePackage> {
     vec![
@@ -42,26 +23,51 @@ fn repo(path: &Path) -> Repository {
     Repository::parse(path.to_str().unwrap()).unwrap()
 }
 
+/// Lays [`packages`] out at `root/x86_64`, signed by `signer`.
+fn write_fixture_repo(root: &Path, signer: Signer<'_>) {
+    write_repo(root, "x86_64", &packages(), signer);
+}
+
+/// A new folder serving the fixture repository (SHA-1 signed by the test key) at `below`.
+fn served_fixture_repo(below: &str) -> (tempfile::TempDir, TestServer) {
+    let served = tempfile::tempdir().unwrap();
+    write_fixture_repo(
+        &served.path().join(below),
+        Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1),
+    );
+    let server = TestServer::serve(served.path());
+    (served, server)
+}
+
+/// Loads `repos` for `arch` with the default options, trusting only the keys in `keys`.
+fn load_trusting(
+    repos: &[Repository],
+    arch: &str,
+    keys: &Path,
+) -> Result<Vec<LoadedIndex>, RepositoryError> {
+    load_indexes(
+        repos,
+        arch,
+        &keyring_of(&[keys], arch),
+        &quick_index_options(),
+        &Silent,
+    )
+}
+
+/// Loads `repos` for x86_64 trusting only the fixture test key.
+fn load_trusting_test_key(repos: &[Repository]) -> Result<Vec<LoadedIndex>, RepositoryError> {
+    let keys = keys_dir(&[TEST_KEY]);
+    load_trusting(repos, "x86_64", keys.path())
+}
+
 #[test]
 fn trusted_local_index_loads_with_its_key() {
     let root = tempfile::tempdir().unwrap();
-    write_repo(
-        root.path(),
-        "x86_64",
-        &packages(),
-        Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1),
-    );
+    write_fixture_repo(root.path(), Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1));
     let keys = keys_dir(&[TEST_KEY]);
     let file_url = Repository::parse(&format!("file://{}", root.path().display())).unwrap();
     for r in [repo(root.path()), file_url] {
-        let loaded = load_indexes(
-            &[r],
-            "x86_64",
-            &keyring(&[keys.path()], "x86_64"),
-            &options(),
-            &Silent,
-        )
-        .unwrap();
+        let loaded = load_trusting(&[r], "x86_64", keys.path()).unwrap();
         assert_eq!(loaded.len(), 1);
         let index = &loaded[0];
         assert_eq!(index.description, "fixture repository");
@@ -81,14 +87,7 @@ fn repositories_keep_their_order_and_positions() {
     write_repo(a.path(), "aarch64", &packages()[..1], signer);
     write_repo(b.path(), "aarch64", &packages()[1..], signer);
     let keys = keys_dir(&[TEST_KEY]);
-    let loaded = load_indexes(
-        &[repo(b.path()), repo(a.path())],
-        "aarch64",
-        &keyring(&[keys.path()], "aarch64"),
-        &options(),
-        &Silent,
-    )
-    .unwrap();
+    let loaded = load_trusting(&[repo(b.path()), repo(a.path())], "aarch64", keys.path()).unwrap();
     assert_eq!(loaded[0].packages[0].name, "beta");
     assert_eq!(loaded[0].packages[0].repo, 0);
     assert_eq!(loaded[1].packages[0].name, "alpha");
@@ -98,21 +97,11 @@ fn repositories_keep_their_order_and_positions() {
 #[test]
 fn untrusted_index_is_refused_naming_repository_key_and_fix() {
     let root = tempfile::tempdir().unwrap();
-    write_repo(
+    write_fixture_repo(
         root.path(),
-        "x86_64",
-        &packages(),
         Signer::Key(OTHER_KEY, SignatureAlgorithm::Sha256),
     );
-    let keys = keys_dir(&[TEST_KEY]);
-    let err = load_indexes(
-        &[repo(root.path())],
-        "x86_64",
-        &keyring(&[keys.path()], "x86_64"),
-        &options(),
-        &Silent,
-    )
-    .unwrap_err();
+    let err = load_trusting_test_key(&[repo(root.path())]).unwrap_err();
     assert!(matches!(err, RepositoryError::UntrustedKey { .. }), "{err}");
     let message = err.to_string();
     let url = format!("{}/x86_64/APKINDEX.tar.gz", root.path().display());
@@ -129,14 +118,20 @@ fn untrusted_and_unsigned_indexes_load_with_a_warning_when_allowed() {
         Signer::Key(OTHER_KEY, SignatureAlgorithm::Sha1),
     ] {
         let root = tempfile::tempdir().unwrap();
-        write_repo(root.path(), "x86_64", &packages(), signer);
-        let ring = keyring(&[keys.path()], "x86_64");
-        let refused = load_indexes(&[repo(root.path())], "x86_64", &ring, &options(), &Silent);
+        write_fixture_repo(root.path(), signer);
+        let ring = keyring_of(&[keys.path()], "x86_64");
+        let refused = load_indexes(
+            &[repo(root.path())],
+            "x86_64",
+            &ring,
+            &quick_index_options(),
+            &Silent,
+        );
         assert!(refused.is_err(), "{signer:?}");
         let recorder = Recorder::default();
         let allowed = IndexOptions {
             allow_untrusted: true,
-            ..options()
+            ..quick_index_options()
         };
         let loaded =
             load_indexes(&[repo(root.path())], "x86_64", &ring, &allowed, &recorder).unwrap();
@@ -155,16 +150,8 @@ fn untrusted_and_unsigned_indexes_load_with_a_warning_when_allowed() {
 #[test]
 fn unsigned_index_error_says_so() {
     let root = tempfile::tempdir().unwrap();
-    write_repo(root.path(), "x86_64", &packages(), Signer::Unsigned);
-    let keys = keys_dir(&[TEST_KEY]);
-    let err = load_indexes(
-        &[repo(root.path())],
-        "x86_64",
-        &keyring(&[keys.path()], "x86_64"),
-        &options(),
-        &Silent,
-    )
-    .unwrap_err();
+    write_fixture_repo(root.path(), Signer::Unsigned);
+    let err = load_trusting_test_key(&[repo(root.path())]).unwrap_err();
     assert!(matches!(err, RepositoryError::Unsigned { .. }), "{err}");
     assert!(err.to_string().contains("not signed"), "{err}");
 }
@@ -172,10 +159,8 @@ fn unsigned_index_error_says_so() {
 #[test]
 fn tampered_index_is_refused() {
     let root = tempfile::tempdir().unwrap();
-    write_repo(
+    write_fixture_repo(
         root.path(),
-        "x86_64",
-        &packages(),
         Signer::Key(TEST_KEY, SignatureAlgorithm::Sha256),
     );
     // Re-sign a different index body under the same signature member.
@@ -184,30 +169,14 @@ fn tampered_index_is_refused() {
     let sig_len = sysroot_mk::archive::first_member_len(&good).unwrap();
     let other = index_archive("P:evil\nV:6.6.6-r0\n\n", Signer::Unsigned);
     std::fs::write(&index, [&good[..sig_len], &other[..]].concat()).unwrap();
-    let keys = keys_dir(&[TEST_KEY]);
-    let err = load_indexes(
-        &[repo(root.path())],
-        "x86_64",
-        &keyring(&[keys.path()], "x86_64"),
-        &options(),
-        &Silent,
-    )
-    .unwrap_err();
+    let err = load_trusting_test_key(&[repo(root.path())]).unwrap_err();
     assert!(matches!(err, RepositoryError::BadSignature { .. }), "{err}");
 }
 
 #[test]
 fn missing_index_names_the_repository() {
     let root = tempfile::tempdir().unwrap();
-    let keys = keys_dir(&[TEST_KEY]);
-    let err = load_indexes(
-        &[repo(root.path())],
-        "x86_64",
-        &keyring(&[keys.path()], "x86_64"),
-        &options(),
-        &Silent,
-    )
-    .unwrap_err();
+    let err = load_trusting_test_key(&[repo(root.path())]).unwrap_err();
     assert!(matches!(err, RepositoryError::Fetch { .. }), "{err}");
     assert!(
         err.to_string().contains(&root.path().display().to_string()),
@@ -217,20 +186,13 @@ fn missing_index_names_the_repository() {
 
 #[test]
 fn http_index_is_cached_and_revalidated_with_its_etag() {
-    let served = tempfile::tempdir().unwrap();
-    write_repo(
-        &served.path().join("main"),
-        "x86_64",
-        &packages(),
-        Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1),
-    );
-    let server = TestServer::serve(served.path());
+    let (served, server) = served_fixture_repo("main");
     let cache = tempfile::tempdir().unwrap();
     let keys = keys_dir(&[TEST_KEY]);
-    let ring = keyring(&[keys.path()], "x86_64");
+    let ring = keyring_of(&[keys.path()], "x86_64");
     let opts = IndexOptions {
         cache_dir: Some(cache.path().join("c")),
-        ..options()
+        ..quick_index_options()
     };
     let repos = [Repository::parse(&format!("{}/main", server.base)).unwrap()];
     let first = load_indexes(&repos, "x86_64", &ring, &opts, &Silent).unwrap();
@@ -261,19 +223,12 @@ fn http_index_is_cached_and_revalidated_with_its_etag() {
 
 #[test]
 fn without_a_cache_nothing_is_revalidated_or_written() {
-    let served = tempfile::tempdir().unwrap();
-    write_repo(
-        served.path(),
-        "x86_64",
-        &packages(),
-        Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1),
-    );
-    let server = TestServer::serve(served.path());
+    let (_served, server) = served_fixture_repo("");
     let keys = keys_dir(&[TEST_KEY]);
-    let ring = keyring(&[keys.path()], "x86_64");
+    let ring = keyring_of(&[keys.path()], "x86_64");
     let repos = [Repository::parse(&server.base).unwrap()];
     for _ in 0..2 {
-        load_indexes(&repos, "x86_64", &ring, &options(), &Silent).unwrap();
+        load_indexes(&repos, "x86_64", &ring, &quick_index_options(), &Silent).unwrap();
     }
     let log = server.requests("/x86_64/APKINDEX.tar.gz");
     assert!(
@@ -285,29 +240,14 @@ fn without_a_cache_nothing_is_revalidated_or_written() {
 
 #[test]
 fn transient_http_errors_are_retried() {
-    let served = tempfile::tempdir().unwrap();
-    write_repo(
-        served.path(),
-        "x86_64",
-        &packages(),
-        Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1),
-    );
-    let server = TestServer::serve(served.path());
+    let (_served, server) = served_fixture_repo("");
     let path = "/x86_64/APKINDEX.tar.gz";
     server.fail(
         path,
         &[Fault::Status(503), Fault::Truncate(100), Fault::Status(502)],
     );
-    let keys = keys_dir(&[TEST_KEY]);
     let repos = [Repository::parse(&server.base).unwrap()];
-    let loaded = load_indexes(
-        &repos,
-        "x86_64",
-        &keyring(&[keys.path()], "x86_64"),
-        &options(),
-        &Silent,
-    )
-    .unwrap();
+    let loaded = load_trusting_test_key(&repos).unwrap();
     assert_eq!(loaded[0].packages.len(), 2);
     let statuses: Vec<_> = server.requests(path).iter().map(|l| l.status).collect();
     assert_eq!(statuses, [503, 200, 502, 200]);
@@ -317,16 +257,8 @@ fn transient_http_errors_are_retried() {
 fn permanent_http_errors_are_not_retried() {
     let served = tempfile::tempdir().unwrap();
     let server = TestServer::serve(served.path());
-    let keys = keys_dir(&[TEST_KEY]);
     let repos = [Repository::parse(&format!("{}/nothing", server.base)).unwrap()];
-    let err = load_indexes(
-        &repos,
-        "x86_64",
-        &keyring(&[keys.path()], "x86_64"),
-        &options(),
-        &Silent,
-    )
-    .unwrap_err();
+    let err = load_trusting_test_key(&repos).unwrap_err();
     assert!(err.to_string().contains("/nothing"), "{err}");
     assert_eq!(server.log().len(), 1);
 }
@@ -342,7 +274,7 @@ fn pinned_key_is_fetched_by_name_and_checked_against_its_pin() {
     let opts = IndexOptions {
         key_url: Some(format!("file://{}", shared.join("keys").display())),
         cache_dir: Some(cache.path().to_path_buf()),
-        ..options()
+        ..quick_index_options()
     };
     let loaded = load_indexes(&repos, "x86_64", &ring, &opts, &Silent).unwrap();
     let key = loaded[0].key.as_ref().unwrap();
@@ -358,7 +290,7 @@ fn pinned_key_is_fetched_by_name_and_checked_against_its_pin() {
     .unwrap();
     let opts = IndexOptions {
         key_url: Some(format!("file://{}", fake.path().display())),
-        ..options()
+        ..quick_index_options()
     };
     let err = load_indexes(&repos, "x86_64", &ring, &opts, &Silent).unwrap_err();
     assert!(matches!(err, RepositoryError::Key { .. }), "{err}");
@@ -369,7 +301,7 @@ fn pinned_key_is_fetched_by_name_and_checked_against_its_pin() {
     let recorder = Recorder::default();
     let opts = IndexOptions {
         key_url: Some("file:///nonexistent-sysroot-mk-keys".to_string()),
-        ..options()
+        ..quick_index_options()
     };
     let err = load_indexes(&repos, "x86_64", &ring, &opts, &recorder).unwrap_err();
     assert!(matches!(err, RepositoryError::UntrustedKey { .. }), "{err}");
@@ -383,12 +315,12 @@ fn pinned_key_is_fetched_by_name_and_checked_against_its_pin() {
     let empty = tempfile::tempdir().unwrap();
     let opts = IndexOptions {
         key_url: Some(format!("file://{}", shared.join("keys").display())),
-        ..options()
+        ..quick_index_options()
     };
     let err = load_indexes(
         &repos,
         "x86_64",
-        &keyring(&[empty.path()], "x86_64"),
+        &keyring_of(&[empty.path()], "x86_64"),
         &opts,
         &Silent,
     )
@@ -401,22 +333,18 @@ fn real_repositories_load_with_their_arch_keys() {
     let Some(shared) = shared_or_skip() else {
         return;
     };
-    let loaded = load_indexes(
+    let loaded = load_trusting(
         &[repo(&shared.join("v3.19/main"))],
         "x86_64",
-        &keyring(&[&shared.join("keys/x86_64")], "x86_64"),
-        &options(),
-        &Silent,
+        &shared.join("keys/x86_64"),
     )
     .unwrap();
     assert_eq!(loaded[0].packages.len(), 100);
     assert_eq!(loaded[0].key.as_ref().unwrap().name, ALPINE_X86_64_KEY);
-    let loaded = load_indexes(
+    let loaded = load_trusting(
         &[repo(&shared.join("v3.13/main"))],
         "aarch64",
-        &keyring(&[&shared.join("keys/aarch64")], "aarch64"),
-        &options(),
-        &Silent,
+        &shared.join("keys/aarch64"),
     )
     .unwrap();
     assert_eq!(loaded[0].packages.len(), 65);
@@ -429,14 +357,7 @@ fn real_repository_is_refused_with_wrong_arch_or_empty_keys() {
     };
     let empty = tempfile::tempdir().unwrap();
     for dir in [shared.join("keys/aarch64"), empty.path().to_path_buf()] {
-        let err = load_indexes(
-            &[repo(&shared.join("v3.19/main"))],
-            "x86_64",
-            &keyring(&[&dir], "x86_64"),
-            &options(),
-            &Silent,
-        )
-        .unwrap_err();
+        let err = load_trusting(&[repo(&shared.join("v3.19/main"))], "x86_64", &dir).unwrap_err();
         let message = err.to_string();
         assert!(
             message.contains(ALPINE_X86_64_KEY) && message.contains("v3.19/main"),
@@ -462,9 +383,9 @@ fn full_v3_19_indexes_load_as_two_repositories() {
         .unwrap();
         repos.push(repo(&tmp.path().join(name)));
     }
-    let ring = keyring(&[&shared.join("keys/x86_64")], "x86_64");
+    let ring = keyring_of(&[&shared.join("keys/x86_64")], "x86_64");
     let started = std::time::Instant::now();
-    let loaded = load_indexes(&repos, "x86_64", &ring, &options(), &Silent).unwrap();
+    let loaded = load_indexes(&repos, "x86_64", &ring, &quick_index_options(), &Silent).unwrap();
     eprintln!(
         "loaded main+community in {:?} (debug build)",
         started.elapsed()

@@ -2,10 +2,13 @@
 //! 2.14.4 does with them (`fixtures/resolve/cases/*/expected`, recorded by
 //! `fixtures/resolve/gen-expected.sh`). These need no shared data.
 
+mod resolve_support;
+
+use resolve_support::lines;
 use std::path::{Path, PathBuf};
 
 use sysroot_mk::index::{parse_apkindex, Dependency, Package};
-use sysroot_mk::resolve::{resolve, Plan, ResolveError, ResolveOptions};
+use sysroot_mk::resolve::{resolve, ResolveError, ResolveOptions};
 
 fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/resolve/cases")
@@ -65,18 +68,6 @@ fn apk_subjects(message: &str) -> Vec<String> {
         .map(|l| {
             let l = l.trim().trim_end_matches(':');
             l.split(" (").next().unwrap_or(l).to_owned()
-        })
-        .collect()
-}
-
-/// The plan in the expected-file format: `name-version`, plus ` @tag` when pinned.
-fn lines(plan: &Plan) -> Vec<String> {
-    plan.packages
-        .iter()
-        .zip(&plan.pinned_tags)
-        .map(|(p, tag)| match tag {
-            Some(tag) => format!("{} @{tag}", p.name_version()),
-            None => p.name_version(),
         })
         .collect()
 }

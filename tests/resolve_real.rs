@@ -3,44 +3,25 @@
 //! `fixtures/resolve/gen-expected.sh` in `fixtures/resolve/expected/`.
 //! Skipped (with a reason on stderr) when the data is absent.
 
+mod resolve_support;
+mod shared_data;
+
+use resolve_support::lines;
+use shared_data::{apkindex_text_or_skip, shared, v3_19_index};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use sysroot_mk::index::{parse_apkindex, Dependency, Package};
-use sysroot_mk::resolve::{resolve, Plan, ResolveError, ResolveOptions};
+use sysroot_mk::resolve::{resolve, ResolveError, ResolveOptions};
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `../shared/alpine` next to the checkout, or one level further up from a worktree.
-fn shared() -> PathBuf {
-    let near = manifest_dir().join("../shared/alpine");
-    let far = manifest_dir().join("../../shared/alpine");
-    if !near.exists() && far.exists() {
-        far
-    } else {
-        near
-    }
-}
-
 fn read_index(path: &Path, repo: usize) -> Option<Vec<Package>> {
-    if !path.exists() {
-        eprintln!("skipped: {} is absent", path.display());
-        return None;
-    }
-    let file = std::fs::File::open(path).expect("open index");
-    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
-    for entry in archive.entries().expect("tar entries") {
-        let mut entry = entry.expect("tar entry");
-        if entry.path().expect("entry path").as_os_str() == "APKINDEX" {
-            let mut text = String::new();
-            entry.read_to_string(&mut text).expect("APKINDEX is UTF-8");
-            return Some(parse_apkindex(&text, repo).expect("index parses"));
-        }
-    }
-    panic!("{} has no APKINDEX member", path.display());
+    let text = apkindex_text_or_skip(path)?;
+    Some(parse_apkindex(&text, repo).expect("index parses"))
 }
 
 /// The repositories of `requests.txt`, loaded once per test binary.
@@ -54,9 +35,8 @@ fn repos() -> Option<&'static Repos> {
     static REPOS: OnceLock<Option<Repos>> = OnceLock::new();
     REPOS
         .get_or_init(|| {
-            let idx = shared().join("indexes/v3.19-x86_64");
-            let main = read_index(&idx.join("main-APKINDEX.tar.gz"), 0)?;
-            let community = read_index(&idx.join("community-APKINDEX.tar.gz"), 1)?;
+            let main = read_index(&v3_19_index("main"), 0)?;
+            let community = read_index(&v3_19_index("community"), 1)?;
             let small = read_index(&shared().join("v3.19/main/x86_64/APKINDEX.tar.gz"), 0)?;
             let mut main_community = main.clone();
             main_community.extend(community);
@@ -153,18 +133,6 @@ fn compare(repos: &Repos, req: &Request) -> Result<(), String> {
     }
 }
 
-/// The plan in the expected-file format: `name-version`, plus ` @tag` when pinned.
-fn lines(plan: &Plan) -> Vec<String> {
-    plan.packages
-        .iter()
-        .zip(&plan.pinned_tags)
-        .map(|(p, tag)| match tag {
-            Some(tag) => format!("{} @{tag}", p.name_version()),
-            None => p.name_version(),
-        })
-        .collect()
-}
-
 fn check(label: &str, count: usize) {
     let Some(repos) = repos() else { return };
     let req = requests()
@@ -237,7 +205,9 @@ fn refused_request_names_the_culprit() {
 /// `expected/bulk-<which>.txt.gz` (from `gen-bulk.sh`): one request per line, against the
 /// repositories `repos_of`. An unoptimised build checks every `debug_every`-th request
 /// only (thousands of resolutions take minutes there); a release build checks all.
-fn bulk(repos: &Repos, which: &str, repos_of: &str, debug_every: usize) {
+/// Skipped (with the reason) when the shared indexes are absent.
+fn bulk(which: &str, repos_of: &str, debug_every: usize) {
+    let Some(repos) = repos() else { return };
     let every = if cfg!(debug_assertions) {
         debug_every
     } else {
@@ -283,24 +253,20 @@ fn bulk(repos: &Repos, which: &str, repos_of: &str, debug_every: usize) {
 
 #[test]
 fn every_main_package_alone_matches_apk() {
-    let Some(repos) = repos() else { return };
-    bulk(repos, "main", "main", 25);
+    bulk("main", "main", 25);
 }
 
 #[test]
 fn random_four_package_requests_match_apk() {
-    let Some(repos) = repos() else { return };
-    bulk(repos, "main-combos", "main", 5);
+    bulk("main-combos", "main", 5);
 }
 
 #[test]
 fn every_tenth_community_package_alone_matches_apk() {
-    let Some(repos) = repos() else { return };
-    bulk(repos, "main-community", "main,community", 10);
+    bulk("main-community", "main,community", 10);
 }
 
 #[test]
 fn random_four_community_package_requests_match_apk() {
-    let Some(repos) = repos() else { return };
-    bulk(repos, "community-combos", "main,community", 5);
+    bulk("community-combos", "main,community", 5);
 }

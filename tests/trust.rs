@@ -7,18 +7,18 @@ use sysroot_mk::archive::{split_signature, SignatureAlgorithm};
 use sysroot_mk::report::Silent;
 use sysroot_mk::trust::{pins, KeyOptions, KeySource, Keyring, TrustError};
 
-fn explicit(dirs: &[&std::path::Path], arch: &str) -> Keyring {
-    let options = KeyOptions {
-        keys_dirs: dirs.iter().map(|d| d.to_path_buf()).collect(),
-        ..KeyOptions::default()
-    };
-    Keyring::for_target(arch, &options, &Silent).unwrap()
+/// Why a keyring trusting only the test key refuses the signed `archive`.
+fn refusal_with_test_key(archive: &[u8]) -> TrustError {
+    let dir = keys_dir(&[TEST_KEY]);
+    let ring = keyring_of(&[dir.path()], "x86_64");
+    ring.verify_signed(&split_signature(archive).unwrap())
+        .unwrap_err()
 }
 
 #[test]
 fn sha1_and_sha256_signatures_verify_with_an_explicit_key() {
     let dir = keys_dir(&[TEST_KEY]);
-    let ring = explicit(&[dir.path()], "x86_64");
+    let ring = keyring_of(&[dir.path()], "x86_64");
     for algorithm in [SignatureAlgorithm::Sha1, SignatureAlgorithm::Sha256] {
         let archive = index_archive("P:a\nV:1\n", Signer::Key(TEST_KEY, algorithm));
         let signed = split_signature(&archive).unwrap();
@@ -32,54 +32,38 @@ fn sha1_and_sha256_signatures_verify_with_an_explicit_key() {
 
 #[test]
 fn signature_by_an_unknown_key_names_that_key() {
-    let dir = keys_dir(&[TEST_KEY]);
-    let ring = explicit(&[dir.path()], "x86_64");
     let archive = index_archive(
         "P:a\nV:1\n",
         Signer::Key(OTHER_KEY, SignatureAlgorithm::Sha256),
     );
-    let err = ring
-        .verify_signed(&split_signature(&archive).unwrap())
-        .unwrap_err();
+    let err = refusal_with_test_key(&archive);
     assert!(matches!(err, TrustError::UnknownKey { ref key, .. } if key == OTHER_KEY));
     assert!(err.to_string().contains(OTHER_KEY), "{err}");
 }
 
 #[test]
 fn signature_made_by_another_key_under_a_trusted_name_is_refused() {
-    let dir = keys_dir(&[TEST_KEY]);
-    let ring = explicit(&[dir.path()], "x86_64");
     let archive = index_archive("P:a\nV:1\n", Signer::Posing(OTHER_KEY, TEST_KEY));
-    let err = ring
-        .verify_signed(&split_signature(&archive).unwrap())
-        .unwrap_err();
+    let err = refusal_with_test_key(&archive);
     assert!(matches!(err, TrustError::BadSignature { .. }), "{err}");
 }
 
 #[test]
 fn tampered_bytes_fail_verification() {
-    let dir = keys_dir(&[TEST_KEY]);
-    let ring = explicit(&[dir.path()], "x86_64");
     let mut archive = index_archive(
         "P:a\nV:1\n",
         Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1),
     );
     let last = archive.len() - 10;
     archive[last] ^= 0x40;
-    let err = ring
-        .verify_signed(&split_signature(&archive).unwrap())
-        .unwrap_err();
+    let err = refusal_with_test_key(&archive);
     assert!(matches!(err, TrustError::BadSignature { .. }), "{err}");
 }
 
 #[test]
 fn unsigned_archive_is_reported_as_unsigned() {
-    let dir = keys_dir(&[TEST_KEY]);
-    let ring = explicit(&[dir.path()], "x86_64");
     let archive = index_archive("P:a\nV:1\n", Signer::Unsigned);
-    let err = ring
-        .verify_signed(&split_signature(&archive).unwrap())
-        .unwrap_err();
+    let err = refusal_with_test_key(&archive);
     assert!(matches!(err, TrustError::Unsigned));
 }
 
@@ -203,7 +187,7 @@ fn real_indexes_verify_with_their_arch_keys() {
     let Some(shared) = shared_or_skip() else {
         return;
     };
-    let x86_64 = explicit(&[&shared.join("keys/x86_64")], "x86_64");
+    let x86_64 = keyring_of(&[&shared.join("keys/x86_64")], "x86_64");
     for rel in [
         "v3.19/main/x86_64/APKINDEX.tar.gz",
         "indexes/v3.19-x86_64/main-APKINDEX.tar.gz",
@@ -215,7 +199,7 @@ fn real_indexes_verify_with_their_arch_keys() {
             .unwrap_or_else(|e| panic!("{rel}: {e}"));
         assert_eq!(key.name, ALPINE_X86_64_KEY, "{rel}");
     }
-    let aarch64 = explicit(&[&shared.join("keys/aarch64")], "aarch64");
+    let aarch64 = keyring_of(&[&shared.join("keys/aarch64")], "aarch64");
     let bytes = real_index(&shared, "v3.13/main/aarch64/APKINDEX.tar.gz");
     let key = aarch64
         .verify_signed(&split_signature(&bytes).unwrap())
@@ -239,7 +223,7 @@ fn real_indexes_are_refused_with_an_empty_or_wrong_arch_keys_dir() {
         (shared.join("keys/aarch64"), &x86_64_index),
         (shared.join("keys/x86_64"), &aarch64_index),
     ] {
-        let ring = explicit(&[&dir], "x86_64");
+        let ring = keyring_of(&[&dir], "x86_64");
         let err = ring
             .verify_signed(&split_signature(bytes).unwrap())
             .unwrap_err();

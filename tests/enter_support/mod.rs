@@ -18,6 +18,18 @@ pub fn skip(reason: &str) {
     eprintln!("skipped: {reason}");
 }
 
+/// The value, or `None` after printing why the test does not run.
+pub fn or_skip<T>(found: Result<T, String>) -> Option<T> {
+    found.map_err(|why| skip(&why)).ok()
+}
+
+/// Runs `cmd` with no qemu to be found on `PATH`, expects exit status 1 and returns stderr.
+pub fn fails_without_qemu(cmd: &mut Command) -> String {
+    let out = cmd.env("PATH", "/nonexistent").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    stderr(&out)
+}
+
 /// The shared Alpine data, if present: `../shared/alpine` next to the checkout (CI),
 /// or two levels up for a worktree under `wt/<name>`.
 pub fn alpine() -> Option<PathBuf> {

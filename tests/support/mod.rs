@@ -14,7 +14,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use sysroot_mk::archive::SignatureAlgorithm;
-use sysroot_mk::report::Reporter;
+use sysroot_mk::report::{Reporter, Silent};
+use sysroot_mk::repository::IndexOptions;
+use sysroot_mk::transport::TransportOptions;
+use sysroot_mk::trust::{KeyOptions, Keyring};
 
 /// The key fixture indexes are signed with.
 pub const TEST_KEY: &str = "sysroot-mk-test@example.invalid-00000000.rsa.pub";
@@ -46,6 +49,32 @@ pub fn shared_or_skip() -> Option<PathBuf> {
 /// `fixtures/keys`.
 pub fn fixture_keys() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/keys")
+}
+
+/// A keyring for `arch` that trusts exactly the keys in `dirs` (`--keys-dir`).
+pub fn keyring_of(dirs: &[&Path], arch: &str) -> Keyring {
+    let options = KeyOptions {
+        keys_dirs: dirs.iter().map(|d| d.to_path_buf()).collect(),
+        ..KeyOptions::default()
+    };
+    Keyring::for_target(arch, &options, &Silent).unwrap()
+}
+
+/// Transport options that retry without waiting, so retry tests stay quick.
+pub fn quick_transport() -> TransportOptions {
+    TransportOptions {
+        backoff: std::time::Duration::from_millis(1),
+        ..TransportOptions::default()
+    }
+}
+
+/// Index options that never fetch keys and retry without waiting.
+pub fn quick_index_options() -> IndexOptions {
+    IndexOptions {
+        key_url: None,
+        transport: quick_transport(),
+        ..IndexOptions::default()
+    }
 }
 
 /// A temporary folder holding copies of the named public keys (the fixture folder
