@@ -7,8 +7,9 @@
 //! directories) and only `PATH=/usr/sbin:/usr/bin:/sbin:/bin` in the environment, umask
 //! 022, with `/proc` mounted in the root meanwhile; the file is removed afterwards. A
 //! failing script does not stop apk: it prints `ERROR: <file>: script exited with error N`
-//! and records `f:s` for the package. Here each script runs in a child with its own mount
-//! namespace, so its `/proc` mount disappears with it and the host never sees it.
+//! and records `f:s` for the package. Here `/proc` is mounted once per build inside a
+//! private mount namespace of the building thread ([`ProcMount`]), or, without one, by
+//! each script's child in a namespace of its own; either way the host never sees it.
 //! Scripts run one at a time: they mutate shared files (`etc/group`, links in `bin`).
 //!
 //! Order in a fresh install, per package in plan order: [`run_script`] with
