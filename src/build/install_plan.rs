@@ -15,6 +15,7 @@ use crate::resolve::Plan;
 use crate::{db, fetch, install, layout, output, package, repository, scripts};
 use std::path::PathBuf;
 use std::time::Instant;
+
 /// Everything after resolution: fetch, verify, extract, scripts, database, output.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn install_plan(
