@@ -106,7 +106,7 @@ pub enum FetchError {
         count: usize,
     },
     /// A local file operation failed.
-    #[error("cannot read or write `{}`: {source}", path.display())]
+    #[error("cannot read or write `{}`", path.display())]
     Io {
         /// The file.
         path: PathBuf,

@@ -39,7 +39,7 @@ pub enum OutputError {
         dest: PathBuf,
     },
     /// A file system operation failed.
-    #[error("cannot {action} `{path}`: {source}")]
+    #[error("cannot {action} `{path}`")]
     Io {
         /// What was being done.
         action: &'static str,
@@ -50,7 +50,7 @@ pub enum OutputError {
         source: io::Error,
     },
     /// The final rename failed, typically because the destination is a mount point.
-    #[error("cannot move the finished sysroot into `{dest}`: {source}; if `{dest}` is a mount point, build into a directory inside it")]
+    #[error("cannot move the finished sysroot into `{dest}`; if `{dest}` is a mount point, build into a directory inside it")]
     Rename {
         /// The destination.
         dest: PathBuf,

@@ -36,7 +36,7 @@ const SCRIPT_ACTIONS: [&str; 7] = [
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
     /// The file could not be read.
-    #[error("cannot read package `{package}` from `{path}`: {source}")]
+    #[error("cannot read package `{package}` from `{path}`")]
     Read {
         /// `name-version`.
         package: String,

@@ -48,3 +48,17 @@ pub trait Reporter: Send + Sync {
 pub struct Silent;
 
 impl Reporter for Silent {}
+
+/// An error and its causes on one line (`a: b: c`), for messages that go through a
+/// [`Reporter`] instead of being returned: error types state only their own level and
+/// leave the causes to the chain.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

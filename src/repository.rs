@@ -37,7 +37,7 @@ pub enum RepositoryError {
         reason: String,
     },
     /// The repositories file cannot be read.
-    #[error("cannot read repositories file `{}`: {source}", path.display())]
+    #[error("cannot read repositories file `{}`", path.display())]
     RepositoriesFile {
         /// The file.
         path: PathBuf,

@@ -43,7 +43,7 @@ pub enum TransportError {
         attempts: u32,
     },
     /// The request failed below HTTP (DNS, connect, TLS, timeout, cut connection).
-    #[error("cannot fetch `{url}` after {attempts} attempt(s): {source}; check the URL, the network and any proxy (`HTTPS_PROXY`), or use `--mirror`")]
+    #[error("cannot fetch `{url}` after {attempts} attempt(s); check the URL, the network and any proxy (`HTTPS_PROXY`), or use `--mirror`")]
     Http {
         /// The URL.
         url: String,
@@ -54,7 +54,7 @@ pub enum TransportError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Reading or writing a local file failed.
-    #[error("cannot read or write `{}`: {source}", path.display())]
+    #[error("cannot read or write `{}`", path.display())]
     Io {
         /// The file.
         path: PathBuf,

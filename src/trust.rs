@@ -46,7 +46,7 @@ pub struct Pin {
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
     /// An explicit keys folder cannot be read.
-    #[error("cannot read keys folder `{}`: {source}; pass an existing folder of `*.rsa.pub` files to `--keys-dir`", path.display())]
+    #[error("cannot read keys folder `{}`; pass an existing folder of `*.rsa.pub` files to `--keys-dir`", path.display())]
     KeysDir {
         /// The folder.
         path: PathBuf,

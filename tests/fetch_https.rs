@@ -184,9 +184,11 @@ fn https_repository_is_trusted_through_ssl_cert_file() {
     // The test CA is in no system store: refused.
     std::env::remove_var("SSL_CERT_FILE");
     let err = load_indexes(&repos, "x86_64", &ring, &options, &Silent).unwrap_err();
-    let cause = std::error::Error::source(&err)
+    // The whole cause chain: the certificate error sits below the transport's message.
+    let cause = std::iter::successors(std::error::Error::source(&err), |e| e.source())
         .map(|c| c.to_string())
-        .unwrap_or_default();
+        .collect::<Vec<_>>()
+        .join(": ");
     assert!(matches!(err, RepositoryError::Fetch { .. }), "{err}");
     assert!(cause.contains("certificate"), "{cause}");
 

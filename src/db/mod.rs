@@ -184,7 +184,7 @@ const MAX_DB_FILE: u64 = 1 << 30;
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// A database file could not be read or written.
-    #[error("cannot {action} `{path}` in the sysroot `{root}`: {source}")]
+    #[error("cannot {action} `{path}` in the sysroot `{root}`")]
     Io {
         /// `read` or `write`.
         action: &'static str,

@@ -114,7 +114,7 @@ pub enum IndexError {
         value: String,
     },
     /// An atom list (`D:`, `p:`, `i:`, `r:`) holds a malformed atom.
-    #[error("APKINDEX line {line}: field `{field}:`: {source}")]
+    #[error("APKINDEX line {line}: field `{field}:`")]
     BadAtom {
         /// 1-based line number.
         line: usize,

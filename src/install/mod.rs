@@ -52,7 +52,7 @@ const MAX_ID_FILE: u64 = 16 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
     /// The root directory could not be opened.
-    #[error("cannot open the root directory `{path}`: {source}")]
+    #[error("cannot open the root directory `{path}`")]
     Root {
         /// The root.
         path: String,
@@ -83,7 +83,7 @@ pub enum InstallError {
     },
     /// The data member is not a readable tar (it matched its checksum, so the package
     /// itself is broken).
-    #[error("package `{package}`: cannot read the data member: {source}")]
+    #[error("package `{package}`: cannot read the data member")]
     Archive {
         /// `name-version`.
         package: String,
@@ -122,7 +122,7 @@ pub enum InstallError {
         owner: String,
     },
     /// A filesystem operation failed.
-    #[error("package `{package}`: cannot {op} `{path}` in `{root}`: {source}")]
+    #[error("package `{package}`: cannot {op} `{path}` in `{root}`")]
     Io {
         /// `name-version`.
         package: String,

@@ -32,7 +32,7 @@ const MAX_BUNDLE: u64 = 64 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     /// Something inside the sysroot could not be created or written.
-    #[error("cannot create `{path}` in the sysroot `{root}`: {source}")]
+    #[error("cannot create `{path}` in the sysroot `{root}`")]
     Io {
         /// The path, relative to the root.
         path: String,
@@ -49,7 +49,7 @@ pub enum LayoutError {
         name: String,
     },
     /// The host's CA bundle could not be read.
-    #[error("cannot read the host CA bundle `{path}`: {source}")]
+    #[error("cannot read the host CA bundle `{path}`")]
     HostBundle {
         /// The host file.
         path: PathBuf,

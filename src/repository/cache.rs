@@ -25,7 +25,7 @@ const INDEX_MAGIC: &str = "sysroot-mk index cache v1\n";
 
 /// A cache folder could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot use the cache at `{}`: {source}; pass `--cache-dir` to use another folder or `--no-cache`", path.display())]
+#[error("cannot use the cache at `{}`; pass `--cache-dir` to use another folder or `--no-cache`", path.display())]
 pub struct CacheError {
     /// The file or folder.
     pub path: PathBuf,

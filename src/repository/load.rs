@@ -301,7 +301,8 @@ impl Loader<'_> {
             Ok(pem) => pem,
             Err(err) => {
                 self.reporter.warn(&format!(
-                    "cannot fetch the pinned key `{key}` that signs `{url}`: {err}"
+                    "cannot fetch the pinned key `{key}` that signs `{url}`: {}",
+                    crate::report::error_chain(&err)
                 ));
                 return Err(unknown());
             }

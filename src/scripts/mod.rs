@@ -47,7 +47,7 @@ pub enum ScriptError {
         script: String,
     },
     /// The script could not be written into `lib/apk/exec` or started.
-    #[error("cannot run `{script}` in the sysroot `{root}`: {source}")]
+    #[error("cannot run `{script}` in the sysroot `{root}`")]
     Io {
         /// `<name>-<version>.<action>`.
         script: String,
