@@ -25,6 +25,7 @@ pub mod fetch;
 pub mod index;
 pub mod install;
 pub mod layout;
+pub mod mountns;
 pub mod output;
 pub mod package;
 pub mod report;

@@ -187,20 +187,11 @@ where
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                use nix::mount::{mount, MsFlags};
-                use nix::sched::{unshare, CloneFlags};
-                // CLONE_FS gives this thread its own root/cwd so the new mount namespace is
-                // its alone; it dies with the thread, taking the mount along.
-                let private =
-                    unshare(CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS).and_then(|_| {
-                        mount(
-                            None::<&str>,
-                            "/",
-                            None::<&str>,
-                            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                            None::<&str>,
-                        )
-                    });
+                // The namespace is this thread's alone; it dies with the thread, taking
+                // the mount along.
+                // SAFETY: only this scoped thread changes namespace, and it mounts nothing
+                // that another thread needs to see.
+                let private = nix::errno::Errno::result(unsafe { crate::mountns::enter_private() });
                 private.map_err(|source| BinfmtError::Mount {
                     path: PathBuf::from(HOST_MOUNT),
                     source,

@@ -25,25 +25,6 @@ unsafe impl Send for ChildSetup {}
 // SAFETY: as above, shared access is read-only.
 unsafe impl Sync for ChildSetup {}
 
-/// Moves the calling thread into a mount namespace of its own whose mounts do not
-/// propagate back to the host; 0 on success, -1 with errno set. Only system calls, no
-/// allocation: it also runs in the cloned child before exec.
-///
-/// # Safety
-/// Changes the calling thread's mount namespace.
-pub(super) unsafe fn private_mount_namespace() -> libc::c_int {
-    if libc::unshare(libc::CLONE_NEWNS) != 0 {
-        return -1;
-    }
-    libc::mount(
-        std::ptr::null(),
-        c"/".as_ptr(),
-        std::ptr::null(),
-        libc::MS_REC | libc::MS_PRIVATE,
-        std::ptr::null(),
-    )
-}
-
 pub(super) fn cstring(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
@@ -88,7 +69,7 @@ impl ChildSetup {
         // SAFETY: plain system calls with valid, NUL-terminated arguments.
         unsafe {
             if self.own_proc {
-                check(private_mount_namespace())?;
+                check(crate::mountns::enter_private())?;
                 check(libc::chdir(self.root.as_ptr()))?;
                 // O_NOFOLLOW: a `proc` symlink shipped by a package is not followed.
                 let proc_fd = libc::open(

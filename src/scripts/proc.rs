@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::rootfs::RootDir;
 
-use super::child::{cstring, private_mount_namespace};
+use super::child::cstring;
 use super::ScriptError;
 
 thread_local! {
@@ -55,7 +55,7 @@ impl ProcMount {
         // SAFETY: plain system calls with valid, NUL-terminated arguments; they affect only
         // the calling thread's mount namespace, which unshare made its own.
         unsafe {
-            check(private_mount_namespace())?;
+            check(crate::mountns::enter_private())?;
             // O_NOFOLLOW: a `proc` symlink shipped by a package is not followed; the mount
             // goes on the directory this descriptor names.
             let fd = libc::open(
