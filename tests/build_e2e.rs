@@ -335,3 +335,43 @@ fn doas_works_for_a_user_of_a_built_sysroot() {
     assert_ok(&result);
     assert_eq!(String::from_utf8_lossy(&result.stdout), "1000\n0\n");
 }
+
+/// Runs the binary with its stdout closed before it writes (`... | head` that has read
+/// enough): it must exit 0 without a panic message.
+fn assert_quiet_on_closed_stdout(args: &[&std::ffi::OsStr]) {
+    let mut child = bin()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn closed_stdout_ends_simulate_and_binfmt_status_quietly() {
+    let Some(shared) = support::shared_or_skip() else {
+        return;
+    };
+    let keys = shared.join("keys/x86_64");
+    let repo = shared.join("v3.19/main");
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "--arch".as_ref(),
+        "x86_64".as_ref(),
+        "--keys-dir".as_ref(),
+        keys.as_os_str(),
+        "--repo".as_ref(),
+        repo.as_os_str(),
+        "--simulate".as_ref(),
+        "/tmp/sysroot-mk-never-created".as_ref(),
+        "alpine-base".as_ref(),
+    ];
+    assert_quiet_on_closed_stdout(&args);
+    if is_root() {
+        assert_quiet_on_closed_stdout(&["binfmt".as_ref(), "status".as_ref()]);
+    }
+}

@@ -2,6 +2,7 @@
 
 use clap::{Args, Subcommand};
 use std::ffi::OsString;
+use std::io::Write as _;
 use std::path::PathBuf;
 use sysroot_mk::arch::Arch;
 use sysroot_mk::binfmt::{self, Flags, Registration, Table};
@@ -173,15 +174,17 @@ pub fn run_binfmt(args: BinfmtArgs) -> anyhow::Result<i32> {
             }
             let table = Table::at(binfmt::HOST_MOUNT);
             let mut credentials = false;
+            let mut out = std::io::stdout().lock();
             for (a, reg) in regs {
                 table.replace(&reg)?;
                 credentials |= reg.flags.credentials;
-                println!(
+                writeln!(
+                    out,
                     "{a}: registered `{}` -> `{}` (flags {})",
                     reg.name,
                     reg.interpreter.display(),
                     reg.flags
-                );
+                )?;
             }
             if credentials {
                 eprintln!("warning: with the C flag every local user can gain root through qemu");
@@ -189,15 +192,20 @@ pub fn run_binfmt(args: BinfmtArgs) -> anyhow::Result<i32> {
             Ok(0)
         }
         BinfmtAction::Unregister { arch } => {
-            binfmt::with_host_table(move |table| {
+            let removed = binfmt::with_host_table(move |table| {
+                let mut removed = Vec::new();
                 for a in arch {
                     for entry in table.handlers_for(a)? {
                         table.unregister(&entry.name)?;
-                        println!("{a}: removed `{}`", entry.name);
+                        removed.push(format!("{a}: removed `{}`", entry.name));
                     }
                 }
-                Ok(())
+                Ok(removed)
             })?;
+            let mut out = std::io::stdout().lock();
+            for line in removed {
+                writeln!(out, "{line}")?;
+            }
             Ok(0)
         }
     }
@@ -205,10 +213,14 @@ pub fn run_binfmt(args: BinfmtArgs) -> anyhow::Result<i32> {
 
 fn status(arches: Vec<Arch>) -> anyhow::Result<i32> {
     let (entries, enabled) = binfmt::with_host_table(|t| Ok((t.entries()?, t.enabled()?)))?;
-    println!(
+    // `binfmt status | head` must end quietly: write errors go up, where a broken pipe
+    // exits 0.
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "binfmt_misc: {}",
         if enabled { "enabled" } else { "disabled" }
-    );
+    )?;
     for e in &entries {
         let matcher = match &e.matcher {
             binfmt::Matcher::Magic {
@@ -224,7 +236,8 @@ fn status(arches: Vec<Arch>) -> anyhow::Result<i32> {
             ),
             binfmt::Matcher::Extension(ext) => format!("extension {ext}"),
         };
-        println!(
+        writeln!(
+            out,
             "{}: {} interpreter {} flags {} {matcher}",
             e.name,
             if e.enabled { "enabled" } else { "disabled" },
@@ -234,7 +247,7 @@ fn status(arches: Vec<Arch>) -> anyhow::Result<i32> {
             } else {
                 e.flags.to_string()
             },
-        );
+        )?;
     }
     let host = Arch::host();
     let arches: Vec<Arch> = if arches.is_empty() {
@@ -261,7 +274,7 @@ fn status(arches: Vec<Arch>) -> anyhow::Result<i32> {
                 .unwrap_or("");
             format!("`{bad}` lacks C: setuid fails under --binfmt host")
         };
-        println!("{a}: {verdict}");
+        writeln!(out, "{a}: {verdict}")?;
     }
     Ok(0)
 }
