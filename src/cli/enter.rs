@@ -137,10 +137,7 @@ pub fn run_enter(args: EnterArgs) -> anyhow::Result<i32> {
         // A command that is not there exits like a shell says (127/126), with the message.
         Err(err @ EnterError::Exec { .. }) => {
             let status = err.exit_status();
-            eprintln!("error: {err}");
-            if let Some(cause) = std::error::Error::source(&err) {
-                eprintln!("  caused by: {cause}");
-            }
+            super::render_error(&anyhow::Error::new(err));
             Ok(status)
         }
         Err(err) => Err(err.into()),

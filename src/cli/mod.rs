@@ -191,7 +191,8 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
     Ok(0)
 }
 
-fn render_error(err: &anyhow::Error) {
+/// Prints an error once, as `error: ...` and one `caused by:` line per cause.
+pub(super) fn render_error(err: &anyhow::Error) {
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "error: {err}");
     for cause in err.chain().skip(1) {
