@@ -35,4 +35,5 @@ pub mod rootfs;
 pub mod scripts;
 pub mod transport;
 pub mod trust;
+pub mod userns;
 pub mod version;

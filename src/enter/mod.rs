@@ -18,7 +18,6 @@
 mod detect;
 mod emulation;
 mod exec;
-mod idmap;
 mod mount_points;
 mod mounts;
 mod namespaces;

@@ -10,7 +10,7 @@
 
 use super::emulation::Emulation;
 use super::exec::{cstring, run_command, Exec};
-use super::idmap::IdMap;
+use crate::userns::IdMap;
 use super::mounts::{self, MountPlan};
 use super::user::SysrootUser;
 use super::EnterError;

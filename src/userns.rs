@@ -1,23 +1,30 @@
-//! The user namespace's id maps: identity for root, subordinate ranges (newuidmap) or
-//! the caller alone for everyone else.
+//! User namespaces' id maps, shared by `enter` and the build's script runner:
+//! identity for root, subordinate ranges (newuidmap) or the caller alone for everyone else.
 
 use nix::unistd::{Gid, Pid, Uid};
 
 /// How the user namespace maps ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum IdMap {
+pub enum IdMap {
     /// No user namespace: real root.
     None,
     /// Every id to itself (the caller is root).
     Identity,
     /// The caller's uid/gid to 0 and their subordinate ranges from 1, via newuidmap.
-    Subordinate { uid: (u32, u32), gid: (u32, u32) },
+    Subordinate {
+        /// First subordinate uid and count.
+        uid: (u32, u32),
+        /// First subordinate gid and count.
+        gid: (u32, u32),
+    },
     /// Only the caller's uid/gid, as 0 (no setgroups).
     Single,
 }
 
 impl IdMap {
-    pub(crate) fn choose(wants_userns: bool) -> IdMap {
+    /// The map for a session: none for root unless a user namespace is wanted, identity
+    /// for root, the caller's subordinate ranges where they exist, else the caller alone.
+    pub fn choose(wants_userns: bool) -> IdMap {
         let root = Uid::effective().is_root();
         if !wants_userns && root {
             return IdMap::None;
@@ -44,11 +51,12 @@ impl IdMap {
     }
 
     /// Whether all the sysroot's usual ids exist inside (setgroups, devpts gid=5).
-    pub(crate) fn ids_mapped(&self) -> bool {
+    pub fn ids_mapped(&self) -> bool {
         !matches!(self, IdMap::Single)
     }
 
-    pub(crate) fn write(&self, pid: Pid) -> std::io::Result<()> {
+    /// Writes the map of the user namespace of `pid` (directly, or through newuidmap).
+    pub fn write(&self, pid: Pid) -> std::io::Result<()> {
         let proc = format!("/proc/{pid}");
         let (uid, gid) = (Uid::current().as_raw(), Gid::current().as_raw());
         match self {
