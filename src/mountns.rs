@@ -13,6 +13,17 @@ pub unsafe fn enter_private() -> libc::c_int {
     if libc::unshare(libc::CLONE_NEWNS) != 0 {
         return -1;
     }
+    make_private()
+}
+
+/// Makes every mount of the calling thread's mount namespace private (`/` recursively),
+/// so nothing mounted from now on propagates to the namespace it was copied from; 0 on
+/// success, -1 with errno set. Only a system call, no allocation.
+///
+/// # Safety
+/// Changes propagation for the whole mount namespace of the caller: call it only in a
+/// namespace the caller made its own.
+pub unsafe fn make_private() -> libc::c_int {
     libc::mount(
         std::ptr::null(),
         c"/".as_ptr(),

@@ -7,7 +7,6 @@
 //! that never span a script, while later packages are verified and inflated ahead.
 
 use super::{check_interrupted, repository_lines, BuildError, BuildOptions, Outcome};
-use crate::arch::Arch;
 use crate::db::ScriptAction;
 use crate::index::{Dependency, Package};
 use crate::report::{Reporter, Stage};
@@ -56,13 +55,11 @@ pub(super) fn install_plan(
 
     reporter.stage(Stage::Install);
     reporter.install_started(plan.packages.len());
-    let run_scripts = !options.no_scripts && scripts_can_run(options.arch, reporter);
-    // One `/proc` for all scripts, as apk mounts it once; unmounted (dropped) before the
-    // staging directory is committed or removed.
-    let proc_mount = match run_scripts {
-        true => Some(scripts::ProcMount::new(&root)?),
-        false => None,
-    };
+    // Natively, scripts run from this thread with one `/proc` for all of them, as apk
+    // mounts it once; foreign ones through a helper with qemu; else they are recorded.
+    // The runner is finished (its mounts gone) before the staging directory is
+    // committed or removed.
+    let mut runner = scripts::Runner::for_build(&root, options.arch, options.no_scripts, reporter)?;
     // Each package is verified, then inflated, on background threads in plan order, ahead
     // of the extraction and while scripts run; nothing of a package is used before it
     // verified, and a failure anywhere removes the whole staging tree.
@@ -90,7 +87,7 @@ pub(super) fn install_plan(
             &plan.packages,
             &verified,
             &prefetch,
-            run_scripts,
+            &mut runner,
             &mut installer,
             reporter,
         );
@@ -110,13 +107,30 @@ pub(super) fn install_plan(
     }
 
     reporter.stage(Stage::Scripts);
-    if run_scripts {
-        for (name, outcome) in scripts::run_triggers(&root, &mut installed, reporter)? {
-            report_outcome(&name, "trigger", &outcome, reporter);
-        }
+    for (name, outcome) in runner.run_triggers(&root, &mut installed, reporter)? {
+        report_outcome(&name, "trigger", &outcome, reporter);
+    }
+    if runner.runs() {
         scripts::reconcile_exec_dir(&root, &installed)?;
     }
-    drop(proc_mount);
+    let deferred = runner.deferred_because().cloned();
+    let pending = runner.finish()?;
+    if let Some(reason) = deferred.filter(|_| !pending.is_empty()) {
+        scripts::pending::write_pending(&root, &pending)?;
+        let message = format!(
+            "{reason}: {} package scripts were recorded in `{}` instead of run (busybox's \
+             applet links and users made by scripts are missing until then); \
+             `sysroot-mk enter --run-pending {dir}` runs them, and so does the first \
+             `sysroot-mk enter {dir}`",
+            pending.len(),
+            scripts::pending::PENDING_FILE,
+            dir = options.dir.display()
+        );
+        match reason {
+            scripts::DeferReason::NoScripts => reporter.info(&message),
+            _ => reporter.warn(&message),
+        }
+    }
     check_interrupted()?;
 
     reporter.stage(Stage::Finish);
@@ -148,10 +162,11 @@ fn extract_all<'v>(
     packages: &[Package],
     verified: &dyn Fn(usize) -> Result<&'v package::VerifiedPackage, BuildError>,
     prefetch: &install::Prefetch<'_>,
-    run_scripts: bool,
+    runner: &mut scripts::Runner,
     installer: &mut install::Installer,
     reporter: &dyn Reporter,
 ) -> Result<Vec<bool>, BuildError> {
+    let run_scripts = runner.runs();
     let mut broken_scripts = vec![false; packages.len()];
     let mut pairs: Vec<(&Package, &package::VerifiedPackage)> = Vec::with_capacity(packages.len());
     let mut start = 0;
@@ -171,6 +186,7 @@ fn extract_all<'v>(
         }
         if run_scripts {
             broken_scripts[start] |= run_package_script(
+                runner,
                 root,
                 pairs[start],
                 ScriptAction::PreInstall,
@@ -183,6 +199,7 @@ fn extract_all<'v>(
         if run_scripts {
             let last = end - 1;
             broken_scripts[last] |= run_package_script(
+                runner,
                 root,
                 pairs[last],
                 ScriptAction::PostInstall,
@@ -192,25 +209,15 @@ fn extract_all<'v>(
         }
         start = end;
     }
+    if !run_scripts {
+        // Recorded, not run: the same requests in the same order as a run would make.
+        for pair in &pairs {
+            for action in [ScriptAction::PreInstall, ScriptAction::PostInstall] {
+                run_package_script(runner, root, *pair, action, installer, reporter)?;
+            }
+        }
+    }
     Ok(broken_scripts)
-}
-
-/// Whether package scripts can run for `arch` on this host; says why not when they cannot.
-fn scripts_can_run(arch: Arch, reporter: &dyn Reporter) -> bool {
-    let native = Arch::host().is_some_and(|host| arch.runs_natively_on(host));
-    if !native {
-        reporter.warn(&format!(
-            "`{arch}` is not native to this host: package scripts are recorded in the database but not run \
-             (busybox applet links and users created by scripts are missing); \
-             run them later inside the sysroot with `sysroot-mk enter`"
-        ));
-        return false;
-    }
-    if !rustix::process::geteuid().is_root() {
-        reporter.warn("package scripts need root (chroot): they are recorded but not run; pass `--no-scripts` to silence this");
-        return false;
-    }
-    true
 }
 
 /// Whether package `end` joins the batch that currently ends before it. apk runs a
@@ -242,6 +249,7 @@ fn has_script(package: &package::VerifiedPackage, action: ScriptAction) -> bool 
 
 /// Runs one install script of a package; returns whether it failed (apk's `f:s`).
 fn run_package_script(
+    runner: &mut scripts::Runner,
     root: &std::path::Path,
     (pkg, verified): (&Package, &package::VerifiedPackage),
     action: ScriptAction,
@@ -254,10 +262,12 @@ fn run_package_script(
     }
     let mut record = db::InstalledPackage::new(pkg.clone());
     record.scripts = verified.scripts().to_vec();
-    let outcome = scripts::run_script(root, &mut record, action, reporter)?;
+    let outcome = runner.run_script(root, &mut record, action, reporter)?;
     report_outcome(&pkg.name_version(), action.as_str(), &outcome, reporter);
-    // Scripts add users and groups that later packages' files are owned by.
-    installer.refresh_ids();
+    if runner.runs() {
+        // Scripts add users and groups that later packages' files are owned by.
+        installer.refresh_ids();
+    }
     Ok(outcome.failed())
 }
 
@@ -268,7 +278,7 @@ fn report_outcome(
     reporter: &dyn Reporter,
 ) {
     match outcome {
-        scripts::ScriptOutcome::Absent => {}
+        scripts::ScriptOutcome::Absent | scripts::ScriptOutcome::Deferred => {}
         scripts::ScriptOutcome::Succeeded { output } => {
             reporter.info(&format!("ran {action} script of `{package}`"));
             if !output.is_empty() {

@@ -103,6 +103,9 @@ pub enum BuildError {
     /// Running a script failed (not the script itself: apk carries on after those).
     #[error(transparent)]
     Scripts(#[from] scripts::ScriptError),
+    /// Recording the scripts that could not run failed.
+    #[error(transparent)]
+    Pending(#[from] scripts::pending::PendingError),
     /// Writing apk's database failed.
     #[error(transparent)]
     Db(#[from] db::DbError),

@@ -3,11 +3,12 @@
 use clap::{Args, Subcommand};
 use std::ffi::OsString;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use sysroot_mk::arch::Arch;
 use sysroot_mk::binfmt::{self, Flags, Registration, Table};
 use sysroot_mk::enter::{self, Bind, BinfmtMode, EnterError, EnterOptions};
 use sysroot_mk::report::Reporter;
+use sysroot_mk::scripts::pending;
 
 /// `sysroot-mk enter [OPTIONS] DIR [-- CMD [ARGS...]]`
 #[derive(Debug, Args)]
@@ -38,6 +39,10 @@ pub struct EnterArgs {
     /// Say what is being set up.
     #[arg(long, short)]
     verbose: bool,
+    /// Only run the package scripts the build left pending (every `enter` runs them
+    /// first), then exit.
+    #[arg(long, conflicts_with = "command")]
+    run_pending: bool,
     /// The sysroot.
     dir: PathBuf,
     /// The command and its arguments (default: a login shell).
@@ -96,8 +101,40 @@ impl Reporter for Stderr {
     }
 }
 
+/// Runs the scripts a build left pending in `dir`, saying so on stderr.
+fn run_pending(dir: &Path, arch: Option<Arch>, reporter: &Stderr) -> anyhow::Result<()> {
+    let Some(list) = pending::read_pending(dir)? else {
+        return Ok(());
+    };
+    let arch = match arch {
+        Some(arch) => arch,
+        None => enter::detect_arch(dir)?,
+    };
+    eprintln!(
+        "running {} package scripts of `{}` that the build left pending",
+        list.len(),
+        dir.display()
+    );
+    if let Some(run) = pending::run_pending(dir, arch, reporter)? {
+        if run.failed > 0 {
+            reporter.warn(&format!(
+                "{} of {} pending scripts failed; their packages are marked broken (`f:s`)",
+                run.failed, run.ran
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Runs `enter`, returning the command's exit status.
 pub fn run_enter(args: EnterArgs) -> anyhow::Result<i32> {
+    let reporter = Stderr {
+        verbose: args.verbose,
+    };
+    run_pending(&args.dir, args.arch, &reporter)?;
+    if args.run_pending {
+        return Ok(0);
+    }
     let env = args
         .env
         .iter()
@@ -127,12 +164,7 @@ pub fn run_enter(args: EnterArgs) -> anyhow::Result<i32> {
         env,
         hostname: args.hostname,
     };
-    match enter::run(
-        &options,
-        &Stderr {
-            verbose: args.verbose,
-        },
-    ) {
+    match enter::run(&options, &reporter) {
         Ok(status) => Ok(status),
         // A command that is not there exits like a shell says (127/126), with the message.
         Err(err @ EnterError::Exec { .. }) => {

@@ -95,6 +95,14 @@ struct BuildArgs {
 
 /// Parses the command line, runs it and returns the exit code.
 pub fn main() -> i32 {
+    // The build's script host: this binary re-executed, before anything else runs.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == sysroot_mk::scripts::host::SUBCOMMAND)
+    {
+        return sysroot_mk::scripts::host::serve(&args[2..]);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

@@ -69,6 +69,8 @@ pub enum ScriptOutcome {
         /// stdout and stderr, interleaved as written (at most 1 MiB).
         output: Vec<u8>,
     },
+    /// The script could not run now and was recorded as pending (see [`pending`]).
+    Deferred,
     /// The script failed; apk marks the package `f:s` and carries on.
     Failed {
         /// apk's wording: `exited with error 127`, `killed by signal 9`.
@@ -86,12 +88,16 @@ impl ScriptOutcome {
 }
 
 mod child;
+pub mod host;
+pub mod pending;
 mod proc;
+mod runner;
 mod triggers;
 
 use child::{describe_status, drain, pipe, spawn, wait, ChildSetup};
 pub use proc::ProcMount;
 use proc::SHARED_PROC;
+pub use runner::{DeferReason, Runner};
 pub use triggers::{reconcile_exec_dir, run_triggers, trigger_arguments};
 
 /// The file name apk gives a script in `lib/apk/exec`: `<name>-<version>.<action>`.
@@ -104,20 +110,20 @@ pub fn script_file_name(pkg: &InstalledPackage, action: ScriptAction) -> String 
     )
 }
 
-/// Runs `pkg`'s script for `action` as a fresh install does (`argv = [action, version]`).
-/// On failure the package is marked `broken_script` (`f:s`), as apk does.
+/// Runs `pkg`'s script for `action` as a fresh install does (`argv = [action, version]`),
+/// in this process (see [`Runner::direct`]). On failure the package is marked
+/// `broken_script` (`f:s`), as apk does.
 pub fn run_script(
     root: &Path,
     pkg: &mut InstalledPackage,
     action: ScriptAction,
     reporter: &dyn Reporter,
 ) -> Result<ScriptOutcome, ScriptError> {
-    let version = pkg.package.version.to_string();
-    run_script_with_args(root, pkg, action, &[version], reporter)
+    Runner::direct().run_script(root, pkg, action, reporter)
 }
 
-/// Runs `pkg`'s script for `action` with `args` after `argv[0]` (upgrades: new and old
-/// version; triggers: the directories). Marks the package `broken_script` on failure.
+/// Runs `pkg`'s script for `action` with `args` after `argv[0]`, in this process (see
+/// [`Runner::direct`]). Marks the package `broken_script` on failure.
 pub fn run_script_with_args(
     root: &Path,
     pkg: &mut InstalledPackage,
@@ -125,95 +131,128 @@ pub fn run_script_with_args(
     args: &[String],
     reporter: &dyn Reporter,
 ) -> Result<ScriptOutcome, ScriptError> {
-    let Some(body) = pkg.script(action).map(<[u8]>::to_vec) else {
-        return Ok(ScriptOutcome::Absent);
-    };
-    let name = script_file_name(pkg, action);
-    if !rustix::process::geteuid().is_root() {
-        return Err(ScriptError::NotRoot { script: name });
-    }
-    let io_err = |source| ScriptError::Io {
-        script: name.clone(),
-        root: root.to_path_buf(),
-        source,
-    };
-    reporter.info(&format!("Executing {name}"));
-    let rel = format!("{EXEC_DIR}/{name}");
-    let dir = RootDir::open(root).map_err(io_err)?;
-    let result = write_and_run(&dir, &rel, &body, action, args);
-    // apk removes the script whatever happened.
-    let _ = dir.remove(&rel);
-    let outcome = match result {
-        Ok(o) => o,
-        Err(e) => {
-            pkg.status.broken_script = true;
-            return Err(io_err(e));
-        }
-    };
-    if let ScriptOutcome::Succeeded { output } | ScriptOutcome::Failed { output, .. } = &outcome {
-        for line in String::from_utf8_lossy(output).lines() {
-            reporter.info(&format!("{name}: {line}"));
-        }
-    }
-    if let ScriptOutcome::Failed { status, output } = &outcome {
-        pkg.status.broken_script = true;
-        let tail: Vec<String> = String::from_utf8_lossy(output)
-            .lines()
-            .rev()
-            .take(5)
-            .map(str::to_string)
-            .collect();
-        let tail: Vec<String> = tail.into_iter().rev().collect();
-        let mut msg = format!(
-            "`{name}`: script {status}; the package is recorded as broken (`f:s`), as apk does"
-        );
-        if !tail.is_empty() {
-            msg.push_str(&format!("; last output: {}", tail.join(" | ")));
-        }
-        reporter.warn(&msg);
-    }
-    Ok(outcome)
+    Runner::direct().run_script_with_args(root, pkg, action, args, reporter)
 }
 
-fn write_and_run(
-    dir: &RootDir,
-    rel: &str,
-    body: &[u8],
-    action: ScriptAction,
-    args: &[String],
-) -> io::Result<ScriptOutcome> {
+impl Runner {
+    /// Runs `pkg`'s script for `action` as a fresh install does (`argv = [action, version]`).
+    pub fn run_script(
+        &mut self,
+        root: &Path,
+        pkg: &mut InstalledPackage,
+        action: ScriptAction,
+        reporter: &dyn Reporter,
+    ) -> Result<ScriptOutcome, ScriptError> {
+        let version = pkg.package.version.to_string();
+        self.run_script_with_args(root, pkg, action, &[version], reporter)
+    }
+
+    /// Runs `pkg`'s script for `action` with `args` after `argv[0]` (upgrades: new and old
+    /// version; triggers: the directories), or records it as pending when this runner
+    /// defers. Marks the package `broken_script` on failure.
+    pub fn run_script_with_args(
+        &mut self,
+        root: &Path,
+        pkg: &mut InstalledPackage,
+        action: ScriptAction,
+        args: &[String],
+        reporter: &dyn Reporter,
+    ) -> Result<ScriptOutcome, ScriptError> {
+        let Some(body) = pkg.script(action).map(<[u8]>::to_vec) else {
+            return Ok(ScriptOutcome::Absent);
+        };
+        let name = script_file_name(pkg, action);
+        if self.record(&pkg.package.name, action, args) {
+            return Ok(ScriptOutcome::Deferred);
+        }
+        let io_err = |source| ScriptError::Io {
+            script: name.clone(),
+            root: root.to_path_buf(),
+            source,
+        };
+        reporter.info(&format!("Executing {name}"));
+        let rel = format!("{EXEC_DIR}/{name}");
+        let dir = RootDir::open(root).map_err(io_err)?;
+        let mut argv = vec![action.as_str().to_string()];
+        argv.extend(args.iter().cloned());
+        let result = write_script(&dir, &rel, &body).and_then(|()| self.exec(root, &rel, &argv));
+        // apk removes the script whatever happened.
+        let _ = dir.remove(&rel);
+        let outcome = match result {
+            Ok(o) => o,
+            Err(e) => {
+                pkg.status.broken_script = true;
+                return Err(io_err(e));
+            }
+        };
+        if let ScriptOutcome::Succeeded { output } | ScriptOutcome::Failed { output, .. } = &outcome
+        {
+            for line in String::from_utf8_lossy(output).lines() {
+                reporter.info(&format!("{name}: {line}"));
+            }
+        }
+        if let ScriptOutcome::Failed { status, output } = &outcome {
+            pkg.status.broken_script = true;
+            let tail: Vec<String> = String::from_utf8_lossy(output)
+                .lines()
+                .rev()
+                .take(5)
+                .map(str::to_string)
+                .collect();
+            let tail: Vec<String> = tail.into_iter().rev().collect();
+            let mut msg = format!(
+                "`{name}`: script {status}; the package is recorded as broken (`f:s`), as apk does"
+            );
+            if !tail.is_empty() {
+                msg.push_str(&format!("; last output: {}", tail.join(" | ")));
+            }
+            reporter.warn(&msg);
+        }
+        Ok(outcome)
+    }
+}
+
+/// Writes a script where apk puts it (`lib/apk/exec`, created 0700), mode 0755.
+fn write_script(dir: &RootDir, rel: &str, body: &[u8]) -> io::Result<()> {
+    use std::io::Write;
     dir.mkdir_all("lib/apk", 0o755)?;
     dir.mkdir(EXEC_DIR, None, 0o700)?;
-    {
-        use std::io::Write;
-        let fd = dir.open_in(
-            rel,
-            OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::NOFOLLOW,
-            0o755,
-        )?;
-        rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o755))?;
-        std::fs::File::from(fd).write_all(body)?;
-    }
-    dir.mkdir("proc", None, 0o555)?;
-    let (mut reader, writer) = pipe()?;
+    let fd = dir.open_in(
+        rel,
+        OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::NOFOLLOW,
+        0o755,
+    )?;
+    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o755))?;
+    std::fs::File::from(fd).write_all(body)?;
+    dir.mkdir("proc", None, 0o555)
+}
 
-    let mut argv = vec![action.as_str().to_string()];
-    argv.extend(args.iter().cloned());
-    let root = std::fs::canonicalize(dir.path())?;
+/// Runs `program` (a path inside `root`) with `argv` in `root` from this process: a
+/// chrooted child with only [`SCRIPT_PATH`] in its environment, stdin `/dev/null`,
+/// stdout and stderr collected together. `/proc` is the live [`ProcMount`] of this
+/// thread, or one the child mounts in a namespace of its own.
+pub(crate) fn exec_here(root: &Path, program: &str, argv: &[String]) -> io::Result<ScriptOutcome> {
+    let (mut reader, writer) = pipe()?;
+    let root = std::fs::canonicalize(root)?;
     let shared_proc = SHARED_PROC.with(|shared| shared.borrow().as_deref() == Some(root.as_path()));
-    let mut setup = ChildSetup::new(&root, rel, &argv)?;
+    let mut setup = ChildSetup::new(&root, program, argv)?;
     setup.own_proc = !shared_proc;
     let null = std::fs::File::open("/dev/null")?;
     let pid = spawn(&setup, null.as_raw_fd(), writer.as_raw_fd())?;
     drop((null, writer));
     let output = drain(&mut reader)?;
     let status = wait(pid)?;
-    Ok(if status.success() {
+    Ok(outcome_of(status, output))
+}
+
+/// A finished script's outcome from its wait status.
+pub(crate) fn outcome_of(status: std::process::ExitStatus, output: Vec<u8>) -> ScriptOutcome {
+    if status.success() {
         ScriptOutcome::Succeeded { output }
     } else {
         ScriptOutcome::Failed {
             status: describe_status(status),
             output,
         }
-    })
+    }
 }

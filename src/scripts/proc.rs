@@ -67,11 +67,24 @@ impl ProcMount {
             }
             let via = cstring(&format!("/proc/self/fd/{fd}"));
             let mounted = via.map_err(io_err).and_then(|via| {
-                check(libc::mount(
+                let fresh = libc::mount(
                     c"proc".as_ptr(),
                     via.as_ptr(),
                     c"proc".as_ptr(),
                     libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    std::ptr::null(),
+                );
+                if fresh == 0 {
+                    return Ok(());
+                }
+                // In a user namespace without a pid namespace of its own (a rootless
+                // build, the script host) a fresh proc is refused; the host's, bound
+                // in, shows what apk's scripts see as root: the host's processes.
+                check(libc::mount(
+                    c"/proc".as_ptr(),
+                    via.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
                     std::ptr::null(),
                 ))
             });

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rustix::fs::OFlags;
 
-use super::{run_script_with_args, ScriptError, ScriptOutcome, EXEC_DIR};
+use super::{Runner, ScriptError, ScriptOutcome, EXEC_DIR};
 use crate::db::{InstalledPackage, ScriptAction};
 use crate::report::Reporter;
 use crate::rootfs::RootDir;
@@ -47,28 +47,42 @@ pub fn trigger_arguments(installed: &[InstalledPackage], globs: &[String]) -> Ve
 }
 
 /// Runs the `.trigger` of every package with triggers, in install order, as apk does at
-/// the end of a fresh install: `argv = ["trigger", dirs...]` with the matching
-/// directories; a package whose globs match nothing is not run. Returns each package
-/// name with its outcome; failures mark the package `f:s`.
+/// the end of a fresh install, in this process (see [`Runner::run_triggers`]).
 pub fn run_triggers(
     root: &Path,
     installed: &mut [InstalledPackage],
     reporter: &dyn Reporter,
 ) -> Result<Vec<(String, ScriptOutcome)>, ScriptError> {
-    let mut results = Vec::new();
-    for i in 0..installed.len() {
-        if installed[i].triggers.is_empty() {
-            continue;
+    Runner::direct().run_triggers(root, installed, reporter)
+}
+
+impl Runner {
+    /// Runs the `.trigger` of every package with triggers, in install order, as apk does
+    /// at the end of a fresh install: `argv = ["trigger", dirs...]` with the matching
+    /// directories; a package whose globs match nothing is not run. Returns each package
+    /// name with its outcome; failures mark the package `f:s`.
+    pub fn run_triggers(
+        &mut self,
+        root: &Path,
+        installed: &mut [InstalledPackage],
+        reporter: &dyn Reporter,
+    ) -> Result<Vec<(String, ScriptOutcome)>, ScriptError> {
+        let mut results = Vec::new();
+        for i in 0..installed.len() {
+            if installed[i].triggers.is_empty() {
+                continue;
+            }
+            let args = trigger_arguments(installed, &installed[i].triggers);
+            if args.is_empty() {
+                continue;
+            }
+            let pkg = &mut installed[i];
+            let outcome =
+                self.run_script_with_args(root, pkg, ScriptAction::Trigger, &args, reporter)?;
+            results.push((pkg.package.name.clone(), outcome));
         }
-        let args = trigger_arguments(installed, &installed[i].triggers);
-        if args.is_empty() {
-            continue;
-        }
-        let pkg = &mut installed[i];
-        let outcome = run_script_with_args(root, pkg, ScriptAction::Trigger, &args, reporter)?;
-        results.push((pkg.package.name.clone(), outcome));
+        Ok(results)
     }
-    Ok(results)
 }
 
 /// For builds that extract everything before running scripts: apk creates
