@@ -32,6 +32,7 @@ pub mod report;
 pub mod repository;
 pub mod resolve;
 pub mod rootfs;
+pub mod rootless;
 pub mod scripts;
 pub mod transport;
 pub mod trust;

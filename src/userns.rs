@@ -62,8 +62,13 @@ impl IdMap {
         match self {
             IdMap::None => Ok(()),
             IdMap::Identity => {
-                std::fs::write(format!("{proc}/uid_map"), "0 0 4294967295\n")?;
-                std::fs::write(format!("{proc}/gid_map"), "0 0 4294967295\n")
+                // Every id this process has, to itself: all of them on the host, the
+                // mapped ones inside a user namespace (a rootless build's script host).
+                for file in ["uid_map", "gid_map"] {
+                    let own = std::fs::read_to_string(format!("/proc/self/{file}"))?;
+                    std::fs::write(format!("{proc}/{file}"), identity_of(&own))?;
+                }
+                Ok(())
             }
             IdMap::Single => {
                 std::fs::write(format!("{proc}/setgroups"), "deny")?;
@@ -85,6 +90,36 @@ impl IdMap {
             }
         }
     }
+}
+
+/// The identity map over the inside ids of `map` (a `uid_map` text).
+fn identity_of(map: &str) -> String {
+    map.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.len() == 3).then(|| format!("{} {} {}\n", f[0], f[0], f[2]))
+        })
+        .collect()
+}
+
+/// Whether this process runs in a user namespace other than the host's (its uid map is
+/// not the whole range to itself): there device nodes cannot be created.
+pub fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+        .unwrap_or(false)
+}
+
+/// How many uids this process's user namespace maps (all of them on the host); 1 means
+/// that `chown` to anyone else fails.
+pub fn mapped_uids() -> u64 {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| {
+            m.lines()
+                .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 fn which(name: &str) -> Option<std::path::PathBuf> {
@@ -109,6 +144,18 @@ fn subordinate(file: &str, name: Option<&str>, id: u32) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_maps_mirror_the_inside_ranges() {
+        assert_eq!(
+            identity_of("         0          0 4294967295\n"),
+            "0 0 4294967295\n"
+        );
+        assert_eq!(
+            identity_of("0 1000 1\n1 100000 65536\n"),
+            "0 0 1\n1 1 65536\n"
+        );
+    }
 
     #[test]
     fn subordinate_ranges_match_name_or_uid() {

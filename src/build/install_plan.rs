@@ -33,7 +33,14 @@ pub(super) fn install_plan(
     let root = staging.path().to_path_buf();
     // Before the skeleton: the installer prepares the root for its directories first.
     let mut installer = install::Installer::new(&root, install::InstallOptions::default())?;
-    layout::init_skeleton(&root)?;
+    if layout::init_skeleton(&root)? == layout::DeviceNodes::Skipped
+        && crate::userns::in_user_namespace()
+    {
+        reporter.warn(
+            "device nodes (`dev/null`, `dev/zero`, `dev/random`, `dev/urandom`, `dev/console`) \
+             cannot be created in a user namespace: skipped",
+        );
+    }
 
     reporter.stage(Stage::Download);
     let fetched = fetch::fetch_packages_with(

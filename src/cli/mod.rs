@@ -179,7 +179,29 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
         no_scripts: args.no_scripts,
         force: args.force,
     };
+    let mapped = match enter_rootless(&options) {
+        Ok(Ok(map)) => map,
+        Ok(Err(code)) => return Ok(code),
+        Err(err) => {
+            if verbosity != progress::Verbosity::Quiet {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "warning: {}; building without one: files keep your ids, and package scripts wait for `sysroot-mk enter`",
+                    sysroot_mk::report::error_chain(&err)
+                );
+            }
+            None
+        }
+    };
     let reporter = progress::TerminalReporter::new(verbosity);
+    if mapped == Some(sysroot_mk::userns::IdMap::Single) {
+        reporter.warn(&format!(
+            "no subordinate ids for you in `/etc/subuid` and `/etc/subgid` (or no `newuidmap`): \
+             the build runs in a user namespace that maps only you, so its files belong to you; \
+             their owners are recorded in apk's database (`{}`)",
+            sysroot_mk::db::INSTALLED
+        ));
+    }
     let outcome = build::run(&options, &reporter as &dyn Reporter);
     reporter.finish();
     match outcome.with_context(|| format!("building `{}` failed", dir.display()))? {
@@ -197,6 +219,23 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
         }
     }
     Ok(0)
+}
+
+/// A non-root build goes on as root of a user namespace: `Ok(Ok(map))` in it (or
+/// `None` when not needed), `Ok(Err(code))` in the parent once the build ended there.
+fn enter_rootless(
+    options: &BuildOptions,
+) -> Result<Result<Option<sysroot_mk::userns::IdMap>, i32>, sysroot_mk::rootless::RootlessError> {
+    use sysroot_mk::rootless::Entered;
+    if options.simulate {
+        return Ok(Ok(None));
+    }
+    // SAFETY: nothing has started a thread yet: arguments are parsed, nothing else ran.
+    Ok(match unsafe { sysroot_mk::rootless::enter() }? {
+        Entered::NotNeeded => Ok(None),
+        Entered::Namespace(map) => Ok(Some(map)),
+        Entered::Parent(code) => Err(code),
+    })
 }
 
 /// Prints an error once, as `error: ...` and one `caused by:` line per cause.

@@ -163,7 +163,8 @@ impl Default for InstallOptions {
             jobs: (cores * 2).clamp(2, 16),
             memory_budget: 256 * 1024 * 1024,
             force_overwrite: false,
-            chown: rustix::process::geteuid().is_root(),
+            // Root of a namespace that maps only the caller cannot give files to anyone else.
+            chown: rustix::process::geteuid().is_root() && crate::userns::mapped_uids() > 1,
             spread_directories: true,
         }
     }

@@ -77,14 +77,14 @@ fn in_root<T>(root: &Path, path: &str, r: io::Result<T>) -> Result<T, LayoutErro
 }
 
 /// Lays out what `apk add --initdb` creates before installing anything: `tmp` 1777,
-/// `dev` with its five device nodes (0666, `console` 0600; only as root), `etc/apk`,
+/// `dev` with its five device nodes (0666, `console` 0600; only as root of the host), `etc/apk`,
 /// `lib/apk/db`, `var/cache/{apk,misc}` 0755, `proc` 0555, and the empty `lib/apk/db/lock`
 /// 0600. Existing entries are kept, as apk's `mkdirat`/`mknodat` calls keep them.
 pub fn init_skeleton(root: &Path) -> Result<DeviceNodes, LayoutError> {
     let dir = in_root(root, ".", RootDir::open(root))?;
     in_root(root, "tmp", dir.mkdir("tmp", None, 0o1777))?;
     in_root(root, "dev", dir.mkdir("dev", None, 0o755))?;
-    let devices = if rustix::process::geteuid().is_root() {
+    let devices = if rustix::process::geteuid().is_root() && !crate::userns::in_user_namespace() {
         for (name, mode, major, minor) in [
             ("dev/null", 0o666, 1, 3),
             ("dev/zero", 0o666, 1, 5),
