@@ -269,6 +269,11 @@ fn run_in_order(
         write_pending(root, scripts)?;
     }
     runner.finish()?;
+    if run.ran > 0 {
+        // As at build time: apk makes `lib/apk/exec` 0700 when the first script runs,
+        // before apk-tools ships it 0755.
+        super::reconcile_exec_dir(root, installed)?;
+    }
     Ok(run)
 }
 

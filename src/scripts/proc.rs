@@ -5,6 +5,7 @@ use std::io::{self};
 use std::path::{Path, PathBuf};
 
 use crate::rootfs::RootDir;
+use rustix::fs::OFlags;
 
 use super::child::cstring;
 use super::ScriptError;
@@ -26,7 +27,13 @@ thread_local! {
 #[derive(Debug)]
 pub struct ProcMount {
     target: CString,
+    /// Device nodes bound in for the scripts; the mount points were made here.
+    devices: Vec<(CString, RootDir, &'static str)>,
 }
+
+/// The nodes scripts write to (`>/dev/null`) or read from; without them a redirection
+/// would create a regular file in the tree.
+const DEVICES: [&str; 4] = ["null", "zero", "random", "urandom"];
 
 impl ProcMount {
     /// Mounts `/proc` in `root` for the scripts this thread runs there from now on.
@@ -92,13 +99,64 @@ impl ProcMount {
             mounted?;
         }
         SHARED_PROC.with(|shared| *shared.borrow_mut() = Some(root.clone()));
-        Ok(ProcMount { target: proc_path })
+        let mut mount = ProcMount {
+            target: proc_path,
+            devices: Vec::new(),
+        };
+        mount.bind_missing_devices(&root);
+        Ok(mount)
+    }
+
+    /// In a user namespace the skeleton has no device nodes: bind the host's over empty
+    /// files made for the purpose (and removed again on drop), in this thread's mount
+    /// namespace only. Best effort: a script without them still runs.
+    fn bind_missing_devices(&mut self, root: &Path) {
+        let Ok(dir) = RootDir::open(root) else {
+            return;
+        };
+        for name in DEVICES {
+            let rel = format!("dev/{name}");
+            if !matches!(dir.lstat(&rel), Ok(None)) || dir.touch(&rel, 0o666).is_err() {
+                continue;
+            }
+            let bound = dir
+                .open_in(&rel, OFlags::PATH | OFlags::NOFOLLOW, 0)
+                .ok()
+                .and_then(|fd| {
+                    use std::os::fd::AsRawFd;
+                    let via = cstring(&format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+                    let host = cstring(&format!("/dev/{name}")).ok()?;
+                    // SAFETY: valid NUL-terminated paths; this thread's own namespace.
+                    let r = unsafe {
+                        libc::mount(
+                            host.as_ptr(),
+                            via.as_ptr(),
+                            std::ptr::null(),
+                            libc::MS_BIND,
+                            std::ptr::null(),
+                        )
+                    };
+                    let target = cstring(&format!("{}/{rel}", root.display())).ok()?;
+                    (r == 0).then_some(target)
+                });
+            match (bound, RootDir::open(root)) {
+                (Some(target), Ok(handle)) => self.devices.push((target, handle, name)),
+                _ => {
+                    let _ = dir.remove(&rel);
+                }
+            }
+        }
     }
 }
 
 impl Drop for ProcMount {
     fn drop(&mut self) {
         SHARED_PROC.with(|shared| *shared.borrow_mut() = None);
+        for (target, dir, name) in self.devices.drain(..) {
+            // SAFETY: a valid NUL-terminated path.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) };
+            let _ = dir.remove(format!("dev/{name}"));
+        }
         // SAFETY: a valid NUL-terminated path; detaching cannot fail for a busy mount.
         unsafe {
             libc::umount2(

@@ -1,0 +1,461 @@
+//! Every build completes its scripts: rootless (with and without subordinate ids),
+//! deferred (`--no-scripts`, no qemu) and then run by `enter`, natively and emulated.
+
+mod enter_support;
+
+use enter_support::*;
+use sha2::Digest;
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const PENDING: &str = "lib/apk/sysroot-mk.pending";
+
+/// One entry of a tree: kind and mode, owner, and content (file hash, link target).
+type Entry = (u32, u32, u32, String);
+
+/// Every entry below `root` but device nodes (a user namespace cannot make them),
+/// with owners passed through `owner`.
+fn tree(root: &Path, owner: &dyn Fn(u32, u32) -> (u32, u32)) -> BTreeMap<String, Entry> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for item in std::fs::read_dir(root.join(&rel)).unwrap() {
+            let item = item.unwrap();
+            let rel = rel.join(item.file_name());
+            let meta = std::fs::symlink_metadata(root.join(&rel)).unwrap();
+            let ft = meta.file_type();
+            let content = if ft.is_symlink() {
+                std::fs::read_link(root.join(&rel))
+                    .unwrap()
+                    .display()
+                    .to_string()
+            } else if ft.is_file() {
+                hex::encode(sha2::Sha256::digest(
+                    std::fs::read(root.join(&rel)).unwrap(),
+                ))
+            } else if ft.is_dir() {
+                stack.push(rel.clone());
+                String::new()
+            } else {
+                continue;
+            };
+            let (uid, gid) = owner(meta.uid(), meta.gid());
+            out.insert(rel.display().to_string(), (meta.mode(), uid, gid, content));
+        }
+    }
+    out
+}
+
+fn same_owner(uid: u32, gid: u32) -> (u32, u32) {
+    (uid, gid)
+}
+
+/// The differences between two trees, one line each (at most 20).
+fn differences(a: &BTreeMap<String, Entry>, b: &BTreeMap<String, Entry>) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for (path, entry) in a {
+        match b.get(path) {
+            None => diffs.push(format!("only in the reference: {path}")),
+            Some(other) if other != entry => diffs.push(format!("{path}: {entry:?} != {other:?}")),
+            _ => {}
+        }
+    }
+    diffs.extend(
+        b.keys()
+            .filter(|p| !a.contains_key(*p))
+            .map(|p| format!("only in the candidate: {p}")),
+    );
+    diffs.truncate(20);
+    diffs
+}
+
+/// The shared repositories and keys, or why not.
+fn repo(version: &str, arch: &str) -> Result<(PathBuf, PathBuf), String> {
+    if !is_root() {
+        return Err("needs root (ownership, test users)".into());
+    }
+    let alpine = alpine().ok_or("../shared/alpine is missing")?;
+    let repo = alpine.join(format!("{version}/main"));
+    if !repo.join(arch).is_dir() {
+        return Err(format!(
+            "no {version} packages for {arch} in ../shared/alpine"
+        ));
+    }
+    Ok((repo, alpine.join(format!("keys/{arch}"))))
+}
+
+/// Whether this host can run `arch`'s scripts under a private binfmt_misc instance.
+fn can_emulate(arch: &str) -> Result<(), String> {
+    if !private_binfmt() {
+        return Err("kernel without private binfmt_misc instances (Linux >= 6.7)".into());
+    }
+    let a = sysroot_mk::arch::Arch::from_name(arch).ok_or("unknown arch")?;
+    sysroot_mk::binfmt::find_qemu(a, None)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// `sysroot-mk --arch ARCH --repo REPO --keys-dir KEYS --no-cache EXTRA OUT alpine-base`.
+fn build_command(arch: &str, repo: &Path, keys: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut cmd = bin();
+    cmd.args(["--arch", arch, "--no-cache"])
+        .arg("--repo")
+        .arg(repo)
+        .arg("--keys-dir")
+        .arg(keys)
+        .args(extra)
+        .arg(out)
+        .arg("alpine-base");
+    cmd
+}
+
+fn succeeded(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        out.status,
+        stderr(&out)
+    );
+    out
+}
+
+fn build(arch: &str, repo: &Path, keys: &Path, out: &Path, extra: &[&str]) -> Output {
+    succeeded(
+        build_command(arch, repo, keys, out, extra)
+            .output()
+            .unwrap(),
+        "the build",
+    )
+}
+
+#[test]
+fn no_scripts_build_then_one_enter_gives_the_tree_of_a_build_with_scripts() {
+    let Some((repo, keys)) = or_skip(repo("v3.19", "x86_64")) else {
+        return;
+    };
+    if !namespaces_available() {
+        return skip("mount/pid namespaces are not available here");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (with, later) = (tmp.path().join("with"), tmp.path().join("later"));
+    build("x86_64", &repo, &keys, &with, &[]);
+    let out = build("x86_64", &repo, &keys, &later, &["--no-scripts", "-v"]);
+    assert!(
+        stderr(&out).contains(&format!(
+            "sysroot-mk enter --run-pending {}",
+            later.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let pending = std::fs::read_to_string(later.join(PENDING)).unwrap();
+    assert!(pending.contains("busybox\tpost-install\t"), "{pending}");
+    assert!(pending.contains("busybox\ttrigger\t/bin"), "{pending}");
+    assert!(
+        !later.join("bin/ls").exists(),
+        "scripts did not run at build time"
+    );
+
+    let entered = succeeded(
+        bin()
+            .arg("enter")
+            .arg(&later)
+            .args(["--", "/bin/ls", "/bin/ls"])
+            .output()
+            .unwrap(),
+        "enter",
+    );
+    assert!(
+        stderr(&entered).contains("package scripts of"),
+        "enter says it runs the pending scripts: {}",
+        stderr(&entered)
+    );
+    assert_eq!(stdout(&entered).trim(), "/bin/ls");
+    assert!(!later.join(PENDING).exists(), "pending scripts run once");
+    let again = succeeded(
+        bin()
+            .arg("enter")
+            .arg(&later)
+            .args(["--", "/bin/true"])
+            .output()
+            .unwrap(),
+        "enter",
+    );
+    assert!(!stderr(&again).contains("pending"), "{}", stderr(&again));
+
+    let diffs = differences(&tree(&with, &same_owner), &tree(&later, &same_owner));
+    // Directory mtimes are the time of the install and differ; `tree` ignores them.
+    assert!(diffs.is_empty(), "{diffs:#?}");
+    for db in ["lib/apk/db/installed", "lib/apk/db/triggers"] {
+        assert_eq!(
+            std::fs::read(with.join(db)).unwrap(),
+            std::fs::read(later.join(db)).unwrap(),
+            "{db}"
+        );
+    }
+}
+
+#[test]
+fn foreign_no_scripts_build_then_run_pending_equals_a_build_with_emulated_scripts() {
+    let Some((repo, keys)) = or_skip(repo("v3.13", "aarch64")) else {
+        return;
+    };
+    if or_skip(can_emulate("aarch64")).is_none() {
+        return;
+    }
+    let _host = host_lock();
+    let before = host_state();
+    let tmp = tempfile::tempdir().unwrap();
+    let (with, later) = (tmp.path().join("with"), tmp.path().join("later"));
+    build("aarch64", &repo, &keys, &with, &[]);
+    assert!(
+        with.join("bin/ls").is_symlink(),
+        "busybox links made under qemu"
+    );
+    build("aarch64", &repo, &keys, &later, &["--no-scripts"]);
+    let out = succeeded(
+        bin()
+            .args(["enter", "--run-pending"])
+            .arg(&later)
+            .output()
+            .unwrap(),
+        "enter --run-pending",
+    );
+    assert_eq!(stdout(&out), "", "--run-pending runs no command");
+    let diffs = differences(&tree(&with, &same_owner), &tree(&later, &same_owner));
+    assert!(diffs.is_empty(), "{diffs:#?}");
+    assert_eq!(
+        host_state(),
+        before,
+        "host binfmt_misc and mounts unchanged"
+    );
+}
+
+#[test]
+fn foreign_build_without_qemu_records_scripts_and_names_the_command() {
+    let Some((repo, keys)) = or_skip(repo("v3.13", "aarch64")) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("a64");
+    // No qemu on this PATH (and no host handler in the way: the build may not fall back
+    // to one it cannot find either).
+    let out = build_command("aarch64", &repo, &keys, &out_dir, &[])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    if stderr(&out).contains("through the host's binfmt_misc entry") {
+        return skip("the host has an aarch64 handler registered");
+    }
+    let out = succeeded(out, "the build");
+    let err = stderr(&out);
+    assert!(err.contains("qemu-user-static"), "{err}");
+    assert!(err.contains("sysroot-mk enter --run-pending"), "{err}");
+    assert!(out_dir.join(PENDING).is_file());
+}
+
+/// A test user with subordinate ids (useradd gives new users a range), created once.
+fn builder_user() -> Result<(u32, u32, (u32, u32), (u32, u32)), String> {
+    const NAME: &str = "srmk-rootless";
+    if !on_path("newuidmap") || !on_path("useradd") {
+        return Err("newuidmap or useradd is missing (apt-get install uidmap)".into());
+    }
+    let _ = Command::new("useradd")
+        .args(["-m", "-s", "/bin/sh", NAME])
+        .output();
+    let user = nix::unistd::User::from_name(NAME)
+        .ok()
+        .flatten()
+        .ok_or("cannot create the test user")?;
+    let range = |file: &str| -> Option<(u32, u32)> {
+        let text = std::fs::read_to_string(file).ok()?;
+        text.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() == 3 && f[0] == NAME)
+                .then(|| Some((f[1].parse().ok()?, f[2].parse().ok()?)))?
+        })
+    };
+    let (Some(sub_uid), Some(sub_gid)) = (range("/etc/subuid"), range("/etc/subgid")) else {
+        return Err("useradd gave the test user no subordinate ids".into());
+    };
+    Ok((user.uid.as_raw(), user.gid.as_raw(), sub_uid, sub_gid))
+}
+
+/// A directory the test user may write, with a copy of the binary it can run.
+fn user_workspace(uid: u32, gid: u32) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::os::unix::fs::chown(&work, Some(uid), Some(gid)).unwrap();
+    let exe = tmp.path().join("sysroot-mk");
+    std::fs::copy(env!("CARGO_BIN_EXE_sysroot-mk"), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (tmp, work)
+}
+
+/// Runs the copied binary as the test user.
+fn as_user(exe: &Path, uid: u32, gid: u32, path: &str, args: &[&std::ffi::OsStr]) -> Output {
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", "/nonexistent");
+    // SAFETY: only async-signal-safe system calls between fork and exec. Groups first:
+    // root's supplementary groups must not reach the user.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setgroups(1, &gid) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+fn user_build(
+    exe: &Path,
+    ids: (u32, u32),
+    path: &str,
+    arch: &str,
+    repo: &Path,
+    keys: &Path,
+    out: &Path,
+) -> Output {
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "--arch".as_ref(),
+        arch.as_ref(),
+        "--no-cache".as_ref(),
+        "--repo".as_ref(),
+        repo.as_os_str(),
+        "--keys-dir".as_ref(),
+        keys.as_os_str(),
+        out.as_os_str(),
+        "alpine-base".as_ref(),
+    ];
+    as_user(exe, ids.0, ids.1, path, &args)
+}
+
+fn rootless_equals_root(version: &str, arch: &str) {
+    let Some((repo, keys)) = or_skip(repo(version, arch)) else {
+        return;
+    };
+    let Some((uid, gid, sub_uid, sub_gid)) = or_skip(builder_user()) else {
+        return;
+    };
+    let (tmp, work) = user_workspace(uid, gid);
+    let exe = tmp.path().join("sysroot-mk");
+    let (rootless, reference) = (work.join("rootless"), tmp.path().join("root"));
+    let out = user_build(
+        &exe,
+        (uid, gid),
+        "/usr/sbin:/usr/bin:/sbin:/bin",
+        arch,
+        &repo,
+        &keys,
+        &rootless,
+    );
+    if stderr(&out).contains("cannot create a user namespace") {
+        return skip("user namespaces are not available to unprivileged users here");
+    }
+    let out = succeeded(out, "the rootless build");
+    assert!(
+        !stderr(&out).contains("no subordinate ids"),
+        "{}",
+        stderr(&out)
+    );
+    build(arch, &repo, &keys, &reference, &[]);
+
+    // Host ids as the namespace saw them: the user is 0, the ranges are 1...
+    let inside = |id: u32, own: u32, (start, count): (u32, u32)| {
+        if id == own {
+            0
+        } else if (start..start + count).contains(&id) {
+            id - start + 1
+        } else {
+            u32::MAX
+        }
+    };
+    let seen = |u: u32, g: u32| (inside(u, uid, sub_uid), inside(g, gid, sub_gid));
+    // A user namespace cannot make device nodes; `tree` skips them, and the root
+    // build's are its only extra entries.
+    let expected = tree(&reference, &same_owner);
+    let diffs = differences(&expected, &tree(&rootless, &seen));
+    assert!(diffs.is_empty(), "{diffs:#?}");
+}
+
+#[test]
+fn rootless_x86_64_build_with_subordinate_ids_equals_the_root_build_through_the_mapping() {
+    rootless_equals_root("v3.19", "x86_64");
+}
+
+#[test]
+fn rootless_aarch64_build_with_subordinate_ids_equals_the_root_build_through_the_mapping() {
+    if or_skip(can_emulate("aarch64")).is_none() {
+        return;
+    }
+    rootless_equals_root("v3.13", "aarch64");
+}
+
+#[test]
+fn rootless_build_without_subordinate_ids_says_what_it_could_not_apply_and_enter_works() {
+    let Some((repo, keys)) = or_skip(repo("v3.19", "x86_64")) else {
+        return;
+    };
+    let Some((uid, gid, _, _)) = or_skip(builder_user()) else {
+        return;
+    };
+    if !namespaces_available() {
+        return skip("mount/pid namespaces are not available here");
+    }
+    let (tmp, work) = user_workspace(uid, gid);
+    let exe = tmp.path().join("sysroot-mk");
+    let out_dir = work.join("single");
+    // Without newuidmap on PATH only the user's own id can be mapped.
+    let out = user_build(
+        &exe,
+        (uid, gid),
+        "/nonexistent",
+        "x86_64",
+        &repo,
+        &keys,
+        &out_dir,
+    );
+    let out = succeeded(out, "the rootless build");
+    let err = stderr(&out);
+    assert!(err.contains("no subordinate ids"), "{err}");
+    assert_eq!(
+        err.matches("no subordinate ids").count(),
+        1,
+        "said once: {err}"
+    );
+    assert!(out_dir.join("bin/ls").is_symlink(), "scripts ran");
+    let reference = tmp.path().join("root");
+    build("x86_64", &repo, &keys, &reference, &[]);
+    assert_eq!(
+        std::fs::read(out_dir.join("lib/apk/db/installed")).unwrap(),
+        std::fs::read(reference.join("lib/apk/db/installed")).unwrap(),
+        "owners recorded in the database as for root"
+    );
+    let shadow = std::fs::symlink_metadata(out_dir.join("etc/shadow")).unwrap();
+    assert_eq!(
+        (shadow.uid(), shadow.gid()),
+        (uid, gid),
+        "files are the user's"
+    );
+
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "enter".as_ref(),
+        out_dir.as_os_str(),
+        "--".as_ref(),
+        "/bin/busybox".as_ref(),
+        "id".as_ref(),
+        "-u".as_ref(),
+    ];
+    let entered = succeeded(as_user(&exe, uid, gid, "/nonexistent", &args), "enter");
+    assert_eq!(stdout(&entered).trim(), "0");
+}
