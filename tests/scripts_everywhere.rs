@@ -257,8 +257,16 @@ fn foreign_build_without_qemu_records_scripts_and_names_the_command() {
     assert!(out_dir.join(PENDING).is_file());
 }
 
+/// A test user's ids and subordinate ranges (first id, count).
+struct TestUser {
+    uid: u32,
+    gid: u32,
+    sub_uid: (u32, u32),
+    sub_gid: (u32, u32),
+}
+
 /// A test user with subordinate ids (useradd gives new users a range), created once.
-fn builder_user() -> Result<(u32, u32, (u32, u32), (u32, u32)), String> {
+fn builder_user() -> Result<TestUser, String> {
     const NAME: &str = "srmk-rootless";
     if !on_path("newuidmap") || !on_path("useradd") {
         return Err("newuidmap or useradd is missing (apt-get install uidmap)".into());
@@ -281,7 +289,12 @@ fn builder_user() -> Result<(u32, u32, (u32, u32), (u32, u32)), String> {
     let (Some(sub_uid), Some(sub_gid)) = (range("/etc/subuid"), range("/etc/subgid")) else {
         return Err("useradd gave the test user no subordinate ids".into());
     };
-    Ok((user.uid.as_raw(), user.gid.as_raw(), sub_uid, sub_gid))
+    Ok(TestUser {
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+        sub_uid,
+        sub_gid,
+    })
 }
 
 /// A directory the test user may write, with a copy of the binary it can run.
@@ -344,7 +357,13 @@ fn rootless_equals_root(version: &str, arch: &str) {
     let Some((repo, keys)) = or_skip(repo(version, arch)) else {
         return;
     };
-    let Some((uid, gid, sub_uid, sub_gid)) = or_skip(builder_user()) else {
+    let Some(TestUser {
+        uid,
+        gid,
+        sub_uid,
+        sub_gid,
+    }) = or_skip(builder_user())
+    else {
         return;
     };
     let (tmp, work) = user_workspace(uid, gid);
@@ -406,7 +425,7 @@ fn rootless_build_without_subordinate_ids_says_what_it_could_not_apply_and_enter
     let Some((repo, keys)) = or_skip(repo("v3.19", "x86_64")) else {
         return;
     };
-    let Some((uid, gid, _, _)) = or_skip(builder_user()) else {
+    let Some(TestUser { uid, gid, .. }) = or_skip(builder_user()) else {
         return;
     };
     if !namespaces_available() {
