@@ -9,7 +9,9 @@
 //!   -> fetch: packages in parallel through the cache
 //!   -> package: split the gzip members, verify the trust chain
 //!   -> install: extract in parallel inside the root
-//!   -> scripts: run package scripts (native or emulated)
+//!   -> scripts: run package scripts (directly, through the qemu script host, or
+//!      recorded as pending for `enter`); rootless builds run as root of a user
+//!      namespace (rootless)
 //!   -> db + layout: apk's database, etc/apk, keys, CA bundle
 //!   -> output: atomic rename of the finished tree
 //! enter: arch -> binfmt -> namespaces -> mounts -> chroot -> exec

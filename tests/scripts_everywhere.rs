@@ -232,6 +232,72 @@ fn foreign_no_scripts_build_then_run_pending_equals_a_build_with_emulated_script
         before,
         "host binfmt_misc and mounts unchanged"
     );
+    assert_usable_aarch64_sysroot(&with, &repo);
+}
+
+/// What a user does with a fresh aarch64 sysroot: list the applets, run a setuid-root
+/// program as another user, and `apk add` from the repository bound inside (its
+/// scripts, which add the `sshd` user, run under qemu too).
+fn assert_usable_aarch64_sysroot(dir: &Path, repo: &Path) {
+    let enter = |extra: &[&str], command: &[&str]| {
+        bin()
+            .arg("enter")
+            .args(extra)
+            .arg(dir)
+            .arg("--")
+            .args(command)
+            .output()
+            .unwrap()
+    };
+    let ls = succeeded(enter(&[], &["ls", "/bin"]), "enter ls /bin");
+    for applet in ["busybox", "ls", "sh", "mount", "su"] {
+        assert!(
+            stdout(&ls).split_whitespace().any(|w| w == applet),
+            "{applet} in {}",
+            stdout(&ls)
+        );
+    }
+    let euid = dir.join("usr/local/bin/euid");
+    if build_euid_program(&euid).is_some() {
+        std::os::unix::fs::chown(&euid, Some(0), Some(0)).unwrap();
+        std::fs::set_permissions(&euid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+        let out = succeeded(
+            enter(
+                &["--user", "nobody"],
+                &["sh", "-c", "id -u; /usr/local/bin/euid"],
+            ),
+            "the setuid program",
+        );
+        assert_eq!(stdout(&out), "65534\n0\n");
+        std::fs::remove_file(&euid).unwrap();
+    } else {
+        skip("aarch64-linux-gnu-gcc is missing: no setuid check");
+    }
+    let bind = format!("{}:/repo:ro", repo.display());
+    let out = succeeded(
+        enter(
+            &["--bind", &bind],
+            &[
+                "apk",
+                "add",
+                "--no-cache",
+                "--repository",
+                "/repo",
+                "openssh",
+            ],
+        ),
+        "apk add openssh",
+    );
+    assert!(
+        stdout(&out).contains("Installing openssh-server"),
+        "{}",
+        stdout(&out)
+    );
+    let passwd = std::fs::read_to_string(dir.join("etc/passwd")).unwrap();
+    assert!(
+        passwd.contains("\nsshd:"),
+        "openssh-server's pre-install ran: {passwd}"
+    );
 }
 
 #[test]

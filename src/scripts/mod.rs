@@ -7,16 +7,21 @@
 //! directories) and only `PATH=/usr/sbin:/usr/bin:/sbin:/bin` in the environment, umask
 //! 022, with `/proc` mounted in the root meanwhile; the file is removed afterwards. A
 //! failing script does not stop apk: it prints `ERROR: <file>: script exited with error N`
-//! and records `f:s` for the package. Here `/proc` is mounted once per build inside a
-//! private mount namespace of the building thread ([`ProcMount`]), or, without one, by
-//! each script's child in a namespace of its own; either way the host never sees it.
-//! Scripts run one at a time: they mutate shared files (`etc/group`, links in `bin`).
+//! and records `f:s` for the package. Scripts run one at a time: they mutate shared
+//! files (`etc/group`, links in `bin`).
 //!
-//! Order in a fresh install, per package in plan order: [`run_script`] with
-//! `PreInstall` before its files are extracted (then re-read `etc/passwd`/`etc/group`,
-//! as apk resets its id cache after every script), `PostInstall` after; at the end
-//! [`run_triggers`]; if extraction ran ahead of the scripts, [`reconcile_exec_dir`];
-//! then `db::write_database`, which records the `f:s` marks set here. apk does not open
+//! Who executes them is a [`Runner`] (see `runner.rs`): this process directly (native
+//! arch, root or root of a rootless build's user namespace), the script host (`host.rs`:
+//! a helper in a user namespace with qemu in a private binfmt_misc instance, for foreign
+//! arches), or nobody yet ([`pending`]: recorded for `sysroot-mk enter`). `/proc` is
+//! mounted once per build inside a private mount namespace ([`ProcMount`]), or, without
+//! one, by each script's child in a namespace of its own; the host never sees it.
+//!
+//! Order in a fresh install, per package in plan order: `PreInstall` before its files
+//! are extracted (then re-read `etc/passwd`/`etc/group`, as apk resets its id cache
+//! after every script), `PostInstall` after; at the end [`Runner::run_triggers`]; if
+//! extraction ran ahead of the scripts, [`reconcile_exec_dir`]; then
+//! `db::write_database`, which records the `f:s` marks set here. apk does not open
 //! packages with `I:0`, so it neither records nor runs their scripts.
 
 use std::io;
