@@ -59,6 +59,9 @@ fn aarch64_alpine_base_equals_apk_running_its_scripts_under_qemu() {
         return enter_support::skip("../shared/alpine/v3.13/main (aarch64) is absent");
     }
     let _host = host_lock();
+    if or_skip(no_host_handler("aarch64")).is_none() {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let (out, reference) = (tmp.path().join("out"), tmp.path().join("ref"));
 
@@ -118,6 +121,9 @@ fn scripts_match_apk_on(arch: &str, machine: &str, trigger_args: TriggerArgs) {
     let keys = support::keys_dir(&[support::TEST_KEY]);
     let packages = ["busybox", "base-users"];
     let _host = host_lock();
+    if or_skip(no_host_handler(arch)).is_none() {
+        return;
+    }
 
     let ours = build_leaving_host_alone(arch, &repo, keys.path(), &out, &packages);
     let apk = {
@@ -159,9 +165,11 @@ fn scripts_match_apk_on(arch: &str, machine: &str, trigger_args: TriggerArgs) {
     );
 }
 
-// apk passes a trigger its directories in the order of its hash table of directories;
-// sysroot-mk sorts them (see `scripts::trigger_arguments`), so only the set is compared
-// here and the order has a test of its own, ignored until that is reproduced.
+// apk 2.14 passes a trigger its directories in the order of its hash table of
+// directories (buckets of murmur3_32(path without '/', seed 5381) % 20000, newest first
+// within a bucket); sysroot-mk sorts them (see `scripts::trigger_arguments`), so only
+// the set is compared here and the order has a test of its own, ignored until that is
+// reproduced.
 #[test]
 fn riscv64_scripts_equal_apks() {
     scripts_match_apk_on("riscv64", "riscv64", TriggerArgs::SameSet);

@@ -47,8 +47,13 @@ pub fn prerequisites(arch: &str) -> Result<PathBuf, String> {
     if !private_binfmt() {
         return Err("the kernel has no private binfmt_misc instances (Linux >= 6.7)".into());
     }
-    // The oracle's handler must be the test's own: replacing, then removing, one the
-    // host relies on would break the host.
+    Ok(shared)
+}
+
+/// `Ok` when the host has no handler of its own for `arch`: the oracle's handler must be
+/// the test's own, as replacing and then removing one the host relies on would break
+/// the host. Ask under the host lock, where no other test's temporary handler shows.
+pub fn no_host_handler(arch: &str) -> Result<(), String> {
     let status = stdout(&run(&["binfmt", "status"]));
     let line = status.lines().find(|l| l.starts_with(&format!("{arch}: ")));
     if !line.is_some_and(|l| l.contains("no handler")) {
@@ -56,7 +61,7 @@ pub fn prerequisites(arch: &str) -> Result<PathBuf, String> {
             "the host has its own {arch} handler; not touching it"
         ));
     }
-    Ok(shared)
+    Ok(())
 }
 
 /// What sysroot-mk must leave as it found it: the host's binfmt_misc entries and this
