@@ -41,6 +41,8 @@ pub trait Reporter: Send + Sync {
     fn install_started(&self, _count: usize) {}
     /// A package has been extracted.
     fn package_installed(&self, _name: &str) {}
+    /// A package script (`name-version.action`) starts running.
+    fn script_started(&self, _script: &str) {}
 }
 
 /// A reporter that drops everything (`-q`, and library callers that don't care).

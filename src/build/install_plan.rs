@@ -114,9 +114,8 @@ pub(super) fn install_plan(
     }
 
     reporter.stage(Stage::Scripts);
-    for (name, outcome) in runner.run_triggers(&root, &mut installed, reporter)? {
-        report_outcome(&name, "trigger", &outcome, reporter);
-    }
+    // Outcomes were reported as the scripts ran; failures are in the records (`f:s`).
+    runner.run_triggers(&root, &mut installed, reporter)?;
     if runner.runs() {
         scripts::reconcile_exec_dir(&root, &installed)?;
     }
@@ -270,31 +269,9 @@ fn run_package_script(
     let mut record = db::InstalledPackage::new(pkg.clone());
     record.scripts = verified.scripts().to_vec();
     let outcome = runner.run_script(root, &mut record, action, reporter)?;
-    report_outcome(&pkg.name_version(), action.as_str(), &outcome, reporter);
     if runner.runs() {
         // Scripts add users and groups that later packages' files are owned by.
         installer.refresh_ids();
     }
     Ok(outcome.failed())
-}
-
-fn report_outcome(
-    package: &str,
-    action: &str,
-    outcome: &scripts::ScriptOutcome,
-    reporter: &dyn Reporter,
-) {
-    match outcome {
-        scripts::ScriptOutcome::Absent | scripts::ScriptOutcome::Deferred => {}
-        scripts::ScriptOutcome::Succeeded { output } => {
-            reporter.info(&format!("ran {action} script of `{package}`"));
-            if !output.is_empty() {
-                reporter.info(String::from_utf8_lossy(output).trim_end());
-            }
-        }
-        scripts::ScriptOutcome::Failed { status, output } => reporter.warn(&format!(
-            "{action} script of `{package}` {status}; the package is marked broken (`f:s`) as apk does\n{}",
-            String::from_utf8_lossy(output).trim_end()
-        )),
-    }
 }

@@ -42,6 +42,8 @@ struct Bars {
     /// Added on the first download: local repositories never show it.
     bytes: Mutex<Option<ProgressBar>>,
     packages: Mutex<Option<ProgressBar>>,
+    /// Added when the first script runs; its count grows as scripts start.
+    scripts: Mutex<Option<ProgressBar>>,
 }
 
 impl Bars {
@@ -72,6 +74,7 @@ impl Bars {
 
 const BYTES_TEMPLATE: &str = "{prefix:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}";
 const PACKAGES_TEMPLATE: &str = "{prefix:>10} [{bar:30}] {pos}/{len} {msg}";
+const SCRIPTS_TEMPLATE: &str = "{prefix:>10} {pos} {msg} ({elapsed})";
 
 impl TerminalReporter {
     /// Bars only when stderr is a terminal and not under `-q`.
@@ -81,6 +84,7 @@ impl TerminalReporter {
                 multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
                 bytes: Mutex::new(None),
                 packages: Mutex::new(None),
+                scripts: Mutex::new(None),
             });
         TerminalReporter {
             verbosity,
@@ -92,7 +96,7 @@ impl TerminalReporter {
     /// Clears the bars so that the summary and errors print on clean lines.
     pub fn finish(&self) {
         if let Some(bars) = &self.bars {
-            for slot in [&bars.bytes, &bars.packages] {
+            for slot in [&bars.bytes, &bars.packages, &bars.scripts] {
                 if let Some(bar) = Bars::get(slot) {
                     bar.finish_and_clear();
                 }
@@ -157,6 +161,17 @@ impl Reporter for TerminalReporter {
             .and_then(|b| b.add(&b.packages, PACKAGES_TEMPLATE, "install"))
         {
             bar.set_length(count as u64);
+        }
+    }
+
+    fn script_started(&self, script: &str) {
+        if let Some(bar) = self
+            .bars
+            .as_ref()
+            .and_then(|b| b.add(&b.scripts, SCRIPTS_TEMPLATE, "scripts"))
+        {
+            bar.inc(1);
+            bar.set_message(script.to_string());
         }
     }
 

@@ -176,6 +176,7 @@ impl Runner {
             source,
         };
         reporter.info(&format!("Executing {name}"));
+        reporter.script_started(&name);
         let rel = format!("{EXEC_DIR}/{name}");
         let dir = RootDir::open(root).map_err(io_err)?;
         let mut argv = vec![action.as_str().to_string()];
