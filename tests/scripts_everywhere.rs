@@ -153,7 +153,10 @@ fn no_scripts_build_then_one_enter_gives_the_tree_of_a_build_with_scripts() {
     );
     let pending = std::fs::read_to_string(later.join(PENDING)).unwrap();
     assert!(pending.contains("busybox\tpost-install\t"), "{pending}");
-    assert!(pending.contains("busybox\ttrigger\t/bin"), "{pending}");
+    assert!(
+        pending.contains("busybox\ttrigger\t/sbin\t/bin"),
+        "{pending}"
+    );
     assert!(
         !later.join("bin/ls").exists(),
         "scripts did not run at build time"

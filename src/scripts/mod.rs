@@ -181,7 +181,8 @@ impl Runner {
         let dir = RootDir::open(root).map_err(io_err)?;
         let mut argv = vec![action.as_str().to_string()];
         argv.extend(args.iter().cloned());
-        let result = write_script(&dir, &rel, &body).and_then(|()| self.exec(root, &rel, &argv));
+        let result =
+            write_script(&dir, &rel, &body).and_then(|()| self.exec(root, &rel, &argv, reporter));
         // apk removes the script whatever happened.
         let _ = dir.remove(&rel);
         let outcome = match result {

@@ -3,9 +3,10 @@
 //!
 //! The build records each request it would have made, in order, in [`PENDING_FILE`]
 //! (apk never looks there). `sysroot-mk enter` runs them once, before the user's
-//! command, through the same [`Runner`] a build uses, and removes each line once its
-//! script ran; a failing script marks its package `f:s` in `installed`, as apk would
-//! have at build time. The script bodies come from apk's own `scripts.tar`.
+//! command, each in an `enter` session of its own ([`Runner::session`]), and removes
+//! each line once its script ran; a failing script marks its package `f:s` in
+//! `installed`, as apk would have at build time. The script bodies come from apk's own
+//! `scripts.tar`.
 //!
 //! Format: a header line, then one line per request: package name, action, arguments,
 //! separated by tabs, with `\\`, `\t` and `\n` escaped.
@@ -55,16 +56,6 @@ pub enum PendingError {
         root: std::path::PathBuf,
         /// The package.
         package: String,
-    },
-    /// The scripts cannot run on this host.
-    #[error("{count} package scripts of `{root}` are pending and cannot run here: {reason}")]
-    CannotRun {
-        /// The sysroot.
-        root: std::path::PathBuf,
-        /// How many.
-        count: usize,
-        /// Why.
-        reason: super::DeferReason,
     },
     /// Reading or writing the file failed.
     #[error("cannot {action} `{root}/{PENDING_FILE}`")]
@@ -205,9 +196,10 @@ pub struct PendingRun {
     pub failed: usize,
 }
 
-/// Runs the scripts pending in `root` (a sysroot of `arch`) in order, and returns what
-/// it did, or `None` when nothing was pending. Each line is dropped from the file once
-/// its script ran, so an interrupted run resumes where it stopped.
+/// Runs the scripts pending in `root` (a sysroot of `arch`) in order, each in an `enter`
+/// session, and returns what it did, or `None` when nothing was pending. Each line is
+/// dropped from the file once its script ran, so an interrupted run resumes where it
+/// stopped. Forks: call it from a single-threaded process, as `enter::run`.
 pub fn run_pending(
     root: &Path,
     arch: Arch,
@@ -221,15 +213,7 @@ pub fn run_pending(
         return Ok(None);
     }
     let mut installed = db::read_database(root)?;
-    // A thread of its own: a direct runner mounts `/proc` in the calling thread's own
-    // mount namespace, which must not become the caller's for the rest of its life.
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| run_in_order(root, arch, &mut scripts, &mut installed, reporter))
-            .join()
-            .unwrap_or_else(|_| Ok(PendingRun::default()))
-    })
-    .map(Some)
+    run_in_order(root, arch, &mut scripts, &mut installed, reporter).map(Some)
 }
 
 fn run_in_order(
@@ -239,12 +223,10 @@ fn run_in_order(
     installed: &mut [db::InstalledPackage],
     reporter: &dyn Reporter,
 ) -> Result<PendingRun, PendingError> {
-    let mut runner =
-        Runner::for_root(root, arch, reporter).map_err(|reason| PendingError::CannotRun {
-            root: root.to_path_buf(),
-            count: scripts.len(),
-            reason,
-        })?;
+    // Not the build's runners: the pending list and `scripts.tar` are read back from a
+    // tree that anyone who was root inside it may have rewritten, so each script runs
+    // in a session of its own with no more power than a shell there.
+    let mut runner = Runner::session(arch);
     let mut run = PendingRun::default();
     while let Some(script) = scripts.first().cloned() {
         let Some(pkg) = installed

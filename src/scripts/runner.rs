@@ -59,6 +59,13 @@ pub enum Runner {
     },
     /// A helper process in a user namespace, with qemu where the arch is foreign.
     Host(ScriptHost),
+    /// One `sysroot-mk enter` session per script, as the session's root: for scripts
+    /// read back from an existing sysroot (pending ones), whose bytes nobody vouches for
+    /// any more, so they get no more power than a shell inside it would.
+    Session {
+        /// The sysroot's arch.
+        arch: Arch,
+    },
     /// Nothing runs; requests are recorded in order.
     Defer {
         /// Why.
@@ -72,6 +79,12 @@ impl Runner {
     /// A direct runner without a shared `/proc` (each script mounts its own).
     pub fn direct() -> Runner {
         Runner::Direct { proc_mount: None }
+    }
+
+    /// A runner that executes each script in an `enter` session of `arch` (see
+    /// [`Runner::Session`]). The caller must be single-threaded, as for `enter::run`.
+    pub fn session(arch: Arch) -> Runner {
+        Runner::Session { arch }
     }
 
     /// A runner that records every request.
@@ -205,8 +218,10 @@ impl Runner {
         root: &Path,
         program: &str,
         argv: &[String],
+        reporter: &dyn Reporter,
     ) -> io::Result<ScriptOutcome> {
         match self {
+            Runner::Session { arch } => in_session(root, *arch, program, argv, reporter),
             Runner::Direct { .. } => {
                 if !rustix::process::geteuid().is_root() {
                     return Err(io::Error::new(
@@ -237,7 +252,49 @@ impl Runner {
                 })?;
                 Ok(Vec::new())
             }
+            Runner::Session { .. } => Ok(Vec::new()),
             Runner::Defer { pending, .. } => Ok(pending),
         }
     }
+}
+
+/// Runs `program` (relative to the root) in an `enter` session of `root`, with apk's
+/// script environment; its output goes where the caller's does.
+fn in_session(
+    root: &Path,
+    arch: Arch,
+    program: &str,
+    argv: &[String],
+    reporter: &dyn Reporter,
+) -> io::Result<ScriptOutcome> {
+    use crate::enter::{self, EnterError, EnterOptions};
+    // The kernel hands a `#!` script its own path, not argv[0]: the program goes first.
+    let mut command = vec![std::ffi::OsString::from(format!("/{program}"))];
+    command.extend(argv.iter().skip(1).map(std::ffi::OsString::from));
+    let options = EnterOptions {
+        root: root.to_path_buf(),
+        command,
+        arch: Some(arch),
+        env: vec![(
+            "PATH".into(),
+            Some(super::SCRIPT_PATH.trim_start_matches("PATH=").into()),
+        )],
+        ..EnterOptions::default()
+    };
+    let status = match enter::run(&options, reporter) {
+        Ok(status) => status,
+        Err(err @ EnterError::Exec { .. }) => err.exit_status(),
+        Err(err) => return Err(io::Error::other(crate::report::error_chain(&err))),
+    };
+    use std::os::unix::process::ExitStatusExt;
+    // `enter` gives 128 + n for a death by signal n, as a shell would.
+    let raw = if status > 128 {
+        status - 128
+    } else {
+        status << 8
+    };
+    Ok(super::outcome_of(
+        std::process::ExitStatus::from_raw(raw),
+        Vec::new(),
+    ))
 }
