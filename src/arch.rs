@@ -67,13 +67,75 @@ pub static ARCHES: &[ArchInfo] = &[
 
 /// The name given is not an architecture this tool knows.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown architecture `{0}`; known: {known}", known = Arch::names().collect::<Vec<_>>().join(", "))]
+#[error("unknown architecture `{0}`{hint}; known: {known}", hint = did_you_mean(.0), known = Arch::names().collect::<Vec<_>>().join(", "))]
 pub struct UnknownArch(pub String);
+
+/// Names other tools use for Alpine's arches (Debian, Docker, GNU), with the Alpine name.
+const ALIASES: [(&str, &str); 9] = [
+    ("amd64", "x86_64"),
+    ("arm64", "aarch64"),
+    ("i386", "x86"),
+    ("i686", "x86"),
+    ("armv6", "armhf"),
+    ("armel", "armhf"),
+    ("armv7l", "armv7"),
+    ("ppc64el", "ppc64le"),
+    ("riscv", "riscv64"),
+];
+
+/// ` (did you mean `x`?)` for a name close to a known one (or to an alias), else nothing.
+fn did_you_mean(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    let candidates = Arch::names().map(|n| (n, n)).chain(ALIASES);
+    let best = candidates
+        .map(|(spelled, arch)| (edit_distance(&lower, spelled), arch))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((d, arch)) if d <= 2 || lower.contains(arch) => format!(" (did you mean `{arch}`?)"),
+        _ => String::new(),
+    }
+}
+
+/// Levenshtein distance, for suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for j in 0..b.len() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != b[j]))
+                .min(row[j] + 1)
+                .min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
 
 impl Arch {
     /// Looks an Alpine arch name up (`x86_64`, `aarch64`, ...).
     pub fn from_name(name: &str) -> Option<Arch> {
         ARCHES.iter().find(|a| a.name == name).map(Arch)
+    }
+
+    /// Looks an arch up by its Alpine name or by a name other tools use for it (`amd64`,
+    /// `arm64`, `i686`, `ppc64el`...); an alias also returns the note to show.
+    pub fn resolve(name: &str) -> Result<(Arch, Option<String>), UnknownArch> {
+        if let Some(arch) = Arch::from_name(name) {
+            return Ok((arch, None));
+        }
+        let lower = name.to_ascii_lowercase();
+        ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == lower)
+            .and_then(|(alias, alpine)| {
+                let arch = Arch::from_name(alpine)?;
+                let note = format!("`{alias}` is called `{alpine}` in Alpine; using `{alpine}`");
+                Some((arch, Some(note)))
+            })
+            .ok_or_else(|| UnknownArch(name.to_string()))
     }
 
     /// All Alpine arch names, in table order.
@@ -154,8 +216,9 @@ impl Arch {
 
 impl FromStr for Arch {
     type Err = UnknownArch;
+    /// Alpine names and the aliases of [`Arch::resolve`].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Arch::from_name(s).ok_or_else(|| UnknownArch(s.to_string()))
+        Arch::resolve(s).map(|(arch, _)| arch)
     }
 }
 
@@ -168,6 +231,21 @@ impl fmt::Display for Arch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aliases_resolve_with_a_note_and_typos_get_a_suggestion() {
+        let (arch, note) = Arch::resolve("arm64").unwrap();
+        assert_eq!(arch.name(), "aarch64");
+        assert!(note.unwrap().contains("`arm64` is called `aarch64`"));
+        assert_eq!(Arch::resolve("AMD64").unwrap().0.name(), "x86_64");
+        assert_eq!(Arch::resolve("x86_64").unwrap().1, None);
+        let err = Arch::resolve("aarch46").unwrap_err().to_string();
+        assert!(err.contains("did you mean `aarch64`?"), "{err}");
+        let err = Arch::resolve("ppc64l").unwrap_err().to_string();
+        assert!(err.contains("did you mean `ppc64le`?"), "{err}");
+        let err = Arch::resolve("sparc").unwrap_err().to_string();
+        assert!(!err.contains("did you mean"), "{err}");
+    }
 
     #[test]
     fn magic_and_mask_have_the_same_length_and_are_hex() {

@@ -36,17 +36,18 @@ pub struct EnterArgs {
     /// The hostname inside (default: the sysroot's `etc/hostname`).
     #[arg(long)]
     hostname: Option<String>,
-    /// Say what is being set up.
-    #[arg(long, short)]
-    verbose: bool,
     /// Only run the package scripts the build left pending (every `enter` runs them
     /// first), then exit.
     #[arg(long, conflicts_with = "command")]
     run_pending: bool,
     /// The sysroot.
     dir: PathBuf,
-    /// The command and its arguments (default: a login shell).
-    #[arg(last = true)]
+    /// The command and its arguments (default: a login shell); `--` before it is optional.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     command: Vec<OsString>,
 }
 
@@ -103,6 +104,10 @@ impl Reporter for Stderr {
 
 /// Runs the scripts a build left pending in `dir`, saying so on stderr.
 fn run_pending(dir: &Path, arch: Option<Arch>, reporter: &Stderr) -> anyhow::Result<()> {
+    if !dir.is_dir() {
+        // `enter` itself says what is wrong with DIR.
+        return Ok(());
+    }
     let Some(list) = pending::read_pending(dir)? else {
         return Ok(());
     };
@@ -127,9 +132,9 @@ fn run_pending(dir: &Path, arch: Option<Arch>, reporter: &Stderr) -> anyhow::Res
 }
 
 /// Runs `enter`, returning the command's exit status.
-pub fn run_enter(args: EnterArgs) -> anyhow::Result<i32> {
+pub fn run_enter(args: EnterArgs, verbosity: super::progress::Verbosity) -> anyhow::Result<i32> {
     let reporter = Stderr {
-        verbose: args.verbose,
+        verbose: verbosity == super::progress::Verbosity::Verbose,
     };
     run_pending(&args.dir, args.arch, &reporter)?;
     if args.run_pending {

@@ -18,14 +18,13 @@ use sysroot_mk::report::Reporter;
 #[command(
     name = "sysroot-mk",
     version,
-    args_conflicts_with_subcommands = true,
-    override_usage = "sysroot-mk [OPTIONS] --arch ARCH DIR [PACKAGE...]\n       sysroot-mk enter [OPTIONS] DIR [-- CMD [ARGS...]]\n       sysroot-mk binfmt status|register|unregister [ARCH...]"
+    arg_required_else_help = true,
+    override_usage = "sysroot-mk [build] [OPTIONS] [--arch ARCH] DIR [PACKAGE...]\n       sysroot-mk plan [OPTIONS] [--arch ARCH] [PACKAGE...]\n       sysroot-mk enter [OPTIONS] DIR [CMD [ARGS...]]\n       sysroot-mk binfmt status|register|unregister [ARCH...]",
+    after_help = "`sysroot-mk --arch ARCH DIR [PACKAGE...]` is short for `sysroot-mk build ...`."
 )]
 pub struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    build: BuildArgs,
+    command: Command,
     /// Print only errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
@@ -36,33 +35,45 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build a sysroot (the default: `sysroot-mk --arch A DIR` means `sysroot-mk build --arch A DIR`).
+    Build(BuildArgs),
+    /// Resolve packages and print the install plan (`name-version`, one per line); write nothing.
+    Plan(PlanArgs),
     /// Run a shell or a command inside a sysroot (under qemu when the arch is foreign).
     Enter(enter::EnterArgs),
     /// Show, register or remove the host's binfmt_misc handlers for qemu.
     Binfmt(enter::BinfmtArgs),
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `sysroot-mk man > sysroot-mk.1`.
+    Man,
 }
 
-/// `sysroot-mk [OPTIONS] --arch ARCH DIR [PACKAGE...]`
+/// The words that name a subcommand (anything else first is the bare build form).
+const SUBCOMMANDS: [&str; 7] = [
+    "build",
+    "plan",
+    "enter",
+    "binfmt",
+    "completions",
+    "man",
+    "help",
+];
+
+/// Where packages come from and what they must be signed by (build and plan).
 #[derive(Debug, clap::Args)]
-struct BuildArgs {
-    /// Target architecture (x86_64, x86, aarch64, armhf, armv7, ppc64le, s390x, riscv64, loongarch64, ppc64, ppc, mips64, mips64el).
+struct SourceArgs {
+    /// Target architecture [default: this host's] (x86_64, x86, aarch64, armhf, armv7, ppc64le, s390x, riscv64, loongarch64, ppc64, ppc, mips64, mips64el; amd64, arm64, i686, ppc64el are understood).
     #[arg(long, value_name = "ARCH")]
     arch: Option<String>,
-    /// The sysroot to create (must be absent or empty, unless --force).
-    #[arg(value_name = "DIR")]
-    dir: Option<PathBuf>,
-    /// Packages to install, apk-style: `name`, `name=1.2-r0`, `name>=1.2`, `!name` (default: alpine-base).
-    #[arg(value_name = "PACKAGE")]
-    packages: Vec<String>,
     /// A repository (`<repo>/<arch>/APKINDEX.tar.gz`): http(s) or file:// URL, or a path. Repeatable; order is priority.
     #[arg(long = "repo", short = 'X', value_name = "URL|PATH")]
     repos: Vec<String>,
     /// Mirror used when no --repo is given (its main and community repositories).
-    #[arg(
-        long,
-        value_name = "URL",
-        default_value = "https://dl-cdn.alpinelinux.org/alpine"
-    )]
+    #[arg(long, value_name = "URL", default_value = sysroot_mk::repository::DEFAULT_MIRROR)]
     mirror: String,
     /// Branch of the mirror: latest-stable, edge, v3.19, ...
     #[arg(long, value_name = "NAME", default_value = "latest-stable")]
@@ -82,15 +93,83 @@ struct BuildArgs {
     /// Neither read nor write the cache.
     #[arg(long)]
     no_cache: bool,
-    /// Resolve and print the install plan (`name-version`, one per line); write nothing.
+}
+
+/// `sysroot-mk [build] [OPTIONS] [--arch ARCH] DIR [PACKAGE...]`
+#[derive(Debug, clap::Args)]
+struct BuildArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// The sysroot to create (must be absent or empty, unless --force).
+    #[arg(value_name = "DIR", required = true)]
+    dir: Option<PathBuf>,
+    /// Packages to install, apk-style: `name`, `name=1.2-r0`, `name>=1.2`, `!name` (default: alpine-base).
+    #[arg(value_name = "PACKAGE")]
+    packages: Vec<String>,
+    /// Resolve and print the install plan instead of building; prefer `sysroot-mk plan`.
     #[arg(long)]
     simulate: bool,
-    /// Record package scripts in the database but do not run them.
+    /// Do not run package scripts now: record them for the first `sysroot-mk enter`.
     #[arg(long)]
     no_scripts: bool,
     /// Replace DIR even when it exists and is not empty.
     #[arg(long)]
     force: bool,
+}
+
+/// `sysroot-mk plan [OPTIONS] [--arch ARCH] [PACKAGE...]`
+#[derive(Debug, clap::Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Packages to resolve, apk-style (default: alpine-base).
+    #[arg(value_name = "PACKAGE")]
+    packages: Vec<String>,
+}
+
+/// The arguments with `build` inserted when the user typed the bare build form:
+/// the first word that is not an option (or an option's value) names no subcommand.
+fn with_subcommand(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let build = command
+        .find_subcommand("build")
+        .cloned()
+        .unwrap_or_else(|| clap::Command::new("build"));
+    let takes_value = |word: &str| {
+        build
+            .get_arguments()
+            .chain(command.get_arguments())
+            .any(|a| {
+                let named = match word.strip_prefix("--") {
+                    Some(long) => a.get_long() == Some(long),
+                    None => word.len() == 2 && a.get_short() == word.chars().nth(1),
+                };
+                named && a.get_action().takes_values()
+            })
+    };
+    let mut i = 1;
+    while let Some(word) = args.get(i).and_then(|w| w.to_str()) {
+        if word == "--" || !word.starts_with('-') || word == "-" {
+            break;
+        }
+        i += if !word.contains('=') && takes_value(word) {
+            2
+        } else {
+            1
+        };
+    }
+    let first = args.get(i).and_then(|w| w.to_str());
+    let asks_about_the_tool = args[1..]
+        .iter()
+        .take(i.saturating_sub(1))
+        .any(|w| matches!(w.to_str(), Some("-h" | "--help" | "-V" | "--version")));
+    if args.len() <= 1 || asks_about_the_tool || first.is_some_and(|w| SUBCOMMANDS.contains(&w)) {
+        return args;
+    }
+    let mut out = args;
+    out.insert(1, "build".into());
+    out
 }
 
 /// Parses the command line, runs it and returns the exit code.
@@ -103,7 +182,7 @@ pub fn main() -> i32 {
     {
         return sysroot_mk::scripts::host::serve(&args[2..]);
     }
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(with_subcommand(args)) {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
@@ -112,9 +191,12 @@ pub fn main() -> i32 {
     };
     let verbosity = progress::Verbosity::from_flags(cli.quiet, cli.verbose);
     let result = match cli.command {
-        Some(Command::Enter(args)) => enter::run_enter(args),
-        Some(Command::Binfmt(args)) => enter::run_binfmt(args),
-        None => run_build(cli.build, verbosity),
+        Command::Build(args) => run_build(args, verbosity),
+        Command::Plan(args) => run_plan(args.source, args.packages, verbosity),
+        Command::Enter(args) => enter::run_enter(args, verbosity),
+        Command::Binfmt(args) => enter::run_binfmt(args),
+        Command::Completions { shell } => print_completions(shell),
+        Command::Man => print_man_page(),
     };
     match result {
         Ok(code) => code,
@@ -135,51 +217,147 @@ pub fn main() -> i32 {
 #[error("{0}")]
 struct UsageError(String);
 
-fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<i32> {
-    let (Some(arch), Some(dir)) = (args.arch, args.dir) else {
-        return Err(UsageError(
-            "the build needs `--arch ARCH` and `DIR`: e.g. `sysroot-mk --arch aarch64 ./aarch64`; see `sysroot-mk --help`".into(),
-        )
-        .into());
+fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "sysroot-mk", &mut out);
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&out)?;
+    stdout.flush()?;
+    Ok(0)
+}
+
+fn print_man_page() -> anyhow::Result<i32> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&out)?;
+    stdout.flush()?;
+    Ok(0)
+}
+
+/// The target arch: `--arch` (Alpine names and common aliases), else this host's.
+fn target_arch(
+    arch: Option<&str>,
+    verbosity: progress::Verbosity,
+) -> anyhow::Result<sysroot_mk::arch::Arch> {
+    use sysroot_mk::arch::Arch;
+    let Some(name) = arch else {
+        return Arch::host().ok_or_else(|| {
+            UsageError(format!(
+                "this host's arch (`{}`) is not one Alpine builds for; pass `--arch`",
+                std::env::consts::ARCH
+            ))
+            .into()
+        });
     };
-    let arch = arch
-        .parse()
-        .map_err(|e: sysroot_mk::arch::UnknownArch| UsageError(e.to_string()))?;
-    let repos = if args.repos.is_empty() && args.repositories_file.is_none() {
+    let (arch, note) = Arch::resolve(name).map_err(|e| UsageError(e.to_string()))?;
+    if let (Some(note), false) = (note, verbosity == progress::Verbosity::Quiet) {
+        let _ = writeln!(std::io::stderr(), "note: {note}");
+    }
+    Ok(arch)
+}
+
+/// Build options from the shared source arguments.
+fn options_from(
+    source: SourceArgs,
+    dir: PathBuf,
+    packages: Vec<String>,
+    verbosity: progress::Verbosity,
+) -> anyhow::Result<BuildOptions> {
+    let arch = target_arch(source.arch.as_deref(), verbosity)?;
+    let repos = if source.repos.is_empty() && source.repositories_file.is_none() {
         build::RepoSelection::Mirror {
-            mirror: args.mirror,
-            branch: args.branch,
+            mirror: source.mirror,
+            branch: source.branch,
         }
     } else {
         build::RepoSelection::Explicit {
-            repos: args.repos,
-            repositories_file: args.repositories_file,
+            repos: source.repos,
+            repositories_file: source.repositories_file,
         }
     };
-    let cache_dir = if args.no_cache {
+    let cache_dir = if source.no_cache {
         None
     } else {
-        args.cache_dir
+        source
+            .cache_dir
             .or_else(sysroot_mk::repository::cache::default_dir)
     };
-    let packages = if args.packages.is_empty() {
+    let packages = if packages.is_empty() {
         vec!["alpine-base".to_string()]
     } else {
-        args.packages
+        packages
     };
-    let options = BuildOptions {
+    Ok(BuildOptions {
         arch,
-        dir: dir.clone(),
+        dir,
         packages,
         repos,
-        keys_dirs: args.keys_dirs,
-        allow_untrusted: args.allow_untrusted,
+        keys_dirs: source.keys_dirs,
+        allow_untrusted: source.allow_untrusted,
         cache_dir,
-        simulate: args.simulate,
-        no_scripts: args.no_scripts,
-        force: args.force,
+        simulate: false,
+        no_scripts: false,
+        force: false,
+    })
+}
+
+/// `sysroot-mk plan` (and the old `--simulate`): the plan on stdout, nothing written.
+fn run_plan(
+    source: SourceArgs,
+    packages: Vec<String>,
+    verbosity: progress::Verbosity,
+) -> anyhow::Result<i32> {
+    let mut options = options_from(source, PathBuf::new(), packages, verbosity)?;
+    options.simulate = true;
+    let reporter = progress::TerminalReporter::new(verbosity);
+    let outcome = build::run(&options, &reporter as &dyn Reporter);
+    reporter.finish();
+    let what = options.packages.join(" ");
+    if let Outcome::Simulated(plan) =
+        outcome.with_context(|| format!("planning `{what}` for {} failed", options.arch))?
+    {
+        let mut out = std::io::stdout().lock();
+        for package in &plan.packages {
+            writeln!(out, "{}", package.name_version())?;
+        }
+        out.flush()?;
+    }
+    Ok(0)
+}
+
+fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<i32> {
+    let Some(dir) = args.dir else {
+        return Err(UsageError(
+            "the build needs `DIR`: e.g. `sysroot-mk --arch aarch64 ./aarch64`; see `sysroot-mk --help`".into(),
+        )
+        .into());
     };
-    let mapped = match enter_rootless(&options) {
+    if args.simulate {
+        // The old spelling: `--simulate gcc` must not plan alpine-base into a DIR `gcc`.
+        let looks_like_a_package = !dir.exists()
+            && dir.components().count() == 1
+            && !dir.as_os_str().to_string_lossy().starts_with('.');
+        if looks_like_a_package {
+            return Err(UsageError(format!(
+                "`--simulate` reads `{}` as DIR, not as a package; to plan packages, run \
+                 `sysroot-mk plan [--arch ARCH] {}`",
+                dir.display(),
+                std::iter::once(dir.display().to_string())
+                    .chain(args.packages.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ))
+            .into());
+        }
+        return run_plan(args.source, args.packages, verbosity);
+    }
+    let mut options = options_from(args.source, dir.clone(), args.packages, verbosity)?;
+    options.no_scripts = args.no_scripts;
+    options.force = args.force;
+    let mapped = match enter_rootless() {
         Ok(Ok(map)) => map,
         Ok(Err(code)) => return Ok(code),
         Err(err) => {
@@ -204,32 +382,48 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
     }
     let outcome = build::run(&options, &reporter as &dyn Reporter);
     reporter.finish();
-    match outcome.with_context(|| format!("building `{}` failed", dir.display()))? {
-        Outcome::Simulated(plan) => {
-            let mut out = std::io::stdout().lock();
-            for package in &plan.packages {
-                writeln!(out, "{}", package.name_version())?;
-            }
-            out.flush()?;
-        }
-        Outcome::Built(summary) => {
-            if verbosity != progress::Verbosity::Quiet {
-                eprintln!("{summary}");
-            }
+    if let Outcome::Built(summary) =
+        outcome.with_context(|| format!("building `{}` failed", dir.display()))?
+    {
+        if verbosity != progress::Verbosity::Quiet {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{summary}");
+            let _ = writeln!(err, "{}", next_step(&dir));
         }
     }
     Ok(0)
 }
 
+/// What to do with a finished sysroot, and what its first `enter` will do.
+fn next_step(dir: &std::path::Path) -> String {
+    let shown = shell_word(dir);
+    match sysroot_mk::scripts::pending::read_pending(dir) {
+        Ok(Some(list)) if !list.is_empty() => format!(
+            "enter it with: sysroot-mk enter {shown} (it first runs the {} package scripts left pending)",
+            list.len()
+        ),
+        _ => format!("enter it with: sysroot-mk enter {shown}"),
+    }
+}
+
+/// `path` as a shell would need it typed.
+fn shell_word(path: &std::path::Path) -> String {
+    let text = path.display().to_string();
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c))
+    {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 /// A non-root build goes on as root of a user namespace: `Ok(Ok(map))` in it (or
 /// `None` when not needed), `Ok(Err(code))` in the parent once the build ended there.
 fn enter_rootless(
-    options: &BuildOptions,
 ) -> Result<Result<Option<sysroot_mk::userns::IdMap>, i32>, sysroot_mk::rootless::RootlessError> {
     use sysroot_mk::rootless::Entered;
-    if options.simulate {
-        return Ok(Ok(None));
-    }
     // SAFETY: nothing has started a thread yet: arguments are parsed, nothing else ran.
     Ok(match unsafe { sysroot_mk::rootless::enter() }? {
         Entered::NotNeeded => Ok(None),

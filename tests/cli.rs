@@ -1,0 +1,200 @@
+//! The command line behaves like the tools people know: global flags anywhere, the bare
+//! build form never swallowing a subcommand, `plan` for plans, arch aliases and
+//! suggestions, completions and a man page, and a success line that says what is next.
+
+mod enter_support;
+
+use enter_support::*;
+use std::path::Path;
+use std::process::Command;
+
+/// The shared x86_64 repository arguments, or why not.
+fn local_repo() -> Result<Vec<String>, String> {
+    let alpine = alpine().ok_or("../shared/alpine is missing")?;
+    Ok(vec![
+        "--repo".into(),
+        alpine.join("v3.19/main").display().to_string(),
+        "--keys-dir".into(),
+        alpine.join("keys/x86_64").display().to_string(),
+        "--no-cache".into(),
+    ])
+}
+
+fn run_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    bin().current_dir(dir).args(args).output().unwrap()
+}
+
+#[test]
+fn global_flags_before_a_subcommand_keep_the_subcommand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_in(tmp.path(), &["-q", "enter", "missing-dir"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`missing-dir` is not a directory"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_in(tmp.path(), &["-v", "binfmt", "status", "aarch64"]);
+    assert!(
+        !stderr(&out).contains("the build needs"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "nothing built"
+    );
+}
+
+#[test]
+fn a_build_flag_before_enter_is_refused_and_never_builds_a_folder_named_enter() {
+    let Some(repo) = or_skip(local_repo()) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = vec!["--arch", "x86_64"];
+    args.extend(repo.iter().map(String::as_str));
+    args.extend(["enter", "./a64", "--", "uname", "-m"]);
+    let out = run_in(tmp.path(), &args);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("'enter --arch' exists"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!tmp.path().join("enter").exists());
+}
+
+#[test]
+fn simulate_with_a_package_where_dir_goes_points_at_plan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_in(tmp.path(), &["--arch", "x86_64", "--simulate", "gcc"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("`--simulate` reads `gcc` as DIR"), "{err}");
+    assert!(err.contains("sysroot-mk plan [--arch ARCH] gcc"), "{err}");
+}
+
+#[test]
+fn plan_needs_no_dir_and_the_arch_defaults_to_the_hosts() {
+    let Some(repo) = or_skip(local_repo()) else {
+        return;
+    };
+    if sysroot_mk::arch::Arch::host().map(|a| a.name()) != Some("x86_64") {
+        return skip("the shared repository is x86_64 and this host is not");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = vec!["plan"];
+    args.extend(repo.iter().map(String::as_str));
+    args.push("alpine-base");
+    let out = run_in(tmp.path(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = stdout(&out);
+    assert!(plan.lines().any(|l| l.starts_with("busybox-1.")), "{plan}");
+    assert_eq!(plan.lines().count(), 25, "{plan}");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn arch_aliases_get_a_note_and_typos_a_suggestion() {
+    let Some(repo) = or_skip(local_repo()) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = vec!["plan", "--arch", "amd64"];
+    args.extend(repo.iter().map(String::as_str));
+    let out = run_in(tmp.path(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`amd64` is called `x86_64` in Alpine"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run_in(tmp.path(), &["--arch", "aarch46", "./x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown architecture `aarch46` (did you mean `aarch64`?)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!tmp.path().join("x").exists());
+}
+
+#[test]
+fn enter_takes_a_command_without_dashes() {
+    if !is_root() || !namespaces_available() {
+        return skip("needs root and namespaces to enter a root filesystem");
+    }
+    let Some(tarball) = minirootfs("x86_64") else {
+        return skip("../shared/alpine/minirootfs is missing");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    extract(&tarball, dir.path(), &[]);
+    let out = bin()
+        .arg("enter")
+        .arg(dir.path())
+        .args(["id", "-u"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "0");
+}
+
+#[test]
+fn completions_parse_and_the_man_page_renders_the_options() {
+    let out = bin().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let check = Command::new("bash")
+        .arg("-n")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(&out.stdout)?;
+            child.wait()
+        });
+    match check {
+        Ok(status) => assert!(status.success(), "bash -n rejects the completions"),
+        Err(_) => skip("bash is missing"),
+    }
+    let page = bin().arg("man").output().unwrap();
+    assert!(page.status.success());
+    let text = String::from_utf8_lossy(&page.stdout);
+    assert!(text.contains(".TH sysroot-mk"), "{text}");
+    if on_path("man") {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("sysroot-mk.1");
+        std::fs::write(&file, &page.stdout).unwrap();
+        let rendered = Command::new("man")
+            .arg("-l")
+            .arg(&file)
+            .env("MANPAGER", "cat")
+            .output()
+            .unwrap();
+        let rendered = String::from_utf8_lossy(&rendered.stdout);
+        assert!(rendered.contains("--quiet"), "{rendered}");
+    }
+}
+
+#[test]
+fn a_finished_build_says_how_to_enter_it() {
+    let Some(repo) = or_skip(local_repo()) else {
+        return;
+    };
+    if !is_root() {
+        return skip("needs root for a build with owners");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = vec!["--arch", "x86_64", "--no-scripts"];
+    args.extend(repo.iter().map(String::as_str));
+    args.push("./out");
+    let out = run_in(tmp.path(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("enter it with: sysroot-mk enter ./out (it first runs the 5 package scripts left pending)"),
+        "{err}"
+    );
+}
