@@ -17,6 +17,7 @@
 //! enter: arch -> binfmt -> namespaces -> mounts -> chroot -> exec
 //! ```
 
+pub mod apk_hash;
 pub mod arch;
 pub mod archive;
 pub mod binfmt;

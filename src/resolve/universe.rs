@@ -5,8 +5,9 @@
 //! providers tie, the one met first wins. "First" follows apk's own data structures, so
 //! this table reproduces them: providers in the order the indexes list them (duplicates of
 //! one package, same `C:`, merged into the first), and the reverse edges in the order apk's
-//! name hash table is walked when it builds them (see [`hash_bucket`]).
+//! name hash table is walked when it builds them (see [`crate::apk_hash::bucket`]).
 
+use crate::apk_hash::bucket;
 use std::cell::{Cell, OnceCell};
 use std::ops::Range;
 
@@ -376,7 +377,7 @@ impl<'a> Universe<'a> {
     fn bucket(&self, name: NameId) -> u32 {
         let cell = &self.buckets[name as usize];
         if cell.get() == NO_BUCKET {
-            cell.set(hash_bucket(self.text(name)));
+            cell.set(bucket(self.text(name)));
         }
         cell.get()
     }
@@ -484,60 +485,9 @@ pub(crate) fn accept_of(dep: &Dependency) -> Accept<'_> {
     }
 }
 
-/// apk 2.14 keeps names in a hash table of 20,000 buckets keyed by murmur3 (seed
-/// 5381), each bucket a list with the newest name first, and builds the reverse edges
-/// while walking it bucket by bucket: names sort by bucket, then newest (highest id)
-/// first.
-pub(crate) fn hash_bucket(text: &str) -> u32 {
-    murmur3_32(text.as_bytes(), 5381) % 20_000
-}
-
-/// MurmurHash3, x86 32-bit variant (little-endian blocks), as apk hashes names.
-pub(crate) fn murmur3_32(key: &[u8], seed: u32) -> u32 {
-    const C1: u32 = 0xcc9e_2d51;
-    const C2: u32 = 0x1b87_3593;
-    let mut h = seed;
-    let mut blocks = key.chunks_exact(4);
-    for block in &mut blocks {
-        let mut k = u32::from_le_bytes([block[0], block[1], block[2], block[3]]);
-        k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-        h ^= k;
-        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
-    }
-    let tail = blocks.remainder();
-    if !tail.is_empty() {
-        let mut k = 0u32;
-        for (i, &b) in tail.iter().enumerate() {
-            k ^= u32::from(b) << (8 * i);
-        }
-        k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-        h ^= k;
-    }
-    h ^= key.len() as u32;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^= h >> 16;
-    h
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn murmur3_matches_reference_vectors() {
-        // Published test vectors of MurmurHash3_x86_32.
-        assert_eq!(murmur3_32(b"", 0), 0);
-        assert_eq!(murmur3_32(b"", 1), 0x514e_28b7);
-        assert_eq!(murmur3_32(b"test", 0), 0xba6b_d213);
-        assert_eq!(murmur3_32(b"Hello, world!", 1234), 0xfaf6_cdb3);
-        assert_eq!(
-            murmur3_32(b"The quick brown fox jumps over the lazy dog", 0x9747_b28c),
-            0x2fa8_26cd
-        );
-    }
 
     fn package(name: &str, deps: &[&str]) -> Package {
         Package {
@@ -563,16 +513,16 @@ mod tests {
     #[test]
     fn reverse_edges_follow_apk_hash_walk() {
         // Two names in one bucket: the one created later is walked first.
-        let bucket = hash_bucket("p0");
+        let first = bucket("p0");
         let twin = (1..1_000_000)
             .map(|i| format!("p{i}"))
-            .find(|n| hash_bucket(n) == bucket)
+            .find(|n| bucket(n) == first)
             .expect("a bucket twin exists");
         let mut other = (1..1_000_000)
             .map(|i| format!("q{i}"))
-            .filter(|n| hash_bucket(n) != bucket);
+            .filter(|n| bucket(n) != first);
         let (low, high) = (other.next().unwrap(), other.next().unwrap());
-        let (low, high) = if hash_bucket(&low) < hash_bucket(&high) {
+        let (low, high) = if bucket(&low) < bucket(&high) {
             (low, high)
         } else {
             (high, low)
@@ -586,12 +536,9 @@ mod tests {
         let u = Universe::build(&pkgs, None);
         let t = u.index["t"];
         let got: Vec<&str> = u.rdepends(t).iter().map(|&n| u.text(n)).collect();
-        let mut want = vec![
-            (hash_bucket(&low), low.as_str()),
-            (hash_bucket(&high), high.as_str()),
-        ];
-        want.push((bucket, twin.as_str()));
-        want.push((bucket, "p0"));
+        let mut want = vec![(bucket(&low), low.as_str()), (bucket(&high), high.as_str())];
+        want.push((first, twin.as_str()));
+        want.push((first, "p0"));
         want.sort_by_key(|w| w.0);
         assert_eq!(got, want.iter().map(|w| w.1).collect::<Vec<_>>());
     }

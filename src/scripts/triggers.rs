@@ -47,48 +47,11 @@ pub fn trigger_arguments(installed: &[InstalledPackage], globs: &[String]) -> Ve
             let hit = patterns
                 .iter()
                 .any(|p| unsafe { libc::fnmatch(p.as_ptr(), c.as_ptr(), libc::FNM_PATHNAME) } == 0);
-            hit.then(|| (apk_dir_bucket(&dir), order, full))
+            hit.then(|| (crate::apk_hash::bucket(&dir), order, full))
         })
         .collect();
     matched.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
     matched.into_iter().map(|(_, _, dir)| dir).collect()
-}
-
-/// The bucket of apk 2.14's directory table (`db->installed.dirs`, 20000 buckets) that
-/// holds `dir` (no leading `/`): `murmur3_32(dir, seed 5381) % 20000`.
-pub fn apk_dir_bucket(dir: &str) -> u32 {
-    murmur3_32(dir.as_bytes(), 5381) % 20000
-}
-
-/// MurmurHash3's 32-bit variant, blocks read little-endian (as apk reads them on the
-/// little-endian machines it is built for).
-fn murmur3_32(data: &[u8], seed: u32) -> u32 {
-    const C1: u32 = 0xcc9e_2d51;
-    const C2: u32 = 0x1b87_3593;
-    let mix = |k: u32| k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-    let mut h = seed;
-    let mut blocks = data.chunks_exact(4);
-    for block in &mut blocks {
-        let k = u32::from_le_bytes([block[0], block[1], block[2], block[3]]);
-        h = (h ^ mix(k))
-            .rotate_left(13)
-            .wrapping_mul(5)
-            .wrapping_add(0xe654_6b64);
-    }
-    let tail = blocks.remainder();
-    if !tail.is_empty() {
-        let mut k = 0u32;
-        for (i, &b) in tail.iter().enumerate() {
-            k |= u32::from(b) << (8 * i);
-        }
-        h ^= mix(k);
-    }
-    h ^= data.len() as u32;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
 }
 
 /// Runs the `.trigger` of every package with triggers, in install order, as apk does at
@@ -160,31 +123,4 @@ pub fn reconcile_exec_dir(root: &Path, installed: &[InstalledPackage]) -> Result
     rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o700))
         .map_err(|e| io_err(e.into()))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn murmur3_matches_its_reference_vectors() {
-        assert_eq!(murmur3_32(b"", 0), 0);
-        assert_eq!(murmur3_32(b"", 1), 0x514e_28b7);
-        assert_eq!(murmur3_32(b"test", 0), 0xba6b_d213);
-        assert_eq!(murmur3_32(b"Hello, world!", 1234), 0xfaf6_cdb3);
-        assert_eq!(
-            murmur3_32(b"The quick brown fox jumps over the lazy dog", 0x9747_b28c),
-            0x2fa8_26cd
-        );
-    }
-
-    #[test]
-    fn busybox_trigger_directories_come_in_apks_bucket_order() {
-        // Measured with apk 2.14.4: `/sbin /bin /usr/sbin /usr/bin`.
-        let buckets: Vec<u32> = ["sbin", "bin", "usr/sbin", "usr/bin"]
-            .iter()
-            .map(|d| apk_dir_bucket(d))
-            .collect();
-        assert!(buckets.windows(2).all(|w| w[0] < w[1]), "{buckets:?}");
-    }
 }
