@@ -198,3 +198,29 @@ fn a_finished_build_says_how_to_enter_it() {
         "{err}"
     );
 }
+
+#[test]
+fn repositories_out_sets_the_sysroots_repositories_file() {
+    let Some(repo) = or_skip(local_repo()) else {
+        return;
+    };
+    if !is_root() {
+        return skip("needs root for a build with owners");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = vec!["--arch", "x86_64", "--no-scripts"];
+    args.extend(repo.iter().map(String::as_str));
+    args.extend([
+        "--repositories-out",
+        "https://dl-cdn.alpinelinux.org/alpine/v3.19/main",
+        "--repositories-out",
+        "@community https://dl-cdn.alpinelinux.org/alpine/v3.19/community",
+        "./out",
+    ]);
+    let out = run_in(tmp.path(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("out/etc/apk/repositories")).unwrap(),
+        "https://dl-cdn.alpinelinux.org/alpine/v3.19/main\n@community https://dl-cdn.alpinelinux.org/alpine/v3.19/community\n"
+    );
+}

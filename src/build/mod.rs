@@ -56,6 +56,9 @@ pub struct BuildOptions {
     pub no_scripts: bool,
     /// Replace a non-empty DIR.
     pub force: bool,
+    /// The lines of the sysroot's `etc/apk/repositories`, instead of the repositories
+    /// the build used (whose local paths mean nothing inside the sysroot).
+    pub repositories_out: Option<Vec<String>>,
 }
 
 /// What a build produced.
@@ -226,12 +229,16 @@ fn select_repositories(
     Ok(repos)
 }
 
-/// What goes into the sysroot's `etc/apk/repositories`: the repositories file as given,
-/// or one line per repository used (`@tag URL` for tagged ones).
+/// What goes into the sysroot's `etc/apk/repositories`: `--repositories-out`, else the
+/// repositories file as given, else one line per repository used (`@tag URL` for
+/// tagged ones).
 fn repository_lines(
     options: &BuildOptions,
     repos: &[repository::Repository],
 ) -> Result<Vec<String>, BuildError> {
+    if let Some(lines) = &options.repositories_out {
+        return Ok(lines.clone());
+    }
     if let RepoSelection::Explicit {
         repositories_file: Some(file),
         repos: given,

@@ -115,6 +115,10 @@ struct BuildArgs {
     /// Replace DIR even when it exists and is not empty.
     #[arg(long)]
     force: bool,
+    /// A line of the sysroot's `etc/apk/repositories` (URL, or `@tag URL`; repeatable),
+    /// instead of the repositories used for the build.
+    #[arg(long = "repositories-out", value_name = "URL")]
+    repositories_out: Vec<String>,
 }
 
 /// `sysroot-mk plan [OPTIONS] [--arch ARCH] [PACKAGE...]`
@@ -301,6 +305,7 @@ fn options_from(
         simulate: false,
         no_scripts: false,
         force: false,
+        repositories_out: None,
     })
 }
 
@@ -357,6 +362,7 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
     let mut options = options_from(args.source, dir.clone(), args.packages, verbosity)?;
     options.no_scripts = args.no_scripts;
     options.force = args.force;
+    options.repositories_out = (!args.repositories_out.is_empty()).then_some(args.repositories_out);
     let mapped = match enter_rootless() {
         Ok(Ok(map)) => map,
         Ok(Err(code)) => return Ok(code),
