@@ -224,3 +224,48 @@ fn repositories_out_sets_the_sysroots_repositories_file() {
         "https://dl-cdn.alpinelinux.org/alpine/v3.19/main\n@community https://dl-cdn.alpinelinux.org/alpine/v3.19/community\n"
     );
 }
+
+#[test]
+fn relative_links_resolve_inside_the_sysroot_from_the_host() {
+    let Some(repo) = or_skip(local_repo()) else {
+        return;
+    };
+    if !is_root() {
+        return skip("needs root for a build with scripts");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = vec!["--arch", "x86_64", "--relative-links"];
+    args.extend(repo.iter().map(String::as_str));
+    args.push("./out");
+    let out = run_in(tmp.path(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let root = tmp.path().join("out");
+    assert_eq!(
+        std::fs::read_link(root.join("bin/ls")).unwrap(),
+        Path::new("busybox")
+    );
+    let mut stack = vec![root.clone()];
+    let mut links = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_symlink() {
+                links += 1;
+                let target = std::fs::read_link(entry.path()).unwrap();
+                assert!(target.is_relative(), "{}", entry.path().display());
+            }
+        }
+    }
+    let record = std::fs::read_to_string(root.join("lib/apk/sysroot-mk.relative-links")).unwrap();
+    assert!(record.contains("bin/ls\t/bin/busybox\n"), "{record}");
+    assert!(links > 300, "{links} links");
+    let musl = std::fs::canonicalize(root.join("lib/libc.musl-x86_64.so.1")).unwrap();
+    assert!(
+        musl.starts_with(std::fs::canonicalize(&root).unwrap()),
+        "{}",
+        musl.display()
+    );
+}

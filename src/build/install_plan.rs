@@ -140,6 +140,14 @@ pub(super) fn install_plan(
     check_interrupted()?;
 
     reporter.stage(Stage::Finish);
+    if options.relative_links {
+        // After the scripts: they make links too (busybox's applets).
+        let count = layout::links::make_links_relative(&root)?;
+        reporter.info(&format!(
+            "rewrote {count} absolute symlinks as relative ones (listed in `{}`)",
+            layout::links::RECORD
+        ));
+    }
     let world_names: Vec<String> = world.iter().map(|d| d.to_string()).collect();
     db::write_database(&root, &installed, &world_names, arch)?;
     layout::write_repositories(&root, &repository_lines(options, repos)?)?;

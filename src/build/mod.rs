@@ -59,6 +59,9 @@ pub struct BuildOptions {
     /// The lines of the sysroot's `etc/apk/repositories`, instead of the repositories
     /// the build used (whose local paths mean nothing inside the sysroot).
     pub repositories_out: Option<Vec<String>>,
+    /// Rewrite absolute symlinks as relative ones (recorded in
+    /// [`layout::links::RECORD`]), for host tools that use the tree as a sysroot.
+    pub relative_links: bool,
 }
 
 /// What a build produced.

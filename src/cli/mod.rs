@@ -119,6 +119,10 @@ struct BuildArgs {
     /// instead of the repositories used for the build.
     #[arg(long = "repositories-out", value_name = "URL")]
     repositories_out: Vec<String>,
+    /// Rewrite absolute symlinks as relative ones, so host tools given DIR as a sysroot
+    /// (`clang --sysroot=DIR`) resolve them inside it; the rewrites are recorded.
+    #[arg(long)]
+    relative_links: bool,
 }
 
 /// `sysroot-mk plan [OPTIONS] [--arch ARCH] [PACKAGE...]`
@@ -306,6 +310,7 @@ fn options_from(
         no_scripts: false,
         force: false,
         repositories_out: None,
+        relative_links: false,
     })
 }
 
@@ -362,6 +367,7 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
     let mut options = options_from(args.source, dir.clone(), args.packages, verbosity)?;
     options.no_scripts = args.no_scripts;
     options.force = args.force;
+    options.relative_links = args.relative_links;
     options.repositories_out = (!args.repositories_out.is_empty()).then_some(args.repositories_out);
     let mapped = match enter_rootless() {
         Ok(Ok(map)) => map,

@@ -5,6 +5,7 @@
 //! extracting anything, so package directories land on them), then extraction and scripts,
 //! then `db::write_database`, [`write_repositories`], [`install_keys`], [`ensure_ca_bundle`].
 
+pub mod links;
 use std::io;
 use std::path::{Path, PathBuf};
 
