@@ -18,12 +18,16 @@
 mod detect;
 mod emulation;
 mod exec;
+mod fds;
+mod files;
 mod mount_points;
 mod mounts;
 mod namespaces;
+mod proc_mask;
+mod pty;
 mod user;
 
-pub use detect::detect_arch;
+pub use detect::{detect_arch, detect_arch_at};
 pub use emulation::Emulation;
 pub use user::SysrootUser;
 
@@ -160,6 +164,26 @@ pub enum EnterError {
         /// What was asked for.
         user: String,
     },
+    /// `--user` resolves to the id -1, which the set*id calls read as "unchanged".
+    #[error("`--user {user}` resolves to uid {uid} gid {gid} in `{root}/etc/passwd`; 4294967295 (-1) cannot be switched to (the command would stay root)")]
+    InvalidId {
+        /// The sysroot.
+        root: PathBuf,
+        /// What was asked for.
+        user: String,
+        /// The uid found.
+        uid: u32,
+        /// The gid found.
+        gid: u32,
+    },
+    /// `--user NAME` resolves to uid 0 under another name.
+    #[error("`--user {user}` is uid 0 (root) in `{root}/etc/passwd`; pass `--user root` to run as root on purpose")]
+    ImplicitRoot {
+        /// The sysroot.
+        root: PathBuf,
+        /// What was asked for.
+        user: String,
+    },
     /// binfmt_misc or qemu trouble.
     #[error(transparent)]
     Binfmt(#[from] BinfmtError),
@@ -235,9 +259,12 @@ pub fn run(options: &EnterOptions, reporter: &dyn Reporter) -> Result<i32, Enter
         .filter(|p| p.is_dir())
         .ok_or_else(|| EnterError::NotADirectory(options.root.clone()))?;
     let root_fd = RootDir::open(&root).map_err(|_| EnterError::NotADirectory(root.clone()))?;
+    let root_id = rustix::fs::fstat(&root_fd)
+        .map(|st| (st.st_dev, st.st_ino))
+        .map_err(|_| EnterError::NotADirectory(root.clone()))?;
     let arch = match options.arch {
         Some(arch) => arch,
-        None => detect_arch(&root)?,
+        None => detect_arch_at(&root_fd)?,
     };
     let user = match &options.user {
         Some(spec) => user::lookup(&root, &root_fd, spec)?,
@@ -265,6 +292,7 @@ pub fn run(options: &EnterOptions, reporter: &dyn Reporter) -> Result<i32, Enter
         let plan = mounts::prepare(&root, &mut made, options, &emulation, reporter)?;
         let child = namespaces::Child {
             root: &root,
+            root_id,
             emulation: &emulation,
             mounts: &plan,
             user: &user,
@@ -285,8 +313,11 @@ fn command_line(options: &EnterOptions, user: &SysrootUser) -> Vec<OsString> {
     vec![OsString::from(user.login_shell()), OsString::from("-l")]
 }
 
-/// The clean environment: TERM and LANG from the host, PATH (the host's, else Alpine's),
-/// HOME/USER/LOGNAME of the sysroot user, then `--env`.
+/// Alpine's default PATH (its `/etc/profile`): the host's names host directories.
+pub const ALPINE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The clean environment: TERM and LANG from the host, Alpine's PATH, HOME/USER/LOGNAME
+/// of the sysroot user, then `--env`.
 fn environment(
     options: &EnterOptions,
     user: &SysrootUser,
@@ -303,12 +334,7 @@ fn environment(
             set(name, value);
         }
     }
-    set(
-        "PATH",
-        std::env::var_os("PATH").unwrap_or_else(|| {
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
-        }),
-    );
+    set("PATH", ALPINE_PATH.into());
     set("HOME", user.home.clone().into());
     set("USER", user.name.clone().into());
     set("LOGNAME", user.name.clone().into());

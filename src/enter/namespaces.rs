@@ -10,18 +10,20 @@
 
 use super::emulation::Emulation;
 use super::exec::{cstring, run_command, Exec};
-use crate::userns::IdMap;
+use super::fds;
 use super::mounts::{self, MountPlan};
+use super::pty;
 use super::user::SysrootUser;
 use super::EnterError;
 use crate::binfmt::BinfmtError;
+use crate::userns::IdMap;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -98,6 +100,8 @@ impl<T, E: AsErrno> Step<T> for Result<T, E> {
 pub(crate) struct Child<'a> {
     /// The sysroot.
     pub root: &'a Path,
+    /// Device and inode of the sysroot the tool checked; init refuses any other.
+    pub root_id: (u64, u64),
     /// How its binaries run.
     pub emulation: &'a Emulation,
     /// What init mounts.
@@ -148,16 +152,25 @@ pub(crate) fn spawn_and_wait(child: &Child<'_>) -> Result<i32, EnterError> {
         path,
         linux32: matches!(child.emulation, Emulation::Native { linux32: true }),
         set_groups: idmap.ids_mapped(),
+        ttys: pty::caller_ttys(),
     };
+    let use_pty = exec.ttys[0];
     let (sync_r, sync_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(ns_err("create a pipe"))?;
     let (err_r, err_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(ns_err("create a pipe"))?;
+    let (sock_tool, sock_init) = socketpair().map_err(|source| EnterError::Namespaces {
+        step: "create a socket pair".into(),
+        source,
+    })?;
 
     let mut blocked = SigSet::empty();
     blocked.add(Signal::SIGCHLD);
     for s in FORWARDED {
         blocked.add(s);
+    }
+    if use_pty {
+        blocked.add(Signal::SIGWINCH);
     }
     let mut old_mask = SigSet::empty();
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), Some(&mut old_mask))
@@ -172,7 +185,12 @@ pub(crate) fn spawn_and_wait(child: &Child<'_>) -> Result<i32, EnterError> {
     }
     let mut stack = vec![0u8; STACK_SIZE];
     let ids_mapped = idmap.ids_mapped();
-    let init = Box::new(|| -> isize { init(child, &exec, &sync_r, &err_w, ids_mapped, &blocked) });
+    let init_fds = InitFds {
+        sync_r: sync_r.as_raw_fd(),
+        err_w: err_w.as_raw_fd(),
+        sock: sock_init.as_raw_fd(),
+    };
+    let init = Box::new(|| -> isize { init(child, &exec, &init_fds, ids_mapped, &blocked) });
     // SAFETY: the child gets a copy of this (single-threaded) process and its own stack
     // buffer; it only runs `init`, which ends in `_exit`.
     let pid = unsafe { nix::sched::clone(init, &mut stack, flags, Some(libc::SIGCHLD)) };
@@ -187,7 +205,15 @@ pub(crate) fn spawn_and_wait(child: &Child<'_>) -> Result<i32, EnterError> {
             step: "create the namespaces".into(),
             source: e.into(),
         }),
-        Ok(pid) => supervise(pid, &idmap, sync_r, sync_w, err_r, err_w, child.root),
+        Ok(pid) => {
+            drop((sync_r, err_w, sock_init));
+            let pipes = ToolFds {
+                sync_w,
+                err_r,
+                sock: sock_tool,
+            };
+            supervise(pid, &idmap, pipes, child.root, use_pty, &blocked)
+        }
     };
     // Ctrl-C that ended the command is pending here too: it was the command's to handle,
     // so it must not kill the tool once unblocked.
@@ -211,17 +237,55 @@ fn drain(set: &SigSet) {
     }
 }
 
+/// A connected pair of close-on-exec unix stream sockets.
+fn socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut pair = [-1; 2];
+    // SAFETY: socketpair fills the two-element array on success.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: two new descriptors that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) })
+}
+
+/// init's ends of the channels, as numbers: init closes every other descriptor first.
+struct InitFds {
+    /// Read end of the go-ahead pipe.
+    sync_r: RawFd,
+    /// Write end of the failure report pipe.
+    err_w: RawFd,
+    /// init's end of the socket the pty master travels over.
+    sock: RawFd,
+}
+
+/// The tool's ends of the same channels.
+struct ToolFds {
+    sync_w: OwnedFd,
+    err_r: OwnedFd,
+    sock: OwnedFd,
+}
+
 fn supervise(
     pid: Pid,
     idmap: &IdMap,
-    sync_r: OwnedFd,
-    sync_w: OwnedFd,
-    err_r: OwnedFd,
-    err_w: OwnedFd,
+    pipes: ToolFds,
     root: &Path,
+    use_pty: bool,
+    blocked: &SigSet,
 ) -> Result<i32, EnterError> {
-    drop(sync_r);
-    drop(err_w);
+    let ToolFds {
+        sync_w,
+        err_r,
+        sock,
+    } = pipes;
     if let Err(source) = idmap.write(pid) {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
@@ -231,11 +295,25 @@ fn supervise(
         });
     }
     let _ = std::fs::File::from(sync_w).write_all(b"g");
+    // init sends the master before it forks the command, or closes the socket on failure.
+    let master = if use_pty {
+        pty::recv_fd(sock.as_raw_fd()).ok().flatten()
+    } else {
+        None
+    };
+    drop(sock);
     let mut report = Vec::new();
     let _ = std::fs::File::from(err_r)
         .take(64 * 1024)
         .read_to_end(&mut report);
-    let status = wait_forwarding(pid, false);
+    let status = match master {
+        Some(master) => {
+            // Restored when it drops, on every way out of the relay.
+            let _raw = pty::RawTerminal::enable();
+            pty::relay(master, pid, blocked)
+        }
+        None => wait_forwarding(pid, false),
+    };
     match parse_failure(&report) {
         None => Ok(status),
         Some((true, step, errno)) => Err(EnterError::Exec {
@@ -303,31 +381,55 @@ fn send_failure(err_w: &OwnedFd, exec: bool, failure: &Failure) {
 fn init(
     child: &Child<'_>,
     exec: &Exec,
-    sync_r: &OwnedFd,
-    err_w: &OwnedFd,
+    fds: &InitFds,
     ids_mapped: bool,
     blocked: &SigSet,
 ) -> isize {
+    // Nothing of the tool's stays here: not the sysroot's O_PATH handle (a way out
+    // through /proc/1/fd), not the caller's stray descriptors, not the write end of the
+    // go-ahead pipe (the tool's death must read as EOF below).
+    fds::close_all_but(&[fds.sync_r, fds.err_w, fds.sock]);
+    // SAFETY: descriptors numbered in `fds` stay open in this process until closed here.
+    let (sync_r, err_w, sock) = unsafe {
+        (
+            OwnedFd::from_raw_fd(fds.sync_r),
+            OwnedFd::from_raw_fd(fds.err_w),
+            OwnedFd::from_raw_fd(fds.sock),
+        )
+    };
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
     let mut go = [0u8; 1];
     // EOF instead of the byte: the tool died or gave up.
-    if !matches!(nix::unistd::read(sync_r, &mut go), Ok(1)) {
+    if !matches!(nix::unistd::read(&sync_r, &mut go), Ok(1)) {
         unsafe { libc::_exit(1) };
     }
-    let setup = (|| -> Result<(), Failure> {
+    drop(sync_r);
+    let err_w = &err_w;
+    let setup = (|| -> Result<Option<OwnedFd>, Failure> {
         nix::unistd::sethostname(child.hostname)
             .step(&format!("set the hostname `{}`", child.hostname))?;
-        mounts::setup(child.root, child.mounts, ids_mapped)
+        mounts::setup(child.root, child.root_id, child.mounts, ids_mapped)?;
+        if !exec.ttys[0] {
+            return Ok(None);
+        }
+        let (master, slave) = pty::open_pair()?;
+        pty::send_fd(sock.as_raw_fd(), master.as_raw_fd()).step("hand the pty to the tool")?;
+        Ok(Some(slave))
     })();
-    if let Err(failure) = setup {
-        send_failure(err_w, false, &failure);
-        unsafe { libc::_exit(125) };
-    }
+    drop(sock);
+    let slave = match setup {
+        Ok(slave) => slave,
+        Err(failure) => {
+            send_failure(err_w, false, &failure);
+            unsafe { libc::_exit(125) };
+        }
+    };
     // SAFETY: init is single-threaded; the command side only prepares credentials and execs.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
-            let failure = run_command(child.user, exec, blocked);
+            let slave = slave.as_ref().map(|s| s.as_raw_fd());
+            let failure = run_command(child.user, exec, blocked, slave);
             let status = if failure.errno == libc::ENOENT {
                 127
             } else {
@@ -339,7 +441,19 @@ fn init(
         Ok(nix::unistd::ForkResult::Parent { child: command }) => {
             // The command's copy closes on exec; with ours gone the tool sees EOF.
             // SAFETY: the descriptor is not used again in this process.
-            unsafe { libc::close(std::os::fd::AsRawFd::as_raw_fd(err_w)) };
+            unsafe { libc::close(err_w.as_raw_fd()) };
+            drop(slave);
+            // init keeps no way to the caller's files or terminal: the command has them.
+            if let Ok(null) = nix::fcntl::open(
+                "/dev/null",
+                nix::fcntl::OFlag::O_RDWR,
+                nix::sys::stat::Mode::empty(),
+            ) {
+                for fd in 0..3 {
+                    // SAFETY: dup2 onto the standard descriptors of this process.
+                    unsafe { libc::dup2(null.as_raw_fd(), fd) };
+                }
+            }
             let status = wait_forwarding(command, true);
             unsafe { libc::_exit(status) };
         }

@@ -1,0 +1,260 @@
+//! What a session must not get from the caller or the host (issue 8): inherited
+//! descriptors, init's handles, writable kernel knobs, the caller's terminal and
+//! session, identities that do not switch, and files that are not what they claim.
+
+mod enter_support;
+
+use enter_support::*;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Compiles a static program for the host from C source, if gcc is there.
+fn host_program(out: &Path, source: &str) -> Option<()> {
+    if !on_path("gcc") {
+        return None;
+    }
+    let src = out.with_extension("c");
+    std::fs::write(&src, source).unwrap();
+    let status = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(out)
+        .arg(&src)
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    std::fs::remove_file(&src).unwrap();
+    status.success().then_some(())
+}
+
+#[test]
+fn a_descriptor_the_caller_left_open_does_not_reach_the_command() {
+    let Some(dir) = native_sysroot() else { return };
+    add_builder(dir.path());
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("shadow");
+    std::fs::write(&secret, "root:secret-hash:19000::::::\n").unwrap();
+    let file = std::fs::File::open(&secret).unwrap();
+    let raw = file.as_raw_fd();
+    for user in ["builder", "root"] {
+        let mut cmd = enter_command(dir.path(), &["--user", user], &["sh", "-c", "cat <&7"]);
+        // SAFETY: only dup2 between fork and exec: fd 7 open, not close-on-exec, as a
+        // shell's `exec 7<file` leaves it.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(raw, 7) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        assert!(
+            !stdout(&out).contains("secret-hash"),
+            "{user}: the host file leaked"
+        );
+        assert!(!out.status.success(), "{user}: fd 7 was open inside");
+        assert!(stderr(&out).contains("7"), "{user}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn init_holds_nothing_that_leads_out_of_the_sysroot() {
+    let Some(dir) = native_sysroot() else { return };
+    let script = "for f in /proc/1/fd/*; do echo \"$f $(readlink $f)\"; done; \
+                  ls /proc/1/fd/3/../../.. 2>/dev/null && echo ESCAPED; true";
+    let out = enter(dir.path(), &[], &["sh", "-c", script]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let targets: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        targets,
+        [
+            "/proc/1/fd/0 /dev/null",
+            "/proc/1/fd/1 /dev/null",
+            "/proc/1/fd/2 /dev/null"
+        ],
+        "init keeps descriptors of the tool or the caller: {text}"
+    );
+}
+
+#[test]
+fn kernel_knobs_are_read_only_and_host_internals_masked() {
+    // Native (no user namespace for root today) and foreign (user namespace, private
+    // binfmt_misc under /proc/sys that must still be registered).
+    for arch in [native_arch(), "aarch64"] {
+        let Some(dir) = or_skip(sysroot(arch)) else {
+            continue;
+        };
+        // kernel/domainname belongs to the session's own UTS namespace: writing it
+        // would be harmless even if the protection failed.
+        let script = "uname -m; \
+            echo probe > /proc/sys/kernel/domainname 2>/dev/null && echo sys-writable; \
+            wc -c < /proc/timer_list; \
+            ls /proc/acpi | wc -l; \
+            awk '$5 == \"/proc/sys\" || $5 == \"/sys\" || $5 == \"/proc/sys/fs/binfmt_misc\" \
+              { split($6, o, \",\"); print $5, o[1] }' /proc/self/mountinfo | sort";
+        let out = enter(dir.path(), &[], &["sh", "-c", script]);
+        assert!(out.status.success(), "{arch}: {}", stderr(&out));
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        let machine = sysroot_mk::arch::Arch::from_name(arch)
+            .unwrap()
+            .info()
+            .uname;
+        assert_eq!(lines[0], machine, "{arch}: {text}");
+        assert!(
+            !text.contains("sys-writable"),
+            "{arch}: /proc/sys is writable: {text}"
+        );
+        assert_eq!(
+            lines[1].trim(),
+            "0",
+            "{arch}: /proc/timer_list is not masked: {text}"
+        );
+        assert_eq!(
+            lines[2].trim(),
+            "0",
+            "{arch}: /proc/acpi is not masked: {text}"
+        );
+        for mount in &lines[3..] {
+            assert!(
+                mount.ends_with(" ro"),
+                "{arch}: {mount} is writable: {text}"
+            );
+        }
+        assert!(lines[3..].contains(&"/sys ro"), "{arch}: {text}");
+    }
+}
+
+#[test]
+fn users_whose_ids_do_not_switch_or_that_hide_root_are_refused() {
+    let Some(dir) = native_sysroot() else { return };
+    let passwd = dir.path().join("etc/passwd");
+    let mut text = std::fs::read_to_string(&passwd).unwrap();
+    text.push_str("ghost:x:4294967295:100::/:/bin/sh\ntoor:x:0:0::/root:/bin/sh\n");
+    std::fs::write(&passwd, text).unwrap();
+    for spec in ["ghost", "4294967295"] {
+        let out = enter(dir.path(), &["--user", spec], &["id", "-u"]);
+        assert_eq!(out.status.code(), Some(1), "{spec}: {}", stdout(&out));
+        assert!(stdout(&out).is_empty(), "{spec} ran: {}", stdout(&out));
+        assert!(stderr(&out).contains("4294967295"), "{}", stderr(&out));
+    }
+    let out = enter(dir.path(), &["--user", "toor"], &["id", "-u"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--user root"), "{}", stderr(&out));
+    for spec in ["root", "0"] {
+        let out = enter(dir.path(), &["--user", spec], &["id", "-u"]);
+        assert_eq!(stdout(&out), "0\n", "{spec}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_fifo_as_etc_apk_arch_is_never_opened() {
+    let Some(dir) = native_sysroot() else { return };
+    let arch = dir.path().join("etc/apk/arch");
+    std::fs::remove_file(&arch).unwrap();
+    nix::unistd::mkfifo(&arch, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // A writer blocks in open() until somebody opens the FIFO for reading.
+    let mut writer = Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo x86_64 > {}", arch.display()))
+        .spawn()
+        .unwrap();
+    let out = enter(dir.path(), &[], &["true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+    // Had the tool opened it, the writer would have gone on and ended by now.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let still_blocked = writer.try_wait().unwrap().is_none();
+    let _ = writer.kill();
+    let _ = writer.wait();
+    assert!(still_blocked, "the FIFO was opened for reading");
+}
+
+#[test]
+fn the_command_leads_a_session_of_its_own_and_cannot_push_keystrokes_to_the_caller() {
+    let Some(dir) = native_sysroot() else { return };
+    // Field 6 of stat is the session; a session led outside the pid namespace reads 0.
+    let out = enter(
+        dir.path(),
+        &[],
+        &["sh", "-c", "cut -d' ' -f6 /proc/$$/stat"],
+    );
+    assert_eq!(stdout(&out), "2\n", "{}", stderr(&out));
+
+    let legacy = std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti").unwrap_or_default();
+    if legacy.trim() != "1" {
+        return skip("TIOCSTI is disabled on this kernel (dev.tty.legacy_tiocsti=0)");
+    }
+    let inject = dir.path().join("usr/local/bin/inject");
+    let source = "#include <stdio.h>\n#include <sys/ioctl.h>\nint main(void){char c='X';\
+        for(int fd=0;fd<3;fd++) if(ioctl(fd,TIOCSTI,&c)==0){puts(\"injected\");return 0;}\
+        puts(\"refused\");return 1;}\n";
+    if host_program(&inject, source).is_none() {
+        return skip("no gcc with a static libc for the TIOCSTI probe");
+    }
+    // The caller's terminal is a pty of this test, its controlling terminal: stdin is
+    // not a terminal (so no session pty), stderr is. TIOCSTI needs the terminal to be
+    // the caller's own controlling one (or CAP_SYS_ADMIN, hence a plain user here).
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let mut cmd = enter_command(
+        dir.path(),
+        &["--user", "nobody"],
+        &["/usr/local/bin/inject"],
+    );
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(slave.try_clone().unwrap());
+    let ctty = slave.as_raw_fd();
+    // SAFETY: only syscalls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setsid()?;
+            if libc::ioctl(ctty, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(stdout(&out), "refused\n", "{}", stderr(&out));
+}
+
+#[test]
+fn on_a_terminal_the_session_gets_a_pty_of_its_own() {
+    let Some(dir) = native_sysroot() else { return };
+    if !on_path("script") {
+        return skip("util-linux `script` is missing");
+    }
+    let inner = "t=$(tty) && echo \"TTY=$t\" && test -e \"$t\" && echo exists; \
+                 stty rows 30 cols 100 && stty -a | grep -q 'rows 30' && echo stty-ok; \
+                 echo \"PATH=$PATH\"; exit 5";
+    let tool = env!("CARGO_BIN_EXE_sysroot-mk");
+    let line = format!(
+        "{tool} enter {} -- sh -c '{}'",
+        dir.path().display(),
+        inner.replace('\'', "'\\''")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("PATH", "/host/only:/usr/bin:/bin")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = stdout(&out).replace('\r', "");
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(text.contains("TTY=/dev/pts/"), "{text}");
+    assert!(text.contains("\nexists\n"), "{text}");
+    assert!(text.contains("\nstty-ok\n"), "{text}");
+    assert!(
+        text.contains("\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"),
+        "{text}"
+    );
+}
