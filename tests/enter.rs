@@ -80,22 +80,6 @@ fn every_minirootfs_prints_its_machine_and_exit_status_leaving_the_host_untouche
     }
 }
 
-/// An aarch64 sysroot holding `usr/local/bin/euid`, a static setuid-root program
-/// printing its effective uid, or why not.
-fn aarch64_with_setuid_program() -> Result<tempfile::TempDir, String> {
-    let dir = sysroot("aarch64")?;
-    let program = dir.path().join("usr/local/bin/euid");
-    build_euid_program(&program)
-        .ok_or("aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu) is missing")?;
-    std::os::unix::fs::chown(&program, Some(0), Some(0)).unwrap();
-    std::fs::set_permissions(
-        &program,
-        std::os::unix::fs::PermissionsExt::from_mode(0o4755),
-    )
-    .unwrap();
-    Ok(dir)
-}
-
 #[test]
 fn setuid_program_runs_as_root_under_private_binfmt() {
     let Some(dir) = or_skip(aarch64_with_setuid_program()) else {
@@ -255,6 +239,13 @@ fn mounts_inside_are_the_sysroot_own_and_resolv_conf_is_the_host_s() {
 fn binds_are_visible_writable_or_read_only_and_leave_no_mount_point() {
     let Some(dir) = native_sysroot() else { return };
     let work = tempfile::tempdir().unwrap();
+    // Binds are not id-mapped: root inside is an unprivileged host id there (SECURITY.md),
+    // so the directory must let anyone write.
+    std::fs::set_permissions(
+        work.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     std::fs::write(work.path().join("input"), "from host\n").unwrap();
     let ro = tempfile::tempdir().unwrap();
     let rw = format!("{}:/work/src", work.path().display());
@@ -271,6 +262,11 @@ fn binds_are_visible_writable_or_read_only_and_leave_no_mount_point() {
         std::fs::read_to_string(work.path().join("output")).unwrap(),
         "out\n"
     );
+    if is_root() {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(work.path().join("output")).unwrap().uid();
+        assert_ne!(owner, 0, "root inside created a file owned by host root");
+    }
     assert!(
         !dir.path().join("work").exists(),
         "the created mount point stayed"

@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use sysroot_mk::arch::Arch;
 use sysroot_mk::binfmt::{self, Flags, Registration, Table};
-use sysroot_mk::enter::{self, Bind, BinfmtMode, EnterError, EnterOptions};
+use sysroot_mk::enter::{self, Bind, BinfmtMode, EnterError, EnterOptions, UsernsMode};
 use sysroot_mk::report::Reporter;
 
 /// `sysroot-mk enter [OPTIONS] DIR [-- CMD [ARGS...]]`
@@ -35,6 +35,11 @@ pub struct EnterArgs {
     /// The hostname inside (default: the sysroot's `etc/hostname`).
     #[arg(long)]
     hostname: Option<String>,
+    /// How the session's ids map to the host's: `auto` (default: for root, an
+    /// unprivileged range of host ids, the sysroot shown through an id-mapped mount, so
+    /// root inside is not root outside) or `identity` (root inside is host root).
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    userns: UsernsMode,
     /// Say what is being set up.
     #[arg(long, short)]
     verbose: bool,
@@ -126,6 +131,7 @@ pub fn run_enter(args: EnterArgs) -> anyhow::Result<i32> {
         binds: args.bind,
         env,
         hostname: args.hostname,
+        userns: args.userns,
     };
     match enter::run(
         &options,

@@ -20,6 +20,7 @@ mod emulation;
 mod exec;
 mod fds;
 mod files;
+mod idmapped;
 mod mount_points;
 mod mounts;
 mod namespaces;
@@ -35,6 +36,7 @@ use crate::arch::Arch;
 use crate::binfmt::BinfmtError;
 use crate::report::Reporter;
 use crate::rootfs::RootDir;
+use crate::userns::IdMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -60,6 +62,32 @@ impl FromStr for BinfmtMode {
             "global" => Ok(BinfmtMode::Global),
             _ => Err(format!(
                 "unknown binfmt mode `{s}`; expected `private`, `host` or `global`"
+            )),
+        }
+    }
+}
+
+/// Whose ids the session's are on the host (`--userns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UsernsMode {
+    /// For root: an unprivileged range of host ids that no host user owns, with the
+    /// sysroot shown through an id-mapped mount; the identity map (with a warning) where
+    /// the filesystem has no id-mapped mounts. For other users: their own ids.
+    #[default]
+    Auto,
+    /// As before the range existed: root inside is root on the host (no user namespace
+    /// at all for a native sysroot, the identity map for a private binfmt_misc).
+    Identity,
+}
+
+impl FromStr for UsernsMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(UsernsMode::Auto),
+            "identity" => Ok(UsernsMode::Identity),
+            _ => Err(format!(
+                "unknown userns mode `{s}`; expected `auto` or `identity`"
             )),
         }
     }
@@ -124,6 +152,8 @@ pub struct EnterOptions {
     pub env: Vec<(OsString, Option<OsString>)>,
     /// The hostname inside; default: the sysroot's `etc/hostname`.
     pub hostname: Option<String>,
+    /// How the session's ids map to the host's.
+    pub userns: UsernsMode,
 }
 
 /// What can go wrong entering a sysroot.
@@ -287,12 +317,17 @@ pub fn run(options: &EnterOptions, reporter: &dyn Reporter) -> Result<i32, Enter
         user.name,
         emulation.describe()
     ));
+    let (idmap, tree) = session_map(&root_fd, options, &emulation, reporter);
+    reporter.info(&format!("user namespace: {}", describe_map(&idmap)));
     let mut made = mount_points::MountPoints::new(&root_fd);
     let result = (|| {
         let plan = mounts::prepare(&root, &mut made, options, &emulation, reporter)?;
         let child = namespaces::Child {
             root: &root,
             root_id,
+            idmap: &idmap,
+            tree: tree.as_ref(),
+            switch_to_root: matches!(idmap, IdMap::Range { .. }),
             emulation: &emulation,
             mounts: &plan,
             user: &user,
@@ -304,6 +339,51 @@ pub fn run(options: &EnterOptions, reporter: &dyn Reporter) -> Result<i32, Enter
     })();
     made.remove_created();
     result
+}
+
+/// The id map of the session and, for [`IdMap::Range`], the sysroot's id-mapped tree.
+fn session_map(
+    root: &RootDir,
+    options: &EnterOptions,
+    emulation: &Emulation,
+    reporter: &dyn Reporter,
+) -> (IdMap, Option<std::os::fd::OwnedFd>) {
+    let wants_userns = matches!(emulation, Emulation::Private { .. });
+    let fallback = || IdMap::choose(wants_userns);
+    if options.userns == UsernsMode::Identity || !nix::unistd::geteuid().is_root() {
+        return (fallback(), None);
+    }
+    let why = match IdMap::unprivileged_range() {
+        None => "no range of 65536 host ids is free of users and subordinate ranges".to_string(),
+        Some(map) => match idmapped::sysroot_tree(root, &map) {
+            Ok(tree) => return (map, Some(tree)),
+            Err(e) => format!("cannot show it through an id-mapped mount ({e})"),
+        },
+    };
+    reporter.warn(&format!(
+        "`{}`: {why}; the session runs with the identity map: root inside is root on the \
+         host, so a `--user` session that reaches root inside (a setuid program, qemu's C \
+         flag) reaches root on the host; enter only sysroots and users you trust, or put \
+         the sysroot on ext4, xfs, btrfs or tmpfs",
+        root.path().display()
+    ));
+    (fallback(), None)
+}
+
+fn describe_map(map: &IdMap) -> String {
+    match map {
+        IdMap::None => "none (host ids)".into(),
+        IdMap::Identity => "identity (root inside is host root)".into(),
+        IdMap::Range { base, count } => {
+            format!(
+                "ids 0-{} inside are host ids {base}-{}",
+                count - 1,
+                base + (count - 1)
+            )
+        }
+        IdMap::Subordinate { .. } => "the caller's subordinate ids".into(),
+        IdMap::Single => "the caller alone, as root".into(),
+    }
 }
 
 fn command_line(options: &EnterOptions, user: &SysrootUser) -> Vec<OsString> {

@@ -9,7 +9,7 @@
 use super::emulation::Emulation;
 use super::mount_points::{Kind, MountPoints};
 use super::namespaces::{Failure, Step};
-use super::proc_mask;
+use super::{idmapped, proc_mask};
 use super::{Bind, EnterError, EnterOptions};
 use crate::binfmt::{self, Registration, Table};
 use crate::report::Reporter;
@@ -113,6 +113,7 @@ fn target(root: &RootDir, rel: &str) -> Result<OwnedFd, Failure> {
 pub(crate) fn setup(
     root: &Path,
     root_id: (u64, u64),
+    tree: Option<OwnedFd>,
     plan: &MountPlan,
     ids_mapped: bool,
 ) -> Result<(), Failure> {
@@ -130,16 +131,25 @@ pub(crate) fn setup(
     // one can go: the path is opened again here and must still be the directory the tool
     // checked (a rename in a writable parent would otherwise swap it).
     let first = same_root(root, root_id)?;
-    mount_at(
-        Some(&fd_path(&first)),
-        &first,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )
-    .step("bind the sysroot on itself")?;
+    let top = match tree {
+        // The id-mapped copy of the checked handle goes over the sysroot: it is the new root.
+        Some(tree) => {
+            idmapped::attach(&tree, &first).step("mount the id-mapped sysroot")?;
+            RootDir::open(&fd_path(&tree)).step("open the id-mapped sysroot")?
+        }
+        None => {
+            mount_at(
+                Some(&fd_path(&first)),
+                &first,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .step("bind the sysroot on itself")?;
+            same_root(root, root_id)?
+        }
+    };
     drop(first);
-    let top = same_root(root, root_id)?;
     let top = &top;
 
     let fs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;

@@ -102,6 +102,12 @@ pub(crate) struct Child<'a> {
     pub root: &'a Path,
     /// Device and inode of the sysroot the tool checked; init refuses any other.
     pub root_id: (u64, u64),
+    /// How the session's ids map to the host's.
+    pub idmap: &'a IdMap,
+    /// The sysroot's id-mapped tree (with [`IdMap::Range`]), for init to move in place.
+    pub tree: Option<&'a OwnedFd>,
+    /// Whether init must switch to the namespace's root first (its ids are not mapped).
+    pub switch_to_root: bool,
     /// How its binaries run.
     pub emulation: &'a Emulation,
     /// What init mounts.
@@ -125,7 +131,7 @@ pub(crate) fn spawn_and_wait(child: &Child<'_>) -> Result<i32, EnterError> {
             source: std::io::Error::from(e),
         }
     };
-    let idmap = IdMap::choose(matches!(child.emulation, Emulation::Private { .. }));
+    let idmap = child.idmap;
     let path = child
         .env
         .iter()
@@ -180,7 +186,7 @@ pub(crate) fn spawn_and_wait(child: &Child<'_>) -> Result<i32, EnterError> {
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC;
-    if idmap != IdMap::None {
+    if *idmap != IdMap::None {
         flags |= CloneFlags::CLONE_NEWUSER;
     }
     let mut stack = vec![0u8; STACK_SIZE];
@@ -189,6 +195,7 @@ pub(crate) fn spawn_and_wait(child: &Child<'_>) -> Result<i32, EnterError> {
         sync_r: sync_r.as_raw_fd(),
         err_w: err_w.as_raw_fd(),
         sock: sock_init.as_raw_fd(),
+        tree: child.tree.map_or(-1, |t| t.as_raw_fd()),
     };
     let init = Box::new(|| -> isize { init(child, &exec, &init_fds, ids_mapped, &blocked) });
     // SAFETY: the child gets a copy of this (single-threaded) process and its own stack
@@ -212,7 +219,7 @@ pub(crate) fn spawn_and_wait(child: &Child<'_>) -> Result<i32, EnterError> {
                 err_r,
                 sock: sock_tool,
             };
-            supervise(pid, &idmap, pipes, child.root, use_pty, &blocked)
+            supervise(pid, idmap, pipes, child.root, use_pty, &blocked)
         }
     };
     // Ctrl-C that ended the command is pending here too: it was the command's to handle,
@@ -264,6 +271,8 @@ struct InitFds {
     err_w: RawFd,
     /// init's end of the socket the pty master travels over.
     sock: RawFd,
+    /// The id-mapped tree of the sysroot, or -1.
+    tree: RawFd,
 }
 
 /// The tool's ends of the same channels.
@@ -295,17 +304,18 @@ fn supervise(
         });
     }
     let _ = std::fs::File::from(sync_w).write_all(b"g");
-    // init sends the master before it forks the command, or closes the socket on failure.
+    // init sends the master before it forks the command, or closes its end on failure.
     let master = if use_pty {
         pty::recv_fd(sock.as_raw_fd()).ok().flatten()
     } else {
         None
     };
-    drop(sock);
     let mut report = Vec::new();
     let _ = std::fs::File::from(err_r)
         .take(64 * 1024)
         .read_to_end(&mut report);
+    // Open until here: init takes its closing for the tool's death.
+    drop(sock);
     let status = match master {
         Some(master) => {
             // Restored when it drops, on every way out of the relay.
@@ -377,6 +387,18 @@ fn send_failure(err_w: &OwnedFd, exec: bool, failure: &Failure) {
     let _ = nix::unistd::write(err_w, message.as_bytes());
 }
 
+/// Whether the peer of the socket `sock` has closed it (the tool has ended).
+fn tool_gone(sock: RawFd) -> bool {
+    let mut fd = libc::pollfd {
+        fd: sock,
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no waiting.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
+}
+
 /// pid 1: waits for the id maps, mounts, forks the command, reaps until it ends.
 fn init(
     child: &Child<'_>,
@@ -388,7 +410,7 @@ fn init(
     // Nothing of the tool's stays here: not the sysroot's O_PATH handle (a way out
     // through /proc/1/fd), not the caller's stray descriptors, not the write end of the
     // go-ahead pipe (the tool's death must read as EOF below).
-    fds::close_all_but(&[fds.sync_r, fds.err_w, fds.sock]);
+    fds::close_all_but(&[fds.sync_r, fds.err_w, fds.sock, fds.tree]);
     // SAFETY: descriptors numbered in `fds` stay open in this process until closed here.
     let (sync_r, err_w, sock) = unsafe {
         (
@@ -407,9 +429,27 @@ fn init(
     drop(sync_r);
     let err_w = &err_w;
     let setup = (|| -> Result<Option<OwnedFd>, Failure> {
+        if child.switch_to_root {
+            // Born with the tool's kernel ids (host root's), which the range does not map:
+            // become the namespace's root, an unprivileged id outside, before anything else.
+            nix::unistd::setgroups(&[]).step("drop the host's groups")?;
+            let (uid, gid) = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
+            nix::unistd::setresgid(gid, gid, gid).step("become the session's root group")?;
+            nix::unistd::setresuid(uid, uid, uid).step("become the session's root")?;
+            // A credential change clears the parent-death signal: set it again, then make
+            // sure the tool did not die in between (its end of the socket would be closed).
+            // SAFETY: prctl with integer arguments.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+            if tool_gone(sock.as_raw_fd()) {
+                // SAFETY: ends init; nothing to clean up.
+                unsafe { libc::_exit(1) };
+            }
+        }
         nix::unistd::sethostname(child.hostname)
             .step(&format!("set the hostname `{}`", child.hostname))?;
-        mounts::setup(child.root, child.root_id, child.mounts, ids_mapped)?;
+        // SAFETY: kept open by close_all_but, owned by nothing else in this process.
+        let tree = (fds.tree >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fds.tree) });
+        mounts::setup(child.root, child.root_id, tree, child.mounts, ids_mapped)?;
         if !exec.ttys[0] {
             return Ok(None);
         }

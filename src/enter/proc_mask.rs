@@ -8,12 +8,12 @@
 //! inside is an unprivileged id outside, so the host's sysctls refuse it); these keep
 //! the identity-mapped fallback and mistakes inside from reaching the host's knobs.
 
+use super::idmapped::{mount_setattr, MOUNT_ATTR_RDONLY};
 use super::mounts::{fd_path, mount_at};
 use super::namespaces::{Failure, Step};
 use crate::rootfs::RootDir;
 use nix::mount::MsFlags;
 use rustix::fs::OFlags;
-use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
 /// Made read-only (with everything mounted below them).
@@ -35,48 +35,6 @@ const MASKED_FILES: [&str; 6] = [
 ];
 /// Directories hidden behind an empty read-only tmpfs.
 const MASKED_DIRS: [&str; 4] = ["proc/acpi", "proc/scsi", "proc/asound", "sys/firmware"];
-
-/// `mount_setattr`'s flag for a read-only mount.
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-
-/// `struct mount_attr` of `mount_setattr(2)`.
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-/// Sets `attr_set` on the mount at `fd` (and every mount below it), with the user
-/// namespace `userns` for [`MOUNT_ATTR_IDMAP`].
-pub(crate) fn mount_setattr(
-    fd: &impl AsFd,
-    attr_set: u64,
-    userns: Option<&impl AsFd>,
-) -> std::io::Result<()> {
-    let attr = MountAttr {
-        attr_set,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.map_or(0, |u| u.as_fd().as_raw_fd() as u64),
-    };
-    // SAFETY: a valid descriptor, an empty C string and a struct of the size passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_fd().as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
 
 /// Opens `rel` as a path; `None` when this kernel has no such file.
 fn existing(top: &RootDir, rel: &str) -> Result<Option<std::os::fd::OwnedFd>, Failure> {

@@ -264,18 +264,46 @@ impl Drop for HostHandler {
 /// Compiles a static aarch64 program printing its effective uid, if the cross compiler
 /// is there.
 pub fn build_euid_program(out: &Path) -> Option<()> {
+    build_aarch64_program(
+        out,
+        "#include <stdio.h>\n#include <unistd.h>\nint main(void){printf(\"%d\\n\",(int)geteuid());return 0;}\n",
+    )
+}
+
+/// Compiles `source` into a static aarch64 program at `out`, if the cross compiler (and
+/// its libc, `libc6-dev-arm64-cross`) is there.
+pub fn build_aarch64_program(out: &Path, source: &str) -> Option<()> {
     if !on_path("aarch64-linux-gnu-gcc") {
         return None;
     }
     let src = out.with_extension("c");
-    std::fs::write(&src, "#include <stdio.h>\n#include <unistd.h>\nint main(void){printf(\"%d\\n\",(int)geteuid());return 0;}\n").unwrap();
+    std::fs::write(&src, source).unwrap();
     let status = Command::new("aarch64-linux-gnu-gcc")
         .args(["-static", "-O2", "-o"])
         .arg(out)
         .arg(&src)
         .status()
         .ok()?;
+    let _ = std::fs::remove_file(&src);
     status.success().then_some(())
+}
+
+/// Makes `path` owned by root and setuid.
+pub fn make_setuid_root(path: &Path) {
+    std::os::unix::fs::chown(path, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+}
+
+/// An aarch64 sysroot holding `usr/local/bin/euid`, a static setuid-root program
+/// printing its effective uid, or why not.
+pub fn aarch64_with_setuid_program() -> Result<tempfile::TempDir, String> {
+    let dir = sysroot("aarch64")?;
+    let program = dir.path().join("usr/local/bin/euid");
+    build_euid_program(&program).ok_or(
+        "aarch64-linux-gnu-gcc with its libc (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross) is missing",
+    )?;
+    make_setuid_root(&program);
+    Ok(dir)
 }
 
 /// Root, the shared data and (for foreign arches) qemu with a private binfmt_misc, or why not.
