@@ -266,3 +266,23 @@ fn on_a_terminal_the_session_gets_a_pty_of_its_own() {
         "{text}"
     );
 }
+
+#[test]
+fn qemu_variables_never_reach_the_session_from_the_caller() {
+    let Some(dir) = native_sysroot() else { return };
+    let out = enter_command(dir.path(), &[], &["sh", "-c", "env | grep -c '^QEMU_'"])
+        .env("QEMU_LD_PREFIX", "/tmp/fake")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "0\n", "{}", stderr(&out));
+    for spec in ["QEMU_LD_PREFIX=/tmp/fake", "QEMU_STRACE"] {
+        let out = enter_command(dir.path(), &["--env", spec], &["true"])
+            .env("QEMU_STRACE", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{spec}");
+        assert!(stderr(&out).contains("QEMU_"), "{}", stderr(&out));
+    }
+}

@@ -29,7 +29,8 @@ pub struct EnterArgs {
     /// Bind a host path inside: `SRC:DST[:ro]` (repeatable).
     #[arg(long, value_name = "SRC:DST[:ro]")]
     bind: Vec<Bind>,
-    /// Add `NAME=VALUE` to the clean environment, or pass the host's `NAME` (repeatable).
+    /// Add `NAME=VALUE` to the clean environment, or pass the host's `NAME` (repeatable;
+    /// `QEMU_*` is refused: set it inside the session instead).
     #[arg(long, value_name = "NAME[=VALUE]")]
     env: Vec<OsString>,
     /// The hostname inside (default: the sysroot's `etc/hostname`).

@@ -214,6 +214,9 @@ pub enum EnterError {
         /// What was asked for.
         user: String,
     },
+    /// `--env` names a variable of qemu's.
+    #[error("`--env {0}`: qemu's `QEMU_*` variables are not passed into a session (they steer the emulator of every program inside, setuid ones included); set it inside instead, e.g. `-- env {0}=... CMD`")]
+    QemuVariable(String),
     /// binfmt_misc or qemu trouble.
     #[error(transparent)]
     Binfmt(#[from] BinfmtError),
@@ -300,6 +303,15 @@ pub fn run(options: &EnterOptions, reporter: &dyn Reporter) -> Result<i32, Enter
         Some(spec) => user::lookup(&root, &root_fd, spec)?,
         None => user::root_user(&root, &root_fd)?,
     };
+    if let Some((name, _)) = options
+        .env
+        .iter()
+        .find(|(name, _)| name.as_encoded_bytes().starts_with(b"QEMU_"))
+    {
+        return Err(EnterError::QemuVariable(
+            name.to_string_lossy().into_owned(),
+        ));
+    }
     for bind in &options.binds {
         if !bind.source.exists() {
             return Err(EnterError::BindSource(bind.source.clone()));
