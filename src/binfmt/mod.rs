@@ -65,6 +65,9 @@ pub enum BinfmtError {
          run `mount -t binfmt_misc binfmt_misc {HOST_MOUNT}` as root"
     )]
     HostNotMounted,
+    /// Changing the host's table takes root.
+    #[error("`sysroot-mk binfmt {0}` changes the host's binfmt_misc table and needs root; run it with sudo or as root")]
+    NeedsRoot(&'static str),
     /// Mounting an instance failed.
     #[error("cannot mount binfmt_misc at `{path}`")]
     Mount {

@@ -251,6 +251,17 @@ impl HostHandler {
     }
 }
 
+impl HostHandler {
+    /// Enables or disables the entry (writes `1` or `0` to its file).
+    pub fn set_enabled(&self, enabled: bool) {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.entry)
+            .unwrap();
+        f.write_all(if enabled { b"1" } else { b"0" }).unwrap();
+    }
+}
+
 impl Drop for HostHandler {
     fn drop(&mut self) {
         if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&self.entry) {
