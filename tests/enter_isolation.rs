@@ -286,3 +286,41 @@ fn qemu_variables_never_reach_the_session_from_the_caller() {
         assert!(stderr(&out).contains("QEMU_"), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn mount_points_of_a_killed_run_are_removed_by_the_next_run() {
+    use std::io::{BufRead, BufReader};
+    let Some(dir) = native_sysroot() else { return };
+    let host = tempfile::tempdir().unwrap();
+    let bind = format!("{}:/srv/made/deep", host.path().display());
+    let mut child = enter_command(
+        dir.path(),
+        &["--bind", &bind],
+        &["sh", "-c", "echo ready; exec sleep 30"],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // EOF once the session is gone with its mounts.
+    assert!(lines.map_while(Result::ok).next().is_none());
+    assert!(
+        dir.path().join("srv/made/deep").is_dir(),
+        "nothing to clean up: test is void"
+    );
+    let out = enter(dir.path(), &[], &["true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !dir.path().join("srv/made").exists(),
+        "the killed run's mount point stayed"
+    );
+    assert!(
+        dir.path().join("srv").is_dir(),
+        "the sysroot's own srv went away"
+    );
+    assert!(!dir.path().join(".sysroot-mk-mount-points").exists());
+}

@@ -13,7 +13,14 @@
 //! carry out a plan; their failures come back through a close-on-exec pipe. The mounts
 //! live in the new mount namespace and vanish with it, also when the tool is killed
 //! (init has a parent-death signal). The only host-side traces are mount points created
-//! in the sysroot when missing, which the tool removes again on exit.
+//! in the sysroot when missing, which the tool removes again on exit, or the next run
+//! does after a kill (they are recorded first).
+//!
+//! What the session may not get from the host (SECURITY.md): run by root, the session's
+//! root is an unprivileged host id and sees the sysroot through an id-mapped mount
+//! (`idmapped`); no inherited descriptor crosses into it (`fds`); it gets its own
+//! session and pty (`pty`); `/proc` and `/sys` are trimmed (`proc_mask`); the sysroot's
+//! files are read only when regular (`files`).
 
 mod detect;
 mod emulation;
