@@ -136,3 +136,42 @@ fn root_inside_sees_the_sysroot_as_its_own_through_a_non_identity_map() {
     // What root inside creates in the sysroot belongs to root there.
     assert_eq!(owner(&dir.path().join("etc/made-inside")), Some(0));
 }
+
+#[test]
+fn without_id_mapped_mounts_the_identity_fallback_is_announced() {
+    if !is_root() || !namespaces_available() || !on_path("unshare") {
+        return skip("needs root, mount namespaces and util-linux `unshare`");
+    }
+    let Some(tarball) = minirootfs(native_arch()) else {
+        return skip("../shared/alpine/minirootfs is missing");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // ramfs has no id-mapped mounts; mounted in a mount namespace of the test's own.
+    let script = format!(
+        "mount -t ramfs none {d} && tar -xzf {t} -C {d} && \
+         exec {tool} enter {d} -- sh -c 'id -u; cat /proc/self/uid_map'",
+        d = dir.path().display(),
+        t = tarball.display(),
+        tool = env!("CARGO_BIN_EXE_sysroot-mk"),
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning:")
+            && err.contains("identity map")
+            && err.contains("root on the host"),
+        "{err}"
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "0", "{text}");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "4294967295"],
+        "{text}"
+    );
+}
