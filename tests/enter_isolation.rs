@@ -324,3 +324,78 @@ fn mount_points_of_a_killed_run_are_removed_by_the_next_run() {
     );
     assert!(!dir.path().join(".sysroot-mk-mount-points").exists());
 }
+
+#[test]
+fn the_session_pty_follows_the_caller_s_window_size() {
+    use std::io::Read;
+    let Some(dir) = native_sysroot() else { return };
+    let size = |rows, cols| libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size(40, 120)), None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let script = "stty size; trap 'stty size; exit 3' WINCH; echo ready; \
+                  while :; do sleep 0.1; done";
+    let mut cmd = enter_command(dir.path(), &[], &["sh", "-c", script]);
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    // SAFETY: only syscalls between fork and exec: the pty as controlling terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()?;
+            if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let mut master = std::fs::File::from(pty.master);
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    // A generous deadline so that a regression fails instead of hanging.
+    let mut read_until = |master: &mut std::fs::File, seen: &mut String, what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !seen.contains(what) {
+            let mut fd = libc::pollfd {
+                fd: master.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let ready = unsafe { libc::poll(&mut fd, 1, 200) };
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no `{what}` in: {seen}"
+            );
+            if ready <= 0 {
+                continue;
+            }
+            let n = master.read(&mut buf).unwrap_or(0);
+            assert!(n > 0, "no `{what}` in: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    };
+    read_until(&mut master, &mut seen, "ready");
+    assert!(seen.contains("40 120"), "{seen}");
+    // Resizing the caller's terminal signals the tool, which resizes the session's.
+    // SAFETY: TIOCSWINSZ with a winsize.
+    assert_eq!(
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size(50, 160)) },
+        0
+    );
+    let resized = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        read_until(&mut master, &mut seen, "50 160")
+    }));
+    if resized.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the session's pty kept its size: {seen}");
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(3), "{seen}");
+}
