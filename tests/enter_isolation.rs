@@ -399,3 +399,41 @@ fn the_session_pty_follows_the_caller_s_window_size() {
     }
     assert_eq!(child.wait().unwrap().code(), Some(3), "{seen}");
 }
+
+#[test]
+fn ctrl_c_reaches_a_command_in_its_own_session_without_a_session_pty() {
+    use std::io::Read;
+    let Some(dir) = native_sysroot() else { return };
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    // stdin is not a terminal (no session pty): the command leads a session of its own,
+    // so the terminal's SIGINT reaches only the tool, which must pass it down.
+    let mut cmd = enter_command(dir.path(), &[], &["sh", "-c", "echo ready; exec sleep 30"]);
+    cmd.stdin(Stdio::null())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap());
+    let ctty = slave.as_raw_fd();
+    // SAFETY: only syscalls between fork and exec: the pty as controlling terminal.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setsid()?;
+            if libc::ioctl(ctty, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    drop(slave);
+    let mut master = std::fs::File::from(pty.master);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        let n = master.read(&mut buf).unwrap();
+        assert!(n > 0, "no output: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    std::io::Write::write_all(&mut master, b"\x03").unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(128 + 2));
+}

@@ -28,6 +28,7 @@ mod exec;
 mod fds;
 mod files;
 mod idmapped;
+mod init;
 mod mount_points;
 mod mounts;
 mod namespaces;

@@ -2,16 +2,18 @@
 //! uts and ipc namespaces), init mounts and forks the command, both wait and forward.
 //!
 //! Signals: the tool and init block the signals they forward and take them with
-//! `sigwaitinfo`, so nothing runs in a signal handler. A signal the terminal sends
-//! (`si_code == SI_KERNEL`, e.g. Ctrl-C) already reached the command, which shares the
-//! process group, and is not forwarded again; one sent with `kill` (SIGTERM from a
-//! supervisor) is passed down tool -> init -> command. Init has a parent-death signal,
-//! so killing the tool with SIGKILL still takes the namespaces and their mounts down.
+//! `sigwaitinfo` (the tool, relaying a pty, with a signalfd), so nothing runs in a
+//! signal handler. The command leads a session of its own, so nothing the caller's
+//! terminal sends reaches it directly: the tool passes every signal it takes down to
+//! init, which passes it to the command. init, in the tool's process group, also gets
+//! the terminal's signals (`si_code == SI_KERNEL`, e.g. Ctrl-C) itself and ignores
+//! those. Init has a parent-death signal, so killing the tool with SIGKILL still takes
+//! the namespaces and their mounts down.
 
 use super::emulation::Emulation;
-use super::exec::{cstring, run_command, Exec};
-use super::fds;
-use super::mounts::{self, MountPlan};
+use super::exec::{cstring, Exec};
+use super::init;
+use super::mounts::MountPlan;
 use super::pty;
 use super::user::SysrootUser;
 use super::EnterError;
@@ -23,7 +25,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -191,13 +193,13 @@ pub(crate) fn spawn_and_wait(child: &Child<'_>) -> Result<i32, EnterError> {
     }
     let mut stack = vec![0u8; STACK_SIZE];
     let ids_mapped = idmap.ids_mapped();
-    let init_fds = InitFds {
+    let init_fds = init::InitFds {
         sync_r: sync_r.as_raw_fd(),
         err_w: err_w.as_raw_fd(),
         sock: sock_init.as_raw_fd(),
         tree: child.tree.map_or(-1, |t| t.as_raw_fd()),
     };
-    let init = Box::new(|| -> isize { init(child, &exec, &init_fds, ids_mapped, &blocked) });
+    let init = Box::new(|| -> isize { init::init(child, &exec, &init_fds, ids_mapped, &blocked) });
     // SAFETY: the child gets a copy of this (single-threaded) process and its own stack
     // buffer; it only runs `init`, which ends in `_exit`.
     let pid = unsafe { nix::sched::clone(init, &mut stack, flags, Some(libc::SIGCHLD)) };
@@ -261,18 +263,6 @@ fn socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: two new descriptors that nothing else owns.
     Ok(unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) })
-}
-
-/// init's ends of the channels, as numbers: init closes every other descriptor first.
-struct InitFds {
-    /// Read end of the go-ahead pipe.
-    sync_r: RawFd,
-    /// Write end of the failure report pipe.
-    err_w: RawFd,
-    /// init's end of the socket the pty master travels over.
-    sock: RawFd,
-    /// The id-mapped tree of the sysroot, or -1.
-    tree: RawFd,
 }
 
 /// The tool's ends of the same channels.
@@ -341,7 +331,7 @@ fn supervise(
 
 /// Waits for `child` while forwarding signals that were sent with `kill`; with
 /// `reap_all`, also reaps every other process (init's duty). Returns the exit status.
-fn wait_forwarding(child: Pid, reap_all: bool) -> i32 {
+pub(crate) fn wait_forwarding(child: Pid, reap_all: bool) -> i32 {
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);
     for s in FORWARDED {
@@ -366,7 +356,9 @@ fn wait_forwarding(child: Pid, reap_all: bool) -> i32 {
         }
         // SAFETY: sigwaitinfo filled `info` when it returned a signal.
         let code = unsafe { info.assume_init() }.si_code;
-        if code != SI_KERNEL {
+        // init shares the tool's process group, so the terminal's own signals reach it
+        // directly as well as through the tool: it passes on only the tool's copy.
+        if code != SI_KERNEL || !reap_all {
             if let Ok(signal) = Signal::try_from(sig) {
                 let _ = kill(child, signal);
             }
@@ -379,136 +371,6 @@ fn parse_failure(report: &[u8]) -> Option<(bool, String, i32)> {
     let (head, step) = text.split_once('\n')?;
     let (kind, errno) = head.split_at_checked(1)?;
     Some((kind == "E", step.to_string(), errno.parse().ok()?))
-}
-
-fn send_failure(err_w: &OwnedFd, exec: bool, failure: &Failure) {
-    let kind = if exec { "E" } else { "S" };
-    let message = format!("{kind}{}\n{}", failure.errno, failure.step);
-    let _ = nix::unistd::write(err_w, message.as_bytes());
-}
-
-/// Whether the peer of the socket `sock` has closed it (the tool has ended).
-fn tool_gone(sock: RawFd) -> bool {
-    let mut fd = libc::pollfd {
-        fd: sock,
-        events: libc::POLLRDHUP,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, no waiting.
-    let n = unsafe { libc::poll(&mut fd, 1, 0) };
-    n > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
-}
-
-/// pid 1: waits for the id maps, mounts, forks the command, reaps until it ends.
-fn init(
-    child: &Child<'_>,
-    exec: &Exec,
-    fds: &InitFds,
-    ids_mapped: bool,
-    blocked: &SigSet,
-) -> isize {
-    // Nothing of the tool's stays here: not the sysroot's O_PATH handle (a way out
-    // through /proc/1/fd), not the caller's stray descriptors, not the write end of the
-    // go-ahead pipe (the tool's death must read as EOF below).
-    fds::close_all_but(&[fds.sync_r, fds.err_w, fds.sock, fds.tree]);
-    // SAFETY: descriptors numbered in `fds` stay open in this process until closed here.
-    let (sync_r, err_w, sock) = unsafe {
-        (
-            OwnedFd::from_raw_fd(fds.sync_r),
-            OwnedFd::from_raw_fd(fds.err_w),
-            OwnedFd::from_raw_fd(fds.sock),
-        )
-    };
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
-    let mut go = [0u8; 1];
-    // EOF instead of the byte: the tool died or gave up.
-    if !matches!(nix::unistd::read(&sync_r, &mut go), Ok(1)) {
-        unsafe { libc::_exit(1) };
-    }
-    drop(sync_r);
-    let err_w = &err_w;
-    let setup = (|| -> Result<Option<OwnedFd>, Failure> {
-        if child.switch_to_root {
-            // Born with the tool's kernel ids (host root's), which the range does not map:
-            // become the namespace's root, an unprivileged id outside, before anything else.
-            nix::unistd::setgroups(&[]).step("drop the host's groups")?;
-            let (uid, gid) = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
-            nix::unistd::setresgid(gid, gid, gid).step("become the session's root group")?;
-            nix::unistd::setresuid(uid, uid, uid).step("become the session's root")?;
-            // A credential change clears the parent-death signal: set it again, then make
-            // sure the tool did not die in between (its end of the socket would be closed).
-            // SAFETY: prctl with integer arguments.
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
-            if tool_gone(sock.as_raw_fd()) {
-                // SAFETY: ends init; nothing to clean up.
-                unsafe { libc::_exit(1) };
-            }
-        }
-        nix::unistd::sethostname(child.hostname)
-            .step(&format!("set the hostname `{}`", child.hostname))?;
-        // SAFETY: kept open by close_all_but, owned by nothing else in this process.
-        let tree = (fds.tree >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fds.tree) });
-        mounts::setup(child.root, child.root_id, tree, child.mounts, ids_mapped)?;
-        if !exec.ttys[0] {
-            return Ok(None);
-        }
-        let (master, slave) = pty::open_pair()?;
-        pty::send_fd(sock.as_raw_fd(), master.as_raw_fd()).step("hand the pty to the tool")?;
-        Ok(Some(slave))
-    })();
-    drop(sock);
-    let slave = match setup {
-        Ok(slave) => slave,
-        Err(failure) => {
-            send_failure(err_w, false, &failure);
-            unsafe { libc::_exit(125) };
-        }
-    };
-    // SAFETY: init is single-threaded; the command side only prepares credentials and execs.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            let slave = slave.as_ref().map(|s| s.as_raw_fd());
-            let failure = run_command(child.user, exec, blocked, slave);
-            let status = if failure.errno == libc::ENOENT {
-                127
-            } else {
-                126
-            };
-            send_failure(err_w, failure.step.starts_with("exec "), &failure);
-            unsafe { libc::_exit(status) };
-        }
-        Ok(nix::unistd::ForkResult::Parent { child: command }) => {
-            // The command's copy closes on exec; with ours gone the tool sees EOF.
-            // SAFETY: the descriptor is not used again in this process.
-            unsafe { libc::close(err_w.as_raw_fd()) };
-            drop(slave);
-            // init keeps no way to the caller's files or terminal: the command has them.
-            if let Ok(null) = nix::fcntl::open(
-                "/dev/null",
-                nix::fcntl::OFlag::O_RDWR,
-                nix::sys::stat::Mode::empty(),
-            ) {
-                for fd in 0..3 {
-                    // SAFETY: dup2 onto the standard descriptors of this process.
-                    unsafe { libc::dup2(null.as_raw_fd(), fd) };
-                }
-            }
-            let status = wait_forwarding(command, true);
-            unsafe { libc::_exit(status) };
-        }
-        Err(e) => {
-            send_failure(
-                err_w,
-                false,
-                &Failure {
-                    step: "fork the command".into(),
-                    errno: e as i32,
-                },
-            );
-            unsafe { libc::_exit(125) };
-        }
-    }
 }
 
 #[cfg(test)]
