@@ -8,7 +8,12 @@
 //! checked sysroot handle into a detached mount (`open_tree`), attaches the map of a
 //! throwaway user namespace with the same map (`mount_setattr(MOUNT_ATTR_IDMAP)`), and
 //! init moves that mount onto the sysroot inside its namespace (`move_mount`).
+//! [`session_map`] chooses the map of a session and falls back, with a warning, to the
+//! identity map where the filesystem has no id-mapped mounts.
 
+use super::emulation::Emulation;
+use super::UsernsMode;
+use crate::report::Reporter;
 use crate::rootfs::RootDir;
 use crate::userns::IdMap;
 use nix::unistd::{fork, ForkResult};
@@ -124,4 +129,50 @@ pub(crate) fn attach(tree: &impl AsFd, onto: &impl AsFd) -> std::io::Result<()> 
             | rustix::mount::MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
     )?;
     Ok(())
+}
+
+/// The id map of the session and, for [`IdMap::Range`], the sysroot's id-mapped tree.
+pub(crate) fn session_map(
+    root: &RootDir,
+    mode: UsernsMode,
+    emulation: &Emulation,
+    reporter: &dyn Reporter,
+) -> (IdMap, Option<std::os::fd::OwnedFd>) {
+    let wants_userns = matches!(emulation, Emulation::Private { .. });
+    let fallback = || IdMap::choose(wants_userns);
+    if mode == UsernsMode::Identity || !nix::unistd::geteuid().is_root() {
+        return (fallback(), None);
+    }
+    let why = match IdMap::unprivileged_range() {
+        None => "no range of 65536 host ids is free of users and subordinate ranges".to_string(),
+        Some(map) => match sysroot_tree(root, &map) {
+            Ok(tree) => return (map, Some(tree)),
+            Err(e) => format!("cannot show it through an id-mapped mount ({e})"),
+        },
+    };
+    reporter.warn(&format!(
+        "`{}`: {why}; the session runs with the identity map: root inside is root on the \
+         host, so a `--user` session that reaches root inside (a setuid program, qemu's C \
+         flag) reaches root on the host; enter only sysroots and users you trust, or put \
+         the sysroot on ext4, xfs, btrfs or tmpfs",
+        root.path().display()
+    ));
+    (fallback(), None)
+}
+
+/// The map in words, for `-v`.
+pub(crate) fn describe(map: &IdMap) -> String {
+    match map {
+        IdMap::None => "none (host ids)".into(),
+        IdMap::Identity => "identity (root inside is host root)".into(),
+        IdMap::Range { base, count } => {
+            format!(
+                "ids 0-{} inside are host ids {base}-{}",
+                count - 1,
+                base + (count - 1)
+            )
+        }
+        IdMap::Subordinate { .. } => "the caller's subordinate ids".into(),
+        IdMap::Single => "the caller alone, as root".into(),
+    }
 }

@@ -337,8 +337,8 @@ pub fn run(options: &EnterOptions, reporter: &dyn Reporter) -> Result<i32, Enter
         user.name,
         emulation.describe()
     ));
-    let (idmap, tree) = session_map(&root_fd, options, &emulation, reporter);
-    reporter.info(&format!("user namespace: {}", describe_map(&idmap)));
+    let (idmap, tree) = idmapped::session_map(&root_fd, options.userns, &emulation, reporter);
+    reporter.info(&format!("user namespace: {}", idmapped::describe(&idmap)));
     let mut made = mount_points::MountPoints::new(&root_fd);
     let result = (|| {
         let plan = mounts::prepare(&root, &mut made, options, &emulation, reporter)?;
@@ -359,51 +359,6 @@ pub fn run(options: &EnterOptions, reporter: &dyn Reporter) -> Result<i32, Enter
     })();
     made.remove_created();
     result
-}
-
-/// The id map of the session and, for [`IdMap::Range`], the sysroot's id-mapped tree.
-fn session_map(
-    root: &RootDir,
-    options: &EnterOptions,
-    emulation: &Emulation,
-    reporter: &dyn Reporter,
-) -> (IdMap, Option<std::os::fd::OwnedFd>) {
-    let wants_userns = matches!(emulation, Emulation::Private { .. });
-    let fallback = || IdMap::choose(wants_userns);
-    if options.userns == UsernsMode::Identity || !nix::unistd::geteuid().is_root() {
-        return (fallback(), None);
-    }
-    let why = match IdMap::unprivileged_range() {
-        None => "no range of 65536 host ids is free of users and subordinate ranges".to_string(),
-        Some(map) => match idmapped::sysroot_tree(root, &map) {
-            Ok(tree) => return (map, Some(tree)),
-            Err(e) => format!("cannot show it through an id-mapped mount ({e})"),
-        },
-    };
-    reporter.warn(&format!(
-        "`{}`: {why}; the session runs with the identity map: root inside is root on the \
-         host, so a `--user` session that reaches root inside (a setuid program, qemu's C \
-         flag) reaches root on the host; enter only sysroots and users you trust, or put \
-         the sysroot on ext4, xfs, btrfs or tmpfs",
-        root.path().display()
-    ));
-    (fallback(), None)
-}
-
-fn describe_map(map: &IdMap) -> String {
-    match map {
-        IdMap::None => "none (host ids)".into(),
-        IdMap::Identity => "identity (root inside is host root)".into(),
-        IdMap::Range { base, count } => {
-            format!(
-                "ids 0-{} inside are host ids {base}-{}",
-                count - 1,
-                base + (count - 1)
-            )
-        }
-        IdMap::Subordinate { .. } => "the caller's subordinate ids".into(),
-        IdMap::Single => "the caller alone, as root".into(),
-    }
 }
 
 fn command_line(options: &EnterOptions, user: &SysrootUser) -> Vec<OsString> {
