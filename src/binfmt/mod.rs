@@ -108,7 +108,7 @@ fn io_err<'a>(
 /// The flags of an entry (`P`, `O`, `C`, `F`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Flags {
-    /// `P`: the interpreter gets the original argv[0].
+    /// `P`: the interpreter gets the original `argv[0]`.
     pub preserve_argv0: bool,
     /// `O`: the interpreter gets an open file descriptor of the binary.
     pub open_binary: bool,
