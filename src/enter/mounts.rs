@@ -343,3 +343,25 @@ fn pivot(top: &RootDir) -> Result<(), Failure> {
     nix::unistd::chdir("/").step("enter the sysroot")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sysroot_swapped_after_the_check_is_refused() {
+        let parent = tempfile::tempdir().unwrap();
+        let path = parent.path().join("root");
+        std::fs::create_dir(&path).unwrap();
+        let checked = RootDir::open(&path).unwrap();
+        let st = rustix::fs::fstat(&checked).unwrap();
+        let id = (st.st_dev, st.st_ino);
+        assert!(same_root(&path, id).is_ok());
+        // What a rename in a writable parent does between the tool's check and init.
+        std::fs::rename(&path, parent.path().join("moved")).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let err = same_root(&path, id).unwrap_err();
+        assert_eq!(err.errno, libc::ESTALE);
+        assert!(err.step.contains("replaced"), "{}", err.step);
+    }
+}
