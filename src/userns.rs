@@ -1,5 +1,7 @@
 //! User namespaces' id maps, shared by `enter` and the build's script runner:
 //! identity for root, subordinate ranges (newuidmap) or the caller alone for everyone else.
+//! `enter` run by root prefers [`IdMap::Range`]: the session's ids shown as an
+//! unprivileged block of host ids that no host user owns ([`IdMap::unprivileged_range`]).
 
 use nix::unistd::{Gid, Pid, Uid};
 
@@ -19,7 +21,24 @@ pub enum IdMap {
     },
     /// Only the caller's uid/gid, as 0 (no setgroups).
     Single,
+    /// The session's ids `0..count` as host ids `base..base + count`, uids and gids
+    /// alike (written directly: the caller is root). Root inside is not root outside.
+    Range {
+        /// First host id.
+        base: u32,
+        /// How many ids.
+        count: u32,
+    },
 }
+
+/// How many ids a [`IdMap::Range`] maps: 0..65535, Alpine's `nobody` (65534) included.
+pub const RANGE_SIZE: u32 = 65536;
+/// The lowest base of a [`IdMap::Range`]: far above the ids of regular users and of the
+/// usual first subordinate ranges (100000 + 65536 per user), as systemd-nspawn keeps
+/// its container ranges apart from the host's users.
+pub const RANGE_FLOOR: u32 = 16 * RANGE_SIZE;
+/// The highest id a map may reach: 4294967295 is "no id" to the kernel.
+const ID_CEILING: u64 = 0xFFFF_0000;
 
 impl IdMap {
     /// The map for a session: none for root unless a user namespace is wanted, identity
@@ -50,6 +69,23 @@ impl IdMap {
         }
     }
 
+    /// A [`IdMap::Range`] that no host user owns, from the host's `/etc/subuid`,
+    /// `/etc/subgid`, `/etc/passwd` and `/etc/group`; `None` when none is left.
+    pub fn unprivileged_range() -> Option<IdMap> {
+        let read = |f: &str| std::fs::read_to_string(f).unwrap_or_default();
+        let mut taken = Vec::new();
+        for file in ["/etc/subuid", "/etc/subgid"] {
+            taken.extend(subordinate_ranges(&read(file)));
+        }
+        for file in ["/etc/passwd", "/etc/group"] {
+            taken.extend(database_ids(&read(file)).map(|id| (id, 1)));
+        }
+        pick_base(&taken).map(|base| IdMap::Range {
+            base,
+            count: RANGE_SIZE,
+        })
+    }
+
     /// Whether all the sysroot's usual ids exist inside (setgroups, devpts gid=5).
     pub fn ids_mapped(&self) -> bool {
         !matches!(self, IdMap::Single)
@@ -69,6 +105,10 @@ impl IdMap {
                     std::fs::write(format!("{proc}/{file}"), identity_of(&own))?;
                 }
                 Ok(())
+            }
+            IdMap::Range { base, count } => {
+                std::fs::write(format!("{proc}/uid_map"), format!("0 {base} {count}\n"))?;
+                std::fs::write(format!("{proc}/gid_map"), format!("0 {base} {count}\n"))
             }
             IdMap::Single => {
                 std::fs::write(format!("{proc}/setgroups"), "deny")?;
@@ -141,6 +181,46 @@ fn subordinate(file: &str, name: Option<&str>, id: u32) -> Option<(u32, u32)> {
     })
 }
 
+/// Every `owner:start:count` range of a subuid/subgid file.
+fn subordinate_ranges(text: &str) -> impl Iterator<Item = (u32, u32)> + '_ {
+    text.lines().filter_map(|line| {
+        let f: Vec<&str> = line.trim().split(':').collect();
+        (f.len() == 3).then_some(())?;
+        Some((f[1].parse().ok()?, f[2].parse().ok()?))
+    })
+}
+
+/// The ids (third field) of a passwd or group file.
+fn database_ids(text: &str) -> impl Iterator<Item = u32> + '_ {
+    text.lines()
+        .filter_map(|line| line.split(':').nth(2)?.parse().ok())
+}
+
+/// The first [`RANGE_SIZE`]-aligned base at or above [`RANGE_FLOOR`] and above the end
+/// of every subordinate range (which may grow into the gaps between them), whose
+/// block overlaps none of `taken` (`(start, count)`) and stays below the ceiling.
+fn pick_base(taken: &[(u32, u32)]) -> Option<u32> {
+    let size = u64::from(RANGE_SIZE);
+    let end = |&(start, count): &(u32, u32)| u64::from(start) + u64::from(count);
+    // Single ids (users, groups) only need avoiding; ranges push the floor up.
+    let floor = taken
+        .iter()
+        .filter(|r| r.1 > 1 && end(r) < ID_CEILING)
+        .map(end)
+        .fold(u64::from(RANGE_FLOOR), u64::max);
+    let mut base = floor.div_ceil(size) * size;
+    while base + size <= ID_CEILING {
+        let overlaps = taken
+            .iter()
+            .any(|r| u64::from(r.0) < base + size && end(r) > base);
+        if !overlaps {
+            return u32::try_from(base).ok();
+        }
+        base += size;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +246,27 @@ mod tests {
         assert_eq!(subordinate(f, Some("alice"), 1000), Some((100000, 65536)));
         assert_eq!(subordinate(f, Some("bob"), 1001), Some((200000, 1000)));
         assert_eq!(subordinate(f, Some("carol"), 1002), None);
+    }
+
+    #[test]
+    fn the_unprivileged_range_avoids_every_host_owner() {
+        assert_eq!(pick_base(&[]), Some(RANGE_FLOOR));
+        // Above the subordinate ranges, past a user who sits where it would go.
+        let taken = [
+            (100000, 65536),
+            (2_000_000, 65536),
+            (2_100_000, 1),
+            (65534, 1),
+        ];
+        let base = pick_base(&taken).unwrap();
+        assert_eq!(base % RANGE_SIZE, 0);
+        assert!(base > 2_100_000, "{base}");
+        // nfsnobody (4294967294) does not push the range off the end.
+        assert_eq!(pick_base(&[(4294967294, 1)]), Some(RANGE_FLOOR));
+        // A subordinate range up to the ceiling leaves nothing.
+        assert_eq!(pick_base(&[(RANGE_FLOOR, 0xFFFF_0000 - RANGE_FLOOR)]), None);
+        let ids: Vec<u32> =
+            database_ids("root:x:0:0::/root:/bin/sh\nbad\nu:x:1000:1000::/:/bin/sh\n").collect();
+        assert_eq!(ids, [0, 1000]);
     }
 }

@@ -249,3 +249,96 @@ fn enter_global_registers_qemu_with_c_and_keeps_it_until_unregistered() {
     drop(restore);
     assert_eq!(host_state(), before);
 }
+
+#[test]
+fn a_disabled_handler_is_shown_and_unregistered() {
+    let _lock = host_lock();
+    let Some(_restore) = or_skip(may_register("riscv64")) else {
+        return;
+    };
+    let before = host_state();
+    let qemu = binfmt::find_qemu(Arch::from_name("riscv64").unwrap(), None).unwrap();
+    let name = format!("sysroot-mk-test-off-{}", std::process::id());
+    let reg = binfmt::Registration {
+        name: name.clone(),
+        ..binfmt::Registration::for_arch(
+            Arch::from_name("riscv64").unwrap(),
+            &qemu,
+            binfmt::Flags::parse("F").unwrap(),
+        )
+    };
+    let handler = HostHandler::register(&name, &String::from_utf8(reg.line().unwrap()).unwrap());
+    handler.set_enabled(false);
+    let out = run(&["binfmt", "status", "riscv64"]);
+    let text = stdout(&out);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("riscv64: ") && l.contains("disabled") && l.contains(&name)),
+        "{text}"
+    );
+    let out = run(&["binfmt", "unregister", "riscv64"]);
+    assert!(stdout(&out).contains(&name), "{}", stderr(&out));
+    let out = run(&["binfmt", "status"]);
+    assert!(!stdout(&out).contains(&name), "{}", stdout(&out));
+    drop(handler);
+    assert_eq!(host_state(), before);
+}
+
+#[test]
+fn status_without_qemu_says_enter_cannot_run_the_arch() {
+    if !is_root() || !namespaces_available() {
+        return skip("needs root and mount namespaces to read the host's table");
+    }
+    let out = bin()
+        .args(["binfmt", "status", "riscv64"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let line = text.lines().find(|l| l.starts_with("riscv64: ")).unwrap();
+    if line.contains('`') {
+        return skip("the host has a riscv64 handler");
+    }
+    assert!(line.contains("qemu-user-static"), "{text}");
+    assert!(!line.contains("private one"), "{text}");
+}
+
+#[test]
+fn register_as_a_plain_user_says_it_needs_root() {
+    use std::os::unix::process::CommandExt;
+    if !is_root() || !namespaces_available() {
+        return skip("needs root to run the tool as another user, with the table mounted");
+    }
+    for action in ["register", "unregister"] {
+        let mut cmd = bin();
+        cmd.args(["binfmt", action, "riscv64"]);
+        // SAFETY: only syscalls between fork and exec: the host's table mounted where the
+        // tool looks (in a mount namespace of this child alone), then a plain user.
+        unsafe {
+            cmd.pre_exec(|| {
+                use nix::mount::{mount, MsFlags};
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+                let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+                mount(None::<&str>, "/", None::<&str>, private, None::<&str>)?;
+                let _ = mount(
+                    Some("binfmt_misc"),
+                    HOST_MOUNT,
+                    Some("binfmt_misc"),
+                    MsFlags::empty(),
+                    None::<&str>,
+                );
+                nix::unistd::setgroups(&[])?;
+                nix::unistd::setgid(nix::unistd::Gid::from_raw(65534))?;
+                nix::unistd::setuid(nix::unistd::Uid::from_raw(65534))?;
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.contains("needs root") && !err.contains("Permission denied"),
+            "{action}: {err}"
+        );
+    }
+}

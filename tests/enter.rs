@@ -6,67 +6,8 @@ mod enter_support;
 use enter_support::*;
 use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Stdio};
 use sysroot_mk::arch::Arch;
-
-/// Root, the shared data and (for foreign arches) qemu with a private binfmt_misc, or why not.
-fn can_enter(arch: &str) -> Result<(), String> {
-    if !is_root() {
-        return Err("needs root to extract root filesystems with their owners".into());
-    }
-    if !namespaces_available() {
-        return Err("mount/pid namespaces are not available here".into());
-    }
-    let a = Arch::from_name(arch).ok_or("unknown arch")?;
-    let native = Arch::host().is_some_and(|h| a.runs_natively_on(h));
-    if !native {
-        if !private_binfmt() {
-            return Err("kernel without private binfmt_misc instances (Linux >= 6.7)".into());
-        }
-        sysroot_mk::binfmt::find_qemu(a, None).map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
-/// A temporary sysroot from the 3.20.3 minirootfs of `arch`, or why not.
-fn sysroot(arch: &str) -> Result<tempfile::TempDir, String> {
-    can_enter(arch)?;
-    let tarball = minirootfs(arch).ok_or("../shared/alpine/minirootfs is missing")?;
-    let dir = tempfile::tempdir().unwrap();
-    extract(&tarball, dir.path(), &[]);
-    Ok(dir)
-}
-
-/// The first arch this host runs without emulation, for tests about anything but qemu.
-fn native_arch() -> &'static str {
-    match Arch::host().map(|a| a.name()) {
-        Some(name) if minirootfs(name).is_some() => name,
-        _ => "x86_64",
-    }
-}
-
-/// A sysroot of [`native_arch`], or `None` after saying why not.
-fn native_sysroot() -> Option<tempfile::TempDir> {
-    or_skip(sysroot(native_arch()))
-}
-
-/// `sysroot-mk enter EXTRA DIR -- COMMAND`, not yet started.
-fn enter_command(dir: &Path, extra: &[&str], command: &[&str]) -> Command {
-    let mut cmd = bin();
-    cmd.arg("enter")
-        .args(extra)
-        .arg(dir)
-        .arg("--")
-        .args(command);
-    cmd
-}
-
-fn enter(dir: &Path, extra: &[&str], command: &[&str]) -> std::process::Output {
-    enter_command(dir, extra, command)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
 
 /// Starts `sh -c script` inside `dir` and hands back its stdout, line by line.
 fn spawn_shell(dir: &Path, script: &str) -> (Child, Lines<BufReader<ChildStdout>>) {
@@ -137,22 +78,6 @@ fn every_minirootfs_prints_its_machine_and_exit_status_leaving_the_host_untouche
     if entered == 0 {
         skip("no minirootfs could be entered");
     }
-}
-
-/// An aarch64 sysroot holding `usr/local/bin/euid`, a static setuid-root program
-/// printing its effective uid, or why not.
-fn aarch64_with_setuid_program() -> Result<tempfile::TempDir, String> {
-    let dir = sysroot("aarch64")?;
-    let program = dir.path().join("usr/local/bin/euid");
-    build_euid_program(&program)
-        .ok_or("aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu) is missing")?;
-    std::os::unix::fs::chown(&program, Some(0), Some(0)).unwrap();
-    std::fs::set_permissions(
-        &program,
-        std::os::unix::fs::PermissionsExt::from_mode(0o4755),
-    )
-    .unwrap();
-    Ok(dir)
 }
 
 #[test]
@@ -314,6 +239,13 @@ fn mounts_inside_are_the_sysroot_own_and_resolv_conf_is_the_host_s() {
 fn binds_are_visible_writable_or_read_only_and_leave_no_mount_point() {
     let Some(dir) = native_sysroot() else { return };
     let work = tempfile::tempdir().unwrap();
+    // Binds are not id-mapped: root inside is an unprivileged host id there (SECURITY.md),
+    // so the directory must let anyone write.
+    std::fs::set_permissions(
+        work.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     std::fs::write(work.path().join("input"), "from host\n").unwrap();
     let ro = tempfile::tempdir().unwrap();
     let rw = format!("{}:/work/src", work.path().display());
@@ -330,6 +262,11 @@ fn binds_are_visible_writable_or_read_only_and_leave_no_mount_point() {
         std::fs::read_to_string(work.path().join("output")).unwrap(),
         "out\n"
     );
+    if is_root() {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(work.path().join("output")).unwrap().uid();
+        assert_ne!(owner, 0, "root inside created a file owned by host root");
+    }
     assert!(
         !dir.path().join("work").exists(),
         "the created mount point stayed"

@@ -65,6 +65,9 @@ pub enum BinfmtError {
          run `mount -t binfmt_misc binfmt_misc {HOST_MOUNT}` as root"
     )]
     HostNotMounted,
+    /// Changing the host's table takes root.
+    #[error("`sysroot-mk binfmt {0}` changes the host's binfmt_misc table and needs root; run it with sudo or as root")]
+    NeedsRoot(&'static str),
     /// Mounting an instance failed.
     #[error("cannot mount binfmt_misc at `{path}`")]
     Mount {
@@ -105,7 +108,7 @@ fn io_err<'a>(
 /// The flags of an entry (`P`, `O`, `C`, `F`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Flags {
-    /// `P`: the interpreter gets the original argv[0].
+    /// `P`: the interpreter gets the original `argv[0]`.
     pub preserve_argv0: bool,
     /// `O`: the interpreter gets an open file descriptor of the binary.
     pub open_binary: bool,

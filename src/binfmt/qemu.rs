@@ -75,7 +75,7 @@ pub fn is_static_elf(path: &Path) -> Option<bool> {
     Some(true)
 }
 
-/// Whether `qemu` takes the original argv[0] from the kernel (`P` flag, through
+/// Whether `qemu` takes the original `argv[0]` from the kernel (`P` flag, through
 /// `AT_FLAGS`), which qemu does since 6.0; older or unknown versions get no `P`.
 pub fn qemu_preserves_argv0(qemu: &Path) -> bool {
     let Ok(out) = std::process::Command::new(qemu)

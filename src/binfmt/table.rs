@@ -71,9 +71,19 @@ impl Table {
     /// The enabled entries that catch `arch`'s binaries.
     pub fn handlers_for(&self, arch: Arch) -> Result<Vec<Entry>, BinfmtError> {
         Ok(self
+            .entries_for(arch)?
+            .into_iter()
+            .filter(|e| e.enabled)
+            .collect())
+    }
+
+    /// Every entry that would catch `arch`'s binaries, disabled ones included (one
+    /// `echo 1 > entry` away from serving them).
+    pub fn entries_for(&self, arch: Arch) -> Result<Vec<Entry>, BinfmtError> {
+        Ok(self
             .entries()?
             .into_iter()
-            .filter(|e| e.enabled && e.matches_arch(arch))
+            .filter(|e| e.matches_arch(arch))
             .collect())
     }
 
@@ -107,7 +117,32 @@ impl Table {
     /// neither exists: the new handler goes in under a temporary name first, the old
     /// one goes, the new one takes the real name, and the temporary one goes.
     /// (Remove-then-add lost most concurrent execs in the measurements of DESIGN.md 5.)
+    ///
+    /// Ctrl-C, SIGTERM and SIGHUP wait until the swap is over, so an interrupt never
+    /// leaves the temporary entry behind (a SIGKILL can; the next replace of the same
+    /// name, or `unregister` of the arch, removes it).
     pub fn replace(&self, reg: &Registration) -> Result<(), BinfmtError> {
+        use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+        let mut held = SigSet::empty();
+        for s in [
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+        ] {
+            held.add(s);
+        }
+        let mut old = SigSet::empty();
+        let blocked =
+            nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&held), Some(&mut old));
+        let result = self.replace_now(reg);
+        if blocked.is_ok() {
+            let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+        }
+        result
+    }
+
+    fn replace_now(&self, reg: &Registration) -> Result<(), BinfmtError> {
         if self.entry(&reg.name)?.is_none() {
             return self.register(reg);
         }

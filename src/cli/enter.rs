@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use sysroot_mk::arch::Arch;
 use sysroot_mk::binfmt::{self, Flags, Registration, Table};
-use sysroot_mk::enter::{self, Bind, BinfmtMode, EnterError, EnterOptions};
+use sysroot_mk::enter::{self, Bind, BinfmtMode, EnterError, EnterOptions, UsernsMode};
 use sysroot_mk::report::Reporter;
 use sysroot_mk::scripts::pending;
 
@@ -30,7 +30,8 @@ pub struct EnterArgs {
     /// Bind a host path inside: `SRC:DST[:ro]` (repeatable).
     #[arg(long, value_name = "SRC:DST[:ro]")]
     bind: Vec<Bind>,
-    /// Add `NAME=VALUE` to the clean environment, or pass the host's `NAME` (repeatable).
+    /// Add `NAME=VALUE` to the clean environment, or pass the host's `NAME` (repeatable;
+    /// `QEMU_*` is refused: set it inside the session instead).
     #[arg(long, value_name = "NAME[=VALUE]")]
     env: Vec<OsString>,
     /// The hostname inside (default: the sysroot's `etc/hostname`).
@@ -40,6 +41,11 @@ pub struct EnterArgs {
     /// first), then exit.
     #[arg(long, conflicts_with = "command")]
     run_pending: bool,
+    /// How the session's ids map to the host's: `auto` (default: for root, an
+    /// unprivileged range of host ids, the sysroot shown through an id-mapped mount, so
+    /// root inside is not root outside) or `identity` (root inside is host root).
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    userns: UsernsMode,
     /// The sysroot.
     dir: PathBuf,
     /// The command and its arguments (default: a login shell); `--` before it is optional.
@@ -168,6 +174,7 @@ pub fn run_enter(args: EnterArgs, verbosity: super::progress::Verbosity) -> anyh
         binds: args.bind,
         env,
         hostname: args.hostname,
+        userns: args.userns,
     };
     match enter::run(&options, &reporter) {
         Ok(status) => Ok(status),
@@ -186,6 +193,9 @@ pub fn run_binfmt(args: BinfmtArgs) -> anyhow::Result<i32> {
     match args.action {
         BinfmtAction::Status { arch } => status(arch),
         BinfmtAction::Register { arch, flags, qemu } => {
+            if !nix::unistd::geteuid().is_root() {
+                return Err(binfmt::BinfmtError::NeedsRoot("register").into());
+            }
             if qemu.is_some() && arch.len() > 1 {
                 anyhow::bail!(
                     "`--qemu` names one interpreter; register one arch at a time with it"
@@ -226,10 +236,14 @@ pub fn run_binfmt(args: BinfmtArgs) -> anyhow::Result<i32> {
             Ok(0)
         }
         BinfmtAction::Unregister { arch } => {
+            if !nix::unistd::geteuid().is_root() {
+                return Err(binfmt::BinfmtError::NeedsRoot("unregister").into());
+            }
             let removed = binfmt::with_host_table(move |table| {
                 let mut removed = Vec::new();
                 for a in arch {
-                    for entry in table.handlers_for(a)? {
+                    // Disabled ones too: re-enabling one would bring it back.
+                    for entry in table.entries_for(a)? {
                         table.unregister(&entry.name)?;
                         removed.push(format!("{a}: removed `{}`", entry.name));
                     }
@@ -289,15 +303,30 @@ fn status(arches: Vec<Arch>) -> anyhow::Result<i32> {
     } else {
         arches
     };
+    let private = binfmt::private_instances_supported();
     for a in arches {
         let handlers: Vec<_> = entries
             .iter()
             .filter(|e| e.enabled && e.matches_arch(a))
             .collect();
-        let verdict = if host.is_some_and(|h| a.runs_natively_on(h)) {
+        let disabled: Vec<&str> = entries
+            .iter()
+            .filter(|e| !e.enabled && e.matches_arch(a))
+            .map(|e| e.name.as_str())
+            .collect();
+        let mut verdict = if host.is_some_and(|h| a.runs_natively_on(h)) {
             "native".to_string()
         } else if handlers.is_empty() {
-            "no handler (enter uses a private one)".to_string()
+            match (private, binfmt::find_qemu(a, None).is_ok()) {
+                (true, true) => "no handler (enter uses a private one, where setuid works)".into(),
+                (_, false) => format!(
+                    "no handler and no qemu-{}-static: enter cannot run it (install qemu-user-static)",
+                    a.info().qemu
+                ),
+                (false, true) => "no handler, and this kernel has no private binfmt_misc \
+                                  instances (Linux >= 6.7): enter needs one registered"
+                    .into(),
+            }
         } else if handlers.iter().all(|e| e.setuid_works()) {
             format!("`{}`, setuid works", handlers[0].name)
         } else {
@@ -308,6 +337,9 @@ fn status(arches: Vec<Arch>) -> anyhow::Result<i32> {
                 .unwrap_or("");
             format!("`{bad}` lacks C: setuid fails under --binfmt host")
         };
+        if !disabled.is_empty() {
+            verdict.push_str(&format!("; disabled: `{}`", disabled.join("`, `")));
+        }
         writeln!(out, "{a}: {verdict}")?;
     }
     Ok(0)

@@ -1,5 +1,6 @@
 //! What a sysroot is: its arch (from `etc/apk/arch`, else an ELF header) and hostname.
 
+use super::files::read_regular;
 use super::EnterError;
 use crate::arch::Arch;
 use crate::rootfs::RootDir;
@@ -9,6 +10,12 @@ use std::path::Path;
 /// header of `bin/busybox` or of what `bin/sh` points to (resolved inside the sysroot).
 pub fn detect_arch(root: &Path) -> Result<Arch, EnterError> {
     let fd = RootDir::open(root).map_err(|_| EnterError::NotADirectory(root.to_path_buf()))?;
+    detect_arch_at(&fd)
+}
+
+/// [`detect_arch`] on a sysroot already opened (and checked) by the caller.
+pub fn detect_arch_at(fd: &RootDir) -> Result<Arch, EnterError> {
+    let root = fd.path();
     let read_err = |path: &str| {
         let path = path.into();
         move |source| EnterError::Read {
@@ -17,9 +24,8 @@ pub fn detect_arch(root: &Path) -> Result<Arch, EnterError> {
             source,
         }
     };
-    if let Some(data) = fd
-        .read_head("etc/apk/arch", 256)
-        .map_err(read_err("etc/apk/arch"))?
+    if let Some(data) =
+        read_regular(fd, "etc/apk/arch", 256, false).map_err(read_err("etc/apk/arch"))?
     {
         let name = String::from_utf8_lossy(&data).trim().to_string();
         if !name.is_empty() {
@@ -30,23 +36,23 @@ pub fn detect_arch(root: &Path) -> Result<Arch, EnterError> {
             });
         }
     }
-    for candidate in ["bin/busybox", "bin/sh"] {
-        if let Some(arch) = elf_arch(&fd, candidate) {
+    // bin/sh is a symlink to busybox by design; resolving stays inside the root.
+    for (candidate, follow) in [("bin/busybox", false), ("bin/sh", true)] {
+        if let Some(arch) = elf_arch(fd, candidate, follow) {
             return Ok(arch);
         }
     }
     Err(EnterError::UnknownArch(root.to_path_buf()))
 }
 
-fn elf_arch(root: &RootDir, rel: &str) -> Option<Arch> {
-    let header = root.read_head(rel, 20).ok()??;
+fn elf_arch(root: &RootDir, rel: &str, follow: bool) -> Option<Arch> {
+    let header = read_regular(root, rel, 20, follow).ok()??;
     Arch::from_elf_header(&header)
 }
 
 /// The sysroot's `etc/hostname` when it holds a valid name, else `sysroot`.
 pub(crate) fn hostname(root: &RootDir) -> String {
-    let name = root
-        .read_head("etc/hostname", 256)
+    let name = read_regular(root, "etc/hostname", 256, false)
         .ok()
         .flatten()
         .map(|d| {

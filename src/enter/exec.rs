@@ -3,6 +3,7 @@
 
 use super::namespaces::{Failure, Step};
 use super::user::SysrootUser;
+use super::{fds, pty};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::{Gid, Uid};
 use std::ffi::CString;
@@ -35,11 +36,18 @@ pub(crate) struct Exec {
     pub linux32: bool,
     /// Whether setgroups is allowed in this user namespace.
     pub set_groups: bool,
+    /// Which of the caller's stdin, stdout, stderr are terminals (the pty replaces those).
+    pub ttys: [bool; 3],
 }
 
-/// The command process: signals reset, personality, credentials, home, exec. Returns
-/// only on failure.
-pub(crate) fn run_command(user: &SysrootUser, exec: &Exec, blocked: &SigSet) -> Failure {
+/// The command process: signals reset, a new session (on the pty `slave` when there is
+/// one), personality, credentials, home, exec. Returns only on failure.
+pub(crate) fn run_command(
+    user: &SysrootUser,
+    exec: &Exec,
+    blocked: &SigSet,
+    slave: Option<std::os::fd::RawFd>,
+) -> Failure {
     for sig in Signal::iterator() {
         if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
             // SAFETY: restoring default dispositions (Rust ignores SIGPIPE) before exec.
@@ -48,6 +56,7 @@ pub(crate) fn run_command(user: &SysrootUser, exec: &Exec, blocked: &SigSet) -> 
     }
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(blocked), None);
     let creds = (|| -> Result<(), Failure> {
+        pty::attach(slave, exec.ttys, user.uid)?;
         if exec.linux32 {
             // SAFETY: plain syscall wrapper.
             if unsafe { libc::personality(PER_LINUX32) } == -1 {
@@ -73,6 +82,9 @@ pub(crate) fn run_command(user: &SysrootUser, exec: &Exec, blocked: &SigSet) -> 
     if nix::unistd::chdir(user.home.as_str()).is_err() {
         let _ = nix::unistd::chdir("/");
     }
+    // Only stdin, stdout and stderr cross exec; the failure report pipe stays usable
+    // until then.
+    fds::cloexec_from_3();
     execute(exec)
 }
 

@@ -13,17 +13,30 @@
 //! carry out a plan; their failures come back through a close-on-exec pipe. The mounts
 //! live in the new mount namespace and vanish with it, also when the tool is killed
 //! (init has a parent-death signal). The only host-side traces are mount points created
-//! in the sysroot when missing, which the tool removes again on exit.
+//! in the sysroot when missing, which the tool removes again on exit, or the next run
+//! does after a kill (they are recorded first).
+//!
+//! What the session may not get from the host (SECURITY.md): run by root, the session's
+//! root is an unprivileged host id and sees the sysroot through an id-mapped mount
+//! (`idmapped`); no inherited descriptor crosses into it (`fds`); it gets its own
+//! session and pty (`pty`); `/proc` and `/sys` are trimmed (`proc_mask`); the sysroot's
+//! files are read only when regular (`files`).
 
 mod detect;
 mod emulation;
 mod exec;
+mod fds;
+mod files;
+mod idmapped;
+mod init;
 mod mount_points;
 mod mounts;
 mod namespaces;
+mod proc_mask;
+mod pty;
 mod user;
 
-pub use detect::detect_arch;
+pub use detect::{detect_arch, detect_arch_at};
 pub use emulation::Emulation;
 pub use user::SysrootUser;
 
@@ -31,6 +44,7 @@ use crate::arch::Arch;
 use crate::binfmt::BinfmtError;
 use crate::report::Reporter;
 use crate::rootfs::RootDir;
+use crate::userns::IdMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -56,6 +70,32 @@ impl FromStr for BinfmtMode {
             "global" => Ok(BinfmtMode::Global),
             _ => Err(format!(
                 "unknown binfmt mode `{s}`; expected `private`, `host` or `global`"
+            )),
+        }
+    }
+}
+
+/// Whose ids the session's are on the host (`--userns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UsernsMode {
+    /// For root: an unprivileged range of host ids that no host user owns, with the
+    /// sysroot shown through an id-mapped mount; the identity map (with a warning) where
+    /// the filesystem has no id-mapped mounts. For other users: their own ids.
+    #[default]
+    Auto,
+    /// As before the range existed: root inside is root on the host (no user namespace
+    /// at all for a native sysroot, the identity map for a private binfmt_misc).
+    Identity,
+}
+
+impl FromStr for UsernsMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(UsernsMode::Auto),
+            "identity" => Ok(UsernsMode::Identity),
+            _ => Err(format!(
+                "unknown userns mode `{s}`; expected `auto` or `identity`"
             )),
         }
     }
@@ -120,6 +160,8 @@ pub struct EnterOptions {
     pub env: Vec<(OsString, Option<OsString>)>,
     /// The hostname inside; default: the sysroot's `etc/hostname`.
     pub hostname: Option<String>,
+    /// How the session's ids map to the host's.
+    pub userns: UsernsMode,
 }
 
 /// What can go wrong entering a sysroot.
@@ -160,6 +202,29 @@ pub enum EnterError {
         /// What was asked for.
         user: String,
     },
+    /// `--user` resolves to the id -1, which the set*id calls read as "unchanged".
+    #[error("`--user {user}` resolves to uid {uid} gid {gid} in `{root}/etc/passwd`; 4294967295 (-1) cannot be switched to (the command would stay root)")]
+    InvalidId {
+        /// The sysroot.
+        root: PathBuf,
+        /// What was asked for.
+        user: String,
+        /// The uid found.
+        uid: u32,
+        /// The gid found.
+        gid: u32,
+    },
+    /// `--user NAME` resolves to uid 0 under another name.
+    #[error("`--user {user}` is uid 0 (root) in `{root}/etc/passwd`; pass `--user root` to run as root on purpose")]
+    ImplicitRoot {
+        /// The sysroot.
+        root: PathBuf,
+        /// What was asked for.
+        user: String,
+    },
+    /// `--env` names a variable of qemu's.
+    #[error("`--env {0}`: qemu's `QEMU_*` variables are not passed into a session (they steer the emulator of every program inside, setuid ones included); set it inside instead, e.g. `-- env {0}=... CMD`")]
+    QemuVariable(String),
     /// binfmt_misc or qemu trouble.
     #[error(transparent)]
     Binfmt(#[from] BinfmtError),
@@ -235,14 +300,26 @@ pub fn run(options: &EnterOptions, reporter: &dyn Reporter) -> Result<i32, Enter
         .filter(|p| p.is_dir())
         .ok_or_else(|| EnterError::NotADirectory(options.root.clone()))?;
     let root_fd = RootDir::open(&root).map_err(|_| EnterError::NotADirectory(root.clone()))?;
+    let root_id = rustix::fs::fstat(&root_fd)
+        .map(|st| (st.st_dev, st.st_ino))
+        .map_err(|_| EnterError::NotADirectory(root.clone()))?;
     let arch = match options.arch {
         Some(arch) => arch,
-        None => detect_arch(&root)?,
+        None => detect_arch_at(&root_fd)?,
     };
     let user = match &options.user {
         Some(spec) => user::lookup(&root, &root_fd, spec)?,
         None => user::root_user(&root, &root_fd)?,
     };
+    if let Some((name, _)) = options
+        .env
+        .iter()
+        .find(|(name, _)| name.as_encoded_bytes().starts_with(b"QEMU_"))
+    {
+        return Err(EnterError::QemuVariable(
+            name.to_string_lossy().into_owned(),
+        ));
+    }
     for bind in &options.binds {
         if !bind.source.exists() {
             return Err(EnterError::BindSource(bind.source.clone()));
@@ -260,11 +337,17 @@ pub fn run(options: &EnterOptions, reporter: &dyn Reporter) -> Result<i32, Enter
         user.name,
         emulation.describe()
     ));
+    let (idmap, tree) = idmapped::session_map(&root_fd, options.userns, &emulation, reporter);
+    reporter.info(&format!("user namespace: {}", idmapped::describe(&idmap)));
     let mut made = mount_points::MountPoints::new(&root_fd);
     let result = (|| {
         let plan = mounts::prepare(&root, &mut made, options, &emulation, reporter)?;
         let child = namespaces::Child {
             root: &root,
+            root_id,
+            idmap: &idmap,
+            tree: tree.as_ref(),
+            switch_to_root: matches!(idmap, IdMap::Range { .. }),
             emulation: &emulation,
             mounts: &plan,
             user: &user,
@@ -285,8 +368,11 @@ fn command_line(options: &EnterOptions, user: &SysrootUser) -> Vec<OsString> {
     vec![OsString::from(user.login_shell()), OsString::from("-l")]
 }
 
-/// The clean environment: TERM and LANG from the host, PATH (the host's, else Alpine's),
-/// HOME/USER/LOGNAME of the sysroot user, then `--env`.
+/// Alpine's default PATH (its `/etc/profile`): the host's names host directories.
+pub const ALPINE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The clean environment: TERM and LANG from the host, Alpine's PATH, HOME/USER/LOGNAME
+/// of the sysroot user, then `--env`.
 fn environment(
     options: &EnterOptions,
     user: &SysrootUser,
@@ -303,12 +389,7 @@ fn environment(
             set(name, value);
         }
     }
-    set(
-        "PATH",
-        std::env::var_os("PATH").unwrap_or_else(|| {
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
-        }),
-    );
+    set("PATH", ALPINE_PATH.into());
     set("HOME", user.home.clone().into());
     set("USER", user.name.clone().into());
     set("LOGNAME", user.name.clone().into());

@@ -9,6 +9,7 @@
 use super::emulation::Emulation;
 use super::mount_points::{Kind, MountPoints};
 use super::namespaces::{Failure, Step};
+use super::{idmapped, proc_mask};
 use super::{Bind, EnterError, EnterOptions};
 use crate::binfmt::{self, Registration, Table};
 use crate::report::Reporter;
@@ -88,11 +89,11 @@ pub(crate) fn prepare(
 
 /// A path naming an open file through `/proc/self/fd`, for syscalls that take paths
 /// (mount). It stays valid as long as `fd` is open.
-fn fd_path(fd: &impl AsFd) -> PathBuf {
+pub(crate) fn fd_path(fd: &impl AsFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()))
 }
 
-fn mount_at(
+pub(crate) fn mount_at(
     source: Option<&Path>,
     target: &impl AsFd,
     fstype: Option<&str>,
@@ -109,7 +110,13 @@ fn target(root: &RootDir, rel: &str) -> Result<OwnedFd, Failure> {
 
 /// Carries the plan out inside the new namespaces and pivots into the sysroot.
 /// `ids_mapped` says whether group 5 (tty) exists in this user namespace.
-pub(crate) fn setup(root: &Path, plan: &MountPlan, ids_mapped: bool) -> Result<(), Failure> {
+pub(crate) fn setup(
+    root: &Path,
+    root_id: (u64, u64),
+    tree: Option<OwnedFd>,
+    plan: &MountPlan,
+    ids_mapped: bool,
+) -> Result<(), Failure> {
     let none = None::<&Path>;
     mount(
         none,
@@ -120,17 +127,29 @@ pub(crate) fn setup(root: &Path, plan: &MountPlan, ids_mapped: bool) -> Result<(
     )
     .step("make the mounts private")?;
     // pivot_root wants the new root to be a mount point: bind the sysroot on itself.
-    let first = RootDir::open(root).step("open the sysroot")?;
-    mount_at(
-        Some(&fd_path(&first)),
-        &first,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )
-    .step("bind the sysroot on itself")?;
+    // The tool's handle belongs to the host's mount namespace, where no mount of this
+    // one can go: the path is opened again here and must still be the directory the tool
+    // checked (a rename in a writable parent would otherwise swap it).
+    let first = same_root(root, root_id)?;
+    let top = match tree {
+        // The id-mapped copy of the checked handle goes over the sysroot: it is the new root.
+        Some(tree) => {
+            idmapped::attach(&tree, &first).step("mount the id-mapped sysroot")?;
+            RootDir::open(&fd_path(&tree)).step("open the id-mapped sysroot")?
+        }
+        None => {
+            mount_at(
+                Some(&fd_path(&first)),
+                &first,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .step("bind the sysroot on itself")?;
+            same_root(root, root_id)?
+        }
+    };
     drop(first);
-    let top = RootDir::open(root).step("open the sysroot")?;
     let top = &top;
 
     let fs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -153,7 +172,10 @@ pub(crate) fn setup(root: &Path, plan: &MountPlan, ids_mapped: bool) -> Result<(
                 "register `{}` in the private binfmt_misc",
                 registration.name
             ))?;
+        proc_mask::read_only(top, "proc/sys/fs/binfmt_misc")?;
     }
+    // After the registration: the instance lives under `/proc/sys`, read-only from here.
+    proc_mask::trim_proc(top)?;
     let sys = target(top, "sys")?;
     // A fresh sysfs needs a network namespace when in a user namespace; keeping the
     // host's network (for apk), bind the host's instead.
@@ -175,6 +197,9 @@ pub(crate) fn setup(root: &Path, plan: &MountPlan, ids_mapped: bool) -> Result<(
         )
         .step("bind `/sys`")?;
     }
+    // The host's /sys bound in a user namespace arrives read-write.
+    proc_mask::read_only(top, "sys")?;
+    proc_mask::mask_dirs(top)?;
     mount_dev(top, ids_mapped)?;
     mount_at(
         Some(Path::new("tmpfs")),
@@ -191,6 +216,19 @@ pub(crate) fn setup(root: &Path, plan: &MountPlan, ids_mapped: bool) -> Result<(
         bind(&b.source, top, &b.target, b.read_only)?;
     }
     pivot(top)
+}
+
+/// Opens the sysroot at `root` and checks it is the inode `id` (device, inode).
+fn same_root(root: &Path, id: (u64, u64)) -> Result<RootDir, Failure> {
+    let dir = RootDir::open(root).step("open the sysroot")?;
+    let st = rustix::fs::fstat(&dir).step("open the sysroot")?;
+    if (st.st_dev, st.st_ino) != id {
+        return Err(Failure {
+            step: "open the sysroot: it was replaced after it was checked".into(),
+            errno: libc::ESTALE,
+        });
+    }
+    Ok(dir)
 }
 
 fn mount_dev(top: &RootDir, ids_mapped: bool) -> Result<(), Failure> {
@@ -304,4 +342,26 @@ fn pivot(top: &RootDir) -> Result<(), Failure> {
     umount2(".", MntFlags::MNT_DETACH).step("detach the host's tree")?;
     nix::unistd::chdir("/").step("enter the sysroot")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sysroot_swapped_after_the_check_is_refused() {
+        let parent = tempfile::tempdir().unwrap();
+        let path = parent.path().join("root");
+        std::fs::create_dir(&path).unwrap();
+        let checked = RootDir::open(&path).unwrap();
+        let st = rustix::fs::fstat(&checked).unwrap();
+        let id = (st.st_dev, st.st_ino);
+        assert!(same_root(&path, id).is_ok());
+        // What a rename in a writable parent does between the tool's check and init.
+        std::fs::rename(&path, parent.path().join("moved")).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let err = same_root(&path, id).unwrap_err();
+        assert_eq!(err.errno, libc::ESTALE);
+        assert!(err.step.contains("replaced"), "{}", err.step);
+    }
 }

@@ -2,15 +2,19 @@
 //! uts and ipc namespaces), init mounts and forks the command, both wait and forward.
 //!
 //! Signals: the tool and init block the signals they forward and take them with
-//! `sigwaitinfo`, so nothing runs in a signal handler. A signal the terminal sends
-//! (`si_code == SI_KERNEL`, e.g. Ctrl-C) already reached the command, which shares the
-//! process group, and is not forwarded again; one sent with `kill` (SIGTERM from a
-//! supervisor) is passed down tool -> init -> command. Init has a parent-death signal,
-//! so killing the tool with SIGKILL still takes the namespaces and their mounts down.
+//! `sigwaitinfo` (the tool, relaying a pty, with a signalfd), so nothing runs in a
+//! signal handler. The command leads a session of its own, so nothing the caller's
+//! terminal sends reaches it directly: the tool passes every signal it takes down to
+//! init, which passes it to the command. init, in the tool's process group, also gets
+//! the terminal's signals (`si_code == SI_KERNEL`, e.g. Ctrl-C) itself and ignores
+//! those. Init has a parent-death signal, so killing the tool with SIGKILL still takes
+//! the namespaces and their mounts down.
 
 use super::emulation::Emulation;
-use super::exec::{cstring, run_command, Exec};
-use super::mounts::{self, MountPlan};
+use super::exec::{cstring, Exec};
+use super::init;
+use super::mounts::MountPlan;
+use super::pty;
 use super::user::SysrootUser;
 use super::EnterError;
 use crate::binfmt::BinfmtError;
@@ -21,7 +25,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -98,6 +102,14 @@ impl<T, E: AsErrno> Step<T> for Result<T, E> {
 pub(crate) struct Child<'a> {
     /// The sysroot.
     pub root: &'a Path,
+    /// Device and inode of the sysroot the tool checked; init refuses any other.
+    pub root_id: (u64, u64),
+    /// How the session's ids map to the host's.
+    pub idmap: &'a IdMap,
+    /// The sysroot's id-mapped tree (with [`IdMap::Range`]), for init to move in place.
+    pub tree: Option<&'a OwnedFd>,
+    /// Whether init must switch to the namespace's root first (its ids are not mapped).
+    pub switch_to_root: bool,
     /// How its binaries run.
     pub emulation: &'a Emulation,
     /// What init mounts.
@@ -121,7 +133,7 @@ pub(crate) fn spawn_and_wait(child: &Child<'_>) -> Result<i32, EnterError> {
             source: std::io::Error::from(e),
         }
     };
-    let idmap = IdMap::choose(matches!(child.emulation, Emulation::Private { .. }));
+    let idmap = child.idmap;
     let path = child
         .env
         .iter()
@@ -148,16 +160,25 @@ pub(crate) fn spawn_and_wait(child: &Child<'_>) -> Result<i32, EnterError> {
         path,
         linux32: matches!(child.emulation, Emulation::Native { linux32: true }),
         set_groups: idmap.ids_mapped(),
+        ttys: pty::caller_ttys(),
     };
+    let use_pty = exec.ttys[0];
     let (sync_r, sync_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(ns_err("create a pipe"))?;
     let (err_r, err_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(ns_err("create a pipe"))?;
+    let (sock_tool, sock_init) = socketpair().map_err(|source| EnterError::Namespaces {
+        step: "create a socket pair".into(),
+        source,
+    })?;
 
     let mut blocked = SigSet::empty();
     blocked.add(Signal::SIGCHLD);
     for s in FORWARDED {
         blocked.add(s);
+    }
+    if use_pty {
+        blocked.add(Signal::SIGWINCH);
     }
     let mut old_mask = SigSet::empty();
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), Some(&mut old_mask))
@@ -167,12 +188,18 @@ pub(crate) fn spawn_and_wait(child: &Child<'_>) -> Result<i32, EnterError> {
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC;
-    if idmap != IdMap::None {
+    if *idmap != IdMap::None {
         flags |= CloneFlags::CLONE_NEWUSER;
     }
     let mut stack = vec![0u8; STACK_SIZE];
     let ids_mapped = idmap.ids_mapped();
-    let init = Box::new(|| -> isize { init(child, &exec, &sync_r, &err_w, ids_mapped, &blocked) });
+    let init_fds = init::InitFds {
+        sync_r: sync_r.as_raw_fd(),
+        err_w: err_w.as_raw_fd(),
+        sock: sock_init.as_raw_fd(),
+        tree: child.tree.map_or(-1, |t| t.as_raw_fd()),
+    };
+    let init = Box::new(|| -> isize { init::init(child, &exec, &init_fds, ids_mapped, &blocked) });
     // SAFETY: the child gets a copy of this (single-threaded) process and its own stack
     // buffer; it only runs `init`, which ends in `_exit`.
     let pid = unsafe { nix::sched::clone(init, &mut stack, flags, Some(libc::SIGCHLD)) };
@@ -187,7 +214,15 @@ pub(crate) fn spawn_and_wait(child: &Child<'_>) -> Result<i32, EnterError> {
             step: "create the namespaces".into(),
             source: e.into(),
         }),
-        Ok(pid) => supervise(pid, &idmap, sync_r, sync_w, err_r, err_w, child.root),
+        Ok(pid) => {
+            drop((sync_r, err_w, sock_init));
+            let pipes = ToolFds {
+                sync_w,
+                err_r,
+                sock: sock_tool,
+            };
+            supervise(pid, idmap, pipes, child.root, use_pty, &blocked)
+        }
     };
     // Ctrl-C that ended the command is pending here too: it was the command's to handle,
     // so it must not kill the tool once unblocked.
@@ -211,17 +246,45 @@ fn drain(set: &SigSet) {
     }
 }
 
+/// A connected pair of close-on-exec unix stream sockets.
+fn socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut pair = [-1; 2];
+    // SAFETY: socketpair fills the two-element array on success.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: two new descriptors that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) })
+}
+
+/// The tool's ends of the same channels.
+struct ToolFds {
+    sync_w: OwnedFd,
+    err_r: OwnedFd,
+    sock: OwnedFd,
+}
+
 fn supervise(
     pid: Pid,
     idmap: &IdMap,
-    sync_r: OwnedFd,
-    sync_w: OwnedFd,
-    err_r: OwnedFd,
-    err_w: OwnedFd,
+    pipes: ToolFds,
     root: &Path,
+    use_pty: bool,
+    blocked: &SigSet,
 ) -> Result<i32, EnterError> {
-    drop(sync_r);
-    drop(err_w);
+    let ToolFds {
+        sync_w,
+        err_r,
+        sock,
+    } = pipes;
     if let Err(source) = idmap.write(pid) {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
@@ -231,11 +294,26 @@ fn supervise(
         });
     }
     let _ = std::fs::File::from(sync_w).write_all(b"g");
+    // init sends the master before it forks the command, or closes its end on failure.
+    let master = if use_pty {
+        pty::recv_fd(sock.as_raw_fd()).ok().flatten()
+    } else {
+        None
+    };
     let mut report = Vec::new();
     let _ = std::fs::File::from(err_r)
         .take(64 * 1024)
         .read_to_end(&mut report);
-    let status = wait_forwarding(pid, false);
+    // Open until here: init takes its closing for the tool's death.
+    drop(sock);
+    let status = match master {
+        Some(master) => {
+            // Restored when it drops, on every way out of the relay.
+            let _raw = pty::RawTerminal::enable();
+            pty::relay(master, pid, blocked)
+        }
+        None => wait_forwarding(pid, false),
+    };
     match parse_failure(&report) {
         None => Ok(status),
         Some((true, step, errno)) => Err(EnterError::Exec {
@@ -253,7 +331,7 @@ fn supervise(
 
 /// Waits for `child` while forwarding signals that were sent with `kill`; with
 /// `reap_all`, also reaps every other process (init's duty). Returns the exit status.
-fn wait_forwarding(child: Pid, reap_all: bool) -> i32 {
+pub(crate) fn wait_forwarding(child: Pid, reap_all: bool) -> i32 {
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);
     for s in FORWARDED {
@@ -278,7 +356,9 @@ fn wait_forwarding(child: Pid, reap_all: bool) -> i32 {
         }
         // SAFETY: sigwaitinfo filled `info` when it returned a signal.
         let code = unsafe { info.assume_init() }.si_code;
-        if code != SI_KERNEL {
+        // init shares the tool's process group, so the terminal's own signals reach it
+        // directly as well as through the tool: it passes on only the tool's copy.
+        if code != SI_KERNEL || !reap_all {
             if let Ok(signal) = Signal::try_from(sig) {
                 let _ = kill(child, signal);
             }
@@ -291,70 +371,6 @@ fn parse_failure(report: &[u8]) -> Option<(bool, String, i32)> {
     let (head, step) = text.split_once('\n')?;
     let (kind, errno) = head.split_at_checked(1)?;
     Some((kind == "E", step.to_string(), errno.parse().ok()?))
-}
-
-fn send_failure(err_w: &OwnedFd, exec: bool, failure: &Failure) {
-    let kind = if exec { "E" } else { "S" };
-    let message = format!("{kind}{}\n{}", failure.errno, failure.step);
-    let _ = nix::unistd::write(err_w, message.as_bytes());
-}
-
-/// pid 1: waits for the id maps, mounts, forks the command, reaps until it ends.
-fn init(
-    child: &Child<'_>,
-    exec: &Exec,
-    sync_r: &OwnedFd,
-    err_w: &OwnedFd,
-    ids_mapped: bool,
-    blocked: &SigSet,
-) -> isize {
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
-    let mut go = [0u8; 1];
-    // EOF instead of the byte: the tool died or gave up.
-    if !matches!(nix::unistd::read(sync_r, &mut go), Ok(1)) {
-        unsafe { libc::_exit(1) };
-    }
-    let setup = (|| -> Result<(), Failure> {
-        nix::unistd::sethostname(child.hostname)
-            .step(&format!("set the hostname `{}`", child.hostname))?;
-        mounts::setup(child.root, child.mounts, ids_mapped)
-    })();
-    if let Err(failure) = setup {
-        send_failure(err_w, false, &failure);
-        unsafe { libc::_exit(125) };
-    }
-    // SAFETY: init is single-threaded; the command side only prepares credentials and execs.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            let failure = run_command(child.user, exec, blocked);
-            let status = if failure.errno == libc::ENOENT {
-                127
-            } else {
-                126
-            };
-            send_failure(err_w, failure.step.starts_with("exec "), &failure);
-            unsafe { libc::_exit(status) };
-        }
-        Ok(nix::unistd::ForkResult::Parent { child: command }) => {
-            // The command's copy closes on exec; with ours gone the tool sees EOF.
-            // SAFETY: the descriptor is not used again in this process.
-            unsafe { libc::close(std::os::fd::AsRawFd::as_raw_fd(err_w)) };
-            let status = wait_forwarding(command, true);
-            unsafe { libc::_exit(status) };
-        }
-        Err(e) => {
-            send_failure(
-                err_w,
-                false,
-                &Failure {
-                    step: "fork the command".into(),
-                    errno: e as i32,
-                },
-            );
-            unsafe { libc::_exit(125) };
-        }
-    }
 }
 
 #[cfg(test)]

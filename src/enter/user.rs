@@ -8,6 +8,8 @@ use std::path::Path;
 
 /// `etc/passwd` and `etc/group` of real systems are kilobytes; this bounds hostile ones.
 const MAX_DB: u64 = 16 * 1024 * 1024;
+/// The id that the set*id calls read as "leave unchanged".
+const NO_ID: u32 = u32::MAX;
 
 /// A user of the sysroot and what running as them takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +64,21 @@ pub(crate) fn lookup(root: &Path, fd: &RootDir, spec: &str) -> Result<SysrootUse
             })
         }
     };
+    // setresuid(-1) and setresgid(-1) leave the ids as they are: the command would stay root.
+    if user.uid == NO_ID || user.gid == NO_ID {
+        return Err(EnterError::InvalidId {
+            root: root.to_path_buf(),
+            user: spec.to_string(),
+            uid: user.uid,
+            gid: user.gid,
+        });
+    }
+    if user.uid == 0 && spec != "root" && spec != "0" {
+        return Err(EnterError::ImplicitRoot {
+            root: root.to_path_buf(),
+            user: spec.to_string(),
+        });
+    }
     let group = read_db(root, fd, "etc/group")?;
     user.groups = groups_of(&group, &user.name, user.gid);
     user.shell = user
@@ -85,9 +102,8 @@ pub(crate) fn root_user(root: &Path, fd: &RootDir) -> Result<SysrootUser, EnterE
 }
 
 fn read_db(root: &Path, fd: &RootDir, rel: &str) -> Result<String, EnterError> {
-    let data = fd
-        .read_head(rel, MAX_DB)
-        .map_err(|source| EnterError::Read {
+    let data =
+        super::files::read_regular(fd, rel, MAX_DB, false).map_err(|source| EnterError::Read {
             root: root.to_path_buf(),
             path: rel.into(),
             source,
@@ -125,6 +141,9 @@ fn groups_of(group: &str, name: &str, primary: u32) -> Vec<u32> {
         let Ok(gid) = f[2].parse::<u32>() else {
             continue;
         };
+        if gid == NO_ID {
+            continue;
+        }
         if f[3].split(',').any(|m| m.trim() == name) && !groups.contains(&gid) {
             groups.push(gid);
         }
@@ -179,6 +198,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`nobody-here`"), "{err}");
+    }
+
+    #[test]
+    fn minus_one_and_hidden_root_are_refused() {
+        let dir = sysroot();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/ash
+toor:x:0:0::/root:/bin/ash
+ghost:x:4294967295:1::/:/bin/ash
+glum:x:7:4294967295::/:/bin/ash
+",
+        )
+        .unwrap();
+        let fd = RootDir::open(dir.path()).unwrap();
+        for spec in ["ghost", "4294967295", "glum"] {
+            let err = lookup(dir.path(), &fd, spec).unwrap_err();
+            assert!(matches!(err, EnterError::InvalidId { .. }), "{spec}: {err}");
+        }
+        let err = lookup(dir.path(), &fd, "toor").unwrap_err();
+        assert!(matches!(err, EnterError::ImplicitRoot { .. }), "{err}");
+        assert!(err.to_string().contains("--user root"), "{err}");
+        assert_eq!(lookup(dir.path(), &fd, "root").unwrap().uid, 0);
+        assert_eq!(lookup(dir.path(), &fd, "0").unwrap().name, "root");
     }
 
     #[test]

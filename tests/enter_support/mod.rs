@@ -7,6 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
+use sysroot_mk::arch::Arch;
 
 /// The built tool.
 pub fn bin() -> Command {
@@ -250,6 +251,17 @@ impl HostHandler {
     }
 }
 
+impl HostHandler {
+    /// Enables or disables the entry (writes `1` or `0` to its file).
+    pub fn set_enabled(&self, enabled: bool) {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.entry)
+            .unwrap();
+        f.write_all(if enabled { b"1" } else { b"0" }).unwrap();
+    }
+}
+
 impl Drop for HostHandler {
     fn drop(&mut self) {
         if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&self.entry) {
@@ -263,16 +275,120 @@ impl Drop for HostHandler {
 /// Compiles a static aarch64 program printing its effective uid, if the cross compiler
 /// is there.
 pub fn build_euid_program(out: &Path) -> Option<()> {
+    build_aarch64_program(
+        out,
+        "#include <stdio.h>\n#include <unistd.h>\nint main(void){printf(\"%d\\n\",(int)geteuid());return 0;}\n",
+    )
+}
+
+/// Compiles `source` into a static aarch64 program at `out`, if the cross compiler (and
+/// its libc, `libc6-dev-arm64-cross`) is there.
+pub fn build_aarch64_program(out: &Path, source: &str) -> Option<()> {
     if !on_path("aarch64-linux-gnu-gcc") {
         return None;
     }
     let src = out.with_extension("c");
-    std::fs::write(&src, "#include <stdio.h>\n#include <unistd.h>\nint main(void){printf(\"%d\\n\",(int)geteuid());return 0;}\n").unwrap();
+    std::fs::write(&src, source).unwrap();
     let status = Command::new("aarch64-linux-gnu-gcc")
         .args(["-static", "-O2", "-o"])
         .arg(out)
         .arg(&src)
         .status()
         .ok()?;
+    let _ = std::fs::remove_file(&src);
     status.success().then_some(())
+}
+
+/// Makes `path` owned by root and setuid.
+pub fn make_setuid_root(path: &Path) {
+    std::os::unix::fs::chown(path, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+}
+
+/// An aarch64 sysroot holding `usr/local/bin/euid`, a static setuid-root program
+/// printing its effective uid, or why not.
+pub fn aarch64_with_setuid_program() -> Result<tempfile::TempDir, String> {
+    let dir = sysroot("aarch64")?;
+    let program = dir.path().join("usr/local/bin/euid");
+    build_euid_program(&program).ok_or(
+        "aarch64-linux-gnu-gcc with its libc (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross) is missing",
+    )?;
+    make_setuid_root(&program);
+    Ok(dir)
+}
+
+/// Root, the shared data and (for foreign arches) qemu with a private binfmt_misc, or why not.
+pub fn can_enter(arch: &str) -> Result<(), String> {
+    if !is_root() {
+        return Err("needs root to extract root filesystems with their owners".into());
+    }
+    if !namespaces_available() {
+        return Err("mount/pid namespaces are not available here".into());
+    }
+    let a = Arch::from_name(arch).ok_or("unknown arch")?;
+    let native = Arch::host().is_some_and(|h| a.runs_natively_on(h));
+    if !native {
+        if !private_binfmt() {
+            return Err("kernel without private binfmt_misc instances (Linux >= 6.7)".into());
+        }
+        sysroot_mk::binfmt::find_qemu(a, None).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// A temporary sysroot from the 3.20.3 minirootfs of `arch`, or why not.
+pub fn sysroot(arch: &str) -> Result<tempfile::TempDir, String> {
+    can_enter(arch)?;
+    let tarball = minirootfs(arch).ok_or("../shared/alpine/minirootfs is missing")?;
+    let dir = tempfile::tempdir().unwrap();
+    extract(&tarball, dir.path(), &[]);
+    Ok(dir)
+}
+
+/// The first arch this host runs without emulation, for tests about anything but qemu.
+pub fn native_arch() -> &'static str {
+    match Arch::host().map(|a| a.name()) {
+        Some(name) if minirootfs(name).is_some() => name,
+        _ => "x86_64",
+    }
+}
+
+/// A sysroot of [`native_arch`], or `None` after saying why not.
+pub fn native_sysroot() -> Option<tempfile::TempDir> {
+    or_skip(sysroot(native_arch()))
+}
+
+/// `sysroot-mk enter EXTRA DIR -- COMMAND`, not yet started.
+pub fn enter_command(dir: &Path, extra: &[&str], command: &[&str]) -> Command {
+    let mut cmd = bin();
+    cmd.arg("enter")
+        .args(extra)
+        .arg(dir)
+        .arg("--")
+        .args(command);
+    cmd
+}
+
+pub fn enter(dir: &Path, extra: &[&str], command: &[&str]) -> std::process::Output {
+    enter_command(dir, extra, command)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Adds the user `builder` (uid and gid 1000, home `/home/builder`) to the sysroot.
+pub fn add_builder(root: &Path) {
+    let append = |file: &str, line: &str| {
+        let path = root.join(file);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(line);
+        std::fs::write(path, text).unwrap();
+    };
+    append(
+        "etc/passwd",
+        "builder:x:1000:1000:builder:/home/builder:/bin/sh\n",
+    );
+    append("etc/group", "builder:x:1000:\n");
+    std::fs::create_dir_all(root.join("home/builder")).unwrap();
+    std::os::unix::fs::chown(root.join("home/builder"), Some(1000), Some(1000)).unwrap();
 }

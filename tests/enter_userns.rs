@@ -1,0 +1,177 @@
+//! Root inside is not root outside (issue 8, finding 1): `enter` run by root maps the
+//! session to an unprivileged range of host ids and shows the sysroot through an
+//! id-mapped mount, so a setuid program under qemu's C flag, even with a loader of the
+//! caller's choosing (`QEMU_LD_PREFIX`), is root only in the session.
+
+mod enter_support;
+
+use enter_support::*;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// The stand-in for a hostile dynamic loader: reads a root-only host file and creates a
+/// file in a host directory, and says what it got.
+const FAKE_LOADER: &str = r#"#include <stdio.h>
+#include <fcntl.h>
+#include <unistd.h>
+int main(void) {
+    char buf[64];
+    int fd = open("/host/secret/shadow", O_RDONLY);
+    int n = fd >= 0 ? (int)read(fd, buf, sizeof buf - 1) : -1;
+    if (n > 0) { buf[n] = 0; printf("read:%s", buf); } else printf("secret-denied\n");
+    int c = open("/host/drop/owned", O_CREAT | O_WRONLY, 0644);
+    printf(c >= 0 ? "created\n" : "create-denied\n");
+    printf("euid=%d\n", (int)geteuid());
+    return 0;
+}
+"#;
+
+struct Attack {
+    dir: tempfile::TempDir,
+    secret: tempfile::TempDir,
+    drop: tempfile::TempDir,
+}
+
+/// An aarch64 sysroot with `builder`, a setuid-root static program (`euid`), a setuid-root
+/// copy of the dynamic busybox (`suidbox`) and the fake loader in builder's home; a
+/// root-only host file and a world-writable host directory to bind in.
+fn attack() -> Result<Attack, String> {
+    if !is_root() {
+        return Err("needs root (the finding is about root running enter)".into());
+    }
+    let dir = aarch64_with_setuid_program()?;
+    let root = dir.path();
+    add_builder(root);
+    std::fs::copy(root.join("bin/busybox"), root.join("usr/local/bin/suidbox")).unwrap();
+    make_setuid_root(&root.join("usr/local/bin/suidbox"));
+    let fake = root.join("home/builder/fake/lib");
+    std::fs::create_dir_all(&fake).unwrap();
+    let loader = fake.join("ld-musl-aarch64.so.1");
+    build_aarch64_program(&loader, FAKE_LOADER).ok_or("cannot build the fake loader")?;
+    std::os::unix::fs::chown(&loader, Some(1000), Some(1000)).unwrap();
+    let secret = tempfile::tempdir().unwrap();
+    std::fs::write(secret.path().join("shadow"), "root:host-secret:1::::::\n").unwrap();
+    std::fs::set_permissions(
+        secret.path().join("shadow"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let drop = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        drop.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    Ok(Attack { dir, secret, drop })
+}
+
+/// Runs the attack as `builder` with `extra` options; stdout and stderr.
+fn run_attack(a: &Attack, extra: &[&str]) -> (String, String) {
+    let secret = format!("{}:/host/secret:ro", a.secret.path().display());
+    let drop = format!("{}:/host/drop", a.drop.path().display());
+    let mut args = vec!["--user", "builder", "--bind", &secret, "--bind", &drop];
+    args.extend_from_slice(extra);
+    let script = "QEMU_LD_PREFIX=/home/builder/fake /usr/local/bin/suidbox; /usr/local/bin/euid";
+    let out = enter(a.dir.path(), &args, &["sh", "-c", script]);
+    (stdout(&out), stderr(&out))
+}
+
+fn owner(path: &Path) -> Option<u32> {
+    std::fs::metadata(path).ok().map(|m| m.uid())
+}
+
+#[test]
+fn a_setuid_program_with_the_caller_s_loader_is_root_only_inside() {
+    let Some(a) = or_skip(attack()) else { return };
+    let (out, err) = run_attack(&a, &[]);
+    if err.contains("identity map") {
+        return skip(&format!("no id-mapped mounts here: {err}"));
+    }
+    // qemu ran the caller's loader with the setuid program's credentials: root inside ...
+    assert!(
+        out.contains("euid=0\n"),
+        "the fake loader did not run as root inside: {out} {err}"
+    );
+    // ... which is an unprivileged id outside.
+    assert!(
+        out.contains("secret-denied"),
+        "read a root-only host file: {out}"
+    );
+    assert!(!out.contains("host-secret"), "{out}");
+    let created = a.drop.path().join("owned");
+    if let Some(uid) = owner(&created) {
+        assert_ne!(uid, 0, "created a root-owned file outside the sysroot");
+    }
+    // setuid still works inside: the static setuid-root program says euid 0.
+    assert!(out.ends_with("0\n"), "{out}");
+}
+
+#[test]
+fn the_identity_map_is_what_it_says_root_inside_is_root_outside() {
+    let Some(a) = or_skip(attack()) else { return };
+    let (out, err) = run_attack(&a, &["--userns", "identity"]);
+    // The protection the default gives, absent on purpose: this is the finding itself.
+    assert!(out.contains("read:root:host-secret"), "{out} {err}");
+    assert_eq!(owner(&a.drop.path().join("owned")), Some(0), "{out} {err}");
+}
+
+#[test]
+fn root_inside_sees_the_sysroot_as_its_own_through_a_non_identity_map() {
+    let Some(dir) = native_sysroot() else { return };
+    let script = "id -u; stat -c %u /etc/passwd; cat /proc/self/uid_map; touch /etc/made-inside";
+    let out = enter(dir.path(), &[], &["sh", "-c", script]);
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{err}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[..2], ["0", "0"], "{text}");
+    let map: Vec<&str> = lines[2].split_whitespace().collect();
+    if err.contains("identity map") {
+        // The fallback must say so.
+        assert_eq!(map, ["0", "0", "4294967295"], "{text}");
+        return;
+    }
+    assert_eq!(map[0], "0", "{text}");
+    assert_ne!(map[1], "0", "root inside is host root: {text}");
+    assert_eq!(map[2], "65536", "{text}");
+    // What root inside creates in the sysroot belongs to root there.
+    assert_eq!(owner(&dir.path().join("etc/made-inside")), Some(0));
+}
+
+#[test]
+fn without_id_mapped_mounts_the_identity_fallback_is_announced() {
+    if !is_root() || !namespaces_available() || !on_path("unshare") {
+        return skip("needs root, mount namespaces and util-linux `unshare`");
+    }
+    let Some(tarball) = minirootfs(native_arch()) else {
+        return skip("../shared/alpine/minirootfs is missing");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // ramfs has no id-mapped mounts; mounted in a mount namespace of the test's own.
+    let script = format!(
+        "mount -t ramfs none {d} && tar -xzf {t} -C {d} && \
+         exec {tool} enter {d} -- sh -c 'id -u; cat /proc/self/uid_map'",
+        d = dir.path().display(),
+        t = tarball.display(),
+        tool = env!("CARGO_BIN_EXE_sysroot-mk"),
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning:")
+            && err.contains("identity map")
+            && err.contains("root on the host"),
+        "{err}"
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "0", "{text}");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "4294967295"],
+        "{text}"
+    );
+}
