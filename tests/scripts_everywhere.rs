@@ -547,3 +547,47 @@ fn rootless_build_without_subordinate_ids_says_what_it_could_not_apply_and_enter
     let entered = succeeded(as_user(&exe, uid, gid, "/nonexistent", &args), "enter");
     assert_eq!(stdout(&entered).trim(), "0");
 }
+
+#[test]
+fn pending_scripts_read_back_from_a_sysroot_run_as_the_sessions_root_not_the_hosts() {
+    let Some((repo, keys)) = or_skip(repo("v3.19", "x86_64")) else {
+        return;
+    };
+    if !namespaces_available() {
+        return skip("mount/pid namespaces are not available here");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("planted");
+    build("x86_64", &repo, &keys, &dir, &["--no-scripts"]);
+    // Someone who was root inside rewrote a recorded script: what it does must stay inside.
+    let mut db = sysroot_mk::db::read_database(&dir).unwrap();
+    let pkg = db
+        .iter_mut()
+        .find(|p| p.package.name == "alpine-baselayout")
+        .unwrap();
+    let body = b"#!/bin/sh\ncat /proc/self/uid_map > /uid_map\n".to_vec();
+    pkg.scripts.retain(|s| s.action != "post-install");
+    pkg.scripts.push(sysroot_mk::db::Script {
+        action: "post-install".into(),
+        body,
+    });
+    let world = vec!["alpine-base".to_string()];
+    sysroot_mk::db::write_database(&dir, &db, &world, "x86_64").unwrap();
+    let out = succeeded(
+        bin()
+            .args(["enter", "--run-pending"])
+            .arg(&dir)
+            .output()
+            .unwrap(),
+        "enter --run-pending",
+    );
+    let map = std::fs::read_to_string(dir.join("uid_map"))
+        .unwrap_or_else(|e| panic!("the planted script did not run ({e}): {}", stderr(&out)));
+    let fields: Vec<&str> = map.split_whitespace().collect();
+    assert_eq!(fields.first(), Some(&"0"), "{map}");
+    assert_ne!(
+        fields.get(1),
+        Some(&"0"),
+        "root inside must not be host root: {map}"
+    );
+}
