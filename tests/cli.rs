@@ -24,6 +24,24 @@ fn run_in(dir: &Path, args: &[&str]) -> std::process::Output {
     bin().current_dir(dir).args(args).output().unwrap()
 }
 
+/// `sysroot-mk --arch x86_64 <local repo> EXTRA ./out` as root in a new temporary
+/// directory: the directory and the build's stderr, or why not.
+fn build_out(extra: &[&str]) -> Option<(tempfile::TempDir, String)> {
+    let repo = or_skip(local_repo())?;
+    if !is_root() {
+        skip("needs root for a build with owners");
+        return None;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = vec!["--arch", "x86_64"];
+    args.extend(repo.iter().map(String::as_str));
+    args.extend(extra);
+    args.push("./out");
+    let out = run_in(tmp.path(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    Some((tmp, stderr(&out)))
+}
+
 #[test]
 fn global_flags_before_a_subcommand_keep_the_subcommand() {
     let tmp = tempfile::tempdir().unwrap();
@@ -180,19 +198,9 @@ fn completions_parse_and_the_man_page_renders_the_options() {
 
 #[test]
 fn a_finished_build_says_how_to_enter_it() {
-    let Some(repo) = or_skip(local_repo()) else {
+    let Some((_tmp, err)) = build_out(&["--no-scripts"]) else {
         return;
     };
-    if !is_root() {
-        return skip("needs root for a build with owners");
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let mut args = vec!["--arch", "x86_64", "--no-scripts"];
-    args.extend(repo.iter().map(String::as_str));
-    args.push("./out");
-    let out = run_in(tmp.path(), &args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let err = stderr(&out);
     assert!(
         err.contains("enter it with: sysroot-mk enter ./out (it first runs the 5 package scripts left pending)"),
         "{err}"
@@ -201,24 +209,15 @@ fn a_finished_build_says_how_to_enter_it() {
 
 #[test]
 fn repositories_out_sets_the_sysroots_repositories_file() {
-    let Some(repo) = or_skip(local_repo()) else {
-        return;
-    };
-    if !is_root() {
-        return skip("needs root for a build with owners");
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let mut args = vec!["--arch", "x86_64", "--no-scripts"];
-    args.extend(repo.iter().map(String::as_str));
-    args.extend([
+    let Some((tmp, _)) = build_out(&[
+        "--no-scripts",
         "--repositories-out",
         "https://dl-cdn.alpinelinux.org/alpine/v3.19/main",
         "--repositories-out",
         "@community https://dl-cdn.alpinelinux.org/alpine/v3.19/community",
-        "./out",
-    ]);
-    let out = run_in(tmp.path(), &args);
-    assert!(out.status.success(), "{}", stderr(&out));
+    ]) else {
+        return;
+    };
     assert_eq!(
         std::fs::read_to_string(tmp.path().join("out/etc/apk/repositories")).unwrap(),
         "https://dl-cdn.alpinelinux.org/alpine/v3.19/main\n@community https://dl-cdn.alpinelinux.org/alpine/v3.19/community\n"
@@ -227,18 +226,9 @@ fn repositories_out_sets_the_sysroots_repositories_file() {
 
 #[test]
 fn relative_links_resolve_inside_the_sysroot_from_the_host() {
-    let Some(repo) = or_skip(local_repo()) else {
+    let Some((tmp, _)) = build_out(&["--relative-links"]) else {
         return;
     };
-    if !is_root() {
-        return skip("needs root for a build with scripts");
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let mut args = vec!["--arch", "x86_64", "--relative-links"];
-    args.extend(repo.iter().map(String::as_str));
-    args.push("./out");
-    let out = run_in(tmp.path(), &args);
-    assert!(out.status.success(), "{}", stderr(&out));
     let root = tmp.path().join("out");
     assert_eq!(
         std::fs::read_link(root.join("bin/ls")).unwrap(),
