@@ -24,6 +24,7 @@ pub mod build;
 pub mod db;
 pub mod enter;
 pub mod fetch;
+pub mod image;
 pub mod index;
 pub mod install;
 pub mod layout;

@@ -45,10 +45,10 @@ enum Command {
 /// `sysroot-mk [OPTIONS] --arch ARCH DIR [PACKAGE...]`
 #[derive(Debug, clap::Args)]
 struct BuildArgs {
-    /// Target architecture (x86_64, x86, aarch64, armhf, armv7, ppc64le, s390x, riscv64, loongarch64, ppc64, ppc, mips64, mips64el).
+    /// Target architecture (x86_64, x86, aarch64, armhf, armv7, ppc64le, s390x, riscv64, loongarch64, ppc64, ppc, mips64, mips64el); repeatable with `--output oci`.
     #[arg(long, value_name = "ARCH")]
-    arch: Option<String>,
-    /// The sysroot to create (must be absent or empty, unless --force).
+    arch: Vec<String>,
+    /// The sysroot to create (must be absent or empty, unless --force); with --output tar or oci, the archive or the image layout.
     #[arg(value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Packages to install, apk-style: `name`, `name=1.2-r0`, `name>=1.2`, `!name` (default: alpine-base).
@@ -91,7 +91,74 @@ struct BuildArgs {
     /// Replace DIR even when it exists and is not empty.
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    image: ImageArgs,
 }
+
+// ---- Outputs other than a directory (tar, OCI) and reproducibility -------------------
+
+/// What is written at DIR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputKind {
+    /// The sysroot as a directory.
+    Dir,
+    /// A tar archive, compressed by DIR's extension (`.tar.gz`, `.tar.zst`); `-` writes it uncompressed to stdout.
+    Tar,
+    /// A gzip-compressed tar archive, whatever the extension.
+    #[value(name = "tar.gz")]
+    TarGz,
+    /// A zstd-compressed tar archive, whatever the extension.
+    #[value(name = "tar.zst")]
+    TarZst,
+    /// An OCI image layout directory (one image per `--arch`, tagged `latest`).
+    Oci,
+}
+
+#[derive(Debug, clap::Args)]
+struct ImageArgs {
+    /// What to write at DIR: dir, tar (tar.gz, tar.zst) or oci.
+    #[arg(
+        long = "output",
+        short = 'o',
+        value_name = "KIND",
+        default_value = "dir"
+    )]
+    output: OutputKind,
+    /// Reproducible output: mtimes clamped to $SOURCE_DATE_EPOCH, or else to the newest package's build time.
+    #[arg(long)]
+    reproducible: bool,
+}
+
+/// The output format, the epoch (`SOURCE_DATE_EPOCH`) and `--reproducible` of a build.
+fn image_options(
+    args: &ImageArgs,
+    dir: &std::path::Path,
+) -> anyhow::Result<(sysroot_mk::image::Format, Option<u64>, bool)> {
+    use sysroot_mk::image::{Compression, Format};
+    let format = match args.output {
+        OutputKind::Dir => Format::Directory,
+        OutputKind::Tar => Format::Tar(Compression::from_path(dir)),
+        OutputKind::TarGz => Format::Tar(Compression::Gzip),
+        OutputKind::TarZst => Format::Tar(Compression::Zstd),
+        OutputKind::Oci => Format::Oci,
+    };
+    if dir == std::path::Path::new("-") && !matches!(format, Format::Tar(_)) {
+        return Err(UsageError("`-` (stdout) needs `--output tar`".into()).into());
+    }
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) if !value.trim().is_empty() => {
+            Some(value.trim().parse::<u64>().map_err(|_| {
+                UsageError(format!(
+                    "SOURCE_DATE_EPOCH=`{value}` is not a number of seconds since 1970"
+                ))
+            })?)
+        }
+        _ => None,
+    };
+    Ok((format, epoch, args.reproducible))
+}
+
+// ---- end of image outputs ---------------------------------------------------------------
 
 /// Parses the command line, runs it and returns the exit code.
 pub fn main() -> i32 {
@@ -136,15 +203,29 @@ pub fn main() -> i32 {
 struct UsageError(String);
 
 fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<i32> {
-    let (Some(arch), Some(dir)) = (args.arch, args.dir) else {
+    let (Some(first_arch), Some(dir)) = (args.arch.first(), args.dir) else {
         return Err(UsageError(
             "the build needs `--arch ARCH` and `DIR`: e.g. `sysroot-mk --arch aarch64 ./aarch64`; see `sysroot-mk --help`".into(),
         )
         .into());
     };
-    let arch = arch
-        .parse()
-        .map_err(|e: sysroot_mk::arch::UnknownArch| UsageError(e.to_string()))?;
+    let parse_arch = |a: &String| {
+        a.parse::<sysroot_mk::arch::Arch>()
+            .map_err(|e| UsageError(e.to_string()))
+    };
+    let arch = parse_arch(first_arch)?;
+    let arches = args
+        .arch
+        .iter()
+        .map(parse_arch)
+        .collect::<Result<Vec<_>, _>>()?;
+    let (output, source_date_epoch, reproducible) = image_options(&args.image, &dir)?;
+    if arches.len() > 1 && output != sysroot_mk::image::Format::Oci {
+        return Err(UsageError(
+            "several `--arch` values need `--output oci` (one image per arch)".into(),
+        )
+        .into());
+    }
     let repos = if args.repos.is_empty() && args.repositories_file.is_none() {
         build::RepoSelection::Mirror {
             mirror: args.mirror,
@@ -178,6 +259,9 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
         simulate: args.simulate,
         no_scripts: args.no_scripts,
         force: args.force,
+        output,
+        source_date_epoch,
+        reproducible,
     };
     let mapped = match enter_rootless(&options) {
         Ok(Ok(map)) => map,
@@ -202,9 +286,16 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
             sysroot_mk::db::INSTALLED
         ));
     }
-    let outcome = build::run(&options, &reporter as &dyn Reporter);
+    let outcomes = build::run_arches(&options, &arches, &reporter as &dyn Reporter);
     reporter.finish();
-    match outcome.with_context(|| format!("building `{}` failed", dir.display()))? {
+    for outcome in outcomes.with_context(|| format!("building `{}` failed", dir.display()))? {
+        print_outcome(outcome, verbosity)?;
+    }
+    Ok(0)
+}
+
+fn print_outcome(outcome: Outcome, verbosity: progress::Verbosity) -> anyhow::Result<()> {
+    match outcome {
         Outcome::Simulated(plan) => {
             let mut out = std::io::stdout().lock();
             for package in &plan.packages {
@@ -218,7 +309,7 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
             }
         }
     }
-    Ok(0)
+    Ok(())
 }
 
 /// A non-root build goes on as root of a user namespace: `Ok(Ok(map))` in it (or

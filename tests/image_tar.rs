@@ -1,0 +1,196 @@
+//! `--output tar`: headers carry owners, setuid bits and device nodes even from a rootless
+//! build without subordinate ids, and `SOURCE_DATE_EPOCH` makes archives bit for bit equal.
+
+mod image_support;
+
+use image_support::*;
+use std::path::Path;
+
+/// The `a:` record of `bin/bbsuid` in a sysroot's `installed`: (uid, gid, mode).
+fn recorded_bbsuid(root: &Path) -> (u32, u32, u32) {
+    let installed = sysroot_mk::db::read_database(root).unwrap();
+    installed
+        .iter()
+        .flat_map(|p| &p.dirs)
+        .filter(|d| d.path == "bin")
+        .flat_map(|d| &d.files)
+        .find(|f| f.name == "bbsuid")
+        .map(|f| (f.acl.uid, f.acl.gid, f.acl.mode))
+        .expect("busybox-suid records bin/bbsuid")
+}
+
+#[test]
+fn rootless_tar_without_subordinate_ids_has_root_owned_setuid_bbsuid_and_equals_the_root_tar() {
+    let Some((repo, keys)) = or_skip(root().and_then(|()| repo("v3.19", "x86_64"))) else {
+        return;
+    };
+    let Some(ids) = or_skip(test_user()) else {
+        return;
+    };
+    let (tmp, work, exe) = user_workspace(ids.0, ids.1);
+    let archive = work.join("rootless.tar.gz");
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "--arch".as_ref(),
+        "x86_64".as_ref(),
+        "--no-cache".as_ref(),
+        "--repo".as_ref(),
+        repo.as_os_str(),
+        "--keys-dir".as_ref(),
+        keys.as_os_str(),
+        "--output".as_ref(),
+        "tar".as_ref(),
+        archive.as_os_str(),
+        "alpine-base".as_ref(),
+    ];
+    let out = as_user_without_subids(&exe, ids, &args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    if err.contains("cannot create a user namespace") {
+        return eprintln!("skipped: user namespaces are not available to unprivileged users");
+    }
+    let out = succeeded(out, "the rootless build");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no subordinate ids"),
+        "{err}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&work)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(leftovers, ["rootless.tar.gz"], "only the archive is left");
+
+    let reference = tmp.path().join("root");
+    build(&["x86_64"], &repo, &[&keys], &reference, &[]);
+    let (uid, gid, mode) = recorded_bbsuid(&reference);
+    assert_eq!((uid, gid), (0, 0));
+    assert_ne!(
+        mode & 0o4000,
+        0,
+        "bbsuid is setuid in the database: {mode:o}"
+    );
+
+    let headers = tar_headers(&gunzip(&std::fs::read(&archive).unwrap()));
+    let (kind, h_uid, h_gid, h_mode, _) = headers["bin/bbsuid"].clone();
+    assert_eq!(kind, b'0');
+    assert_eq!(
+        (h_uid, h_gid, h_mode),
+        (0, 0, mode),
+        "bin/bbsuid: {h_mode:o}"
+    );
+    assert_eq!(
+        headers["etc/shadow"].2, 42,
+        "etc/shadow belongs to group shadow"
+    );
+    let null = &headers["dev/null"];
+    assert_eq!(
+        (null.0, null.1, null.3),
+        (b'3', 0, 0o666),
+        "dev/null is a device"
+    );
+
+    // The same build as root, archived: the same bytes.
+    let root_archive = tmp.path().join("root.tar.gz");
+    build(
+        &["x86_64"],
+        &repo,
+        &[&keys],
+        &root_archive,
+        &["--output", "tar"],
+    );
+    let root_headers = tar_headers(&gunzip(&std::fs::read(&root_archive).unwrap()));
+    let diffs: Vec<String> = root_headers
+        .iter()
+        .filter(|(path, header)| headers.get(*path) != Some(header))
+        .map(|(path, header)| format!("{path}: root {header:?}, rootless {:?}", headers.get(path)))
+        .chain(
+            headers
+                .keys()
+                .filter(|p| !root_headers.contains_key(*p))
+                .map(|p| format!("only rootless: {p}")),
+        )
+        .take(20)
+        .collect();
+    assert!(diffs.is_empty(), "{diffs:#?}");
+    assert!(
+        std::fs::read(&root_archive).unwrap() == std::fs::read(&archive).unwrap(),
+        "the rootless archive equals the root one"
+    );
+}
+
+#[test]
+fn two_builds_with_an_epoch_give_identical_archives_sorted_and_clamped() {
+    let Some((repo, keys)) = or_skip(repo("v3.19", "x86_64")) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sums = Vec::new();
+    for name in ["a.tar.gz", "b.tar.gz", "c.tar.zst", "d.tar.zst"] {
+        let path = tmp.path().join(name);
+        build(&["x86_64"], &repo, &[&keys], &path, &["--output", "tar"]);
+        sums.push(std::fs::read(&path).unwrap());
+    }
+    assert!(sums[0] == sums[1], "two .tar.gz builds differ");
+    assert!(sums[2] == sums[3], "two .tar.zst builds differ");
+    assert_eq!(&sums[0][..2], b"\x1f\x8b");
+    assert_eq!(&sums[0][4..8], &[0, 0, 0, 0], "gzip header mtime 0");
+    assert_eq!(sums[0][3] & 0x08, 0, "no file name in the gzip header");
+    assert_eq!(&sums[2][..4], b"\x28\xb5\x2f\xfd", "zstd magic");
+
+    let tar = gunzip(&sums[0]);
+    let mut archive = tar::Archive::new(&tar[..]);
+    let mut paths = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let entry = entry.unwrap();
+        assert!(entry.header().mtime().unwrap() <= EPOCH.parse().unwrap());
+        paths.push(entry.path().unwrap().display().to_string());
+    }
+    let mut sorted = paths.clone();
+    sorted.sort_by(|a, b| a.trim_end_matches('/').cmp(b.trim_end_matches('/')));
+    assert_eq!(paths, sorted, "entries sorted by path");
+    assert!(paths.len() > 700, "{} entries", paths.len());
+}
+
+#[test]
+fn stdout_gets_the_uncompressed_archive_and_existing_files_need_force() {
+    let Some((repo, keys)) = or_skip(repo("v3.19", "x86_64")) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("x.tar");
+    build(&["x86_64"], &repo, &[&keys], &file, &["--output", "tar"]);
+    let out = build(
+        &["x86_64"],
+        &repo,
+        &[&keys],
+        Path::new("-"),
+        &["--output", "tar"],
+    );
+    assert!(
+        out.stdout == std::fs::read(&file).unwrap(),
+        "stdout equals x.tar"
+    );
+
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sysroot-mk"));
+    cmd.args([
+        "--arch",
+        "x86_64",
+        "--no-cache",
+        "--output",
+        "tar",
+        "--repo",
+    ])
+    .arg(&repo)
+    .arg("--keys-dir")
+    .arg(&keys)
+    .arg(&file);
+    let again = cmd.output().unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    build(
+        &["x86_64"],
+        &repo,
+        &[&keys],
+        &file,
+        &["--output", "tar", "--force"],
+    );
+}
