@@ -13,7 +13,8 @@
 //!      recorded as pending for `enter`); rootless builds run as root of a user
 //!      namespace (rootless)
 //!   -> db + layout: apk's database, etc/apk, keys, CA bundle
-//!   -> output: atomic rename of the finished tree
+//!   -> output: atomic rename of the finished tree, or image: a tar archive or an OCI
+//!      layout streamed from it
 //! enter: arch -> binfmt -> namespaces -> mounts -> chroot -> exec
 //! ```
 

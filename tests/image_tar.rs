@@ -20,7 +20,8 @@ fn recorded_bbsuid(root: &Path) -> (u32, u32, u32) {
 }
 
 #[test]
-fn rootless_tar_without_subordinate_ids_has_root_owned_setuid_bbsuid_and_equals_the_root_tar() {
+fn rootless_without_subordinate_ids_tar_has_root_owned_setuid_bbsuid_and_both_outputs_equal_root_ones(
+) {
     let Some((repo, keys)) = or_skip(root().and_then(|()| repo("v3.19", "x86_64"))) else {
         return;
     };
@@ -114,6 +115,29 @@ fn rootless_tar_without_subordinate_ids_has_root_owned_setuid_bbsuid_and_equals_
     assert!(
         std::fs::read(&root_archive).unwrap() == std::fs::read(&archive).unwrap(),
         "the rootless archive equals the root one"
+    );
+
+    // And as an OCI image: the same manifest digest as root's.
+    let image = work.join("rootless.oci");
+    let mut oci_args = args.clone();
+    oci_args[8] = "oci".as_ref();
+    oci_args[9] = image.as_os_str();
+    succeeded(
+        as_user_without_subids(&exe, ids, &oci_args),
+        "the rootless OCI build",
+    );
+    let root_image = tmp.path().join("root.oci");
+    build(
+        &["x86_64"],
+        &repo,
+        &[&keys],
+        &root_image,
+        &["--output", "oci"],
+    );
+    let index = |dir: &Path| std::fs::read(dir.join("index.json")).unwrap();
+    assert!(
+        index(&image) == index(&root_image),
+        "the rootless image equals the root one"
     );
 }
 
