@@ -159,6 +159,18 @@ pub fn run_arches(
     if arches.len() > 1 && options.output != Format::Oci {
         return Err(ImageError::SeveralArchesNeedOci.into());
     }
+    // Said before anything is built rather than after.
+    if options.output == Format::Oci {
+        if let Some(arch) = arches
+            .iter()
+            .find(|a| crate::image::platform(a.name()).is_none())
+        {
+            return Err(ImageError::UnknownPlatform {
+                arch: arch.name().to_string(),
+            }
+            .into());
+        }
+    }
     // Opened once the first plan is known, so that `--simulate` writes nothing.
     let mut destination = None;
     let mut outcomes = Vec::with_capacity(arches.len());
