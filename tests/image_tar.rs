@@ -218,3 +218,53 @@ fn stdout_gets_the_uncompressed_archive_and_existing_files_need_force() {
         &["--output", "tar", "--force"],
     );
 }
+
+#[test]
+fn reproducible_without_an_epoch_clamps_to_the_newest_package() {
+    let Some((repo, keys)) = or_skip(repo("v3.19", "x86_64")) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut archives = Vec::new();
+    for name in ["a.tar", "b.tar"] {
+        let path = tmp.path().join(name);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sysroot-mk"));
+        cmd.args([
+            "--arch",
+            "x86_64",
+            "--no-cache",
+            "--reproducible",
+            "--output",
+            "tar",
+        ])
+        .arg("--repo")
+        .arg(&repo)
+        .arg("--keys-dir")
+        .arg(&keys)
+        .arg(&path)
+        .env_remove("SOURCE_DATE_EPOCH");
+        succeeded(cmd.output().unwrap(), "the build");
+        archives.push(std::fs::read(&path).unwrap());
+    }
+    assert!(
+        archives[0] == archives[1],
+        "two --reproducible builds differ"
+    );
+    let mut installed = String::new();
+    let mut latest = 0;
+    for entry in tar::Archive::new(&archives[0][..]).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        latest = latest.max(entry.header().mtime().unwrap());
+        if entry.path().unwrap() == Path::new(sysroot_mk::db::INSTALLED) {
+            std::io::Read::read_to_string(&mut entry, &mut installed).unwrap();
+        }
+    }
+    let newest = sysroot_mk::db::read_installed(&installed)
+        .unwrap()
+        .iter()
+        .map(|p| p.package.build_time)
+        .max()
+        .unwrap();
+    // Files written by the build (apk's database) are clamped to exactly that time.
+    assert_eq!(latest, newest);
+}
