@@ -1,5 +1,6 @@
 //! An OCI output goes through a real registry (Debian's `docker-registry` on 127.0.0.1):
-//! pushed with skopeo, pulled back by digest, it unpacks to the directory build's tree.
+//! pushed with `--push` (skopeo underneath) or skopeo by hand, pulled back by digest, it
+//! unpacks to the directory build's tree.
 
 mod image_support;
 
@@ -62,8 +63,39 @@ fn image_pushed_to_a_registry_and_pulled_by_digest_unpacks_to_the_directory_buil
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
+    let registry_dir = tmp.path().join("registry");
+    std::fs::create_dir(&registry_dir).unwrap();
+    let registry = start_registry(&registry_dir);
+    let name = format!("127.0.0.1:{}/sysroot/alpine", registry.port);
+    // skopeo (which `--push` runs) talks plain HTTP to this registry only.
+    let registries_conf = tmp.path().join("registries.conf");
+    std::fs::write(
+        &registries_conf,
+        format!(
+            "[[registry]]\nlocation = \"127.0.0.1:{}\"\ninsecure = true\n",
+            registry.port
+        ),
+    )
+    .unwrap();
+
     let (image, dir) = (tmp.path().join("x.oci"), tmp.path().join("dir"));
-    build(&["x86_64"], &repo, &[&keys], &image, &["--output", "oci"]);
+    let pushed = run(Command::new(env!("CARGO_BIN_EXE_sysroot-mk"))
+        .args([
+            "--arch",
+            "x86_64",
+            "--no-cache",
+            "--output",
+            "oci",
+            "--repo",
+        ])
+        .arg(&repo)
+        .arg("--keys-dir")
+        .arg(&keys)
+        .args(["--push", &format!("{name}:3.19")])
+        .arg(&image)
+        .arg("alpine-base")
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .env("CONTAINERS_REGISTRIES_CONF", &registries_conf));
     build(&["x86_64"], &repo, &[&keys], &dir, &[]);
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(image.join("index.json")).unwrap()).unwrap();
@@ -71,15 +103,23 @@ fn image_pushed_to_a_registry_and_pulled_by_digest_unpacks_to_the_directory_buil
         .as_str()
         .unwrap()
         .to_string();
+    assert_eq!(
+        pushed.trim(),
+        format!("{name}:3.19@{digest}"),
+        "--push prints what the registry stored: the layout's manifest digest"
+    );
 
-    let registry_dir = tmp.path().join("registry");
-    std::fs::create_dir(&registry_dir).unwrap();
-    let registry = start_registry(&registry_dir);
-    let name = format!("127.0.0.1:{}/sysroot/alpine", registry.port);
+    // The README's way, skopeo by hand, to another tag: the same digest.
     run(Command::new("skopeo")
         .args(["--insecure-policy", "copy", "--dest-tls-verify=false"])
         .arg(format!("oci:{}:latest", image.display()))
-        .arg(format!("docker://{name}:3.19")));
+        .arg(format!("docker://{name}:by-hand")));
+    let inspect = run(Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false"])
+        .arg(format!("docker://{name}:by-hand")));
+    let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(inspect["Digest"], digest.as_str());
+
     let pulled = tmp.path().join("pulled.oci");
     run(Command::new("skopeo")
         .args(["--insecure-policy", "copy", "--src-tls-verify=false"])

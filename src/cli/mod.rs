@@ -127,12 +127,26 @@ struct ImageArgs {
     /// Reproducible output: mtimes clamped to $SOURCE_DATE_EPOCH, or else to the newest package's build time.
     #[arg(long)]
     reproducible: bool,
+    /// After an `--output oci` build, push the image (all arches) to REF (`HOST/REPO:TAG`) with `skopeo copy`.
+    #[arg(long, value_name = "REF")]
+    push: Option<String>,
+}
+
+/// `--push`: the layout goes to the registry through skopeo; prints the stored digest.
+fn push_image(args: &ImageArgs, dir: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(reference) = &args.push {
+        let digest = sysroot_mk::image::push(dir, reference)
+            .with_context(|| format!("pushing `{}` failed", dir.display()))?;
+        println!("{reference}@{digest}");
+    }
+    Ok(())
 }
 
 /// The output format, the epoch (`SOURCE_DATE_EPOCH`) and `--reproducible` of a build.
 fn image_options(
     args: &ImageArgs,
     dir: &std::path::Path,
+    args_simulate: bool,
 ) -> anyhow::Result<(sysroot_mk::image::Format, Option<u64>, bool)> {
     use sysroot_mk::image::{Compression, Format};
     let format = match args.output {
@@ -142,6 +156,11 @@ fn image_options(
         OutputKind::TarZst => Format::Tar(Compression::Zstd),
         OutputKind::Oci => Format::Oci,
     };
+    if args.push.is_some() && (format != Format::Oci || args_simulate) {
+        return Err(
+            UsageError("`--push` needs `--output oci` (and no `--simulate`)".into()).into(),
+        );
+    }
     if dir == std::path::Path::new("-") && !matches!(format, Format::Tar(_)) {
         return Err(UsageError("`-` (stdout) needs `--output tar`".into()).into());
     }
@@ -219,7 +238,9 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
         .iter()
         .map(parse_arch)
         .collect::<Result<Vec<_>, _>>()?;
-    let (output, source_date_epoch, reproducible) = image_options(&args.image, &dir)?;
+    let (output, source_date_epoch, reproducible) =
+        image_options(&args.image, &dir, args.simulate)?;
+    let image_args = args.image;
     if arches.len() > 1 && output != sysroot_mk::image::Format::Oci {
         return Err(UsageError(
             "several `--arch` values need `--output oci` (one image per arch)".into(),
@@ -291,6 +312,7 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
     for outcome in outcomes.with_context(|| format!("building `{}` failed", dir.display()))? {
         print_outcome(outcome, verbosity)?;
     }
+    push_image(&image_args, &dir)?;
     Ok(0)
 }
 

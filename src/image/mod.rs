@@ -18,12 +18,14 @@ mod destination;
 mod layer;
 mod oci;
 mod platform;
+mod push;
 mod time;
 mod tree;
 
 pub use destination::{Destination, ImageTree};
 pub use oci::OciLayout;
 pub use platform::{platform, Platform};
+pub use push::push;
 pub use tree::{walk, Entry, Kind};
 
 use std::path::PathBuf;
@@ -103,6 +105,25 @@ pub enum ImageError {
         "several `--arch` values need `--output oci` (one image index, one manifest per arch)"
     )]
     SeveralArchesNeedOci,
+    /// `skopeo` could not be started.
+    #[error("cannot run `skopeo` to push to `{reference}`; install it (apt-get install skopeo)")]
+    Skopeo {
+        /// The destination.
+        reference: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `skopeo copy` failed.
+    #[error("`skopeo copy` to `{reference}` {status}: {stderr}")]
+    PushFailed {
+        /// The destination.
+        reference: String,
+        /// How skopeo exited.
+        status: String,
+        /// What it said.
+        stderr: String,
+    },
     /// Preparing the staging directory failed.
     #[error(transparent)]
     Output(#[from] crate::output::OutputError),
