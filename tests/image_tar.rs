@@ -268,3 +268,26 @@ fn reproducible_without_an_epoch_clamps_to_the_newest_package() {
     // Files written by the build (apk's database) are clamped to exactly that time.
     assert_eq!(latest, newest);
 }
+
+#[test]
+fn directory_builds_with_an_epoch_are_identical_mtimes_included() {
+    let Some((repo, keys)) = or_skip(repo("v3.19", "x86_64")) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut trees = Vec::new();
+    for name in ["a", "b"] {
+        let dir = tmp.path().join(name);
+        build(&["x86_64"], &repo, &[&keys], &dir, &[]);
+        let mut times = std::collections::BTreeMap::new();
+        for path in tree(&dir).keys() {
+            let md = std::fs::symlink_metadata(dir.join(path)).unwrap();
+            times.insert(path.clone(), std::os::unix::fs::MetadataExt::mtime(&md));
+        }
+        assert!(times.values().all(|&t| t <= EPOCH.parse().unwrap()));
+        trees.push((tree(&dir), times));
+    }
+    let diffs = differences(&trees[0].0, &trees[1].0);
+    assert!(diffs.is_empty(), "{diffs:#?}");
+    assert_eq!(trees[0].1, trees[1].1, "mtimes");
+}

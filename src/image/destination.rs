@@ -124,7 +124,12 @@ impl Destination {
             epoch: tree.epoch,
         };
         match self {
-            Destination::Directory { .. } => staging.commit()?,
+            Destination::Directory { .. } => {
+                if let Some(epoch) = tree.epoch {
+                    super::tree::clamp_mtimes(staging.path(), epoch)?;
+                }
+                staging.commit()?
+            }
             Destination::Tar {
                 path,
                 compression,

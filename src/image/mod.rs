@@ -26,7 +26,7 @@ pub use destination::{Destination, ImageTree};
 pub use oci::OciLayout;
 pub use platform::{platform, Platform};
 pub use push::push;
-pub use tree::{walk, Entry, Kind};
+pub use tree::{clamp_mtimes, walk, Entry, Kind};
 
 use std::path::PathBuf;
 

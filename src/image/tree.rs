@@ -167,6 +167,46 @@ pub fn walk(root: &Path, options: &WalkOptions<'_>) -> Result<Vec<Entry>, ImageE
     Ok(entries)
 }
 
+/// Sets every mtime (and atime) below `root` that is later than `epoch` to `epoch`, the
+/// root's too, so that a directory build with `SOURCE_DATE_EPOCH` gives the same tree,
+/// times included, as an archive of it does. Links are not followed.
+pub fn clamp_mtimes(root: &Path, epoch: u64) -> Result<(), ImageError> {
+    let at = rustix::fs::Timespec {
+        tv_sec: i64::try_from(epoch).unwrap_or(i64::MAX),
+        tv_nsec: 0,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: at,
+        last_modification: at,
+    };
+    let clamp = |path: &Path, md: &std::fs::Metadata| -> Result<(), ImageError> {
+        if u64::try_from(md.mtime()).unwrap_or(0) > epoch {
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                path,
+                &times,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| io_err("set the mtime of", path)(e.into()))?;
+        }
+        Ok(())
+    };
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for name in read_dir_names(&dir)? {
+            let path = dir.join(name);
+            let md = std::fs::symlink_metadata(&path).map_err(io_err("inspect", &path))?;
+            if md.is_dir() {
+                stack.push(path.clone());
+            }
+            clamp(&path, &md)?;
+        }
+    }
+    // Changing children's times leaves their directory's alone; the root is done last.
+    let md = std::fs::symlink_metadata(root).map_err(io_err("inspect", root))?;
+    clamp(root, &md)
+}
+
 /// Path -> recorded owner (and mode) of every directory and file of the packages.
 fn recorded_acls(installed: &[InstalledPackage]) -> HashMap<Vec<u8>, Acl> {
     let mut acls = HashMap::new();
