@@ -146,7 +146,7 @@ fn push_image(args: &ImageArgs, dir: &std::path::Path) -> anyhow::Result<()> {
 fn image_options(
     args: &ImageArgs,
     dir: &std::path::Path,
-    args_simulate: bool,
+    simulate: bool,
 ) -> anyhow::Result<(sysroot_mk::image::Format, Option<u64>, bool)> {
     use sysroot_mk::image::{Compression, Format};
     let format = match args.output {
@@ -156,7 +156,7 @@ fn image_options(
         OutputKind::TarZst => Format::Tar(Compression::Zstd),
         OutputKind::Oci => Format::Oci,
     };
-    if args.push.is_some() && (format != Format::Oci || args_simulate) {
+    if args.push.is_some() && (format != Format::Oci || simulate) {
         return Err(
             UsageError("`--push` needs `--output oci` (and no `--simulate`)".into()).into(),
         );
@@ -246,6 +246,13 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
             "several `--arch` values need `--output oci` (one image per arch)".into(),
         )
         .into());
+    }
+    if let Some(twice) = arches
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| arches[..i].contains(a).then_some(a))
+    {
+        return Err(UsageError(format!("`--arch {}` is given twice", twice.name())).into());
     }
     let repos = if args.repos.is_empty() && args.repositories_file.is_none() {
         build::RepoSelection::Mirror {
