@@ -291,3 +291,63 @@ fn directory_builds_with_an_epoch_are_identical_mtimes_included() {
     assert!(diffs.is_empty(), "{diffs:#?}");
     assert_eq!(trees[0].1, trees[1].1, "mtimes");
 }
+
+#[test]
+fn sigterm_while_archiving_leaves_nothing_behind() {
+    let Some((repo, keys)) = or_skip(repo("v3.19", "x86_64")) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("x.tar.gz");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sysroot-mk"))
+        .args([
+            "-q",
+            "--arch",
+            "x86_64",
+            "--no-cache",
+            "--output",
+            "tar",
+            "--repo",
+        ])
+        .arg(&repo)
+        .arg("--keys-dir")
+        .arg(&keys)
+        .arg(&archive)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The archive grows inside the output's staging directory while the tree is read.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let growing = loop {
+        let partial = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("archive"))
+            .find(|p| p.metadata().is_ok_and(|m| m.len() > 0));
+        if partial.is_some() || std::time::Instant::now() > deadline {
+            break partial.is_some();
+        }
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    if !growing {
+        let _ = child.kill();
+        let _ = child.wait();
+        return eprintln!("skipped: the archive was written too fast to interrupt");
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 15));
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
