@@ -13,7 +13,8 @@
 //!      recorded as pending for `enter`); rootless builds run as root of a user
 //!      namespace (rootless)
 //!   -> db + layout: apk's database, etc/apk, keys, CA bundle
-//!   -> output: atomic rename of the finished tree
+//!   -> output: atomic rename of the finished tree, or image: a tar archive or an OCI
+//!      layout streamed from it
 //! enter: arch -> binfmt -> namespaces -> mounts -> chroot -> exec
 //! ```
 
@@ -25,6 +26,7 @@ pub mod build;
 pub mod db;
 pub mod enter;
 pub mod fetch;
+pub mod image;
 pub mod index;
 pub mod install;
 pub mod layout;

@@ -19,6 +19,7 @@ use std::time::Instant;
 #[allow(clippy::too_many_arguments)]
 pub(super) fn install_plan(
     options: &BuildOptions,
+    destination: &mut crate::image::Destination,
     transport: &crate::transport::Transport,
     repos: &[repository::Repository],
     keys: &[(String, Vec<u8>)],
@@ -28,11 +29,23 @@ pub(super) fn install_plan(
     reporter: &dyn Reporter,
 ) -> Result<Outcome, BuildError> {
     let arch = options.arch.name();
-    output::handle_interrupts()?;
-    let staging = output::Staging::create(&options.dir, options.force)?;
+    let staging = destination.stage()?;
     let root = staging.path().to_path_buf();
+    // An archive's headers take owners from the database where the files lack them.
+    let install_options = install::InstallOptions::default();
+    let owners_applied = install_options.chown;
+    // Reproducible without an epoch: the newest package is as old as the tree can be.
+    let epoch = options.source_date_epoch.or_else(|| {
+        options.reproducible.then(|| {
+            plan.packages
+                .iter()
+                .map(|p| p.build_time)
+                .max()
+                .unwrap_or(0)
+        })
+    });
     // Before the skeleton: the installer prepares the root for its directories first.
-    let mut installer = install::Installer::new(&root, install::InstallOptions::default())?;
+    let mut installer = install::Installer::new(&root, install_options)?;
     if layout::init_skeleton(&root)? == layout::DeviceNodes::Skipped
         && crate::userns::in_user_namespace()
     {
@@ -149,12 +162,22 @@ pub(super) fn install_plan(
         ));
     }
     let world_names: Vec<String> = world.iter().map(|d| d.to_string()).collect();
-    db::write_database(&root, &installed, &world_names, arch)?;
-    layout::write_repositories(&root, &repository_lines(options, repos)?)?;
+    db::write_database_at(&root, &installed, &world_names, arch, epoch)?;
+    let repositories = repository_lines(options, repos)?;
+    layout::write_repositories(&root, &repositories)?;
     layout::install_keys(&root, keys)?;
     layout::ensure_ca_bundle(&root, None, reporter)?;
     check_interrupted()?;
-    staging.commit()?;
+    destination.take(
+        staging,
+        &crate::image::ImageTree {
+            arch,
+            installed: &installed,
+            owners_from_db: !owners_applied,
+            epoch,
+            repositories: &repositories,
+        },
+    )?;
 
     Ok(Outcome::Built(output::Summary {
         packages: installed.len(),

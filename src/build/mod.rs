@@ -7,6 +7,7 @@
 mod install_plan;
 
 use crate::arch::Arch;
+use crate::image::{Destination, Format, ImageError};
 use crate::index::Dependency;
 use crate::report::{Reporter, Stage};
 use crate::resolve::Plan;
@@ -54,7 +55,7 @@ pub struct BuildOptions {
     pub simulate: bool,
     /// Record scripts but do not run them.
     pub no_scripts: bool,
-    /// Replace a non-empty DIR.
+    /// Replace a non-empty DIR (or an existing archive).
     pub force: bool,
     /// The lines of the sysroot's `etc/apk/repositories`, instead of the repositories
     /// the build used (whose local paths mean nothing inside the sysroot).
@@ -62,6 +63,15 @@ pub struct BuildOptions {
     /// Rewrite absolute symlinks as relative ones (recorded in
     /// [`layout::links::RECORD`]), for host tools that use the tree as a sysroot.
     pub relative_links: bool,
+    /// What to write at `dir`: the sysroot itself, a tar archive of it (`-`: stdout) or
+    /// an OCI image layout.
+    pub output: Format,
+    /// `SOURCE_DATE_EPOCH`: archive mtimes are clamped to it, and it dates what has no
+    /// other date (scripts of packages without a build time, the image config).
+    pub source_date_epoch: Option<u64>,
+    /// Reproducible outputs even without `source_date_epoch`: the newest build time of
+    /// the installed packages stands in for it.
+    pub reproducible: bool,
 }
 
 /// What a build produced.
@@ -121,6 +131,9 @@ pub enum BuildError {
     /// Creating or committing the staging directory failed.
     #[error(transparent)]
     Output(#[from] output::OutputError),
+    /// Writing the archive or the image failed.
+    #[error(transparent)]
+    Image(#[from] ImageError),
     /// Reading a file named on the command line failed.
     #[error("cannot read `{}`", path.display())]
     ReadFile {
@@ -137,6 +150,54 @@ pub enum BuildError {
 
 /// Runs a build (or, with `simulate`, only its resolution).
 pub fn run(options: &BuildOptions, reporter: &dyn Reporter) -> Result<Outcome, BuildError> {
+    let mut outcomes = run_arches(options, &[options.arch], reporter)?;
+    Ok(outcomes.remove(0))
+}
+
+/// Builds one tree per arch, one after the other, into one destination: several arches
+/// need [`Format::Oci`], whose layout then holds an image index with one image per arch.
+/// `options.arch` is ignored; the outcomes are in the order of `arches`.
+pub fn run_arches(
+    options: &BuildOptions,
+    arches: &[Arch],
+    reporter: &dyn Reporter,
+) -> Result<Vec<Outcome>, BuildError> {
+    if arches.len() > 1 && options.output != Format::Oci {
+        return Err(ImageError::SeveralArchesNeedOci.into());
+    }
+    // Said before anything is built rather than after.
+    if options.output == Format::Oci {
+        if let Some(arch) = arches
+            .iter()
+            .find(|a| crate::image::platform(a.name()).is_none())
+        {
+            return Err(ImageError::UnknownPlatform {
+                arch: arch.name().to_string(),
+            }
+            .into());
+        }
+    }
+    // Opened once the first plan is known, so that `--simulate` writes nothing.
+    let mut destination = None;
+    let mut outcomes = Vec::with_capacity(arches.len());
+    for &arch in arches {
+        let options = BuildOptions {
+            arch,
+            ..options.clone()
+        };
+        outcomes.push(run_one(&options, &mut destination, reporter)?);
+    }
+    if let Some(destination) = destination {
+        destination.finish()?;
+    }
+    Ok(outcomes)
+}
+
+fn run_one(
+    options: &BuildOptions,
+    destination: &mut Option<Destination>,
+    reporter: &dyn Reporter,
+) -> Result<Outcome, BuildError> {
     let started = Instant::now();
     let arch = options.arch.name();
     let world = parse_world(&options.packages)?;
@@ -191,8 +252,28 @@ pub fn run(options: &BuildOptions, reporter: &dyn Reporter) -> Result<Outcome, B
         return Ok(Outcome::Simulated(plan));
     }
     drop(universe);
+    let destination = match destination {
+        Some(destination) => destination,
+        None => {
+            // Before the first staging directory: Ctrl-C removes them all.
+            output::handle_interrupts()?;
+            destination.insert(Destination::open(
+                &options.dir,
+                options.output,
+                options.force,
+            )?)
+        }
+    };
     install_plan::install_plan(
-        options, &transport, &repos, &keys, &world, plan, started, reporter,
+        options,
+        destination,
+        &transport,
+        &repos,
+        &keys,
+        &world,
+        plan,
+        started,
+        reporter,
     )
 }
 

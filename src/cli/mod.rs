@@ -66,9 +66,9 @@ const SUBCOMMANDS: [&str; 7] = [
 /// Where packages come from and what they must be signed by (build and plan).
 #[derive(Debug, clap::Args)]
 struct SourceArgs {
-    /// Target architecture [default: this host's] (x86_64, x86, aarch64, armhf, armv7, ppc64le, s390x, riscv64, loongarch64, ppc64, ppc, mips64, mips64el; amd64, arm64, i686, ppc64el are understood).
+    /// Target architecture [default: this host's] (x86_64, x86, aarch64, armhf, armv7, ppc64le, s390x, riscv64, loongarch64, ppc64, ppc, mips64, mips64el; amd64, arm64, i686, ppc64el are understood); repeatable with `--output oci`.
     #[arg(long, value_name = "ARCH")]
-    arch: Option<String>,
+    arch: Vec<String>,
     /// A repository (`<repo>/<arch>/APKINDEX.tar.gz`): http(s) or file:// URL, or a path. Repeatable; order is priority.
     #[arg(long = "repo", short = 'X', value_name = "URL|PATH")]
     repos: Vec<String>,
@@ -100,7 +100,7 @@ struct SourceArgs {
 struct BuildArgs {
     #[command(flatten)]
     source: SourceArgs,
-    /// The sysroot to create (must be absent or empty, unless --force).
+    /// The sysroot to create (must be absent or empty, unless --force); with --output tar or oci, the archive or the image layout.
     #[arg(value_name = "DIR", required = true)]
     dir: Option<PathBuf>,
     /// Packages to install, apk-style: `name`, `name=1.2-r0`, `name>=1.2`, `!name` (default: alpine-base).
@@ -123,7 +123,93 @@ struct BuildArgs {
     /// (`clang --sysroot=DIR`) resolve them inside it; the rewrites are recorded.
     #[arg(long)]
     relative_links: bool,
+    #[command(flatten)]
+    image: ImageArgs,
 }
+
+// ---- Outputs other than a directory (tar, OCI) and reproducibility -------------------
+
+/// What is written at DIR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputKind {
+    /// The sysroot as a directory.
+    Dir,
+    /// A tar archive, compressed by DIR's extension (`.tar.gz`, `.tar.zst`); `-` writes it uncompressed to stdout.
+    Tar,
+    /// A gzip-compressed tar archive, whatever the extension.
+    #[value(name = "tar.gz")]
+    TarGz,
+    /// A zstd-compressed tar archive, whatever the extension.
+    #[value(name = "tar.zst")]
+    TarZst,
+    /// An OCI image layout directory (one image per `--arch`, tagged `latest`).
+    Oci,
+}
+
+#[derive(Debug, clap::Args)]
+struct ImageArgs {
+    /// What to write at DIR: dir, tar (tar.gz, tar.zst) or oci.
+    #[arg(
+        long = "output",
+        short = 'o',
+        value_name = "KIND",
+        default_value = "dir"
+    )]
+    output: OutputKind,
+    /// Reproducible output: mtimes clamped to $SOURCE_DATE_EPOCH, or else to the newest package's build time.
+    #[arg(long)]
+    reproducible: bool,
+    /// After an `--output oci` build, push the image (all arches) to REF (`HOST/REPO:TAG`) with `skopeo copy`.
+    #[arg(long, value_name = "REF")]
+    push: Option<String>,
+}
+
+/// `--push`: the layout goes to the registry through skopeo; prints the stored digest.
+fn push_image(args: &ImageArgs, dir: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(reference) = &args.push {
+        let digest = sysroot_mk::image::push(dir, reference)
+            .with_context(|| format!("pushing `{}` failed", dir.display()))?;
+        println!("{reference}@{digest}");
+    }
+    Ok(())
+}
+
+/// The output format, the epoch (`SOURCE_DATE_EPOCH`) and `--reproducible` of a build.
+fn image_options(
+    args: &ImageArgs,
+    dir: &std::path::Path,
+    simulate: bool,
+) -> anyhow::Result<(sysroot_mk::image::Format, Option<u64>, bool)> {
+    use sysroot_mk::image::{Compression, Format};
+    let format = match args.output {
+        OutputKind::Dir => Format::Directory,
+        OutputKind::Tar => Format::Tar(Compression::from_path(dir)),
+        OutputKind::TarGz => Format::Tar(Compression::Gzip),
+        OutputKind::TarZst => Format::Tar(Compression::Zstd),
+        OutputKind::Oci => Format::Oci,
+    };
+    if args.push.is_some() && (format != Format::Oci || simulate) {
+        return Err(
+            UsageError("`--push` needs `--output oci` (and no `--simulate`)".into()).into(),
+        );
+    }
+    if dir == std::path::Path::new("-") && !matches!(format, Format::Tar(_)) {
+        return Err(UsageError("`-` (stdout) needs `--output tar`".into()).into());
+    }
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) if !value.trim().is_empty() => {
+            Some(value.trim().parse::<u64>().map_err(|_| {
+                UsageError(format!(
+                    "SOURCE_DATE_EPOCH=`{value}` is not a number of seconds since 1970"
+                ))
+            })?)
+        }
+        _ => None,
+    };
+    Ok((format, epoch, args.reproducible))
+}
+
+// ---- end of image outputs ---------------------------------------------------------------
 
 /// `sysroot-mk plan [OPTIONS] [--arch ARCH] [PACKAGE...]`
 #[derive(Debug, clap::Args)]
@@ -245,26 +331,34 @@ fn print_man_page() -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The target arch: `--arch` (Alpine names and common aliases), else this host's.
-fn target_arch(
-    arch: Option<&str>,
+/// The target arches: `--arch` values (Alpine names and common aliases, each once),
+/// else this host's.
+fn target_arches(
+    names: &[String],
     verbosity: progress::Verbosity,
-) -> anyhow::Result<sysroot_mk::arch::Arch> {
+) -> anyhow::Result<Vec<sysroot_mk::arch::Arch>> {
     use sysroot_mk::arch::Arch;
-    let Some(name) = arch else {
-        return Arch::host().ok_or_else(|| {
+    if names.is_empty() {
+        let host = Arch::host().ok_or_else(|| {
             UsageError(format!(
                 "this host's arch (`{}`) is not one Alpine builds for; pass `--arch`",
                 std::env::consts::ARCH
             ))
-            .into()
-        });
-    };
-    let (arch, note) = Arch::resolve(name).map_err(|e| UsageError(e.to_string()))?;
-    if let (Some(note), false) = (note, verbosity == progress::Verbosity::Quiet) {
-        let _ = writeln!(std::io::stderr(), "note: {note}");
+        })?;
+        return Ok(vec![host]);
     }
-    Ok(arch)
+    let mut arches = Vec::with_capacity(names.len());
+    for name in names {
+        let (arch, note) = Arch::resolve(name).map_err(|e| UsageError(e.to_string()))?;
+        if let (Some(note), false) = (note, verbosity == progress::Verbosity::Quiet) {
+            let _ = writeln!(std::io::stderr(), "note: {note}");
+        }
+        if arches.contains(&arch) {
+            return Err(UsageError(format!("`--arch {}` is given twice", arch.name())).into());
+        }
+        arches.push(arch);
+    }
+    Ok(arches)
 }
 
 /// Build options from the shared source arguments.
@@ -274,7 +368,7 @@ fn options_from(
     packages: Vec<String>,
     verbosity: progress::Verbosity,
 ) -> anyhow::Result<BuildOptions> {
-    let arch = target_arch(source.arch.as_deref(), verbosity)?;
+    let arch = target_arches(&source.arch, verbosity)?[0];
     let repos = if source.repos.is_empty() && source.repositories_file.is_none() {
         build::RepoSelection::Mirror {
             mirror: source.mirror,
@@ -311,6 +405,9 @@ fn options_from(
         force: false,
         repositories_out: None,
         relative_links: false,
+        output: sysroot_mk::image::Format::Directory,
+        source_date_epoch: None,
+        reproducible: false,
     })
 }
 
@@ -320,6 +417,9 @@ fn run_plan(
     packages: Vec<String>,
     verbosity: progress::Verbosity,
 ) -> anyhow::Result<i32> {
+    if source.arch.len() > 1 {
+        return Err(UsageError("`plan` resolves for one `--arch` at a time".into()).into());
+    }
     let mut options = options_from(source, PathBuf::new(), packages, verbosity)?;
     options.simulate = true;
     let reporter = progress::TerminalReporter::new(verbosity);
@@ -364,9 +464,21 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
         }
         return run_plan(args.source, args.packages, verbosity);
     }
+    let arches = target_arches(&args.source.arch, verbosity)?;
+    let (output, source_date_epoch, reproducible) = image_options(&args.image, &dir, false)?;
+    if arches.len() > 1 && output != sysroot_mk::image::Format::Oci {
+        return Err(UsageError(
+            "several `--arch` values need `--output oci` (one image per arch)".into(),
+        )
+        .into());
+    }
+    let image_args = args.image;
     let mut options = options_from(args.source, dir.clone(), args.packages, verbosity)?;
     options.no_scripts = args.no_scripts;
     options.force = args.force;
+    options.output = output;
+    options.source_date_epoch = source_date_epoch;
+    options.reproducible = reproducible;
     options.relative_links = args.relative_links;
     options.repositories_out = (!args.repositories_out.is_empty()).then_some(args.repositories_out);
     let mapped = match enter_rootless() {
@@ -392,17 +504,20 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
             sysroot_mk::db::INSTALLED
         ));
     }
-    let outcome = build::run(&options, &reporter as &dyn Reporter);
+    let outcomes = build::run_arches(&options, &arches, &reporter as &dyn Reporter);
     reporter.finish();
-    if let Outcome::Built(summary) =
-        outcome.with_context(|| format!("building `{}` failed", dir.display()))?
-    {
-        if verbosity != progress::Verbosity::Quiet {
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "{summary}");
-            let _ = writeln!(err, "{}", next_step(&dir));
+    for outcome in outcomes.with_context(|| format!("building `{}` failed", dir.display()))? {
+        if let (Outcome::Built(summary), false) = (outcome, verbosity == progress::Verbosity::Quiet)
+        {
+            let _ = writeln!(std::io::stderr(), "{summary}");
         }
     }
+    if verbosity != progress::Verbosity::Quiet
+        && options.output == sysroot_mk::image::Format::Directory
+    {
+        let _ = writeln!(std::io::stderr(), "{}", next_step(&dir));
+    }
+    push_image(&image_args, &dir)?;
     Ok(0)
 }
 

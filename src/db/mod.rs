@@ -242,29 +242,37 @@ pub fn format_world(world: &[String]) -> String {
     out
 }
 
-/// The time apk stamps on scripts of packages without a build time:
-/// `SOURCE_DATE_EPOCH` when set, else now.
-fn build_time_fallback() -> u64 {
-    std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0)
-        })
+/// Now, in seconds since the epoch: what apk stamps on scripts of packages without a
+/// build time when no `SOURCE_DATE_EPOCH` is given.
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Writes apk's database into `root` as `apk add --initdb` leaves it: `installed`,
 /// `scripts.tar`, `triggers` and `lock` under `lib/apk/db`, `world` and `arch` under
 /// `etc/apk`. `installed` must be in install order (it decides the order of
 /// `scripts.tar` and `triggers`); each file is written under a temporary name and renamed.
+/// Scripts of packages without a build time are dated now; see [`write_database_at`].
 pub fn write_database(
     root: &Path,
     installed: &[InstalledPackage],
     world: &[String],
     arch: &str,
+) -> Result<(), DbError> {
+    write_database_at(root, installed, world, arch, None)
+}
+
+/// [`write_database`], dating scripts of packages without a build time at `epoch`
+/// (the build's `SOURCE_DATE_EPOCH`, as apk does) instead of now.
+pub fn write_database_at(
+    root: &Path,
+    installed: &[InstalledPackage],
+    world: &[String],
+    arch: &str,
+    epoch: Option<u64>,
 ) -> Result<(), DbError> {
     let io_err = |path: &str, source| DbError::Io {
         action: "write",
@@ -284,7 +292,7 @@ pub fn write_database(
         (INSTALLED, write_installed(installed).into_bytes()),
         (
             SCRIPTS_TAR,
-            write_scripts_tar(installed, build_time_fallback()),
+            write_scripts_tar(installed, epoch.unwrap_or_else(now)),
         ),
         (TRIGGERS, write_triggers(installed).into_bytes()),
     ];
