@@ -124,6 +124,33 @@ pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error
 /// Staging directories alive in this process, removed by the signal watcher.
 static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+/// Cache files being written by this process, removed by the signal watcher.
+static LIVE_FILES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A partial cache file this process is writing: a signal removes it (a download
+/// interrupted by Ctrl-C leaves nothing in the cache); dropping the guard only forgets it.
+#[derive(Debug)]
+pub struct LivePartial(PathBuf);
+
+impl LivePartial {
+    /// Registers `path` until the guard is dropped.
+    pub fn register(path: &Path) -> LivePartial {
+        if let Ok(mut live) = LIVE_FILES.lock() {
+            live.push(path.to_path_buf());
+        }
+        LivePartial(path.to_path_buf())
+    }
+}
+
+impl Drop for LivePartial {
+    fn drop(&mut self) {
+        if let Ok(mut live) = LIVE_FILES.lock() {
+            if let Some(at) = live.iter().position(|p| *p == self.0) {
+                live.swap_remove(at);
+            }
+        }
+    }
+}
 
 fn interrupted_flag() -> &'static Arc<AtomicBool> {
     static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();

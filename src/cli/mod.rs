@@ -148,11 +148,11 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
             repositories_file: args.repositories_file,
         }
     };
-    let cache_dir = if args.no_cache {
-        None
-    } else {
-        args.cache_dir
-            .or_else(sysroot_mk::repository::cache::default_dir)
+    let reporter = progress::TerminalReporter::new(verbosity);
+    let cache_dir = match (args.no_cache, args.cache_dir) {
+        (true, _) => None,
+        (false, Some(dir)) => Some(dir),
+        (false, None) => sysroot_mk::repository::cache::default_or_warn(&reporter),
     };
     let packages = if args.packages.is_empty() {
         vec!["alpine-base".to_string()]
@@ -171,7 +171,6 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
         no_scripts: args.no_scripts,
         force: args.force,
     };
-    let reporter = progress::TerminalReporter::new(verbosity);
     let outcome = build::run(&options, &reporter as &dyn Reporter);
     reporter.finish();
     match outcome.with_context(|| format!("building `{}` failed", dir.display()))? {
