@@ -587,7 +587,8 @@ fn lock(bucket: &Bucket, partial: &str) -> Result<File, FetchError> {
         source,
     };
     let mut removed = false;
-    loop {
+    // Bounded: a name that keeps changing under us is another process's doing.
+    for _ in 0..64 {
         let file = match bucket.open_rw(partial) {
             Ok(file) => file,
             // A planted symlink, hard link or special file: removing the name does
@@ -609,6 +610,9 @@ fn lock(bucket: &Bucket, partial: &str) -> Result<File, FetchError> {
             return Ok(file);
         }
     }
+    Err(io_err(std::io::Error::other(
+        "the file keeps being replaced while we wait for it",
+    )))
 }
 
 /// The cache file name of a `C:` value: hex of its SHA-1 (`None` unless it is `Q1`
