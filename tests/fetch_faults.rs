@@ -193,10 +193,7 @@ fn a_corrupt_cache_entry_is_removed_and_fetched_once_more() {
 #[test]
 fn a_stalled_server_fails_within_30_seconds() {
     let s = served();
-    s.server.fail(
-        LARGE,
-        &[Fault::Stall(100), Fault::Stall(100), Fault::Stall(100)],
-    );
+    s.server.fail(LARGE, &[Fault::Stall(100); 6]);
     let cache = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let err = s

@@ -183,7 +183,8 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
         }
         Outcome::Built(summary) => {
             if verbosity != progress::Verbosity::Quiet {
-                eprintln!("{summary}");
+                // A closed stderr must not turn a finished build into a failure.
+                let _ = writeln!(std::io::stderr().lock(), "{summary}");
             }
         }
     }
