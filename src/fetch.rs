@@ -254,7 +254,7 @@ pub fn fetch_packages_with(
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
-                if failed.load(Ordering::Relaxed) {
+                if failed.load(Ordering::Relaxed) || crate::output::interrupted() {
                     break;
                 }
                 let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
@@ -341,7 +341,9 @@ impl Fetcher<'_> {
             let partial_path = bucket.path().join(&partial_name);
             // Another run may be downloading the same package into the same partial
             // file: take turns, and take its result if it finished meanwhile.
-            let mut partial = lock(bucket, &partial_name)?;
+            let live = crate::output::LivePartial::register_shared(&partial_path);
+            let mut partial = lock(bucket, &partial_name, &live)?;
+            live.locked();
             if self.cached(package, bucket, &entry)? {
                 if partial.metadata().is_ok_and(|m| m.len() == 0) {
                     let _ = bucket.remove(&partial_name);
@@ -349,7 +351,6 @@ impl Fetcher<'_> {
                 self.reporter.download_finished(&name);
                 return Ok(fetched(path, Origin::Cache, 0, None));
             }
-            let live = crate::output::LivePartial::register(&partial_path);
             let downloaded = self.download(package, repo, &url, &mut partial, &partial_path);
             let result = downloaded.and_then(|downloaded| {
                 bucket
@@ -581,7 +582,11 @@ impl Fetcher<'_> {
 /// and takes an exclusive advisory lock on it, held until the file is dropped. When the
 /// lock holder before us renamed the file into place meanwhile, the fresh name is
 /// opened again, so we never write into a finished entry.
-fn lock(bucket: &Bucket, partial: &str) -> Result<File, FetchError> {
+fn lock(
+    bucket: &Bucket,
+    partial: &str,
+    live: &crate::output::LivePartial,
+) -> Result<File, FetchError> {
     let io_err = |source| FetchError::Io {
         path: bucket.path().join(partial),
         source,
@@ -589,7 +594,7 @@ fn lock(bucket: &Bucket, partial: &str) -> Result<File, FetchError> {
     let mut removed = false;
     // Bounded: a name that keeps changing under us is another process's doing.
     for _ in 0..64 {
-        let file = match bucket.open_rw(partial) {
+        let file = match live.create(|| bucket.open_rw(partial)) {
             Ok(file) => file,
             // A planted symlink, hard link or special file: removing the name does
             // not follow it, and the download starts afresh in a file of our own.

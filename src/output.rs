@@ -11,21 +11,23 @@
 //! ```
 //!
 //! After [`handle_interrupts`], SIGINT, SIGTERM and SIGHUP are handled by a watcher
-//! thread: it sets the [`interrupted`] flag, removes every live staging directory and
-//! exits with 128 + the signal number; a second signal while that runs exits at once.
-//! The main thread therefore never needs to unwind for cleanup to happen, but it may
-//! poll [`interrupted`] to stop early.
+//! thread (see `interrupt`): it removes every live staging directory and partial cache
+//! file, prints one line and exits with 128 + the signal number. The main thread never
+//! needs to unwind for cleanup to happen; it may poll [`interrupted`] to stop early,
+//! and must call [`wait_for_exit`] instead of reporting an error once it is set.
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 mod force;
+mod interrupt;
 use force::remove_tree;
 pub use force::CrossesMount;
+pub use interrupt::{handle_interrupts, interrupted, wait_for_exit, LivePartial};
+use interrupt::{COMMITTED, LIVE, STATE};
 
 /// Errors preparing or committing the output directory.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +109,9 @@ pub enum OutputError {
         #[source]
         source: io::Error,
     },
+    /// A signal arrived before the commit: the watcher removes the tree.
+    #[error("interrupted before the sysroot was complete")]
+    Interrupted,
     /// Installing the signal handlers failed.
     #[error("cannot install the Ctrl-C handler: {0}")]
     Signals(#[source] io::Error),
@@ -121,78 +126,7 @@ pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error
     }
 }
 
-/// Staging directories alive in this process, removed by the signal watcher.
-static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static COUNTER: AtomicU64 = AtomicU64::new(0);
-/// Cache files being written by this process, removed by the signal watcher.
-static LIVE_FILES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-/// A partial cache file this process is writing: a signal removes it (a download
-/// interrupted by Ctrl-C leaves nothing in the cache); dropping the guard only forgets it.
-#[derive(Debug)]
-pub struct LivePartial(PathBuf);
-
-impl LivePartial {
-    /// Registers `path` until the guard is dropped.
-    pub fn register(path: &Path) -> LivePartial {
-        if let Ok(mut live) = LIVE_FILES.lock() {
-            live.push(path.to_path_buf());
-        }
-        LivePartial(path.to_path_buf())
-    }
-}
-
-impl Drop for LivePartial {
-    fn drop(&mut self) {
-        if let Ok(mut live) = LIVE_FILES.lock() {
-            if let Some(at) = live.iter().position(|p| *p == self.0) {
-                live.swap_remove(at);
-            }
-        }
-    }
-}
-
-fn interrupted_flag() -> &'static Arc<AtomicBool> {
-    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
-    FLAG.get_or_init(|| Arc::new(AtomicBool::new(false)))
-}
-
-/// Whether SIGINT, SIGTERM or SIGHUP arrived since [`handle_interrupts`].
-pub fn interrupted() -> bool {
-    interrupted_flag().load(Ordering::SeqCst)
-}
-
-/// Installs the handlers described in the module documentation; idempotent.
-pub fn handle_interrupts() -> Result<(), OutputError> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    if INSTALLED.get().is_some() {
-        return Ok(());
-    }
-    let flag = interrupted_flag().clone();
-    for sig in [SIGINT, SIGTERM, SIGHUP] {
-        // Registered before the watcher: a second signal, once the flag is set, exits now.
-        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, flag.clone())
-            .map_err(OutputError::Signals)?;
-    }
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .map_err(OutputError::Signals)?;
-    std::thread::Builder::new()
-        .name("sysroot-mk-signals".into())
-        .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                flag.store(true, Ordering::SeqCst);
-                let live: Vec<PathBuf> = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
-                for path in live {
-                    let _ = remove_tree(&path);
-                }
-                std::process::exit(128 + sig);
-            }
-        })
-        .map_err(OutputError::Signals)?;
-    let _ = INSTALLED.set(());
-    Ok(())
-}
 
 /// [`remove_tree`], again while other threads of this process still write into the
 /// tree (after a signal); never again after it stopped at a mount point.
@@ -246,6 +180,9 @@ impl Staging {
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let path = parent.join(format!(".{name}{STAGING_INFIX}{}-{n}", std::process::id()));
+            // Creating and registering happen under the watcher's lock, so a signal
+            // never finds a staging directory it does not know.
+            let state = STATE.lock();
             // `create_dir` fails on anything already there, a symlink included.
             match std::fs::create_dir(&path) {
                 Ok(()) => {
@@ -253,6 +190,7 @@ impl Staging {
                     if let Ok(mut live) = LIVE.lock() {
                         live.push(path.clone());
                     }
+                    drop(state);
                     let lock = match lock_dir(&path, true) {
                         Ok(Some(lock)) => lock,
                         Ok(None) => {
@@ -295,6 +233,12 @@ impl Staging {
     /// tree, which is then removed (never across a mount point).
     pub fn commit(mut self) -> Result<(), OutputError> {
         check_dest(&self.dest, self.force)?;
+        // Under the watcher's lock: after a signal nothing is committed, and a commit
+        // under way completes before the watcher looks.
+        let state = STATE.lock();
+        if interrupted() {
+            return Err(OutputError::Interrupted);
+        }
         let occupied = match std::fs::symlink_metadata(&self.dest) {
             Ok(_) => !is_empty_dir(&self.dest).map_err(io_err("read", &self.dest))?,
             Err(_) => false,
@@ -313,6 +257,7 @@ impl Staging {
                     self.done = true;
                     let old = self.path.clone();
                     self.mark_moved();
+                    drop(state);
                     return remove_tree_retrying(&old)
                         .map_err(io_err("remove the replaced tree at", &old));
                 }
@@ -333,6 +278,7 @@ impl Staging {
                         });
                     }
                     self.mark_moved();
+                    drop(state);
                     return remove_tree_retrying(&aside)
                         .map_err(io_err("remove the replaced tree at", &aside));
                 }
@@ -349,12 +295,16 @@ impl Staging {
             source,
         })?;
         self.mark_moved();
+        drop(state);
         Ok(())
     }
 
     /// The staging directory no longer exists under its name: nothing to clean up.
     fn mark_moved(&mut self) {
         self.done = true;
+        if let Ok(mut committed) = COMMITTED.lock() {
+            committed.push(self.dest.clone());
+        }
         if let Ok(mut live) = LIVE.lock() {
             live.retain(|p| p != &self.path);
         }

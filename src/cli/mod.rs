@@ -171,7 +171,13 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
         no_scripts: args.no_scripts,
         force: args.force,
     };
+    sysroot_mk::output::handle_interrupts()?;
     let outcome = build::run(&options, &reporter as &dyn Reporter);
+    if sysroot_mk::output::interrupted() {
+        // The signal watcher removes what is unfinished, says so and exits 128 + N;
+        // errors seen here are consequences of that cleanup.
+        sysroot_mk::output::wait_for_exit();
+    }
     reporter.finish();
     match outcome.with_context(|| format!("building `{}` failed", dir.display()))? {
         Outcome::Simulated(plan) => {

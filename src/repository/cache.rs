@@ -285,10 +285,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
         path: path.to_path_buf(),
         source,
     };
+    if crate::output::interrupted() {
+        return Err(err(std::io::ErrorKind::Interrupted.into()));
+    }
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
         .map_err(err)?;
+    // A signal before the rename removes the temporary file (exit skips its Drop).
+    let _live = crate::output::LivePartial::register(tmp.path());
     tmp.write_all(bytes).map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())
