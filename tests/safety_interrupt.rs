@@ -105,10 +105,14 @@ fn signals_at_every_phase_leave_nothing_and_the_next_build_is_clean() {
     let remote = format!("{}/main", server.base);
     let tmp = tempfile::tempdir().unwrap();
     let reference = tmp.path().join("reference");
+    let started = std::time::Instant::now();
     let status = build_command(&shared, local, None, &reference)
         .status()
         .unwrap();
     assert!(status.success());
+    // The delays spread over the build's whole duration on this machine, and a little
+    // beyond, so that every phase, the commit and the exit are hit.
+    let step = (started.elapsed() * 6 / 5 / 40).max(Duration::from_millis(10));
     let expected = manifest(&reference);
 
     let parent = tmp.path().join("loop");
@@ -125,7 +129,7 @@ fn signals_at_every_phase_leave_nothing_and_the_next_build_is_clean() {
         } else {
             local
         };
-        let delay = Duration::from_millis(i * 25);
+        let delay = step * i as u32;
         let child = build_command(&shared, repo, cache.as_deref(), &out)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
