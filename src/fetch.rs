@@ -539,11 +539,9 @@ impl Fetcher<'_> {
                 source,
             }
         })?;
-        let found = format!(
-            "Q1{}",
-            base64::engine::general_purpose::STANDARD.encode(found)
-        );
-        if found != package.checksum {
+        // Digests, not strings, are compared: `C:` may be non-canonical base64.
+        if crate::package::decode_q1(&package.checksum) != Some(found) {
+            let found = crate::package::encode_q1(&found);
             return Err(FetchError::Checksum {
                 package: name,
                 repo: repo.clone(),
@@ -624,7 +622,7 @@ fn lock(
 /// + base64 of 20 bytes, so no index value can name a path of its choosing).
 pub fn cache_key(checksum: &str) -> Option<String> {
     let b64 = checksum.strip_prefix("Q1")?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let raw = crate::index::LENIENT_BASE64.decode(b64).ok()?;
     (raw.len() == 20).then(|| hex::encode(raw))
 }
 
