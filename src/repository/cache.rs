@@ -62,7 +62,20 @@ pub fn default_or_warn(reporter: &dyn crate::report::Reporter) -> Option<PathBuf
         reporter.warn("no cache: neither XDG_CACHE_HOME nor HOME is set; building without one");
         return None;
     };
-    match usable(&dir) {
+    // A missing home is not ours to create, even when we could (as root).
+    let home = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .is_none()
+        .then(|| std::env::var_os("HOME").map(PathBuf::from))
+        .flatten();
+    let checked = match home {
+        Some(home) if !home.is_dir() => Err(std::io::Error::other(format!(
+            "the home directory `{}` does not exist",
+            home.display()
+        ))),
+        _ => usable(&dir),
+    };
+    match checked {
         Ok(()) => Some(dir),
         Err(cause) => {
             reporter.warn(&format!(
