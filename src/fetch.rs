@@ -505,7 +505,7 @@ impl Fetcher<'_> {
         }
     }
 
-    /// Checks `path` (opened by the caller) against its index entry.
+    /// Checks the file at `path` (of a local repository) against its index entry.
     fn verify(&self, package: &Package, path: &Path, download: bool) -> Result<(), FetchError> {
         let file = File::open(path).map_err(|source| FetchError::Io {
             path: path.to_path_buf(),

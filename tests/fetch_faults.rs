@@ -228,6 +228,34 @@ fn a_stalled_server_fails_within_30_seconds() {
 }
 
 #[test]
+fn no_retry_starts_past_the_deadline() {
+    let s = served();
+    s.server.fail(LARGE, &[Fault::Status(503)]);
+    let cache = tempfile::tempdir().unwrap();
+    let err = s
+        .fetch_with(
+            cache.path(),
+            TransportOptions {
+                backoff: Duration::from_millis(500),
+                deadline: Duration::from_millis(100),
+                ..TransportOptions::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FetchError::Download {
+                source: TransportError::Deadline { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(s.server.requests(LARGE).len(), 1);
+}
+
+#[test]
 fn a_refused_host_is_tried_once_and_then_not_again() {
     // A port that was just free: nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
