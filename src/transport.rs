@@ -13,7 +13,9 @@
 //! a whole [`TransportOptions::stall_window`] (including no answer at all) is a stall:
 //! it is retried once, resuming, and then fails, so a dead mirror costs about two
 //! windows rather than minutes. Every fetch has an overall
-//! [`TransportOptions::deadline`]. A host whose name does not resolve or that refuses
+//! [`TransportOptions::deadline`], checked as bytes arrive and before each retry (a
+//! read already waiting may overrun it by up to one stall window: a per-request
+//! timeout in reqwest would bound the whole body, not each wait). A host whose name does not resolve or that refuses
 //! connections is not retried, and later requests to it in the same run fail at once.
 
 use std::collections::HashMap;
