@@ -361,7 +361,12 @@ impl Fetcher<'_> {
                     })?;
                 Ok(downloaded)
             });
-            if result.is_err() {
+            // A download cut off by the network stays, for the next run to resume (it
+            // is verified before use); anything else that failed is discarded.
+            if result
+                .as_ref()
+                .is_err_and(|e| !matches!(e, FetchError::Download { .. }))
+            {
                 let _ = bucket.remove(&partial_name);
             }
             drop(live);
