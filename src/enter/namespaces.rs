@@ -10,11 +10,11 @@
 
 use super::emulation::Emulation;
 use super::exec::{cstring, run_command, Exec};
+use crate::userns::IdMap;
 use super::mounts::{self, MountPlan};
 use super::user::SysrootUser;
 use super::EnterError;
 use crate::binfmt::BinfmtError;
-use crate::userns::IdMap;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
