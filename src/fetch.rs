@@ -15,12 +15,12 @@
 use crate::archive::{self, ArchiveError};
 use crate::index::Package;
 use crate::report::Reporter;
-use crate::repository::cache::{Cache, CacheError, PACKAGE_BUCKET};
+use crate::repository::cache::{Bucket, Cache, CacheError, PACKAGE_BUCKET};
 use crate::repository::Repository;
 use crate::transport::{Transport, TransportError, TransportOptions};
 use base64::Engine;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -81,6 +81,20 @@ pub enum FetchError {
         found: u64,
         /// Whether a download was removed because of it.
         discarded: bool,
+    },
+    /// The file's control member matches `C:` but the rest of it does not verify (the
+    /// data member against `datahash`, or `.PKGINFO` against the index).
+    #[error("package `{package}` from repository `{repo}` does not verify{}", if *discarded { "; the download was discarded, try again" } else { "" })]
+    Verify {
+        /// `name-version`.
+        package: String,
+        /// The repository URL.
+        repo: String,
+        /// Whether a download was removed because of it.
+        discarded: bool,
+        /// What did not match.
+        #[source]
+        source: Box<crate::package::PackageError>,
     },
     /// The file is not an apk archive.
     #[error("package `{package}` from repository `{repo}` is damaged (`{}`)", path.display())]
@@ -217,7 +231,7 @@ pub fn fetch_packages_with(
     };
     let bucket = cache
         .as_ref()
-        .map(|c| c.bucket(PACKAGE_BUCKET))
+        .map(|c| c.bucket_dir(PACKAGE_BUCKET))
         .transpose()?;
     let fetcher = Fetcher {
         transport,
@@ -240,7 +254,7 @@ pub fn fetch_packages_with(
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
-                if failed.load(Ordering::Relaxed) {
+                if failed.load(Ordering::Relaxed) || crate::output::interrupted() {
                     break;
                 }
                 let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
@@ -280,7 +294,7 @@ struct Fetcher<'a> {
     transport: &'a Transport,
     repos: &'a [Repository],
     arch: &'a str,
-    bucket: Option<PathBuf>,
+    bucket: Option<Bucket>,
     temp_base: Option<PathBuf>,
     temp: Mutex<Option<Arc<tempfile::TempDir>>>,
     verify_local: bool,
@@ -317,30 +331,107 @@ impl Fetcher<'_> {
         }
         let key = cache_key(&package.checksum);
         if let (Some(bucket), Some(key)) = (&self.bucket, &key) {
-            let path = bucket.join(format!("{key}.apk"));
-            if path.is_file() && self.verify(package, &path, false).is_ok() {
+            let entry = format!("{key}.apk");
+            let path = bucket.path().join(&entry);
+            if self.cached(package, bucket, &entry)? {
                 self.reporter.download_finished(&name);
                 return Ok(fetched(path, Origin::Cache, 0, None));
             }
-            let partial = bucket.join(format!("{key}.partial"));
+            let partial_name = format!("{key}.partial");
+            let partial_path = bucket.path().join(&partial_name);
             // Another run may be downloading the same package into the same partial
             // file: take turns, and take its result if it finished meanwhile.
-            let _lock = lock(&partial)?;
-            if path.is_file() && self.verify(package, &path, false).is_ok() {
-                if std::fs::metadata(&partial).is_ok_and(|m| m.len() == 0) {
-                    let _ = std::fs::remove_file(&partial);
+            let live = crate::output::LivePartial::register_shared(&partial_path);
+            let mut partial = lock(bucket, &partial_name, &live)?;
+            live.locked();
+            if self.cached(package, bucket, &entry)? {
+                if partial.metadata().is_ok_and(|m| m.len() == 0) {
+                    let _ = bucket.remove(&partial_name);
                 }
                 self.reporter.download_finished(&name);
                 return Ok(fetched(path, Origin::Cache, 0, None));
             }
-            let downloaded = self.download(package, repo, &url, &partial, &path)?;
+            let downloaded = self.download(package, repo, &url, &mut partial, &partial_path);
+            let result = downloaded.and_then(|downloaded| {
+                bucket
+                    .rename(&partial_name, &entry)
+                    .map_err(|source| FetchError::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
+                Ok(downloaded)
+            });
+            // A download cut off by the network stays, for the next run to resume (it
+            // is verified before use); anything else that failed is discarded.
+            if result
+                .as_ref()
+                .is_err_and(|e| !matches!(e, FetchError::Download { .. }))
+            {
+                let _ = bucket.remove(&partial_name);
+            }
+            drop(live);
+            let downloaded = result?;
+            self.reporter.download_finished(&name);
             return Ok(fetched(path, Origin::Downloaded, downloaded, None));
         }
         let temp = self.temp_dir()?;
         let path = temp.path().join(package.file_name());
-        let partial = temp.path().join(format!("{}.partial", package.file_name()));
-        let downloaded = self.download(package, repo, &url, &partial, &path)?;
+        let partial_path = temp.path().join(format!("{}.partial", package.file_name()));
+        let io_err = |source| FetchError::Io {
+            path: partial_path.clone(),
+            source,
+        };
+        let mut partial = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&partial_path)
+                .map_err(io_err)?
+        };
+        let downloaded = self.download(package, repo, &url, &mut partial, &partial_path)?;
+        std::fs::rename(&partial_path, &path).map_err(|source| FetchError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        self.reporter.download_finished(&name);
         Ok(fetched(path, Origin::Downloaded, downloaded, Some(temp)))
+    }
+
+    /// Whether the cache holds a verified copy of `package` as `entry`. An entry that
+    /// does not verify is removed, so it is fetched once more.
+    fn cached(&self, package: &Package, bucket: &Bucket, entry: &str) -> Result<bool, FetchError> {
+        let path = bucket.path().join(entry);
+        let file = match bucket.open(entry) {
+            Ok(Some(file)) => file,
+            Ok(None) => return Ok(false),
+            Err(source) => {
+                // Not a plain file (a planted symlink, a FIFO...): never read, but gone.
+                self.reporter.warn(&format!(
+                    "removing `{}` from the cache: {source}",
+                    path.display()
+                ));
+                bucket
+                    .remove(entry)
+                    .map_err(|source| FetchError::Io { path, source })?;
+                return Ok(false);
+            }
+        };
+        match self.verify_file(package, &file, &path, false) {
+            Ok(()) => Ok(true),
+            Err(err) => {
+                self.reporter.info(&format!(
+                    "cached `{}` does not verify ({err}); fetching it again",
+                    package.name_version()
+                ));
+                bucket
+                    .remove(entry)
+                    .map_err(|source| FetchError::Io { path, source })?;
+                Ok(false)
+            }
+        }
     }
 
     fn temp_dir(&self) -> Result<Arc<tempfile::TempDir>, FetchError> {
@@ -358,16 +449,17 @@ impl Fetcher<'_> {
         Ok(dir)
     }
 
-    /// Downloads into `partial` (resuming), verifies, renames to `dest`. A resumed file
-    /// that fails verification may hold a stale prefix: it is discarded and fetched once
-    /// more from scratch before giving up.
+    /// Downloads into `partial` (resuming) and verifies the whole package; the caller
+    /// renames it into place. A download that fails verification may hold a stale
+    /// prefix or a byte damaged on the way: it is discarded and fetched once more from
+    /// scratch before giving up.
     fn download(
         &self,
         package: &Package,
         repo: &Repository,
         url: &str,
-        partial: &Path,
-        dest: &Path,
+        partial: &mut File,
+        partial_path: &Path,
     ) -> Result<u64, FetchError> {
         let name = package.name_version();
         let limit = if package.size > 0 {
@@ -375,17 +467,20 @@ impl Fetcher<'_> {
         } else {
             MAX_UNSIZED
         };
+        let io_err = |source| FetchError::Io {
+            path: partial_path.to_path_buf(),
+            source,
+        };
         self.reporter.download_started(&name, package.size);
         let mut transferred = 0u64;
         let mut retried = false;
         loop {
-            let resumed = std::fs::metadata(partial).map(|m| m.len()).unwrap_or(0) > 0;
             let mut progress = |n: u64| {
                 transferred += n;
                 self.reporter.download_progress(&name, n);
             };
             self.transport
-                .download(url, partial, limit, &mut progress)
+                .download_into(url, partial, partial_path, limit, &mut progress)
                 .map_err(|source| match source {
                     TransportError::NotFound { .. } => FetchError::Missing {
                         package: name.clone(),
@@ -398,38 +493,48 @@ impl Fetcher<'_> {
                         source,
                     },
                 })?;
-            match self.verify(package, partial, true) {
-                Ok(()) => {
-                    std::fs::rename(partial, dest).map_err(|source| FetchError::Io {
-                        path: dest.to_path_buf(),
-                        source,
-                    })?;
-                    self.reporter.download_finished(&name);
-                    return Ok(transferred);
-                }
+            match self.verify_file(package, partial, partial_path, true) {
+                Ok(()) => return Ok(transferred),
                 Err(err) => {
-                    let _ = std::fs::remove_file(partial);
-                    if !resumed || retried {
+                    partial.set_len(0).map_err(io_err)?;
+                    partial.rewind().map_err(io_err)?;
+                    if retried {
                         return Err(err);
                     }
                     retried = true;
                     self.reporter.info(&format!(
-                        "resumed download of `{name}` did not verify; downloading it again"
+                        "download of `{name}` did not verify ({err}); downloading it again"
                     ));
                 }
             }
         }
     }
 
-    /// Checks the file's control member against `C:` (and its size against `S:`).
+    /// Checks the file at `path` (of a local repository) against its index entry.
     fn verify(&self, package: &Package, path: &Path, download: bool) -> Result<(), FetchError> {
+        let file = File::open(path).map_err(|source| FetchError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.verify_file(package, &file, path, download)
+    }
+
+    /// Checks the whole file against the index entry: the control member against `C:`,
+    /// the size against `S:`, then the data member against `datahash`.
+    fn verify_file(
+        &self,
+        package: &Package,
+        mut file: &File,
+        path: &Path,
+        download: bool,
+    ) -> Result<(), FetchError> {
         let repo = &self.repos[package.repo].url;
         let name = package.name_version();
         let io_err = |source| FetchError::Io {
             path: path.to_path_buf(),
             source,
         };
-        let file = File::open(path).map_err(io_err)?;
+        file.rewind().map_err(io_err)?;
         let size = file.metadata().map_err(io_err)?.len();
         let found = archive::control_checksum(BufReader::new(file)).map_err(|source| {
             FetchError::Archive {
@@ -439,11 +544,9 @@ impl Fetcher<'_> {
                 source,
             }
         })?;
-        let found = format!(
-            "Q1{}",
-            base64::engine::general_purpose::STANDARD.encode(found)
-        );
-        if found != package.checksum {
+        // Digests, not strings, are compared: `C:` may be non-canonical base64.
+        if crate::package::decode_q1(&package.checksum) != Some(found) {
+            let found = crate::package::encode_q1(&found);
             return Err(FetchError::Checksum {
                 package: name,
                 repo: repo.clone(),
@@ -461,31 +564,70 @@ impl Fetcher<'_> {
                 discarded: download,
             });
         }
+        file.rewind().map_err(io_err)?;
+        let mut bytes = Vec::with_capacity(size.min(crate::package::MAX_PACKAGE_FILE) as usize);
+        file.take(crate::package::MAX_PACKAGE_FILE)
+            .read_to_end(&mut bytes)
+            .map_err(io_err)?;
+        crate::package::VerifiedPackage::from_bytes(package, bytes).map_err(|source| {
+            FetchError::Verify {
+                package: name,
+                repo: repo.clone(),
+                discarded: download,
+                source: Box::new(source),
+            }
+        })?;
         Ok(())
     }
 }
 
-/// An exclusive advisory lock on `partial` (created if missing), held until dropped.
-fn lock(partial: &Path) -> Result<File, FetchError> {
+/// Opens the bucket's `partial` file (created if missing, never through a symlink)
+/// and takes an exclusive advisory lock on it, held until the file is dropped. When the
+/// lock holder before us renamed the file into place meanwhile, the fresh name is
+/// opened again, so we never write into a finished entry.
+fn lock(
+    bucket: &Bucket,
+    partial: &str,
+    live: &crate::output::LivePartial,
+) -> Result<File, FetchError> {
     let io_err = |source| FetchError::Io {
-        path: partial.to_path_buf(),
+        path: bucket.path().join(partial),
         source,
     };
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(partial)
-        .map_err(io_err)?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| io_err(e.into()))?;
-    Ok(file)
+    let mut removed = false;
+    // Bounded: a name that keeps changing under us is another process's doing.
+    for _ in 0..64 {
+        let file = match live.create(|| bucket.open_rw(partial)) {
+            Ok(file) => file,
+            // A planted symlink, hard link or special file: removing the name does
+            // not follow it, and the download starts afresh in a file of our own.
+            Err(e)
+                if !removed
+                    && (e.raw_os_error() == Some(libc::ELOOP)
+                        || e.kind() == std::io::ErrorKind::Other) =>
+            {
+                bucket.remove(partial).map_err(io_err)?;
+                removed = true;
+                continue;
+            }
+            Err(e) => return Err(io_err(e)),
+        };
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io_err(e.into()))?;
+        if bucket.still_named(&file, partial) {
+            return Ok(file);
+        }
+    }
+    Err(io_err(std::io::Error::other(
+        "the file keeps being replaced while we wait for it",
+    )))
 }
 
 /// The cache file name of a `C:` value: hex of its SHA-1 (`None` unless it is `Q1`
 /// + base64 of 20 bytes, so no index value can name a path of its choosing).
 pub fn cache_key(checksum: &str) -> Option<String> {
     let b64 = checksum.strip_prefix("Q1")?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let raw = crate::index::LENIENT_BASE64.decode(b64).ok()?;
     (raw.len() == 20).then(|| hex::encode(raw))
 }
 

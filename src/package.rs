@@ -295,10 +295,11 @@ impl VerifiedPackage {
     }
 }
 
-/// Decodes `Q1<base64 sha1>` into the digest.
+/// Decodes `Q1<base64 sha1>` into the digest, as leniently as apk (unused trailing
+/// bits may be set).
 pub fn decode_q1(checksum: &str) -> Option<[u8; 20]> {
     let b64 = checksum.strip_prefix("Q1")?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let raw = crate::index::LENIENT_BASE64.decode(b64).ok()?;
     raw.try_into().ok()
 }
 
@@ -431,5 +432,13 @@ mod tests {
         assert_eq!(decode_q1(&encode_q1(&digest)), Some(digest));
         assert_eq!(decode_q1("Q2AAAA"), None);
         assert_eq!(decode_q1("Q1!!"), None);
+        // apk's leniency: the unused low bits of the last symbol are ignored.
+        let canonical = encode_q1(&digest);
+        let mut lenient = canonical.clone().into_bytes();
+        let last = lenient.len() - 2;
+        lenient[last] += 1;
+        let lenient = String::from_utf8(lenient).unwrap();
+        assert_ne!(lenient, canonical);
+        assert_eq!(decode_q1(&lenient), Some(digest));
     }
 }

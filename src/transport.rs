@@ -5,21 +5,34 @@
 //! system's roots, which honours `SSL_CERT_FILE`/`SSL_CERT_DIR`; `HTTP(S)_PROXY` and
 //! `NO_PROXY` from the environment). Building it loads the CA store, so runs that only
 //! read local repositories never pay for it. Transient failures (connection errors,
-//! timeouts, 408/429/5xx, a body cut short) are retried with exponential backoff;
-//! downloads to a file resume where they stopped with `Range`. Every read is bounded
-//! by a size the caller gives, so a hostile server cannot fill memory or disk.
+//! 408/429/5xx, a body cut short) are retried with exponential backoff; downloads to a
+//! file resume where they stopped with `Range`. Every read is bounded by a size the
+//! caller gives, so a hostile server cannot fill memory or disk.
+//!
+//! Waiting is bounded too. A transfer slower than [`TransportOptions::stall_rate`] over
+//! a whole [`TransportOptions::stall_window`] (including no answer at all) is a stall:
+//! it is retried once, resuming, and then fails, so a dead mirror costs about two
+//! windows rather than minutes. Every fetch has an overall
+//! [`TransportOptions::deadline`], checked as bytes arrive and before each retry (a
+//! read already waiting may overrun it by up to one stall window: a per-request
+//! timeout in reqwest would bound the whole body, not each wait). A host whose name does not resolve or that refuses
+//! connections is not retried, and later requests to it in the same run fail at once.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{
     HeaderMap, CONTENT_RANGE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RANGE,
 };
 use reqwest::StatusCode;
+
+mod wait;
+use wait::{is_timeout, unreachable_reason, Pace};
 
 /// Why bytes could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +83,46 @@ pub enum TransportError {
         /// The limit.
         limit: u64,
     },
+    /// The transfer went slower than the stall rate for a whole window, twice.
+    #[error("`{url}` stalled: less than {rate} bytes/s for {}s, {attempts} time(s); the mirror or the network is stuck, try another mirror", window.as_secs())]
+    Stalled {
+        /// The URL.
+        url: String,
+        /// Bytes per second below which the transfer counts as stalled.
+        rate: u64,
+        /// How long it stayed below.
+        window: Duration,
+        /// How many requests stalled.
+        attempts: u32,
+    },
+    /// The fetch took longer than its overall deadline.
+    #[error("`{url}` did not finish within {}s; try another mirror", deadline.as_secs())]
+    Deadline {
+        /// The URL.
+        url: String,
+        /// The deadline.
+        deadline: Duration,
+    },
+    /// The host's name does not resolve or it refuses connections (not retried).
+    #[error("cannot reach `{host}` for `{url}`: {reason}; check the URL and the network, or use another mirror")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// The host.
+        host: String,
+        /// What failed (DNS, connection refused).
+        reason: &'static str,
+    },
+    /// The host already failed that way earlier in this run; it was not asked again.
+    #[error("not fetching `{url}`: `{host}` was unreachable earlier in this run ({reason})")]
+    HostDown {
+        /// The URL.
+        url: String,
+        /// The host.
+        host: String,
+        /// Why it failed the first time.
+        reason: &'static str,
+    },
     /// The HTTP client could not be set up (e.g. an unreadable `SSL_CERT_FILE`).
     #[error("cannot set up the HTTP client: {0}")]
     Client(String),
@@ -78,7 +131,7 @@ pub enum TransportError {
 impl TransportError {
     fn is_transient(&self) -> bool {
         match self {
-            TransportError::Http { .. } => true,
+            TransportError::Http { .. } | TransportError::Stalled { .. } => true,
             TransportError::Status { status, .. } => {
                 // 416 only comes back for a stale partial file, which is then emptied,
                 // so asking again succeeds.
@@ -94,12 +147,19 @@ impl TransportError {
 pub struct TransportOptions {
     /// Time allowed to establish a connection.
     pub connect_timeout: Duration,
-    /// Time allowed for the response headers and for each read of the body.
+    /// Time allowed for the response headers and for each read of the body; capped
+    /// by `stall_window`.
     pub read_timeout: Duration,
     /// How many times a transient failure is retried.
     pub retries: u32,
     /// The first backoff; doubled after each retry.
     pub backoff: Duration,
+    /// A transfer under this many bytes per second over a whole `stall_window` stalls.
+    pub stall_rate: u64,
+    /// See `stall_rate`.
+    pub stall_window: Duration,
+    /// The longest one fetch (all its attempts) may take.
+    pub deadline: Duration,
 }
 
 impl Default for TransportOptions {
@@ -109,6 +169,10 @@ impl Default for TransportOptions {
             read_timeout: Duration::from_secs(30),
             retries: 4,
             backoff: Duration::from_millis(250),
+            stall_rate: 1024,
+            stall_window: Duration::from_secs(10),
+            // The largest Alpine packages are a few hundred MB: ample at 1 MB/s.
+            deadline: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -181,6 +245,8 @@ pub fn is_remote(url: &str) -> bool {
 pub struct Transport {
     options: TransportOptions,
     client: OnceLock<Result<Client, String>>,
+    /// Hosts that did not resolve or refused a connection in this run, with why.
+    unreachable: Mutex<HashMap<String, &'static str>>,
 }
 
 impl Transport {
@@ -189,6 +255,7 @@ impl Transport {
         Transport {
             options,
             client: OnceLock::new(),
+            unreachable: Mutex::new(HashMap::new()),
         }
     }
 
@@ -197,8 +264,9 @@ impl Transport {
             Client::builder()
                 .connect_timeout(self.options.connect_timeout)
                 // The blocking client applies this to the wait for the headers and to
-                // each body read separately, so it is a read timeout, not a total one.
-                .timeout(self.options.read_timeout)
+                // each body read separately, so it is a read timeout, not a total one;
+                // a read waiting a whole stall window has stalled.
+                .timeout(self.options.read_timeout.min(self.options.stall_window))
                 .user_agent(concat!("sysroot-mk/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| error_chain(&e))
@@ -237,7 +305,8 @@ impl Transport {
             });
         }
         let client = self.client()?;
-        self.with_retries(|attempts| {
+        let started = Instant::now();
+        self.with_retries(url, started, |attempts| {
             let mut request = client.get(url);
             if let Some(etag) = &validators.etag {
                 request = request.header(IF_NONE_MATCH, etag);
@@ -245,7 +314,7 @@ impl Transport {
             if let Some(modified) = &validators.last_modified {
                 request = request.header(IF_MODIFIED_SINCE, modified);
             }
-            let response = send(request, url, attempts)?;
+            let response = self.send(request, url, attempts)?;
             if response.status() == StatusCode::NOT_MODIFIED {
                 return Ok(Conditional::NotModified);
             }
@@ -255,7 +324,8 @@ impl Transport {
                 return Err(too_large(url, max_size));
             }
             let mut bytes = Vec::new();
-            read_bounded(response, &mut bytes, max_size, url, attempts)?;
+            let mut pace = Pace::new(&self.options, started);
+            read_bounded(response, &mut bytes, max_size, url, attempts, &mut pace)?;
             Ok(Conditional::Fresh {
                 bytes,
                 validators: fresh,
@@ -263,9 +333,8 @@ impl Transport {
         })
     }
 
-    /// Downloads `url` into `partial`, resuming from the bytes already there; returns the
-    /// total size. `progress` receives each chunk's length (resumed bytes included once,
-    /// up front). Remote only; the caller reads local files in place.
+    /// Downloads `url` into `partial` (opened without following a symlink), resuming
+    /// from the bytes already there; returns the total size. See [`Transport::download_into`].
     pub fn download(
         &self,
         url: &str,
@@ -273,36 +342,59 @@ impl Transport {
         max_size: u64,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, TransportError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(partial)
+            .map_err(|source| TransportError::Io {
+                path: partial.to_path_buf(),
+                source,
+            })?;
+        self.download_into(url, &mut file, partial, max_size, progress)
+    }
+
+    /// Downloads `url` into `file`, resuming after the bytes already there; returns the
+    /// total size. `path` names the file in messages. `progress` receives each chunk's
+    /// length (resumed bytes included once, up front). Remote only; the caller reads
+    /// local files in place.
+    pub fn download_into(
+        &self,
+        url: &str,
+        file: &mut File,
+        path: &Path,
+        max_size: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, TransportError> {
         let io_err = |source| TransportError::Io {
-            path: partial.to_path_buf(),
+            path: path.to_path_buf(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(partial)
-            .map_err(io_err)?;
         let mut have = file.metadata().map_err(io_err)?.len();
         if have > max_size {
-            file.set_len(0).map_err(io_err)?;
             have = 0;
         }
+        restart_at(file, have).map_err(io_err)?;
         if have > 0 {
             progress(have);
         }
         let client = self.client()?;
-        self.with_retries(|attempts| {
+        let started = Instant::now();
+        self.with_retries(url, started, |attempts| {
             let mut request = client.get(url);
             if have > 0 {
                 request = request.header(RANGE, format!("bytes={have}-"));
             }
-            let response = send(request, url, attempts)?;
+            let response = self.send(request, url, attempts)?;
             let status = response.status();
             if status == StatusCode::RANGE_NOT_SATISFIABLE {
                 // The partial file is as long as (or longer than) the resource: start over
                 // and let the caller's verification judge the result.
-                file.set_len(0).map_err(io_err)?;
                 have = 0;
+                restart_at(file, 0).map_err(io_err)?;
                 return Err(TransportError::Status {
                     url: url.to_string(),
                     status: 416,
@@ -318,8 +410,8 @@ impl Transport {
             let partial_content = response.status() == StatusCode::PARTIAL_CONTENT;
             if partial_content && content_range_start(response.headers()) != Some(have) {
                 // A range we did not ask for: start over without one.
-                file.set_len(0).map_err(io_err)?;
                 have = 0;
+                restart_at(file, 0).map_err(io_err)?;
                 return Err(TransportError::Status {
                     url: url.to_string(),
                     status: 416,
@@ -328,32 +420,108 @@ impl Transport {
             }
             if !partial_content && have > 0 {
                 // The server ignored `Range` and sends the whole body.
-                file.set_len(0).map_err(io_err)?;
-                file.rewind().map_err(io_err)?;
                 have = 0;
+                restart_at(file, 0).map_err(io_err)?;
             }
             let remaining = max_size.saturating_sub(have);
             let mut writer = Counting {
-                file: &mut file,
+                file: &mut *file,
                 written: &mut have,
                 progress: &mut *progress,
             };
-            read_bounded(response, &mut writer, remaining, url, attempts)?;
+            let mut pace = Pace::new(&self.options, started);
+            read_bounded(response, &mut writer, remaining, url, attempts, &mut pace)?;
             Ok(())
         })?;
         file.flush().map_err(io_err)?;
         Ok(have)
     }
 
+    /// Sends a request unless its host was unreachable earlier; records hosts that do
+    /// not resolve or refuse connections.
+    fn send(
+        &self,
+        request: reqwest::blocking::RequestBuilder,
+        url: &str,
+        attempts: u32,
+    ) -> Result<Response, TransportError> {
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+            })
+            .unwrap_or_default();
+        if let Some(reason) = self.unreachable_reason(&host) {
+            return Err(TransportError::HostDown {
+                url: url.to_string(),
+                host,
+                reason,
+            });
+        }
+        request.send().map_err(|e| {
+            let chain = error_chain(&e);
+            if e.is_timeout() {
+                return TransportError::Stalled {
+                    url: url.to_string(),
+                    rate: self.options.stall_rate,
+                    window: self.options.stall_window,
+                    attempts,
+                };
+            }
+            if let Some(reason) = e.is_connect().then(|| unreachable_reason(&chain)).flatten() {
+                if let Ok(mut down) = self.unreachable.lock() {
+                    down.insert(host.clone(), reason);
+                }
+                return TransportError::Unreachable {
+                    url: url.to_string(),
+                    host: host.clone(),
+                    reason,
+                };
+            }
+            TransportError::Http {
+                url: url.to_string(),
+                attempts,
+                source: chain.into(),
+            }
+        })
+    }
+
+    fn unreachable_reason(&self, host: &str) -> Option<&'static str> {
+        self.unreachable.lock().ok()?.get(host).copied()
+    }
+
+    /// Runs `attempt` until it succeeds or fails for good: transient errors are retried
+    /// with backoff, a stall once, and nothing past the deadline.
     fn with_retries<T>(
         &self,
+        url: &str,
+        started: Instant,
         mut attempt: impl FnMut(u32) -> Result<T, TransportError>,
     ) -> Result<T, TransportError> {
         let mut delay = self.options.backoff;
         let mut attempts = 1;
+        let mut stalls = 0;
         loop {
             match attempt(attempts) {
+                Err(TransportError::Stalled { .. }) if stalls >= 1 => {
+                    return Err(TransportError::Stalled {
+                        url: url.to_string(),
+                        rate: self.options.stall_rate,
+                        window: self.options.stall_window,
+                        attempts: stalls + 1,
+                    })
+                }
                 Err(err) if err.is_transient() && attempts <= self.options.retries => {
+                    if matches!(err, TransportError::Stalled { .. }) {
+                        stalls += 1;
+                    }
+                    if started.elapsed() + delay > self.options.deadline {
+                        return Err(TransportError::Deadline {
+                            url: url.to_string(),
+                            deadline: self.options.deadline,
+                        });
+                    }
                     std::thread::sleep(delay);
                     delay = delay.saturating_mul(2);
                     attempts += 1;
@@ -362,6 +530,13 @@ impl Transport {
             }
         }
     }
+}
+
+/// Truncates `file` to `len` bytes and puts the cursor at its end.
+fn restart_at(file: &mut File, len: u64) -> io::Result<()> {
+    file.set_len(len)?;
+    file.seek(io::SeekFrom::Start(len))?;
+    Ok(())
 }
 
 /// Writes to the partial file, counting bytes and reporting progress.
@@ -381,18 +556,6 @@ impl Write for Counting<'_> {
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
     }
-}
-
-fn send(
-    request: reqwest::blocking::RequestBuilder,
-    url: &str,
-    attempts: u32,
-) -> Result<Response, TransportError> {
-    request.send().map_err(|e| TransportError::Http {
-        url: url.to_string(),
-        attempts,
-        source: error_chain(&e).into(),
-    })
 }
 
 fn expect_status(
@@ -419,13 +582,15 @@ fn expect_status(
 }
 
 /// Copies at most `limit` bytes of the body into `out`; a body cut short is a
-/// transient error (retried, and resumed by [`Transport::download`]).
+/// transient error (retried, and resumed by [`Transport::download_into`]), and so is a
+/// stall (once).
 fn read_bounded(
     response: Response,
     out: &mut dyn Write,
     limit: u64,
     url: &str,
     attempts: u32,
+    pace: &mut Pace,
 ) -> Result<(), TransportError> {
     let expected = response.content_length();
     let mut body = response.take(limit.saturating_add(1));
@@ -436,6 +601,7 @@ fn read_bounded(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if is_timeout(&e) => return Err(pace.stalled(url, attempts)),
             Err(e) => {
                 return Err(TransportError::Http {
                     url: url.to_string(),
@@ -452,6 +618,7 @@ fn read_bounded(
             path: PathBuf::from(url),
             source: e,
         })?;
+        pace.advance(n as u64, url, attempts)?;
     }
     if expected.is_some_and(|len| total < len) {
         return Err(TransportError::Http {

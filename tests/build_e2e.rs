@@ -274,6 +274,9 @@ fn existing_non_empty_directory_is_kept_unless_forced() {
     assert_eq!(result.status.code(), Some(1));
     assert_eq!(std::fs::read(out.join("precious")).unwrap(), b"keep");
 
+    // `--force` replaces only a sysroot (issue 9): make it look like one.
+    std::fs::create_dir_all(out.join("lib/apk/db")).unwrap();
+    std::fs::write(out.join("lib/apk/db/installed"), b"").unwrap();
     let result = build_from_main(&shared, &out, &["musl"], &["--force"]);
     assert_ok(&result);
     assert!(!out.join("precious").exists());

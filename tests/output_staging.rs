@@ -68,6 +68,8 @@ fn force_swaps_the_old_tree_out_and_removes_it() {
     let parent = tempfile::tempdir().unwrap();
     let dest = parent.path().join("out");
     fs::create_dir_all(dest.join("old/deep")).unwrap();
+    fs::create_dir_all(dest.join("lib/apk/db")).unwrap();
+    fs::write(dest.join("lib/apk/db/installed"), b"").unwrap();
     let staging = Staging::create(&dest, true).unwrap();
     fs::write(staging.path().join("new"), b"").unwrap();
     staging.commit().unwrap();

@@ -393,3 +393,43 @@ fn full_v3_19_indexes_load_as_two_repositories() {
     let counts: Vec<_> = loaded.iter().map(|l| l.packages.len()).collect();
     assert_eq!(counts, [5443, 17587]);
 }
+
+#[test]
+fn allow_untrusted_never_fetches_keys() {
+    let Some(shared) = shared_or_skip() else {
+        return;
+    };
+    let key_server = TestServer::serve(&shared.join("keys"));
+    let opts = IndexOptions {
+        key_url: Some(key_server.base.clone()),
+        allow_untrusted: true,
+        ..quick_index_options()
+    };
+    let repos = [repo(&shared.join("v3.19/main"))];
+    let loaded = load_indexes(&repos, "x86_64", &Keyring::new("x86_64"), &opts, &Silent).unwrap();
+    assert!(loaded[0].key.is_none());
+    assert!(key_server.log().is_empty(), "{:?}", key_server.log());
+}
+
+#[test]
+fn a_cached_index_serves_when_the_mirror_is_down() {
+    let (_served, server) = served_fixture_repo("main");
+    let repos = [Repository::parse(&format!("{}/main", server.base)).unwrap()];
+    let keys = keys_dir(&[TEST_KEY]);
+    let ring = keyring_of(&[keys.path()], "x86_64");
+    let cache = tempfile::tempdir().unwrap();
+    let opts = IndexOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..quick_index_options()
+    };
+    let first = load_indexes(&repos, "x86_64", &ring, &opts, &Silent).unwrap();
+    drop(server);
+    let recorder = Recorder::default();
+    let again = load_indexes(&repos, "x86_64", &ring, &opts, &recorder).unwrap();
+    assert_eq!(again[0].packages.len(), first[0].packages.len());
+    let warnings = recorder.warnings();
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("using the cached copy"),
+        "{warnings:?}"
+    );
+}

@@ -367,6 +367,7 @@ fn options_from(
     dir: PathBuf,
     packages: Vec<String>,
     verbosity: progress::Verbosity,
+    reporter: &dyn Reporter,
 ) -> anyhow::Result<BuildOptions> {
     let arch = target_arches(&source.arch, verbosity)?[0];
     let repos = if source.repos.is_empty() && source.repositories_file.is_none() {
@@ -380,12 +381,10 @@ fn options_from(
             repositories_file: source.repositories_file,
         }
     };
-    let cache_dir = if source.no_cache {
-        None
-    } else {
-        source
-            .cache_dir
-            .or_else(sysroot_mk::repository::cache::default_dir)
+    let cache_dir = match (source.no_cache, source.cache_dir) {
+        (true, _) => None,
+        (false, Some(dir)) => Some(dir),
+        (false, None) => sysroot_mk::repository::cache::default_or_warn(reporter),
     };
     let packages = if packages.is_empty() {
         vec!["alpine-base".to_string()]
@@ -420,10 +419,16 @@ fn run_plan(
     if source.arch.len() > 1 {
         return Err(UsageError("`plan` resolves for one `--arch` at a time".into()).into());
     }
-    let mut options = options_from(source, PathBuf::new(), packages, verbosity)?;
-    options.simulate = true;
     let reporter = progress::TerminalReporter::new(verbosity);
+    let mut options = options_from(source, PathBuf::new(), packages, verbosity, &reporter)?;
+    options.simulate = true;
+    sysroot_mk::output::handle_interrupts()?;
     let outcome = build::run(&options, &reporter as &dyn Reporter);
+    if sysroot_mk::output::interrupted() {
+        // The signal watcher removes what is unfinished, says so and exits 128 + N;
+        // errors seen here are consequences of that cleanup.
+        sysroot_mk::output::wait_for_exit();
+    }
     reporter.finish();
     let what = options.packages.join(" ");
     if let Outcome::Simulated(plan) =
@@ -473,7 +478,14 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
         .into());
     }
     let image_args = args.image;
-    let mut options = options_from(args.source, dir.clone(), args.packages, verbosity)?;
+    let reporter = progress::TerminalReporter::new(verbosity);
+    let mut options = options_from(
+        args.source,
+        dir.clone(),
+        args.packages,
+        verbosity,
+        &reporter,
+    )?;
     options.no_scripts = args.no_scripts;
     options.force = args.force;
     options.output = output;
@@ -481,6 +493,7 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
     options.reproducible = reproducible;
     options.relative_links = args.relative_links;
     options.repositories_out = (!args.repositories_out.is_empty()).then_some(args.repositories_out);
+    // Before anything starts a thread (see `enter_rootless`).
     let mapped = match enter_rootless() {
         Ok(Ok(map)) => map,
         Ok(Err(code)) => return Ok(code),
@@ -495,7 +508,6 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
             None
         }
     };
-    let reporter = progress::TerminalReporter::new(verbosity);
     if mapped == Some(sysroot_mk::userns::IdMap::Single) {
         reporter.warn(&format!(
             "no subordinate ids for you in `/etc/subuid` and `/etc/subgid` (or no `newuidmap`): \
@@ -504,7 +516,14 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
             sysroot_mk::db::INSTALLED
         ));
     }
+    // After the rootless fork: the handlers start a thread.
+    sysroot_mk::output::handle_interrupts()?;
     let outcomes = build::run_arches(&options, &arches, &reporter as &dyn Reporter);
+    if sysroot_mk::output::interrupted() {
+        // The signal watcher removes what is unfinished, says so and exits 128 + N;
+        // errors seen here are consequences of that cleanup.
+        sysroot_mk::output::wait_for_exit();
+    }
     reporter.finish();
     for outcome in outcomes.with_context(|| format!("building `{}` failed", dir.display()))? {
         if let (Outcome::Built(summary), false) = (outcome, verbosity == progress::Verbosity::Quiet)

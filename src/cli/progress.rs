@@ -110,7 +110,11 @@ impl TerminalReporter {
             Some(bars) => {
                 let _ = bars.multi.println(text);
             }
-            None => eprintln!("{text}"),
+            // A closed stderr silences the output; it never stops the build.
+            None => {
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr().lock(), "{text}");
+            }
         }
     }
 }

@@ -9,6 +9,14 @@ mod parse;
 pub use dep::{join, DepMatch, Dependency, Op, Provide};
 pub use parse::parse_apkindex;
 
+/// Base64 as apk decodes `C:`: the standard alphabet with padding, but the unused low
+/// bits of the last symbol need not be zero (`Q1...Z=` and `Q1...Y=` name the same
+/// digest). What the digest must match is unchanged.
+pub const LENIENT_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
+
 use crate::version::Version;
 
 /// One package of a repository index (or of the installed database).

@@ -253,16 +253,13 @@ fn small_number(s: &str) -> Option<u32> {
     number(s).and_then(|n| u32::try_from(n).ok())
 }
 
-/// `Q1` + standard base64 of 20 bytes (SHA-1), or an MD5/SHA-1 digest in hex, which is
-/// what old indexes carried.
+/// `Q1` + base64 of 20 bytes (SHA-1), decoded as leniently as apk does, or an MD5/SHA-1
+/// digest in hex, which is what old indexes carried.
 fn is_checksum(s: &str) -> bool {
     if let Some(b64) = s.strip_prefix("Q1") {
         let mut out = [0u8; 21];
         return b64.len() == 28
-            && matches!(
-                base64::engine::general_purpose::STANDARD.decode_slice(b64, &mut out),
-                Ok(20)
-            );
+            && matches!(super::LENIENT_BASE64.decode_slice(b64, &mut out), Ok(20));
     }
     matches!(s.len(), 32 | 40) && s.bytes().all(|c| c.is_ascii_hexdigit())
 }
@@ -270,6 +267,21 @@ fn is_checksum(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checksums_with_nonzero_trailing_bits_are_accepted_as_apk_does() {
+        // `=`-padded SHA-1: the last symbol carries 4 bits of the digest and 2 unused
+        // ones; `E` (000100) is canonical, `F`, `G` and `H` set the unused bits.
+        for last in ['E', 'F', 'G', 'H'] {
+            let c = format!("Q1{}{last}=", "A".repeat(26));
+            assert!(is_checksum(&c), "{c}");
+        }
+        assert!(
+            !is_checksum(&format!("Q1{}E", "A".repeat(26))),
+            "padding is still needed"
+        );
+        assert!(!is_checksum(&format!("Q1{}!E=", "A".repeat(25))));
+    }
 
     /// A text above the parallel threshold: `n` packages of 6 lines each (5 fields and
     /// a blank line), package `i` starting on line `6 * i + 1`.

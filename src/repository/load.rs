@@ -205,6 +205,15 @@ impl Loader<'_> {
                     attempts: 1,
                 })),
             },
+            // A mirror that cannot be reached does not stop a build the cache can serve:
+            // the copy is verified against its signature like a fresh one.
+            Err(err) if cached.is_some() && unreachable(&err) => {
+                self.reporter.warn(&format!(
+                    "{}; using the cached copy of `{url}`",
+                    crate::report::error_chain(&err)
+                ));
+                Ok((cached.map(|c| c.bytes).unwrap_or_default(), None))
+            }
             Err(err) => Err(fetch_err(err)),
         }
     }
@@ -277,7 +286,11 @@ impl Loader<'_> {
         let Some(base) = &self.options.key_url else {
             return Err(unknown());
         };
-        if self.keyring.is_explicit() || pin_for(&key, self.arch).is_none() {
+        // `--allow-untrusted` accepts the index anyway: no reason to wait on the network.
+        if self.options.allow_untrusted
+            || self.keyring.is_explicit()
+            || pin_for(&key, self.arch).is_none()
+        {
             return Err(unknown());
         }
         let mut ring = self.keyring.clone();
@@ -315,6 +328,21 @@ impl Loader<'_> {
             let _ = super::cache::write_atomic(path, &pem);
         }
         ring.verify_signed(signed).cloned()
+    }
+}
+
+/// Whether a fetch failed because the mirror cannot be reached (rather than because it
+/// answered something wrong).
+fn unreachable(err: &crate::transport::TransportError) -> bool {
+    use crate::transport::TransportError as T;
+    match err {
+        T::Http { .. }
+        | T::Stalled { .. }
+        | T::Deadline { .. }
+        | T::Unreachable { .. }
+        | T::HostDown { .. } => true,
+        T::Status { status, .. } => *status >= 500,
+        _ => false,
     }
 }
 

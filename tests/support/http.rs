@@ -21,6 +21,13 @@ pub enum Fault {
     Truncate(usize),
     /// Answer a `Range` request with the whole body (200), as some servers do.
     IgnoreRange,
+    /// Announce the full length, send this many body bytes, then nothing: the
+    /// connection stays open (at most a minute, or until the server is dropped).
+    Stall(usize),
+    /// Send this many body bytes, then reset the connection (RST, not FIN).
+    Reset(usize),
+    /// Flip every bit of the body byte at this offset from the end (1 = last byte).
+    CorruptFromEnd(usize),
 }
 
 /// One request as the server saw it.
@@ -70,9 +77,9 @@ impl TestServer {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (root, state) = (root2.clone(), state2.clone());
+                let (root, state, stop) = (root2.clone(), state2.clone(), stop2.clone());
                 std::thread::spawn(move || {
-                    let _ = handle(stream, &root, &state);
+                    let _ = handle(stream, &root, &state, &stop);
                 });
             }
         });
@@ -122,7 +129,12 @@ fn etag_of(body: &[u8]) -> String {
     format!("\"{}\"", &hex::encode(Sha1::digest(body))[..16])
 }
 
-fn handle(stream: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::Result<()> {
+fn handle(
+    stream: TcpStream,
+    root: &Path,
+    state: &Mutex<State>,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
@@ -163,7 +175,7 @@ fn handle(stream: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::Resu
         .faults
         .get_mut(&path)
         .and_then(|q| q.pop_front());
-    let mut out = stream;
+    let mut out = stream.try_clone()?;
     let file = root.join(path.trim_start_matches('/'));
     let body = if path.contains("..") {
         None
@@ -229,9 +241,50 @@ fn handle(stream: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::Resu
         ),
         None => (200, validators, &body[..]),
     };
+    let corrupted = match fault {
+        Some(Fault::CorruptFromEnd(n)) if n >= 1 && n <= slice.len() => {
+            let mut copy = slice.to_vec();
+            let at = copy.len() - n;
+            copy[at] ^= 0xff;
+            Some(copy)
+        }
+        _ => None,
+    };
+    let slice = corrupted.as_deref().unwrap_or(slice);
     let send = match fault {
-        Some(Fault::Truncate(n)) => n,
+        Some(Fault::Truncate(n) | Fault::Stall(n) | Fault::Reset(n)) => n,
         _ => slice.len(),
     };
-    respond(status, &extra, slice, send)
+    respond(status, &extra, slice, send)?;
+    match fault {
+        Some(Fault::Stall(_)) => {
+            // Bounded: the test that asked for it is over long before.
+            for _ in 0..600 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Some(Fault::Reset(_)) => {
+            // SO_LINGER 0: closing sends RST instead of FIN.
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid socket and a correctly sized option value.
+            unsafe {
+                libc::setsockopt(
+                    stream.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&linger as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
