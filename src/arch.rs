@@ -4,7 +4,7 @@
 //! One table serves the index reader (which arch a repository path uses), `enter`
 //! (which qemu to register and whether the host runs the binaries natively) and
 //! `binfmt` (what to write to the kernel). The magic and mask strings are QEMU's
-//! `qemu-binfmt-conf.sh` values, as measured in DESIGN.md section 5.
+//! `qemu-binfmt-conf.sh` values.
 
 use std::fmt;
 use std::str::FromStr;

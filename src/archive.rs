@@ -1,5 +1,5 @@
 //! Reading apk's concatenated gzip members: where each member ends in the
-//! compressed bytes (digests are over compressed members, DESIGN 2) and whether the
+//! compressed bytes (apk's digests are over the compressed members) and whether the
 //! first member is a signature.
 //!
 //! Both `APKINDEX.tar.gz` and `.apk` files start with an optional signature member

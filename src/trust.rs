@@ -1,6 +1,6 @@
 //! Trust roots: pinned official keys, explicit keys, and RSA signature verification.
 //!
-//! Key material is accepted from two kinds of places (DESIGN 4):
+//! Key material is accepted from two kinds of places:
 //! - explicitly named by the user (`--keys-dir`, repeatable) and the target's own
 //!   `etc/apk/keys`: any RSA public key there is trusted, and when `--keys-dir` is
 //!   given nothing else is, so a wrong-arch keys folder really fails;

@@ -3,7 +3,7 @@
 //! A [`Table`] is one mounted binfmt_misc instance (a directory holding `register`,
 //! `status` and one file per entry). The host's instance belongs to the initial user
 //! namespace; since Linux 6.7 every user namespace may mount its own, which is what
-//! `enter` uses by default (DESIGN.md section 5).
+//! `enter` uses by default.
 //!
 //! Entries of an instance live only as long as some mount of it exists: unmounting the
 //! last one drops them. That is why [`with_host_table`] may read the host's table

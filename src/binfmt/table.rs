@@ -116,7 +116,7 @@ impl Table {
     /// Registers `reg`, replacing an entry of the same name without a moment where
     /// neither exists: the new handler goes in under a temporary name first, the old
     /// one goes, the new one takes the real name, and the temporary one goes.
-    /// (Remove-then-add lost most concurrent execs in the measurements of DESIGN.md 5.)
+    /// (Remove-then-add lost most concurrent execs when measured; this order lost none.)
     ///
     /// Ctrl-C, SIGTERM and SIGHUP wait until the swap is over, so an interrupt never
     /// leaves the temporary entry behind (a SIGKILL can; the next replace of the same

@@ -1,6 +1,6 @@
 //! `sysroot-mk enter`: run a shell or command inside a sysroot, under qemu where the arch is foreign.
 //!
-//! The shape of a run (DESIGN.md section 5):
+//! The shape of a run:
 //!
 //! ```text
 //! tool (host namespaces): detect arch, choose emulation, look the user up, make mount points
