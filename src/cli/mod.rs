@@ -4,6 +4,7 @@
 //! module calls once per command and whose errors it prints as a cause chain.
 
 mod enter;
+mod image;
 mod progress;
 
 use anyhow::Context;
@@ -124,92 +125,8 @@ struct BuildArgs {
     #[arg(long)]
     relative_links: bool,
     #[command(flatten)]
-    image: ImageArgs,
+    image: image::ImageArgs,
 }
-
-// ---- Outputs other than a directory (tar, OCI) and reproducibility -------------------
-
-/// What is written at DIR.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum OutputKind {
-    /// The sysroot as a directory.
-    Dir,
-    /// A tar archive, compressed by DIR's extension (`.tar.gz`, `.tar.zst`); `-` writes it uncompressed to stdout.
-    Tar,
-    /// A gzip-compressed tar archive, whatever the extension.
-    #[value(name = "tar.gz")]
-    TarGz,
-    /// A zstd-compressed tar archive, whatever the extension.
-    #[value(name = "tar.zst")]
-    TarZst,
-    /// An OCI image layout directory (one image per `--arch`, tagged `latest`).
-    Oci,
-}
-
-#[derive(Debug, clap::Args)]
-struct ImageArgs {
-    /// What to write at DIR: dir, tar (tar.gz, tar.zst) or oci.
-    #[arg(
-        long = "output",
-        short = 'o',
-        value_name = "KIND",
-        default_value = "dir"
-    )]
-    output: OutputKind,
-    /// Reproducible output: mtimes clamped to $SOURCE_DATE_EPOCH, or else to the newest package's build time.
-    #[arg(long)]
-    reproducible: bool,
-    /// After an `--output oci` build, push the image (all arches) to REF (`HOST/REPO:TAG`) with `skopeo copy`.
-    #[arg(long, value_name = "REF")]
-    push: Option<String>,
-}
-
-/// `--push`: the layout goes to the registry through skopeo; prints the stored digest.
-fn push_image(args: &ImageArgs, dir: &std::path::Path) -> anyhow::Result<()> {
-    if let Some(reference) = &args.push {
-        let digest = sysroot_mk::image::push(dir, reference)
-            .with_context(|| format!("pushing `{}` failed", dir.display()))?;
-        println!("{reference}@{digest}");
-    }
-    Ok(())
-}
-
-/// The output format, the epoch (`SOURCE_DATE_EPOCH`) and `--reproducible` of a build.
-fn image_options(
-    args: &ImageArgs,
-    dir: &std::path::Path,
-    simulate: bool,
-) -> anyhow::Result<(sysroot_mk::image::Format, Option<u64>, bool)> {
-    use sysroot_mk::image::{Compression, Format};
-    let format = match args.output {
-        OutputKind::Dir => Format::Directory,
-        OutputKind::Tar => Format::Tar(Compression::from_path(dir)),
-        OutputKind::TarGz => Format::Tar(Compression::Gzip),
-        OutputKind::TarZst => Format::Tar(Compression::Zstd),
-        OutputKind::Oci => Format::Oci,
-    };
-    if args.push.is_some() && (format != Format::Oci || simulate) {
-        return Err(
-            UsageError("`--push` needs `--output oci` (and no `--simulate`)".into()).into(),
-        );
-    }
-    if dir == std::path::Path::new("-") && !matches!(format, Format::Tar(_)) {
-        return Err(UsageError("`-` (stdout) needs `--output tar`".into()).into());
-    }
-    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(value) if !value.trim().is_empty() => {
-            Some(value.trim().parse::<u64>().map_err(|_| {
-                UsageError(format!(
-                    "SOURCE_DATE_EPOCH=`{value}` is not a number of seconds since 1970"
-                ))
-            })?)
-        }
-        _ => None,
-    };
-    Ok((format, epoch, args.reproducible))
-}
-
-// ---- end of image outputs ---------------------------------------------------------------
 
 /// `sysroot-mk plan [OPTIONS] [--arch ARCH] [PACKAGE...]`
 #[derive(Debug, clap::Args)]
@@ -309,7 +226,7 @@ pub fn main() -> i32 {
 /// A command line that parses but makes no sense; exits 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct UsageError(String);
+pub(super) struct UsageError(pub(super) String);
 
 fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
     use clap::CommandFactory;
@@ -470,7 +387,7 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
         return run_plan(args.source, args.packages, verbosity);
     }
     let arches = target_arches(&args.source.arch, verbosity)?;
-    let (output, source_date_epoch, reproducible) = image_options(&args.image, &dir, false)?;
+    let (output, source_date_epoch, reproducible) = image::image_options(&args.image, &dir, false)?;
     if arches.len() > 1 && output != sysroot_mk::image::Format::Oci {
         return Err(UsageError(
             "several `--arch` values need `--output oci` (one image per arch)".into(),
@@ -536,7 +453,7 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
     {
         let _ = writeln!(std::io::stderr(), "{}", next_step(&dir));
     }
-    push_image(&image_args, &dir)?;
+    image::push_image(&image_args, &dir)?;
     Ok(0)
 }
 
