@@ -39,6 +39,7 @@ pub mod resolve;
 pub mod rootfs;
 pub mod rootless;
 pub mod scripts;
+pub mod signals;
 pub mod transport;
 pub mod trust;
 pub mod userns;

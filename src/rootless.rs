@@ -19,8 +19,6 @@
 //!   waits, forwards SIGTERM/SIGHUP/SIGINT   exits with the build's status
 //! ```
 
-use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 use std::os::fd::OwnedFd;
 
@@ -124,7 +122,13 @@ fn parent(
     let mapped = entered && map.write(child).is_ok();
     let _ = nix::unistd::write(&go_w, if mapped { b"G" } else { b"N" });
     drop(go_w);
-    let status = wait_forwarding(child);
+    // The child is in our process group: the terminal's signals reach it directly.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&crate::signals::waited_set()),
+        None,
+    );
+    let status = crate::signals::wait_forwarding(child, false, false);
     if !mapped && status == RETRY_WITHOUT {
         return Err(RootlessError::Step {
             step: if entered {
@@ -136,44 +140,4 @@ fn parent(
         });
     }
     Ok(Entered::Parent(status))
-}
-
-/// Waits for `child`, passing on the signals sent to this process with `kill` (the
-/// terminal's, like Ctrl-C, reach the child directly: it is in the same process group).
-fn wait_forwarding(child: Pid) -> i32 {
-    const FORWARDED: [Signal; 4] = [
-        Signal::SIGHUP,
-        Signal::SIGINT,
-        Signal::SIGQUIT,
-        Signal::SIGTERM,
-    ];
-    /// `si_code` of signals the kernel generated (terminal keys, hangup).
-    const SI_KERNEL: i32 = 0x80;
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGCHLD);
-    for s in FORWARDED {
-        set.add(s);
-    }
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
-    loop {
-        match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => return code,
-            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
-            Err(nix::Error::ECHILD) => return 1,
-            _ => {}
-        }
-        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
-        // SAFETY: `set` is a valid sigset and `info` a writable siginfo_t.
-        let sig = unsafe { libc::sigwaitinfo(set.as_ref(), info.as_mut_ptr()) };
-        if sig <= 0 || sig == libc::SIGCHLD {
-            continue;
-        }
-        // SAFETY: sigwaitinfo filled `info` when it returned a signal.
-        let code = unsafe { info.assume_init() }.si_code;
-        if code != SI_KERNEL {
-            if let Ok(signal) = Signal::try_from(sig) {
-                let _ = kill(child, signal);
-            }
-        }
-    }
 }

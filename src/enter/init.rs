@@ -3,7 +3,7 @@
 //! mounts, opens the session's pty, forks the command and reaps until it ends.
 
 use super::exec::{run_command, Exec};
-use super::namespaces::{wait_forwarding, Child, Failure, Step};
+use super::namespaces::{Child, Failure, Step};
 use super::{fds, mounts, pty};
 use nix::sys::signal::SigSet;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -134,7 +134,8 @@ pub(crate) fn init(
                     unsafe { libc::dup2(null.as_raw_fd(), fd) };
                 }
             }
-            let status = wait_forwarding(command, true);
+            // init is in the tool's process group: it passes on only the tool's copies.
+            let status = crate::signals::wait_forwarding(command, true, false);
             unsafe { libc::_exit(status) };
         }
         Err(e) => {

@@ -21,7 +21,7 @@ use crate::binfmt::BinfmtError;
 use crate::userns::IdMap;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -29,17 +29,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// The signals passed down to the command.
-const FORWARDED: [Signal; 6] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGTERM,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-];
-/// `si_code` of signals the kernel generated (terminal keys, hangup).
-const SI_KERNEL: i32 = 0x80;
 /// Init's stack: it mounts and forks, nothing deep.
 const STACK_SIZE: usize = 1 << 20;
 
@@ -172,11 +161,7 @@ pub(crate) fn spawn_and_wait(child: &Child<'_>) -> Result<i32, EnterError> {
         source,
     })?;
 
-    let mut blocked = SigSet::empty();
-    blocked.add(Signal::SIGCHLD);
-    for s in FORWARDED {
-        blocked.add(s);
-    }
+    let mut blocked = crate::signals::waited_set();
     if use_pty {
         blocked.add(Signal::SIGWINCH);
     }
@@ -312,7 +297,8 @@ fn supervise(
             let _raw = pty::RawTerminal::enable();
             pty::relay(master, pid, blocked)
         }
-        None => wait_forwarding(pid, false),
+        // The command leads its own session: the terminal's signals come through here.
+        None => crate::signals::wait_forwarding(pid, false, true),
     };
     match parse_failure(&report) {
         None => Ok(status),
@@ -326,43 +312,6 @@ fn supervise(
             step,
             source: std::io::Error::from_raw_os_error(errno),
         }),
-    }
-}
-
-/// Waits for `child` while forwarding signals that were sent with `kill`; with
-/// `reap_all`, also reaps every other process (init's duty). Returns the exit status.
-pub(crate) fn wait_forwarding(child: Pid, reap_all: bool) -> i32 {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGCHLD);
-    for s in FORWARDED {
-        set.add(s);
-    }
-    loop {
-        // Reap first: the child may have exited before its SIGCHLD was waited for.
-        loop {
-            let target = if reap_all { Pid::from_raw(-1) } else { child };
-            match waitpid(target, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid == child => return code,
-                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => return 128 + sig as i32,
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => continue,
-            }
-        }
-        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
-        // SAFETY: `set` is a valid sigset and `info` a writable siginfo_t.
-        let sig = unsafe { libc::sigwaitinfo(set.as_ref(), info.as_mut_ptr()) };
-        if sig <= 0 || sig == libc::SIGCHLD {
-            continue;
-        }
-        // SAFETY: sigwaitinfo filled `info` when it returned a signal.
-        let code = unsafe { info.assume_init() }.si_code;
-        // init shares the tool's process group, so the terminal's own signals reach it
-        // directly as well as through the tool: it passes on only the tool's copy.
-        if code != SI_KERNEL || !reap_all {
-            if let Ok(signal) = Signal::try_from(sig) {
-                let _ = kill(child, signal);
-            }
-        }
     }
 }
 
