@@ -189,6 +189,9 @@ pub struct FetchedPackage {
     pub origin: Origin,
     /// Bytes transferred over the network for it in this run.
     pub downloaded: u64,
+    /// The stamp of the file when it was verified whole here (cache hits), so the
+    /// installer need not hash it again while it is unchanged.
+    pub verified: Option<crate::package::FileStamp>,
     // Keeps the temporary folder of uncached downloads alive while the file is used.
     _temp: Option<Arc<tempfile::TempDir>>,
 }
@@ -306,12 +309,13 @@ impl Fetcher<'_> {
         let repo = &self.repos[package.repo];
         let name = package.name_version();
         let url = repo.package_url(self.arch, package);
-        let fetched = |path, origin, downloaded, temp| FetchedPackage {
+        let fetched = |path, origin, downloaded, temp, verified| FetchedPackage {
             name: name.clone(),
             checksum: package.checksum.clone(),
             path,
             origin,
             downloaded,
+            verified,
             _temp: temp,
         };
         if !repo.is_remote() {
@@ -323,19 +327,20 @@ impl Fetcher<'_> {
                     url,
                 });
             }
-            if self.verify_local {
-                self.verify(package, &path, false)?;
-            }
+            let verified = match self.verify_local {
+                true => Some(self.verify(package, &path, false)?),
+                false => None,
+            };
             self.reporter.download_finished(&name);
-            return Ok(fetched(path, Origin::LocalRepository, 0, None));
+            return Ok(fetched(path, Origin::LocalRepository, 0, None, verified));
         }
         let key = cache_key(&package.checksum);
         if let (Some(bucket), Some(key)) = (&self.bucket, &key) {
             let entry = format!("{key}.apk");
             let path = bucket.path().join(&entry);
-            if self.cached(package, bucket, &entry)? {
+            if let Some(stamp) = self.cached(package, bucket, &entry)? {
                 self.reporter.download_finished(&name);
-                return Ok(fetched(path, Origin::Cache, 0, None));
+                return Ok(fetched(path, Origin::Cache, 0, None, Some(stamp)));
             }
             let partial_name = format!("{key}.partial");
             let partial_path = bucket.path().join(&partial_name);
@@ -344,12 +349,12 @@ impl Fetcher<'_> {
             let live = crate::output::LivePartial::register_shared(&partial_path);
             let mut partial = lock(bucket, &partial_name, &live)?;
             live.locked();
-            if self.cached(package, bucket, &entry)? {
+            if let Some(stamp) = self.cached(package, bucket, &entry)? {
                 if partial.metadata().is_ok_and(|m| m.len() == 0) {
                     let _ = bucket.remove(&partial_name);
                 }
                 self.reporter.download_finished(&name);
-                return Ok(fetched(path, Origin::Cache, 0, None));
+                return Ok(fetched(path, Origin::Cache, 0, None, Some(stamp)));
             }
             let downloaded = self.download(package, repo, &url, &mut partial, &partial_path);
             let result = downloaded.and_then(|downloaded| {
@@ -372,7 +377,8 @@ impl Fetcher<'_> {
             drop(live);
             let downloaded = result?;
             self.reporter.download_finished(&name);
-            return Ok(fetched(path, Origin::Downloaded, downloaded, None));
+            // Verified under another name (renaming changes the stamp): checked again.
+            return Ok(fetched(path, Origin::Downloaded, downloaded, None, None));
         }
         let temp = self.temp_dir()?;
         let path = temp.path().join(package.file_name());
@@ -397,16 +403,27 @@ impl Fetcher<'_> {
             source,
         })?;
         self.reporter.download_finished(&name);
-        Ok(fetched(path, Origin::Downloaded, downloaded, Some(temp)))
+        Ok(fetched(
+            path,
+            Origin::Downloaded,
+            downloaded,
+            Some(temp),
+            None,
+        ))
     }
 
-    /// Whether the cache holds a verified copy of `package` as `entry`. An entry that
-    /// does not verify is removed, so it is fetched once more.
-    fn cached(&self, package: &Package, bucket: &Bucket, entry: &str) -> Result<bool, FetchError> {
+    /// The stamp of a verified copy of `package` held in the cache as `entry`, if any.
+    /// An entry that does not verify is removed, so it is fetched once more.
+    fn cached(
+        &self,
+        package: &Package,
+        bucket: &Bucket,
+        entry: &str,
+    ) -> Result<Option<crate::package::FileStamp>, FetchError> {
         let path = bucket.path().join(entry);
         let file = match bucket.open(entry) {
             Ok(Some(file)) => file,
-            Ok(None) => return Ok(false),
+            Ok(None) => return Ok(None),
             Err(source) => {
                 // Not a plain file (a planted symlink, a FIFO...): never read, but gone.
                 self.reporter.warn(&format!(
@@ -416,11 +433,11 @@ impl Fetcher<'_> {
                 bucket
                     .remove(entry)
                     .map_err(|source| FetchError::Io { path, source })?;
-                return Ok(false);
+                return Ok(None);
             }
         };
         match self.verify_file(package, &file, &path, false) {
-            Ok(()) => Ok(true),
+            Ok(stamp) => Ok(Some(stamp)),
             Err(err) => {
                 self.reporter.info(&format!(
                     "cached `{}` does not verify ({err}); fetching it again",
@@ -429,7 +446,7 @@ impl Fetcher<'_> {
                 bucket
                     .remove(entry)
                     .map_err(|source| FetchError::Io { path, source })?;
-                Ok(false)
+                Ok(None)
             }
         }
     }
@@ -494,7 +511,7 @@ impl Fetcher<'_> {
                     },
                 })?;
             match self.verify_file(package, partial, partial_path, true) {
-                Ok(()) => return Ok(transferred),
+                Ok(_) => return Ok(transferred),
                 Err(err) => {
                     partial.set_len(0).map_err(io_err)?;
                     partial.rewind().map_err(io_err)?;
@@ -511,7 +528,12 @@ impl Fetcher<'_> {
     }
 
     /// Checks the file at `path` (of a local repository) against its index entry.
-    fn verify(&self, package: &Package, path: &Path, download: bool) -> Result<(), FetchError> {
+    fn verify(
+        &self,
+        package: &Package,
+        path: &Path,
+        download: bool,
+    ) -> Result<crate::package::FileStamp, FetchError> {
         let file = File::open(path).map_err(|source| FetchError::Io {
             path: path.to_path_buf(),
             source,
@@ -520,14 +542,15 @@ impl Fetcher<'_> {
     }
 
     /// Checks the whole file against the index entry: the control member against `C:`,
-    /// the size against `S:`, then the data member against `datahash`.
+    /// the size against `S:`, then the data member against `datahash`. Returns the
+    /// file's stamp from before it was read, under which it is known good.
     fn verify_file(
         &self,
         package: &Package,
         mut file: &File,
         path: &Path,
         download: bool,
-    ) -> Result<(), FetchError> {
+    ) -> Result<crate::package::FileStamp, FetchError> {
         let repo = &self.repos[package.repo].url;
         let name = package.name_version();
         let io_err = |source| FetchError::Io {
@@ -535,6 +558,7 @@ impl Fetcher<'_> {
             source,
         };
         file.rewind().map_err(io_err)?;
+        let stamp = crate::package::FileStamp::of(file).map_err(io_err)?;
         let size = file.metadata().map_err(io_err)?.len();
         let found = archive::control_checksum(BufReader::new(file)).map_err(|source| {
             FetchError::Archive {
@@ -577,7 +601,7 @@ impl Fetcher<'_> {
                 source: Box::new(source),
             }
         })?;
-        Ok(())
+        Ok(stamp)
     }
 }
 

@@ -191,9 +191,46 @@ pub struct VerifiedPackage {
     scripts: Vec<Script>,
 }
 
+/// What identifies the content of a file that nobody changed: device, inode, size and
+/// change time. A write, truncation or replacement gives another stamp (the change time
+/// cannot be set from user space, and since Linux 6.13 it is fine-grained once read),
+/// so a file verified under a stamp is still verified while its stamp is the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    /// The stamp of an open file.
+    pub fn of(file: &std::fs::File) -> std::io::Result<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata()?;
+        Ok(FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+}
+
 impl VerifiedPackage {
     /// Reads and verifies the `.apk` at `path` against `expected` (its index entry).
     pub fn open(expected: &Package, path: &Path) -> Result<VerifiedPackage, PackageError> {
+        VerifiedPackage::open_trusting(expected, path, None)
+    }
+
+    /// As [`open`](Self::open), but when the file is still the one `verified` stamped
+    /// (the fetcher hashed it whole moments ago), its data member is not hashed again.
+    /// Everything else is checked as always.
+    pub fn open_trusting(
+        expected: &Package,
+        path: &Path,
+        verified: Option<FileStamp>,
+    ) -> Result<VerifiedPackage, PackageError> {
         use std::io::Read;
         let read_err = |source| PackageError::Read {
             package: expected.name_version(),
@@ -201,15 +238,27 @@ impl VerifiedPackage {
             source,
         };
         let file = std::fs::File::open(path).map_err(read_err)?;
+        // Stamped before reading: a change while reading shows in a later stamp.
+        let unchanged = verified.is_some() && verified == FileStamp::of(&file).ok();
         let mut bytes = Vec::new();
         file.take(MAX_PACKAGE_FILE)
             .read_to_end(&mut bytes)
             .map_err(read_err)?;
-        VerifiedPackage::from_bytes(expected, bytes)
+        VerifiedPackage::check(expected, bytes, !unchanged)
     }
 
     /// Verifies the bytes of an `.apk` against `expected` (its index entry).
     pub fn from_bytes(expected: &Package, bytes: Vec<u8>) -> Result<VerifiedPackage, PackageError> {
+        VerifiedPackage::check(expected, bytes, true)
+    }
+
+    /// The checks of [`from_bytes`](Self::from_bytes); `hash_data` false skips only the
+    /// data member's SHA-256, for bytes already known to match it.
+    fn check(
+        expected: &Package,
+        bytes: Vec<u8>,
+        hash_data: bool,
+    ) -> Result<VerifiedPackage, PackageError> {
         let package = expected.name_version();
         let archive_err = |source| PackageError::Archive {
             package: package.clone(),
@@ -252,7 +301,11 @@ impl VerifiedPackage {
 
         let data_start = control_start + control_len;
         let data = &bytes[data_start..];
-        let found = hex::encode(Sha256::digest(data));
+        let found = if hash_data {
+            hex::encode(Sha256::digest(data))
+        } else {
+            info.datahash.clone()
+        };
         if info.datahash.is_empty() || !found.eq_ignore_ascii_case(&info.datahash) {
             return Err(PackageError::DataChecksum {
                 package,

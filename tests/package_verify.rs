@@ -141,3 +141,35 @@ fn an_entry_without_q1_checksum_cannot_be_verified() {
         Err(PackageError::NoChecksum { .. })
     ));
 }
+
+#[test]
+fn a_stamp_spares_the_data_hash_only_while_the_file_is_unchanged() {
+    use sysroot_mk::package::FileStamp;
+    let (pkg, bytes) = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hello.apk");
+    std::fs::write(&path, &bytes).unwrap();
+    let stamp = FileStamp::of(&std::fs::File::open(&path).unwrap()).unwrap();
+    VerifiedPackage::open_trusting(&pkg, &path, Some(stamp)).expect("unchanged file");
+
+    // Rewritten in place with another data member (same size, so only the change time
+    // tells): the stale stamp is ignored and the data member is hashed again.
+    let (_, evil) = hello("", b"pwned world\n");
+    let mut spliced = bytes[..data_start(&bytes)].to_vec();
+    spliced.extend_from_slice(&evil[data_start(&evil)..]);
+    spliced.resize(bytes.len(), 0);
+    {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all(&spliced).unwrap();
+    }
+    match VerifiedPackage::open_trusting(&pkg, &path, Some(stamp)) {
+        Err(PackageError::DataChecksum { .. }) => {}
+        other => panic!("a changed file must be hashed again, got {other:?}"),
+    }
+    // Under its own fresh stamp the (wrong) data member is taken as verified: the stamp
+    // is the caller's word that the file was hashed whole.
+    let fresh = FileStamp::of(&std::fs::File::open(&path).unwrap()).unwrap();
+    assert_ne!(fresh, stamp);
+    assert!(VerifiedPackage::open_trusting(&pkg, &path, Some(fresh)).is_ok());
+}

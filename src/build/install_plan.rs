@@ -84,7 +84,9 @@ pub(super) fn install_plan(
     // of the extraction and while scripts run; nothing of a package is used before it
     // verified, and a failure anywhere removes the whole staging tree.
     let files: Vec<PathBuf> = fetched.iter().map(|f| f.path.clone()).collect();
-    let prefetch = install::Prefetch::new(&plan.packages, &files, PREFETCH_BUDGET);
+    // Cache hits were hashed whole by the fetcher: not again while unchanged.
+    let prefetch = install::Prefetch::new(&plan.packages, &files, PREFETCH_BUDGET)
+        .trusting(fetched.iter().map(|f| f.verified).collect());
     let broken_scripts = std::thread::scope(|scope| {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         for _ in 0..workers.min(plan.packages.len()) {

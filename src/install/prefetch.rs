@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 
 use crate::index::Package;
-use crate::package::{PackageError, VerifiedPackage};
+use crate::package::{FileStamp, PackageError, VerifiedPackage};
 
 use super::{entries, InstallError, Loaded};
 
@@ -33,6 +33,8 @@ use super::{entries, InstallError, Loaded};
 pub struct Prefetch<'a> {
     packages: &'a [Package],
     files: &'a [PathBuf],
+    /// Per file, the stamp under which the fetcher verified it whole, if it did.
+    stamps: Vec<Option<FileStamp>>,
     budget: u64,
     next: AtomicUsize,
     verified: Vec<OnceLock<VerifiedPackage>>,
@@ -60,6 +62,7 @@ impl<'a> Prefetch<'a> {
         Prefetch {
             packages: &packages[..count],
             files: &files[..count],
+            stamps: Vec::new(),
             budget,
             next: AtomicUsize::new(0),
             verified: (0..count).map(|_| OnceLock::new()).collect(),
@@ -74,6 +77,13 @@ impl<'a> Prefetch<'a> {
         }
     }
 
+    /// Files that were verified whole under these stamps (same order as the files) and
+    /// are still unchanged are not hashed again.
+    pub fn trusting(mut self, stamps: Vec<Option<FileStamp>>) -> Prefetch<'a> {
+        self.stamps = stamps;
+        self
+    }
+
     /// The loop of one background thread: returns when every package is inflated or
     /// [`Prefetch::stop`] was called.
     pub fn work(&self) {
@@ -85,7 +95,8 @@ impl<'a> Prefetch<'a> {
             if self.lock().stopped {
                 return;
             }
-            let verified = match VerifiedPackage::open(pkg, file) {
+            let stamp = self.stamps.get(index).copied().flatten();
+            let verified = match VerifiedPackage::open_trusting(pkg, file, stamp) {
                 Ok(verified) => verified,
                 Err(err) => {
                     let mut state = self.lock();
