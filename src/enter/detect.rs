@@ -1,6 +1,5 @@
 //! What a sysroot is: its arch (from `etc/apk/arch`, else an ELF header) and hostname.
 
-use super::files::read_regular;
 use super::EnterError;
 use crate::arch::Arch;
 use crate::rootfs::RootDir;
@@ -24,8 +23,9 @@ pub fn detect_arch_at(fd: &RootDir) -> Result<Arch, EnterError> {
             source,
         }
     };
-    if let Some(data) =
-        read_regular(fd, "etc/apk/arch", 256, false).map_err(read_err("etc/apk/arch"))?
+    if let Some(data) = fd
+        .read_regular("etc/apk/arch", 256, false)
+        .map_err(read_err("etc/apk/arch"))?
     {
         let name = String::from_utf8_lossy(&data).trim().to_string();
         if !name.is_empty() {
@@ -46,13 +46,14 @@ pub fn detect_arch_at(fd: &RootDir) -> Result<Arch, EnterError> {
 }
 
 fn elf_arch(root: &RootDir, rel: &str, follow: bool) -> Option<Arch> {
-    let header = read_regular(root, rel, 20, follow).ok()??;
+    let header = root.read_regular(rel, 20, follow).ok()??;
     Arch::from_elf_header(&header)
 }
 
 /// The sysroot's `etc/hostname` when it holds a valid name, else `sysroot`.
 pub(crate) fn hostname(root: &RootDir) -> String {
-    let name = read_regular(root, "etc/hostname", 256, false)
+    let name = root
+        .read_regular("etc/hostname", 256, false)
         .ok()
         .flatten()
         .map(|d| {

@@ -26,7 +26,6 @@ mod detect;
 mod emulation;
 mod exec;
 mod fds;
-mod files;
 mod idmapped;
 mod init;
 mod mount_points;

@@ -76,8 +76,7 @@ impl<'a> MountPoints<'a> {
     /// Removes every recorded mount point that is still empty, newest first, then the
     /// record. Only under the exclusive lock.
     fn remove_recorded(&self) {
-        let Ok(Some(text)) = super::files::read_regular(self.root, RECORD, MAX_RECORD, false)
-        else {
+        let Ok(Some(text)) = self.root.read_regular(RECORD, MAX_RECORD, false) else {
             return;
         };
         for line in text.split(|&b| b == b'\n').rev() {

@@ -102,8 +102,9 @@ pub(crate) fn root_user(root: &Path, fd: &RootDir) -> Result<SysrootUser, EnterE
 }
 
 fn read_db(root: &Path, fd: &RootDir, rel: &str) -> Result<String, EnterError> {
-    let data =
-        super::files::read_regular(fd, rel, MAX_DB, false).map_err(|source| EnterError::Read {
+    let data = fd
+        .read_regular(rel, MAX_DB, false)
+        .map_err(|source| EnterError::Read {
             root: root.to_path_buf(),
             path: rel.into(),
             source,

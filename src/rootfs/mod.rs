@@ -129,28 +129,52 @@ impl RootDir {
     }
 
     /// Reads at most the first `limit` bytes of `rel`; `None` when it does not exist.
-    /// Only regular files are read: a FIFO or device planted in the sysroot (say as
-    /// `etc/passwd`) would otherwise block or feed the reader forever.
+    /// See [`read_regular`](Self::read_regular) (the last component is followed).
     pub fn read_head(&self, rel: impl AsRef<Path>, limit: u64) -> io::Result<Option<Vec<u8>>> {
+        self.read_regular(rel, limit, true)
+    }
+
+    /// Reads at most `limit` bytes of the regular file `rel`; `None` when it does not
+    /// exist. The last component is followed only with `follow`. Only regular files are
+    /// read, and nothing else is even opened for reading (opening some devices acts, a
+    /// FIFO planted as `etc/passwd` would block): the file is opened as a path first,
+    /// its type checked, and then reopened through that handle, with no second lookup.
+    pub fn read_regular(
+        &self,
+        rel: impl AsRef<Path>,
+        limit: u64,
+        follow: bool,
+    ) -> io::Result<Option<Vec<u8>>> {
         let rel = rel.as_ref();
-        let fd = match self.open_in(rel, OFlags::RDONLY | OFlags::NONBLOCK, 0) {
+        let flags = if follow {
+            OFlags::PATH
+        } else {
+            OFlags::PATH | OFlags::NOFOLLOW
+        };
+        let handle = match self.open_in(rel, flags, 0) {
             Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        if rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode)
-            != rustix::fs::FileType::RegularFile
-        {
+        let kind = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&handle)?.st_mode);
+        if kind != rustix::fs::FileType::RegularFile {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "`{}` is not a regular file; refusing to read it",
+                    "`{}` is not a regular file ({kind:?}); refusing to read it",
                     rel.display()
                 ),
             ));
         }
+        let file = rustix::fs::open(
+            format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&handle)),
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
         let mut out = Vec::new();
-        std::fs::File::from(fd).take(limit).read_to_end(&mut out)?;
+        std::fs::File::from(file)
+            .take(limit)
+            .read_to_end(&mut out)?;
         Ok(Some(out))
     }
 

@@ -253,3 +253,24 @@ fn owners_are_set_when_asked() {
         (5, 6, 0o4711)
     );
 }
+
+#[test]
+fn fifos_and_symlinks_are_refused_regular_files_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("etc")).unwrap();
+    std::fs::write(dir.path().join("etc/real"), "data").unwrap();
+    nix::unistd::mkfifo(&dir.path().join("etc/fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    std::os::unix::fs::symlink("real", dir.path().join("etc/link")).unwrap();
+    let root = RootDir::open(dir.path()).unwrap();
+    assert_eq!(
+        root.read_regular("etc/real", 2, false).unwrap(),
+        Some(b"da".to_vec())
+    );
+    assert!(root.read_regular("etc/fifo", 10, false).is_err());
+    assert!(root.read_regular("etc/link", 10, false).is_err());
+    assert_eq!(
+        root.read_regular("etc/link", 10, true).unwrap(),
+        Some(b"data".to_vec())
+    );
+    assert_eq!(root.read_regular("etc/none", 10, false).unwrap(), None);
+}
