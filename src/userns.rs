@@ -132,34 +132,37 @@ impl IdMap {
     }
 }
 
+/// The `inside outside count` lines of a `uid_map` or `gid_map` text.
+fn map_lines(map: &str) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+    map.lines().filter_map(|line| {
+        let mut f = line.split_whitespace().map(|n| n.parse::<u64>().ok());
+        Some((f.next()??, f.next()??, f.next()??))
+    })
+}
+
 /// The identity map over the inside ids of `map` (a `uid_map` text).
 fn identity_of(map: &str) -> String {
-    map.lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            (f.len() == 3).then(|| format!("{} {} {}\n", f[0], f[0], f[2]))
-        })
+    map_lines(map)
+        .map(|(inside, _, count)| format!("{inside} {inside} {count}\n"))
         .collect()
+}
+
+/// This process's uid map.
+fn own_uid_map() -> String {
+    std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default()
 }
 
 /// Whether this process runs in a user namespace other than the host's (its uid map is
 /// not the whole range to itself): there device nodes cannot be created.
 pub fn in_user_namespace() -> bool {
-    std::fs::read_to_string("/proc/self/uid_map")
-        .map(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
-        .unwrap_or(false)
+    let map = own_uid_map();
+    !map.is_empty() && map_lines(&map).collect::<Vec<_>>() != [(0, 0, 4294967295)]
 }
 
 /// How many uids this process's user namespace maps (all of them on the host); 1 means
 /// that `chown` to anyone else fails.
 pub fn mapped_uids() -> u64 {
-    std::fs::read_to_string("/proc/self/uid_map")
-        .map(|m| {
-            m.lines()
-                .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
-                .sum()
-        })
-        .unwrap_or(0)
+    map_lines(&own_uid_map()).map(|(_, _, count)| count).sum()
 }
 
 fn which(name: &str) -> Option<std::path::PathBuf> {
@@ -169,25 +172,28 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The `owner:start:count` lines of a subuid or subgid file.
+fn subordinate_entries(text: &str) -> impl Iterator<Item = (&str, u32, u32)> + '_ {
+    text.lines().filter_map(|line| {
+        let f: Vec<&str> = line.trim().split(':').collect();
+        (f.len() == 3).then_some(())?;
+        Some((f[0], f[1].parse().ok()?, f[2].parse().ok()?))
+    })
+}
+
 /// The first `name:start:count` (or `uid:start:count`) line of `file` for the caller.
 fn subordinate(file: &str, name: Option<&str>, id: u32) -> Option<(u32, u32)> {
     let text = std::fs::read_to_string(file).ok()?;
-    text.lines().find_map(|line| {
-        let f: Vec<&str> = line.trim().split(':').collect();
-        if f.len() != 3 || !(Some(f[0]) == name || f[0] == id.to_string()) {
-            return None;
-        }
-        Some((f[1].parse().ok()?, f[2].parse().ok()?))
-    })
+    let id = id.to_string();
+    let found = subordinate_entries(&text)
+        .find(|(owner, ..)| Some(*owner) == name || *owner == id)
+        .map(|(_, start, count)| (start, count));
+    found
 }
 
 /// Every `owner:start:count` range of a subuid/subgid file.
 fn subordinate_ranges(text: &str) -> impl Iterator<Item = (u32, u32)> + '_ {
-    text.lines().filter_map(|line| {
-        let f: Vec<&str> = line.trim().split(':').collect();
-        (f.len() == 3).then_some(())?;
-        Some((f[1].parse().ok()?, f[2].parse().ok()?))
-    })
+    subordinate_entries(text).map(|(_, start, count)| (start, count))
 }
 
 /// The ids (third field) of a passwd or group file.
