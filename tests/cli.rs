@@ -259,3 +259,31 @@ fn relative_links_resolve_inside_the_sysroot_from_the_host() {
         musl.display()
     );
 }
+
+#[test]
+fn on_a_terminal_the_scripts_have_a_progress_line() {
+    let Some(repo) = or_skip(local_repo()) else {
+        return;
+    };
+    if !is_root() || !on_path("script") {
+        return skip("needs root for scripts and util-linux `script` for a terminal");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut line = format!("{} --arch x86_64", env!("CARGO_BIN_EXE_sysroot-mk"));
+    for arg in &repo {
+        line.push_str(&format!(" '{arg}'"));
+    }
+    line.push_str(" ./out");
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(tmp.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stdout(&out));
+    let screen = stdout(&out);
+    assert!(
+        screen.contains("scripts") && screen.contains("busybox-1.36.1-r15.trigger"),
+        "{screen}"
+    );
+}

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use tree_support::{as_user, differences, tree, user_workspace, Entry};
+use tree_support::{as_user, differences, tree, user_command, user_workspace, Entry};
 
 const PENDING: &str = "lib/apk/sysroot-mk.pending";
 
@@ -318,7 +318,8 @@ fn builder_user() -> Result<TestUser, String> {
     })
 }
 
-fn user_build(
+/// The test user's build of alpine-base for `arch`, not yet started.
+fn user_build_command(
     exe: &Path,
     ids: (u32, u32),
     path: &str,
@@ -326,7 +327,7 @@ fn user_build(
     repo: &Path,
     keys: &Path,
     out: &Path,
-) -> Output {
+) -> Command {
     let args: Vec<&std::ffi::OsStr> = vec![
         "--arch".as_ref(),
         arch.as_ref(),
@@ -338,7 +339,64 @@ fn user_build(
         out.as_os_str(),
         "alpine-base".as_ref(),
     ];
-    as_user(exe, ids, path, &[], &args)
+    user_command(exe, ids, path, &[], &args)
+}
+
+fn user_build(
+    exe: &Path,
+    ids: (u32, u32),
+    path: &str,
+    arch: &str,
+    repo: &Path,
+    keys: &Path,
+    out: &Path,
+) -> Output {
+    user_build_command(exe, ids, path, arch, repo, keys, out)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn sigterm_to_a_rootless_builds_parent_reaches_the_build_which_cleans_up() {
+    let Some((repo, keys)) = or_skip(repo("v3.13", "aarch64")) else {
+        return;
+    };
+    // Scripts under qemu keep the build running long enough to be interrupted.
+    if or_skip(can_emulate("aarch64")).is_none() {
+        return;
+    }
+    let Some(TestUser { uid, gid, .. }) = or_skip(builder_user()) else {
+        return;
+    };
+    let (_tmp, work, exe) = user_workspace(uid, gid);
+    let mut build = user_build_command(
+        &exe,
+        (uid, gid),
+        "/usr/sbin:/usr/bin:/sbin:/bin",
+        "aarch64",
+        &repo,
+        &keys,
+        &work.join("a64"),
+    );
+    let child = build
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    // The parent: it writes the id maps and waits; the build runs in its child.
+    let parent = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(parent, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        return skip("the build finished before the signal arrived");
+    }
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    let left: Vec<_> = std::fs::read_dir(&work)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing left behind: {left:?}");
 }
 
 fn rootless_equals_root(version: &str, arch: &str) {

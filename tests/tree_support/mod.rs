@@ -78,15 +78,15 @@ pub fn user_workspace(uid: u32, gid: u32) -> (tempfile::TempDir, PathBuf, PathBu
     (tmp, work, exe)
 }
 
-/// Runs `exe` with `args` as `uid`/`gid` with a clean environment: `PATH` as given
+/// `exe` with `args`, to run as `uid`/`gid` with a clean environment: `PATH` as given
 /// (`/nonexistent` hides `newuidmap`, so no subordinate ids), `HOME` missing, plus `env`.
-pub fn as_user(
+pub fn user_command(
     exe: &Path,
     (uid, gid): (u32, u32),
     path: &str,
     env: &[(&str, &str)],
     args: &[&std::ffi::OsStr],
-) -> Output {
+) -> Command {
     let mut cmd = Command::new(exe);
     cmd.args(args)
         .env_clear()
@@ -103,5 +103,16 @@ pub fn as_user(
             Ok(())
         });
     }
-    cmd.output().unwrap()
+    cmd
+}
+
+/// [`user_command`], run to its end.
+pub fn as_user(
+    exe: &Path,
+    ids: (u32, u32),
+    path: &str,
+    env: &[(&str, &str)],
+    args: &[&std::ffi::OsStr],
+) -> Output {
+    user_command(exe, ids, path, env, args).output().unwrap()
 }
