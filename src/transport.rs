@@ -771,4 +771,47 @@ mod tests {
         h.insert(CONTENT_RANGE, "bytes 100-199/200".parse().unwrap());
         assert_eq!(content_range_start(&h), Some(100));
     }
+
+    #[test]
+    fn messages_say_what_failed_and_the_advice_is_a_hint() {
+        use crate::report::{Hint, Hinted};
+        // A key server's failure is shown as a warning from the message alone: it must
+        // not send the user to another mirror.
+        let errors = [
+            TransportError::Unreachable {
+                url: "https://keys.example/k.rsa.pub".into(),
+                host: "keys.example:443".into(),
+                reason: "connection refused",
+            },
+            TransportError::Stalled {
+                url: "https://m.example/x".into(),
+                rate: 1024,
+                window: Duration::from_secs(10),
+                attempts: 2,
+            },
+            TransportError::Deadline {
+                url: "https://m.example/x".into(),
+                deadline: Duration::from_secs(60),
+            },
+        ];
+        for err in errors {
+            let text = err.to_string();
+            assert!(!text.contains("mirror") && !text.contains("--"), "{text}");
+            assert!(matches!(err.hint(), Some(Hint::Server { .. })), "{text}");
+        }
+        let missing = TransportError::NotFound {
+            url: "https://m.example/x".into(),
+            detail: "HTTP 404".into(),
+        };
+        assert_eq!(missing.hint(), None);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        let transport = Transport::default();
+        assert!(transport
+            .exists(dir.path().join("f").to_str().unwrap())
+            .unwrap());
+        assert!(!transport
+            .exists(dir.path().join("g").to_str().unwrap())
+            .unwrap());
+    }
 }
