@@ -89,21 +89,20 @@ impl Bars {
     /// Counts `bytes` more of `name` (no more than its planned size); all the rest of it
     /// when `bytes` is `None` (finished, or served from the cache).
     fn count_bytes(&self, name: &str, bytes: Option<u64>) {
-        let step = {
-            let Ok(mut fetch) = self.fetch.lock() else {
-                return;
-            };
-            let step = match fetch.sizes.get_mut(name) {
-                Some((size, seen)) => {
-                    let step = bytes.unwrap_or(u64::MAX).min(*size - *seen);
-                    *seen += step;
-                    step
-                }
-                None => 0,
-            };
-            fetch.counted += step;
-            step
+        // Held while the bar moves, so that a bar being added sees every byte exactly
+        // once (see `download_started`).
+        let Ok(mut fetch) = self.fetch.lock() else {
+            return;
         };
+        let step = match fetch.sizes.get_mut(name) {
+            Some((size, seen)) => {
+                let step = bytes.unwrap_or(u64::MAX).min(*size - *seen);
+                *seen += step;
+                step
+            }
+            None => 0,
+        };
+        fetch.counted += step;
         if let Some(bar) = Bars::get(&self.bytes) {
             bar.inc(step);
             complete_if_full(&bar);
@@ -201,26 +200,34 @@ impl Reporter for TerminalReporter {
             for p in packages {
                 fetch.sizes.insert(p.name_version(), (p.size, 0));
             }
-            fetch.total = packages.iter().map(|p| p.size).sum();
+            // Several arches (`--output oci`) add up; one arch is known whole up front.
+            fetch.total += packages.iter().map(|p| p.size).sum::<u64>();
+            if let Some(bar) = Bars::get(&bars.bytes) {
+                bar.set_length(fetch.total);
+            }
         }
         let count = packages.len() as u64;
-        bars.add(&bars.packages, PACKAGES_TEMPLATE, "install", count);
+        let fresh = Bars::get(&bars.packages).is_none();
+        if let Some(bar) = bars.add(&bars.packages, PACKAGES_TEMPLATE, "install", count) {
+            if !fresh {
+                bar.inc_length(count);
+            }
+        }
     }
 
     fn download_started(&self, _name: &str, _total: u64) {
         let Some(bars) = &self.bars else {
             return;
         };
+        let Ok(fetch) = bars.fetch.lock() else {
+            return;
+        };
         if Bars::get(&bars.bytes).is_some() {
             return;
         }
         // The plan's whole total, with what the cache already gave counted as done.
-        let (total, counted) = match bars.fetch.lock() {
-            Ok(fetch) => (fetch.total, fetch.counted),
-            Err(_) => return,
-        };
-        if let Some(bar) = bars.add(&bars.bytes, BYTES_TEMPLATE, "fetch", total) {
-            bar.set_position(counted);
+        if let Some(bar) = bars.add(&bars.bytes, BYTES_TEMPLATE, "fetch", fetch.total) {
+            bar.set_position(fetch.counted);
         }
     }
 
@@ -237,7 +244,7 @@ impl Reporter for TerminalReporter {
     }
 
     fn install_started(&self, count: usize) {
-        // Without a plan (a library caller's own pipeline), the count fixes the total.
+        // Normally the plan fixed it already; otherwise this count does.
         if let Some(bars) = &self.bars {
             bars.add(&bars.packages, PACKAGES_TEMPLATE, "install", count as u64);
         }
