@@ -25,6 +25,18 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+impl crate::report::Hinted for FetchError {
+    fn hint(&self) -> Option<crate::report::Hint> {
+        match self {
+            FetchError::Missing { .. } => Some(crate::report::Hint::Server {
+                check: "try again later".into(),
+            }),
+            FetchError::Download { source, .. } => crate::report::Hinted::hint(source),
+            _ => None,
+        }
+    }
+}
+
 /// Slack allowed over `S:` before a download is cut off (S: is exact in practice).
 const SIZE_SLACK: u64 = 4096;
 /// Cap for packages whose index gives no size.
@@ -34,7 +46,7 @@ const MAX_UNSIZED: u64 = 4 * 1024 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// The package is not where its index says.
-    #[error("package `{package}` of repository `{repo}` is not at `{url}`; the index and the repository disagree (a mirror in sync?); fetch again later or use another mirror")]
+    #[error("package `{package}` of repository `{repo}` is not at `{url}`: the index and the repository disagree (a mirror being synced?)")]
     Missing {
         /// `name-version`.
         package: String,
@@ -339,9 +351,12 @@ impl Fetcher<'_> {
             let entry = format!("{key}.apk");
             let path = bucket.path().join(&entry);
             if let Some(stamp) = self.cached(package, bucket, &entry)? {
+                self.reporter
+                    .info(&format!("cache hit: `{name}` (`{}`)", path.display()));
                 self.reporter.download_finished(&name);
                 return Ok(fetched(path, Origin::Cache, 0, None, Some(stamp)));
             }
+            self.reporter.info(&format!("cache miss: `{name}`"));
             let partial_name = format!("{key}.partial");
             let partial_path = bucket.path().join(&partial_name);
             // Another run may be downloading the same package into the same partial
@@ -488,6 +503,7 @@ impl Fetcher<'_> {
             path: partial_path.to_path_buf(),
             source,
         };
+        self.reporter.info(&format!("fetching `{url}`"));
         self.reporter.download_started(&name, package.size);
         let mut transferred = 0u64;
         let mut retried = false;

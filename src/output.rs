@@ -29,11 +29,22 @@ pub use force::CrossesMount;
 pub use interrupt::{handle_interrupts, interrupted, wait_for_exit, LivePartial};
 use interrupt::{COMMITTED, LIVE, STATE};
 
+impl crate::report::Hinted for OutputError {
+    fn hint(&self) -> Option<crate::report::Hint> {
+        match self {
+            OutputError::NotEmpty { .. } => Some(crate::report::Hint::fix(
+                "choose another directory, or pass `--force` to replace it",
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// Errors preparing or committing the output directory.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
     /// The destination holds files and `--force` was not given.
-    #[error("`{dest}` exists and is not empty; choose another directory or pass `--force` to replace it")]
+    #[error("`{dest}` exists and is not empty")]
     NotEmpty {
         /// The destination.
         dest: PathBuf,

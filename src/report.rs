@@ -31,6 +31,10 @@ pub trait Reporter: Send + Sync {
     fn info(&self, _message: &str) {}
     /// Something the user should know even without `-v`.
     fn warn(&self, _message: &str) {}
+    /// The plan is known: these packages will be fetched (from the network, the cache or
+    /// a local repository, each ending with [`Reporter::download_finished`]) and then
+    /// installed, so totals can be fixed before anything starts.
+    fn planned(&self, _packages: &[crate::index::Package]) {}
     /// A download of `total` bytes (0 when unknown) is about to start.
     fn download_started(&self, _name: &str, _total: u64) {}
     /// `bytes` more bytes of `name` arrived.
@@ -63,4 +67,49 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+/// What the user can do about an error, kept apart from its message so that the
+/// command line shows it on its own `hint:` line, and only where it applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hint {
+    /// A fix that applies whatever the command line was (`--force`, `--no-scripts`...).
+    Fix(String),
+    /// A repository's server failed (unreachable, stalled, out of sync): `check` says
+    /// what to look at. A front end adds "try another mirror" only when the
+    /// repositories came from a mirror, never for `--repo` or a key server.
+    Server {
+        /// What to check first.
+        check: String,
+    },
+}
+
+impl Hint {
+    /// A [`Hint::Fix`].
+    pub fn fix(text: impl Into<String>) -> Hint {
+        Hint::Fix(text.into())
+    }
+}
+
+/// Errors that may know what the user can do about them.
+pub trait Hinted {
+    /// The hint for this error, if one applies.
+    fn hint(&self) -> Option<Hint>;
+}
+
+impl Hinted for crate::build::BuildError {
+    fn hint(&self) -> Option<Hint> {
+        use crate::build::BuildError as B;
+        match self {
+            B::NoRepositories => Some(Hint::fix(
+                "pass `--repo`, `--repositories-file` or `--mirror`",
+            )),
+            B::Repository(e) => e.hint(),
+            B::Fetch(e) => e.hint(),
+            B::Scripts(e) => e.hint(),
+            B::Output(e) => e.hint(),
+            B::Image(e) => e.hint(),
+            _ => None,
+        }
+    }
 }

@@ -20,6 +20,11 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_MIRROR: &str = "https://dl-cdn.alpinelinux.org/alpine";
 /// The default branch (`--branch`).
 pub const DEFAULT_BRANCH: &str = "latest-stable";
+/// The repositories of a branch used when `--repos` is not given.
+pub const DEFAULT_REPOS: [&str; 2] = ["main", "community"];
+/// The one repository every branch has: its missing index is an error, while a missing
+/// index of another repository is only a warning.
+pub const REQUIRED_REPO: &str = "main";
 /// Where pinned official keys are fetched by name when no local copy exists.
 pub const DEFAULT_KEY_URL: &str = "https://alpinelinux.org/keys";
 
@@ -65,7 +70,7 @@ pub enum RepositoryError {
         source: TransportError,
     },
     /// The signature names a key that is not trusted.
-    #[error("signature of `{url}` is by `{key}`, which is not trusted (trusted: {}); pass `--keys-dir` with a folder holding that key, or `--allow-untrusted`", if known.is_empty() { "no keys".to_string() } else { known.join(", ") })]
+    #[error("signature of `{url}` is by `{key}`, which is not trusted (trusted: {})", if known.is_empty() { "no keys".to_string() } else { known.join(", ") })]
     UntrustedKey {
         /// The index URL.
         url: String,
@@ -75,7 +80,7 @@ pub enum RepositoryError {
         known: Vec<String>,
     },
     /// The signature does not verify with the trusted key of its name.
-    #[error("signature of `{url}` by `{key}` does not verify with the trusted key from `{origin}`: the index was modified or signed by another key; fetch it again from a good mirror, or pass `--allow-untrusted`")]
+    #[error("signature of `{url}` by `{key}` does not verify with the trusted key from `{origin}`: the index was modified or signed by another key")]
     BadSignature {
         /// The index URL.
         url: String,
@@ -85,7 +90,7 @@ pub enum RepositoryError {
         origin: String,
     },
     /// The index carries no signature.
-    #[error("`{url}` is not signed; pass `--allow-untrusted` to use it anyway")]
+    #[error("`{url}` is not signed")]
     Unsigned {
         /// The index URL.
         url: String,
@@ -128,6 +133,144 @@ pub enum RepositoryError {
     /// The cache folder cannot be used.
     #[error(transparent)]
     Cache(#[from] cache::CacheError),
+    /// A `--repos` name is not a repository of a branch.
+    #[error("`{0}` is not a repository name of a branch (such as main, community, testing)")]
+    BadRepoName(String),
+    /// The branch has the repository, but not for this arch.
+    #[error("`{repo}` has no index for `{arch}`; it publishes {}", published.join(", "))]
+    NoArchIndex {
+        /// The repository URL (`<mirror>/<branch>/main`).
+        repo: String,
+        /// The arch asked for.
+        arch: String,
+        /// The known arches whose index the repository has.
+        published: Vec<String>,
+        /// The published arch close to the one asked (`ppc64le` for `ppc64`).
+        closest: Option<String>,
+    },
+    /// No known arch has an index there: the branch (or the mirror) is wrong.
+    #[error("`{repo}` has no index for any arch Alpine builds for; is `{branch}` a branch of this mirror?")]
+    NoBranch {
+        /// The repository URL.
+        repo: String,
+        /// The branch.
+        branch: String,
+    },
+}
+
+impl crate::report::Hinted for RepositoryError {
+    fn hint(&self) -> Option<crate::report::Hint> {
+        use crate::report::Hint;
+        match self {
+            RepositoryError::Fetch { repo, source } => match source {
+                TransportError::NotFound { .. } => Some(Hint::fix(format!(
+                    "check `{repo}`: an apk repository holds `ARCH/APKINDEX.tar.gz`"
+                ))),
+                other => crate::report::Hinted::hint(other),
+            },
+            RepositoryError::UntrustedKey { key, .. } => Some(Hint::fix(format!(
+                "pass `--keys-dir DIR` with a folder holding `{key}`, or `--allow-untrusted` \
+                 to use the index unverified"
+            ))),
+            RepositoryError::BadSignature { .. } => Some(Hint::Server {
+                check: "fetch it again later (`--allow-untrusted` uses it unverified)".into(),
+            }),
+            RepositoryError::Unsigned { .. } => {
+                Some(Hint::fix("pass `--allow-untrusted` to use it anyway"))
+            }
+            RepositoryError::NoArchIndex { arch, closest, .. } => Some(Hint::fix(match closest {
+                Some(close) => format!(
+                    "did you mean `--arch {close}`? For another apk repository that \
+                     publishes `{arch}`, pass its URL with `--repo URL`"
+                ),
+                None => format!(
+                    "for an apk repository that publishes `{arch}`, pass its URL with `--repo URL`"
+                ),
+            })),
+            RepositoryError::NoBranch { .. } => Some(Hint::fix(
+                "pass `--branch` with one of the mirror's branches: `latest-stable`, `edge`, `v3.19`...",
+            )),
+            RepositoryError::BadRepoName(_) => Some(Hint::fix(
+                "`--repos` takes names like `main,community,testing`; for other repositories use `--repo URL`",
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// `--mirror`, `--branch` and `--repos`: repositories of one branch of an Alpine mirror.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    /// The mirror's base URL ([`DEFAULT_MIRROR`] by default).
+    pub url: String,
+    /// `latest-stable`, `edge`, `v3.19`...
+    pub branch: String,
+    /// The branch's repositories to use, in priority order ([`DEFAULT_REPOS`] by default).
+    pub repos: Vec<String>,
+}
+
+impl Mirror {
+    /// The default repositories of `branch` on the mirror at `url`.
+    pub fn new(url: &str, branch: &str) -> Mirror {
+        Mirror {
+            url: url.to_string(),
+            branch: branch.to_string(),
+            repos: DEFAULT_REPOS.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    /// `<mirror>/<branch>`
+    pub fn branch_url(&self) -> String {
+        format!(
+            "{}/{}",
+            self.url.trim_end_matches('/'),
+            self.branch.trim_matches('/')
+        )
+    }
+
+    /// `<mirror>/<branch>/<repo>` for each repository, in order.
+    pub fn repositories(&self) -> Result<Vec<Repository>, RepositoryError> {
+        let base = self.branch_url();
+        let mut seen = Vec::new();
+        for name in &self.repos {
+            let valid = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && name != "."
+                && name != "..";
+            if !valid || seen.contains(&name) {
+                return Err(RepositoryError::BadRepoName(name.clone()));
+            }
+            seen.push(name);
+        }
+        self.repos
+            .iter()
+            .map(|r| Repository::parse(&format!("{base}/{r}")))
+            .collect()
+    }
+
+    /// Whether a missing index of the repository at `position` is only a warning.
+    pub fn is_optional(&self, position: usize) -> bool {
+        self.repos.get(position).is_some_and(|r| r != REQUIRED_REPO)
+    }
+}
+
+/// Of the `published` arches, the one a user asking for `arch` most likely meant
+/// (`ppc64le` for `ppc64`, `x86_64` for `x86`, `armv7` for `armhf`): the longest
+/// shared prefix, at least the family's three letters.
+pub fn closest_arch(arch: &str, published: &[String]) -> Option<String> {
+    let shared = |other: &str| {
+        arch.bytes()
+            .zip(other.bytes())
+            .take_while(|(a, b)| a == b)
+            .count()
+    };
+    published
+        .iter()
+        .filter(|p| p.as_str() != arch && shared(p) >= 3)
+        .max_by_key(|p| (shared(p), std::cmp::Reverse(p.len().abs_diff(arch.len()))))
+        .cloned()
 }
 
 /// One repository, with the `@tag` it was given in a repositories file.
@@ -187,15 +330,7 @@ impl Repository {
 
     /// `<mirror>/<branch>/main` and `<mirror>/<branch>/community`.
     pub fn from_mirror(mirror: &str, branch: &str) -> Result<Vec<Repository>, RepositoryError> {
-        let base = format!(
-            "{}/{}",
-            mirror.trim_end_matches('/'),
-            branch.trim_matches('/')
-        );
-        ["main", "community"]
-            .iter()
-            .map(|r| Repository::parse(&format!("{base}/{r}")))
-            .collect()
+        Mirror::new(mirror, branch).repositories()
     }
 
     /// Parses the text of an apk repositories file: one repository per line, `#`
@@ -308,6 +443,36 @@ mod tests {
                 "https://m.example/alpine/v3.19/community"
             ]
         );
+        let mut mirror = Mirror::new("https://m.example/alpine", "edge");
+        mirror.repos = vec!["main".into(), "testing".into()];
+        assert_eq!(
+            mirror.repositories().unwrap()[1].url,
+            "https://m.example/alpine/edge/testing"
+        );
+        assert!(!mirror.is_optional(0) && mirror.is_optional(1));
+        for bad in ["", "a/b", "..", "main main"] {
+            mirror.repos = vec![bad.to_string()];
+            assert!(mirror.repositories().is_err(), "{bad}");
+        }
+        mirror.repos = vec!["main".into(), "main".into()];
+        assert!(mirror.repositories().is_err());
+    }
+
+    #[test]
+    fn the_closest_published_arch_shares_the_family() {
+        let published: Vec<String> = ["aarch64", "armhf", "armv7", "ppc64le", "x86", "x86_64"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            closest_arch("ppc64", &published).as_deref(),
+            Some("ppc64le")
+        );
+        assert_eq!(closest_arch("ppc", &published).as_deref(), Some("ppc64le"));
+        assert_eq!(closest_arch("x86", &published[..4]).as_deref(), None);
+        assert_eq!(closest_arch("x86", &published).as_deref(), Some("x86_64"));
+        assert_eq!(closest_arch("mips64", &published), None);
+        assert_eq!(closest_arch("riscv64", &published), None);
     }
 
     #[test]

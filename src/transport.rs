@@ -56,7 +56,7 @@ pub enum TransportError {
         attempts: u32,
     },
     /// The request failed below HTTP (DNS, connect, TLS, timeout, cut connection).
-    #[error("cannot fetch `{url}` after {attempts} attempt(s); check the URL, the network and any proxy (`HTTPS_PROXY`), or use `--mirror`")]
+    #[error("cannot fetch `{url}` after {attempts} attempt(s)")]
     Http {
         /// The URL.
         url: String,
@@ -84,7 +84,7 @@ pub enum TransportError {
         limit: u64,
     },
     /// The transfer went slower than the stall rate for a whole window, twice.
-    #[error("`{url}` stalled: less than {rate} bytes/s for {}s, {attempts} time(s); the mirror or the network is stuck, try another mirror", window.as_secs())]
+    #[error("`{url}` stalled: less than {rate} bytes/s for {}s, {attempts} time(s): the server or the network is stuck", window.as_secs())]
     Stalled {
         /// The URL.
         url: String,
@@ -96,7 +96,7 @@ pub enum TransportError {
         attempts: u32,
     },
     /// The fetch took longer than its overall deadline.
-    #[error("`{url}` did not finish within {}s; try another mirror", deadline.as_secs())]
+    #[error("`{url}` did not finish within {}s", deadline.as_secs())]
     Deadline {
         /// The URL.
         url: String,
@@ -104,7 +104,7 @@ pub enum TransportError {
         deadline: Duration,
     },
     /// The host's name does not resolve or it refuses connections (not retried).
-    #[error("cannot reach `{host}` for `{url}`: {reason}; check the URL and the network, or use another mirror")]
+    #[error("cannot reach `{host}` for `{url}`: {reason}")]
     Unreachable {
         /// The URL.
         url: String,
@@ -126,6 +126,35 @@ pub enum TransportError {
     /// The HTTP client could not be set up (e.g. an unreadable `SSL_CERT_FILE`).
     #[error("cannot set up the HTTP client: {0}")]
     Client(String),
+}
+
+impl crate::report::Hinted for TransportError {
+    fn hint(&self) -> Option<crate::report::Hint> {
+        use crate::report::Hint;
+        match self {
+            TransportError::Http { .. } | TransportError::Unreachable { .. } => {
+                Some(Hint::Server {
+                    check: "check the URL, the network and any proxy (`HTTPS_PROXY`, `NO_PROXY`)"
+                        .into(),
+                })
+            }
+            TransportError::HostDown { .. } => Some(Hint::Server {
+                check: "check the URL and the network".into(),
+            }),
+            TransportError::Stalled { .. } | TransportError::Deadline { .. } => {
+                Some(Hint::Server {
+                    check: "try again later, or check the network".into(),
+                })
+            }
+            TransportError::Status { status, .. } if *status >= 500 => Some(Hint::Server {
+                check: "the server failed; try again later".into(),
+            }),
+            TransportError::Client(_) => Some(Hint::fix(
+                "check `SSL_CERT_FILE` and `SSL_CERT_DIR`: they must name readable certificates",
+            )),
+            _ => None,
+        }
+    }
 }
 
 impl TransportError {
@@ -274,6 +303,22 @@ impl Transport {
         built
             .as_ref()
             .map_err(|e| TransportError::Client(e.clone()))
+    }
+
+    /// Whether `url` exists: one HEAD request (no retries, no body), or a look at the
+    /// file. Meant for probing several candidates at once, so failures other than "not
+    /// found" are errors rather than `false`.
+    pub fn exists(&self, url: &str) -> Result<bool, TransportError> {
+        if let Some(path) = local_path(url) {
+            return Ok(path.is_file());
+        }
+        let client = self.client()?;
+        let response = self.send(client.head(url), url, 1)?;
+        match expect_status(response, url, 1, &[StatusCode::OK]) {
+            Ok(_) => Ok(true),
+            Err(TransportError::NotFound { .. }) => Ok(false),
+            Err(err) => Err(err),
+        }
     }
 
     /// Reads a whole resource (at most `max_size` bytes) into memory.
@@ -725,5 +770,48 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(CONTENT_RANGE, "bytes 100-199/200".parse().unwrap());
         assert_eq!(content_range_start(&h), Some(100));
+    }
+
+    #[test]
+    fn messages_say_what_failed_and_the_advice_is_a_hint() {
+        use crate::report::{Hint, Hinted};
+        // A key server's failure is shown as a warning from the message alone: it must
+        // not send the user to another mirror.
+        let errors = [
+            TransportError::Unreachable {
+                url: "https://keys.example/k.rsa.pub".into(),
+                host: "keys.example:443".into(),
+                reason: "connection refused",
+            },
+            TransportError::Stalled {
+                url: "https://m.example/x".into(),
+                rate: 1024,
+                window: Duration::from_secs(10),
+                attempts: 2,
+            },
+            TransportError::Deadline {
+                url: "https://m.example/x".into(),
+                deadline: Duration::from_secs(60),
+            },
+        ];
+        for err in errors {
+            let text = err.to_string();
+            assert!(!text.contains("mirror") && !text.contains("--"), "{text}");
+            assert!(matches!(err.hint(), Some(Hint::Server { .. })), "{text}");
+        }
+        let missing = TransportError::NotFound {
+            url: "https://m.example/x".into(),
+            detail: "HTTP 404".into(),
+        };
+        assert_eq!(missing.hint(), None);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        let transport = Transport::default();
+        assert!(transport
+            .exists(dir.path().join("f").to_str().unwrap())
+            .unwrap());
+        assert!(!transport
+            .exists(dir.path().join("g").to_str().unwrap())
+            .unwrap());
     }
 }

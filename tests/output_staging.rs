@@ -59,7 +59,12 @@ fn a_non_empty_destination_is_refused_without_force() {
     fs::write(dest.join("old"), b"").unwrap();
     let err = Staging::create(&dest, false).unwrap_err();
     assert!(matches!(err, OutputError::NotEmpty { .. }));
-    assert!(err.to_string().contains("--force"));
+    // The fix is the error's hint, shown on its own line.
+    let hint = sysroot_mk::report::Hinted::hint(&err);
+    assert!(
+        matches!(&hint, Some(sysroot_mk::report::Hint::Fix(fix)) if fix.contains("--force")),
+        "{hint:?}"
+    );
     assert_eq!(entries(parent.path()), ["out"], "no staging directory left");
 }
 

@@ -105,8 +105,15 @@ fn untrusted_index_is_refused_naming_repository_key_and_fix() {
     assert!(matches!(err, RepositoryError::UntrustedKey { .. }), "{err}");
     let message = err.to_string();
     let url = format!("{}/x86_64/APKINDEX.tar.gz", root.path().display());
-    for needle in [url.as_str(), OTHER_KEY, "--keys-dir", "--allow-untrusted"] {
+    for needle in [url.as_str(), OTHER_KEY] {
         assert!(message.contains(needle), "{needle} missing from: {message}");
+    }
+    // The fix is the error's hint, shown on its own line.
+    let Some(sysroot_mk::report::Hint::Fix(fix)) = sysroot_mk::report::Hinted::hint(&err) else {
+        panic!("no hint for: {message}");
+    };
+    for needle in [OTHER_KEY, "--keys-dir", "--allow-untrusted"] {
+        assert!(fix.contains(needle), "{needle} missing from: {fix}");
     }
 }
 

@@ -26,6 +26,23 @@ use std::path::{Path, PathBuf};
 /// Where the host's binfmt_misc instance is conventionally mounted.
 pub const HOST_MOUNT: &str = "/proc/sys/fs/binfmt_misc";
 
+impl crate::report::Hinted for BinfmtError {
+    fn hint(&self) -> Option<crate::report::Hint> {
+        use crate::report::Hint;
+        match self {
+            BinfmtError::HostNotMounted => Some(Hint::fix(format!(
+                "run `mount -t binfmt_misc binfmt_misc {HOST_MOUNT}` as root"
+            ))),
+            BinfmtError::NeedsRoot(_) => Some(Hint::fix("run it as root (e.g. with sudo)")),
+            BinfmtError::QemuMissing { .. } => Some(Hint::fix(
+                "install Debian's `qemu-user-static` package (`apt-get install \
+                 qemu-user-static`), or pass `--qemu PATH`",
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// What can go wrong reading or changing a binfmt_misc table.
 #[derive(Debug, thiserror::Error)]
 pub enum BinfmtError {
@@ -60,13 +77,10 @@ pub enum BinfmtError {
         source: std::io::Error,
     },
     /// The host's table is not mounted and this process may not mount it.
-    #[error(
-        "the host's binfmt_misc is not mounted at `{HOST_MOUNT}` and mounting it needs root; \
-         run `mount -t binfmt_misc binfmt_misc {HOST_MOUNT}` as root"
-    )]
+    #[error("the host's binfmt_misc is not mounted at `{HOST_MOUNT}` and mounting it needs root")]
     HostNotMounted,
     /// Changing the host's table takes root.
-    #[error("`sysroot-mk binfmt {0}` changes the host's binfmt_misc table and needs root; run it with sudo or as root")]
+    #[error("`sysroot-mk binfmt {0}` changes the host's binfmt_misc table and needs root")]
     NeedsRoot(&'static str),
     /// Mounting an instance failed.
     #[error("cannot mount binfmt_misc at `{path}`")]
@@ -78,11 +92,7 @@ pub enum BinfmtError {
         source: nix::Error,
     },
     /// No qemu for the arch was found.
-    #[error(
-        "no qemu for `{arch}`: neither `qemu-{qemu}-static` nor `qemu-{qemu}` is on PATH; \
-         install Debian's `qemu-user-static` package (`apt-get install qemu-user-static`) \
-         or pass `--qemu PATH`"
-    )]
+    #[error("no qemu for `{arch}`: neither `qemu-{qemu}-static` nor `qemu-{qemu}` is on PATH")]
     QemuMissing {
         /// Alpine arch name.
         arch: &'static str,

@@ -56,6 +56,7 @@ pub(super) fn install_plan(
     }
 
     reporter.stage(Stage::Download);
+    reporter.planned(&plan.packages);
     let fetched = fetch::fetch_packages_with(
         transport,
         &plan.packages,

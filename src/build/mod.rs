@@ -18,13 +18,8 @@ use std::time::Instant;
 /// Where the repositories come from.
 #[derive(Debug, Clone)]
 pub enum RepoSelection {
-    /// `--mirror` + `--branch`: the branch's `main` and `community`.
-    Mirror {
-        /// Base URL of the mirror.
-        mirror: String,
-        /// `latest-stable`, `edge`, `v3.19`...
-        branch: String,
-    },
+    /// `--mirror` + `--branch` + `--repos`: repositories of a branch of a mirror.
+    Mirror(repository::Mirror),
     /// `--repo` arguments (in order), then the repositories file's lines.
     Explicit {
         /// `--repo` values as given.
@@ -90,7 +85,7 @@ pub enum BuildError {
     #[error("`{0}` is not a valid package request (expected `name`, `name=version`, `name>=version`, `!name`)")]
     BadRequest(String, #[source] crate::index::IndexError),
     /// No repository was configured.
-    #[error("no repository to install from: pass `--repo`, `--repositories-file` or `--mirror`")]
+    #[error("no repository to install from")]
     NoRepositories,
     /// Reading the repositories or their indexes failed.
     #[error(transparent)]
@@ -216,6 +211,10 @@ fn run_one(
     let index_options = repository::IndexOptions {
         allow_untrusted: options.allow_untrusted,
         cache_dir: options.cache_dir.clone(),
+        mirror: match &options.repos {
+            RepoSelection::Mirror(mirror) => Some(mirror.clone()),
+            RepoSelection::Explicit { .. } => None,
+        },
         ..repository::IndexOptions::default()
     };
     // One HTTP client for indexes and packages: building one loads the native TLS roots
@@ -290,9 +289,7 @@ fn select_repositories(
     selection: &RepoSelection,
 ) -> Result<Vec<repository::Repository>, BuildError> {
     let repos = match selection {
-        RepoSelection::Mirror { mirror, branch } => {
-            repository::Repository::from_mirror(mirror, branch)?
-        }
+        RepoSelection::Mirror(mirror) => mirror.repositories()?,
         RepoSelection::Explicit {
             repos,
             repositories_file,

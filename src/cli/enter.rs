@@ -62,6 +62,11 @@ pub struct EnterArgs {
 pub struct BinfmtArgs {
     #[command(subcommand)]
     action: BinfmtAction,
+    /// Accepted, but adds nothing: `binfmt` always prints what it reads and what it
+    /// changes.
+    // Its own flag, so that its help is not the build's; clap skips the global one here.
+    #[arg(short, long, global = true)]
+    verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,7 +186,7 @@ pub fn run_enter(args: EnterArgs, verbosity: super::progress::Verbosity) -> anyh
         // A command that is not there exits like a shell says (127/126), with the message.
         Err(err @ EnterError::Exec { .. }) => {
             let status = err.exit_status();
-            super::render_error(&anyhow::Error::new(err));
+            super::render_error(&anyhow::Error::new(err), Default::default());
             Ok(status)
         }
         Err(err) => Err(err.into()),

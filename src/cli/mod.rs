@@ -4,6 +4,7 @@
 //! module calls once per command and whose errors it prints as a cause chain.
 
 mod enter;
+mod hints;
 mod image;
 mod progress;
 
@@ -29,9 +30,16 @@ pub struct Cli {
     /// Print only errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
-    /// Explain what is done: URLs fetched, keys used, scripts run.
+    /// Explain what is done: URLs fetched, cache hits and misses, keys used, scripts run;
+    /// for `enter`, the emulation and user namespace chosen.
     #[arg(short, long, global = true)]
     verbose: bool,
+}
+
+/// The command line's definition.
+fn cli_command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,12 +81,22 @@ struct SourceArgs {
     /// A repository (`<repo>/<arch>/APKINDEX.tar.gz`): http(s) or file:// URL, or a path. Repeatable; order is priority.
     #[arg(long = "repo", short = 'X', value_name = "URL|PATH")]
     repos: Vec<String>,
-    /// Mirror used when no --repo is given (its main and community repositories).
+    /// Mirror used when no --repo is given.
     #[arg(long, value_name = "URL", default_value = sysroot_mk::repository::DEFAULT_MIRROR)]
     mirror: String,
     /// Branch of the mirror: latest-stable, edge, v3.19, ...
-    #[arg(long, value_name = "NAME", default_value = "latest-stable")]
+    #[arg(long, value_name = "NAME", default_value = sysroot_mk::repository::DEFAULT_BRANCH)]
     branch: String,
+    /// The branch's repositories to use, in priority order (e.g. `main,community,testing`);
+    /// a missing one other than `main` is skipped with a warning.
+    #[arg(
+        long = "repos",
+        value_name = "NAME,...",
+        value_delimiter = ',',
+        default_values = sysroot_mk::repository::DEFAULT_REPOS,
+        conflicts_with_all = ["repos", "repositories_file"]
+    )]
+    branch_repos: Vec<String>,
     /// Read repositories from a file in apk's syntax (comments, `@tag URL` lines).
     #[arg(long, value_name = "FILE")]
     repositories_file: Option<PathBuf>,
@@ -94,6 +112,15 @@ struct SourceArgs {
     /// Neither read nor write the cache.
     #[arg(long)]
     no_cache: bool,
+}
+
+impl SourceArgs {
+    /// What these arguments say about which hints apply.
+    fn typed(&self) -> hints::Typed {
+        hints::Typed {
+            mirror: self.repos.is_empty() && self.repositories_file.is_none(),
+        }
+    }
 }
 
 /// `sysroot-mk [build] [OPTIONS] [--arch ARCH] DIR [PACKAGE...]`
@@ -141,8 +168,7 @@ struct PlanArgs {
 /// The arguments with `build` inserted when the user typed the bare build form:
 /// the first word that is not an option (or an option's value) names no subcommand.
 fn with_subcommand(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    use clap::CommandFactory;
-    let command = Cli::command();
+    let command = cli_command();
     let build = command
         .find_subcommand("build")
         .cloned()
@@ -193,7 +219,11 @@ pub fn main() -> i32 {
     {
         return sysroot_mk::scripts::host::serve(&args[2..]);
     }
-    let cli = match Cli::try_parse_from(with_subcommand(args)) {
+    use clap::FromArgMatches;
+    let parsed = cli_command()
+        .try_get_matches_from(with_subcommand(args))
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
@@ -201,6 +231,11 @@ pub fn main() -> i32 {
         }
     };
     let verbosity = progress::Verbosity::from_flags(cli.quiet, cli.verbose);
+    let typed = match &cli.command {
+        Command::Build(args) => args.source.typed(),
+        Command::Plan(args) => args.source.typed(),
+        _ => hints::Typed::default(),
+    };
     let result = match cli.command {
         Command::Build(args) => run_build(args, verbosity),
         Command::Plan(args) => run_plan(args.source, args.packages, verbosity),
@@ -213,7 +248,7 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => 0,
         Err(err) => {
-            render_error(&err);
+            render_error(&err, typed);
             if err.downcast_ref::<UsageError>().is_some() {
                 2
             } else {
@@ -229,9 +264,8 @@ pub fn main() -> i32 {
 pub(super) struct UsageError(pub(super) String);
 
 fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
-    use clap::CommandFactory;
     let mut out = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "sysroot-mk", &mut out);
+    clap_complete::generate(shell, &mut cli_command(), "sysroot-mk", &mut out);
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&out)?;
     stdout.flush()?;
@@ -239,9 +273,8 @@ fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
 }
 
 fn print_man_page() -> anyhow::Result<i32> {
-    use clap::CommandFactory;
     let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    clap_mangen::Man::new(cli_command()).render(&mut out)?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&out)?;
     stdout.flush()?;
@@ -288,10 +321,11 @@ fn options_from(
 ) -> anyhow::Result<BuildOptions> {
     let arch = target_arches(&source.arch, verbosity)?[0];
     let repos = if source.repos.is_empty() && source.repositories_file.is_none() {
-        build::RepoSelection::Mirror {
-            mirror: source.mirror,
+        build::RepoSelection::Mirror(sysroot_mk::repository::Mirror {
+            url: source.mirror,
             branch: source.branch,
-        }
+            repos: source.branch_repos,
+        })
     } else {
         build::RepoSelection::Explicit {
             repos: source.repos,
@@ -495,12 +529,16 @@ fn enter_rootless(
     })
 }
 
-/// Prints an error once, as `error: ...` and one `caused by:` line per cause.
-pub(super) fn render_error(err: &anyhow::Error) {
+/// Prints an error once, as `error: ...`, one `caused by:` line per cause, and the
+/// `hint:` that applies to what was typed, if any.
+pub(super) fn render_error(err: &anyhow::Error, typed: hints::Typed) {
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "error: {err}");
     for cause in err.chain().skip(1) {
         let _ = writeln!(stderr, "  caused by: {cause}");
+    }
+    if let Some(hint) = hints::hint_line(err, typed) {
+        let _ = writeln!(stderr, "hint: {hint}");
     }
 }
 

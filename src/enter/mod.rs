@@ -163,6 +163,25 @@ pub struct EnterOptions {
     pub userns: UsernsMode,
 }
 
+impl crate::report::Hinted for EnterError {
+    fn hint(&self) -> Option<crate::report::Hint> {
+        use crate::report::Hint;
+        match self {
+            EnterError::UnknownArch(_) => Some(Hint::fix("pass `--arch ARCH`")),
+            EnterError::ImplicitRoot { .. } => {
+                Some(Hint::fix("pass `--user root` to run as root on purpose"))
+            }
+            EnterError::UnmappedUser { .. } => Some(Hint::fix(
+                "run `sysroot-mk enter` as root, or give your user subordinate ids in \
+                 `/etc/subuid` and `/etc/subgid` (with `newuidmap` and `newgidmap` installed, \
+                 Debian's `uidmap` package)",
+            )),
+            EnterError::Binfmt(err) => crate::report::Hinted::hint(err),
+            _ => None,
+        }
+    }
+}
+
 /// What can go wrong entering a sysroot.
 #[derive(Debug, thiserror::Error)]
 pub enum EnterError {
@@ -181,7 +200,7 @@ pub enum EnterError {
         source: std::io::Error,
     },
     /// Neither `etc/apk/arch` nor an ELF binary told the arch.
-    #[error("cannot tell the architecture of `{0}`: no `etc/apk/arch` and no ELF `bin/busybox` or `bin/sh` of a known arch; pass `--arch`")]
+    #[error("cannot tell the architecture of `{0}`: no `etc/apk/arch` and no ELF `bin/busybox` or `bin/sh` of a known arch")]
     UnknownArch(PathBuf),
     /// `etc/apk/arch` names an arch not in the table.
     #[error("`{root}/etc/apk/arch` says `{name}`, which this tool does not know; known: {known}")]
@@ -214,12 +233,24 @@ pub enum EnterError {
         gid: u32,
     },
     /// `--user NAME` resolves to uid 0 under another name.
-    #[error("`--user {user}` is uid 0 (root) in `{root}/etc/passwd`; pass `--user root` to run as root on purpose")]
+    #[error("`--user {user}` is uid 0 (root) in `{root}/etc/passwd`")]
     ImplicitRoot {
         /// The sysroot.
         root: PathBuf,
         /// What was asked for.
         user: String,
+    },
+    /// `--user` names ids the session's user namespace does not map.
+    #[error("`--user {user}` is uid {uid} gid {gid} in the sysroot, but this session's user namespace maps {mapped}, so it cannot be switched to")]
+    UnmappedUser {
+        /// What was asked for.
+        user: String,
+        /// Its uid in the sysroot.
+        uid: u32,
+        /// Its gid in the sysroot.
+        gid: u32,
+        /// What the map holds.
+        mapped: String,
     },
     /// `--env` names a variable of qemu's.
     #[error("`--env {0}`: qemu's `QEMU_*` variables are not passed into a session (they steer the emulator of every program inside, setuid ones included); set it inside instead, e.g. `-- env {0}=... CMD`")]
@@ -338,6 +369,14 @@ pub fn run(options: &EnterOptions, reporter: &dyn Reporter) -> Result<i32, Enter
     ));
     let (idmap, tree) = idmapped::session_map(&root_fd, options.userns, &emulation, reporter);
     reporter.info(&format!("user namespace: {}", idmapped::describe(&idmap)));
+    if let Some(mapped) = unmapped(&idmap, user.uid, user.gid) {
+        return Err(EnterError::UnmappedUser {
+            user: user.name.clone(),
+            uid: user.uid,
+            gid: user.gid,
+            mapped,
+        });
+    }
     let mut made = mount_points::MountPoints::new(&root_fd);
     let result = (|| {
         let plan = mounts::prepare(&root, &mut made, options, &emulation, reporter)?;
@@ -358,6 +397,24 @@ pub fn run(options: &EnterOptions, reporter: &dyn Reporter) -> Result<i32, Enter
     })();
     made.remove_created();
     result
+}
+
+/// What `map` holds, when it lacks `uid` or `gid` (seen from inside): switching to them
+/// would fail with a bare EINVAL after the namespaces are made.
+fn unmapped(map: &IdMap, uid: u32, gid: u32) -> Option<String> {
+    let within = |id: u32, (_, count): (u32, u32)| id == 0 || id <= count;
+    match map {
+        IdMap::Single if uid != 0 || gid != 0 => {
+            Some("only one id: yours, as root inside".to_string())
+        }
+        IdMap::Subordinate { uid: u, gid: g } if !within(uid, *u) || !within(gid, *g) => {
+            Some(format!(
+                "your id as root and your {} subordinate uids and {} gids from 1",
+                u.1, g.1
+            ))
+        }
+        _ => None,
+    }
 }
 
 fn command_line(options: &EnterOptions, user: &SysrootUser) -> Vec<OsString> {

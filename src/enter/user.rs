@@ -220,7 +220,11 @@ glum:x:7:4294967295::/:/bin/ash
         }
         let err = lookup(dir.path(), &fd, "toor").unwrap_err();
         assert!(matches!(err, EnterError::ImplicitRoot { .. }), "{err}");
-        assert!(err.to_string().contains("--user root"), "{err}");
+        let hint = crate::report::Hinted::hint(&err);
+        assert!(
+            matches!(&hint, Some(crate::report::Hint::Fix(fix)) if fix.contains("--user root")),
+            "{hint:?}"
+        );
         assert_eq!(lookup(dir.path(), &fd, "root").unwrap().uid, 0);
         assert_eq!(lookup(dir.path(), &fd, "0").unwrap().name, "root");
     }

@@ -68,6 +68,17 @@ impl Compression {
     }
 }
 
+impl crate::report::Hinted for ImageError {
+    fn hint(&self) -> Option<crate::report::Hint> {
+        match self {
+            ImageError::Exists { .. } => Some(crate::report::Hint::fix(
+                "choose another path, or pass `--force` to replace it",
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// Writing an archive or an image failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -83,7 +94,7 @@ pub enum ImageError {
         source: std::io::Error,
     },
     /// The output file exists and `--force` was not given.
-    #[error("`{}` exists; choose another path or pass `--force` to replace it", path.display())]
+    #[error("`{}` exists", path.display())]
     Exists {
         /// The output file.
         path: PathBuf,

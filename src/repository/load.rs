@@ -6,7 +6,7 @@
 //! one task per repository keeps both cores busy without a pool of its own.
 
 use super::cache::{Cache, IndexEntry, KEY_BUCKET};
-use super::{Repository, RepositoryError, DEFAULT_KEY_URL};
+use super::{Mirror, Repository, RepositoryError, DEFAULT_KEY_URL};
 use crate::archive::{self, Signed};
 use crate::index::{parse_apkindex, Package};
 use crate::report::Reporter;
@@ -37,6 +37,10 @@ pub struct IndexOptions {
     pub key_url: Option<String>,
     /// Timeouts and retries.
     pub transport: TransportOptions,
+    /// The mirror branch the repositories are (in its order): a missing index of one of
+    /// its optional repositories is a warning, and a missing required one names the
+    /// arches the branch publishes. `None` for repositories given one by one.
+    pub mirror: Option<Mirror>,
 }
 
 impl Default for IndexOptions {
@@ -46,6 +50,7 @@ impl Default for IndexOptions {
             cache_dir: None,
             key_url: Some(DEFAULT_KEY_URL.to_string()),
             transport: TransportOptions::default(),
+            mirror: None,
         }
     }
 }
@@ -102,9 +107,42 @@ pub fn load_indexes_with(
     let results: Vec<_> = repos
         .par_iter()
         .enumerate()
-        .map(|(i, repo)| loader.load(i, repo))
+        .map(|(i, repo)| loader.load_or_skip(i, repo))
         .collect();
-    results.into_iter().collect()
+    let mut loaded = Vec::with_capacity(results.len());
+    let mut missing = Vec::new();
+    for (result, repo) in results.into_iter().zip(repos) {
+        match result {
+            Ok(Ok(index)) => loaded.push(index),
+            Ok(Err(not_found)) => missing.push((not_found, repo)),
+            Err(err) => return Err(loader.explain_missing(err)),
+        }
+    }
+    if loaded.is_empty() && !missing.is_empty() {
+        // Every repository of the selection is missing: none is optional then.
+        let (err, _) = missing.swap_remove(0);
+        return Err(loader.explain_missing(err));
+    }
+    // Said only once the build goes on: next to a fatal error it would only distract.
+    for (err, repo) in missing {
+        reporter.warn(&format!(
+            "{}; going on without `{}`",
+            crate::report::error_chain(&err),
+            repo.url
+        ));
+    }
+    Ok(loaded)
+}
+
+/// Whether an error is a repository's index being absent (not unreachable, not bad).
+fn is_not_found(err: &RepositoryError) -> bool {
+    matches!(
+        err,
+        RepositoryError::Fetch {
+            source: crate::transport::TransportError::NotFound { .. },
+            ..
+        }
+    )
 }
 
 struct Loader<'a> {
@@ -117,6 +155,84 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
+    /// Loads a repository; a missing index of an optional repository of the mirror is
+    /// `Ok(Err(..))`, for a warning once the others loaded.
+    fn load_or_skip(
+        &self,
+        position: usize,
+        repo: &Repository,
+    ) -> Result<Result<LoadedIndex, RepositoryError>, RepositoryError> {
+        match self.load(position, repo) {
+            Ok(index) => Ok(Ok(index)),
+            Err(err)
+                if is_not_found(&err)
+                    && self
+                        .options
+                        .mirror
+                        .as_ref()
+                        .is_some_and(|m| m.is_optional(position)) =>
+            {
+                Ok(Err(err))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// A mirror repository without an index for the arch: which arches it has instead,
+    /// asked of the mirror for every known arch at once (a HEAD request each).
+    fn explain_missing(&self, err: RepositoryError) -> RepositoryError {
+        let (Some(mirror), RepositoryError::Fetch { repo, .. }) = (&self.options.mirror, &err)
+        else {
+            return err;
+        };
+        if !is_not_found(&err) {
+            return err;
+        }
+        let repo = Repository {
+            url: repo.clone(),
+            tag: None,
+        };
+        let probes: Vec<(&str, Result<bool, _>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = crate::arch::Arch::names()
+                .map(|name| {
+                    let url = repo.index_url(name);
+                    (name, scope.spawn(move || self.transport.exists(&url)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(name, h)| (name, h.join().unwrap_or(Ok(false))))
+                .collect()
+        });
+        // A probe that failed tells nothing: keep the plain error rather than guess.
+        if probes.iter().any(|(_, r)| r.is_err()) {
+            return err;
+        }
+        let mut published: Vec<String> = probes
+            .into_iter()
+            .filter(|(_, r)| matches!(r, Ok(true)))
+            .map(|(name, _)| name.to_string())
+            .collect();
+        published.sort();
+        self.reporter.info(&format!(
+            "`{}` publishes: {}",
+            repo.url,
+            published.join(", ")
+        ));
+        if published.is_empty() {
+            return RepositoryError::NoBranch {
+                repo: repo.url,
+                branch: mirror.branch.clone(),
+            };
+        }
+        RepositoryError::NoArchIndex {
+            repo: repo.url,
+            arch: self.arch.to_string(),
+            closest: super::closest_arch(self.arch, &published),
+            published,
+        }
+    }
+
     fn load(&self, position: usize, repo: &Repository) -> Result<LoadedIndex, RepositoryError> {
         let url = repo.index_url(self.arch);
         let (bytes, fresh) = self.fetch(repo, &url)?;
@@ -184,7 +300,12 @@ impl Loader<'_> {
             })
             .unwrap_or_default();
         if repo.is_remote() {
-            self.reporter.info(&format!("fetching `{url}`"));
+            let cache = match (&cached, self.cache) {
+                (Some(_), _) => "cache hit, revalidating",
+                (None, Some(_)) => "cache miss",
+                (None, None) => "no cache",
+            };
+            self.reporter.info(&format!("fetching `{url}` ({cache})"));
         }
         match self
             .transport
@@ -259,12 +380,8 @@ impl Loader<'_> {
             },
         };
         if self.options.allow_untrusted {
-            let mut message = err.to_string();
-            if let Some(cut) = message.find("; pass `") {
-                message.truncate(cut);
-            }
             self.reporter
-                .warn(&format!("{message}; using it anyway (`--allow-untrusted`)"));
+                .warn(&format!("{err}; using it anyway (`--allow-untrusted`)"));
             return Ok(None);
         }
         Err(err)

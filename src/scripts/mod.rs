@@ -41,12 +41,23 @@ pub const SCRIPT_PATH: &str = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
 /// Output kept per script (the rest is read and dropped so the script never blocks).
 const MAX_OUTPUT: usize = 1 << 20;
 
+impl crate::report::Hinted for ScriptError {
+    fn hint(&self) -> Option<crate::report::Hint> {
+        match self {
+            ScriptError::NotRoot { .. } => Some(crate::report::Hint::fix(
+                "run as root, or pass `--no-scripts` to leave them to the first `sysroot-mk enter`",
+            )),
+            ScriptError::Io { .. } => None,
+        }
+    }
+}
+
 /// Errors that keep a script from running at all (a script that runs and fails is a
 /// [`ScriptOutcome::Failed`], which apk tolerates).
 #[derive(Debug, thiserror::Error)]
 pub enum ScriptError {
     /// chroot and mounting `/proc` need root.
-    #[error("cannot run `{script}`: running package scripts needs root (chroot, mount); run as root or pass `--no-scripts`")]
+    #[error("cannot run `{script}`: running package scripts needs root (chroot, mount)")]
     NotRoot {
         /// `<name>-<version>.<action>`.
         script: String,
