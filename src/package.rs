@@ -337,9 +337,21 @@ impl VerifiedPackage {
         &self.scripts
     }
 
-    /// The compressed data member (a gzip member holding the file tree's tar).
+    /// The compressed data member (a gzip member holding the file tree's tar); empty
+    /// once [`take_data_member`](Self::take_data_member) has taken it.
     pub fn data_member(&self) -> &[u8] {
-        &self.bytes[self.data_start..]
+        self.bytes.get(self.data_start..).unwrap_or_default()
+    }
+
+    /// Moves the compressed data member out, keeping only the control member: a plan's
+    /// verified packages live as long as the build (their scripts and `.PKGINFO` are
+    /// needed to the end), their data members only until they are inflated.
+    pub fn take_data_member(&mut self) -> Vec<u8> {
+        let start = self.data_start.min(self.bytes.len());
+        let control = self.bytes[..start].to_vec();
+        let mut data = std::mem::replace(&mut self.bytes, control);
+        data.drain(..start);
+        data
     }
 
     /// The whole `.apk` as read.

@@ -192,7 +192,7 @@ pub(super) fn install_plan(
 }
 
 /// Inflated bytes held ahead of the extraction at most (a larger package is held alone).
-const PREFETCH_BUDGET: u64 = 64 * 1024 * 1024;
+const PREFETCH_BUDGET: u64 = 8 * 1024 * 1024;
 
 /// Extracts the plan batch by batch with the install scripts between batches; returns,
 /// per package, whether one of its scripts failed (apk's `f:s`). `verified(i)` gives

@@ -242,7 +242,7 @@ impl Installer {
             let loaded: Vec<Loaded> = self.pool.install(|| {
                 chunk
                     .par_iter()
-                    .map(|(pkg, verified)| prefetch::load(pkg, verified))
+                    .map(|(pkg, verified)| prefetch::load(pkg, verified, verified.data_member()))
                     .collect::<Result<_, InstallError>>()
             })?;
             self.extract_chunk(chunk, loaded, reporter)?;

@@ -95,20 +95,8 @@ impl<'a> Prefetch<'a> {
             if self.lock().stopped {
                 return;
             }
-            let stamp = self.stamps.get(index).copied().flatten();
-            let verified = match VerifiedPackage::open_trusting(pkg, file, stamp) {
-                Ok(verified) => verified,
-                Err(err) => {
-                    let mut state = self.lock();
-                    state.refused[index] = Some(err);
-                    state.slots[index] = Some(Err(InstallError::Unverified { index }));
-                    self.changed.notify_all();
-                    continue;
-                }
-            };
-            let verified = self.verified[index].get_or_init(|| verified);
-            self.changed.notify_all();
-            let size = estimate(verified);
+            // The budget is taken before the file is read: its bytes count too.
+            let size = estimate(pkg);
             {
                 let mut state = self.lock();
                 while !state.stopped
@@ -123,7 +111,22 @@ impl<'a> Prefetch<'a> {
                 }
                 state.held += size;
             }
-            let loaded = load(pkg, verified);
+            let stamp = self.stamps.get(index).copied().flatten();
+            let mut verified = match VerifiedPackage::open_trusting(pkg, file, stamp) {
+                Ok(verified) => verified,
+                Err(err) => {
+                    let mut state = self.lock();
+                    state.refused[index] = Some(err);
+                    state.slots[index] = Some(Err(InstallError::Unverified { index }));
+                    self.changed.notify_all();
+                    continue;
+                }
+            };
+            let data = verified.take_data_member();
+            let verified = self.verified[index].get_or_init(|| verified);
+            self.changed.notify_all();
+            let loaded = load(pkg, verified, &data);
+            drop(data);
             let mut state = self.lock();
             state.slots[index] = Some(loaded);
             self.changed.notify_all();
@@ -165,8 +168,7 @@ impl<'a> Prefetch<'a> {
         self.changed.notify_all();
         loop {
             if let Some(loaded) = state.slots.get_mut(index).and_then(Option::take) {
-                let size = self.verified[index].get().map_or(0, estimate);
-                state.held = state.held.saturating_sub(size);
+                state.held = state.held.saturating_sub(estimate(&self.packages[index]));
                 self.changed.notify_all();
                 return loaded;
             }
@@ -182,14 +184,19 @@ impl<'a> Prefetch<'a> {
     }
 }
 
-/// What a package is expected to inflate to: its installed size.
-fn estimate(verified: &VerifiedPackage) -> u64 {
-    verified.info().size
+/// What a package is expected to inflate to: its installed size (the index's `I:`, known
+/// before the file is read).
+fn estimate(pkg: &Package) -> u64 {
+    pkg.installed_size
 }
 
 /// Inflates a package's data member and reads its entries (nothing for `I:0` packages,
 /// which apk does not open).
-pub(super) fn load(pkg: &Package, verified: &VerifiedPackage) -> Result<Loaded, InstallError> {
+pub(super) fn load(
+    pkg: &Package,
+    verified: &VerifiedPackage,
+    data_member: &[u8],
+) -> Result<Loaded, InstallError> {
     if !super::opened(pkg) {
         return Ok(Loaded {
             data: Vec::new(),
@@ -202,7 +209,7 @@ pub(super) fn load(pkg: &Package, verified: &VerifiedPackage) -> Result<Loaded, 
         .size
         .saturating_mul(4)
         .max(256 * 1024 * 1024);
-    let data = entries::inflate(&name, verified.data_member(), limit)?;
+    let data = entries::inflate(&name, data_member, limit)?;
     let entries = entries::read_entries(&name, &data)?;
     Ok(Loaded { data, entries })
 }
