@@ -43,6 +43,9 @@ const AT_FLAGS: usize = 8;
 const AT_SECURE: usize = 23;
 const AT_FLAGS_PRESERVE_ARGV0: usize = 1;
 const ENOENT: isize = 2;
+const EACCES: isize = 13;
+const AT_FDCWD: isize = -100;
+const O_RDONLY_CLOEXEC: usize = 0o2000000;
 
 /// Variable prefixes qemu (all its options have a `QEMU_*` twin) and its glib read.
 const SCRUBBED: [&[u8]; 2] = [b"QEMU_", b"G_"];
@@ -72,6 +75,7 @@ global_asm!(
 #[cfg(target_arch = "x86_64")]
 mod nr {
     pub const WRITE: usize = 1;
+    pub const OPENAT: usize = 257;
     pub const MMAP: usize = 9;
     pub const EXECVE: usize = 59;
     pub const EXIT_GROUP: usize = 231;
@@ -80,6 +84,7 @@ mod nr {
 #[cfg(target_arch = "aarch64")]
 mod nr {
     pub const WRITE: usize = 64;
+    pub const OPENAT: usize = 56;
     pub const MMAP: usize = 222;
     pub const EXECVE: usize = 221;
     pub const EXIT_GROUP: usize = 94;
@@ -216,6 +221,15 @@ unsafe extern "C" fn guard_main(sp: *const usize) -> ! {
     let mut fd_buf = [0u8; 40];
     let binary = if execfd > 0 {
         fd_path(execfd, &mut fd_buf);
+        // qemu reopens it by this path and, failing, says nothing (its message sits in
+        // an unflushed buffer): an execute-only program that is not setuid fails here.
+        let args = [AT_FDCWD as usize, fd_buf.as_ptr() as usize, O_RDONLY_CLOEXEC, 0, 0, 0];
+        if syscall6(nr::OPENAT, args) == -EACCES {
+            let path = c_str(*argv.add(1));
+            say(&[b"sysroot-mk qemu guard: `", path, b"` is execute-only for the ids it "]);
+            say(&[b"runs with (not setuid root), and qemu must read the programs it runs\n"]);
+            exit(126);
+        }
         fd_buf.as_ptr()
     } else if secure != 0 {
         // The path may name another file by now: never run it with these credentials.

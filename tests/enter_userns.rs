@@ -206,3 +206,38 @@ fn without_id_mapped_mounts_the_identity_fallback_is_announced() {
         "{text}"
     );
 }
+
+#[test]
+fn execute_only_programs_run_when_setuid_and_argv0_survives_the_guard() {
+    let Some(dir) = or_skip(aarch64_with_setuid_program()) else {
+        return;
+    };
+    let bin = dir.path().join("usr/local/bin");
+    add_builder(dir.path());
+    // bbsuid's mode: qemu, behind the guard, still reads it as the root it runs as.
+    std::fs::copy(bin.join("euid"), bin.join("euid-x")).unwrap();
+    make_setuid_root(&bin.join("euid-x"));
+    std::fs::set_permissions(
+        bin.join("euid-x"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o4111),
+    )
+    .unwrap();
+    // Not setuid: builder may execute but not read it, and qemu runs as builder.
+    std::fs::copy(bin.join("euid"), bin.join("plain-x")).unwrap();
+    std::fs::set_permissions(
+        bin.join("plain-x"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o111),
+    )
+    .unwrap();
+    // busybox picks its applet by argv[0]: `echo` only if argv[0] reaches it.
+    let script = "/usr/local/bin/euid-x; /usr/local/bin/plain-x; echo status=$?; \
+                  exec -a echo /bin/busybox argv0-kept";
+    let out = enter(dir.path(), &["--user", "builder"], &["sh", "-c", script]);
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert_eq!(text, "0\nstatus=126\nargv0-kept\n", "{err}");
+    // The limitation says what it is instead of a silent failure.
+    assert!(
+        err.contains("/usr/local/bin/plain-x") && err.contains("execute-only"),
+        "{err}"
+    );
+}
