@@ -213,7 +213,11 @@ unsafe extern "C" fn guard_main(sp: *const usize) -> ! {
         aux = aux.add(2);
     }
     // With P: guard PATH ARGV0 ARGS...; without: guard PATH ARGS... (argv[0] lost).
-    let first = if flags & AT_FLAGS_PRESERVE_ARGV0 != 0 { 2 } else { 1 };
+    let first = if flags & AT_FLAGS_PRESERVE_ARGV0 != 0 {
+        2
+    } else {
+        1
+    };
     if argc <= first {
         fail(b"started without a binary to run", 126);
     }
@@ -223,17 +227,31 @@ unsafe extern "C" fn guard_main(sp: *const usize) -> ! {
         fd_path(execfd, &mut fd_buf);
         // qemu reopens it by this path and, failing, says nothing (its message sits in
         // an unflushed buffer): an execute-only program that is not setuid fails here.
-        let args = [AT_FDCWD as usize, fd_buf.as_ptr() as usize, O_RDONLY_CLOEXEC, 0, 0, 0];
+        let args = [
+            AT_FDCWD as usize,
+            fd_buf.as_ptr() as usize,
+            O_RDONLY_CLOEXEC,
+            0,
+            0,
+            0,
+        ];
         if syscall6(nr::OPENAT, args) == -EACCES {
             let path = c_str(*argv.add(1));
-            say(&[b"sysroot-mk qemu guard: `", path, b"` is execute-only for the ids it "]);
+            say(&[
+                b"sysroot-mk qemu guard: `",
+                path,
+                b"` is execute-only for the ids it ",
+            ]);
             say(&[b"runs with (not setuid root), and qemu must read the programs it runs\n"]);
             exit(126);
         }
         fd_buf.as_ptr()
     } else if secure != 0 {
         // The path may name another file by now: never run it with these credentials.
-        fail(b"no AT_EXECFD on a secure execution (register with flag O)", 126)
+        fail(
+            b"no AT_EXECFD on a secure execution (register with flag O)",
+            126,
+        )
     } else {
         *argv.add(1)
     };
@@ -290,6 +308,12 @@ unsafe extern "C" fn guard_main(sp: *const usize) -> ! {
     let mut num = [0u8; 40];
     fd_path((-last) as usize, &mut num);
     let errno = c_str(num.as_ptr().add(14));
-    say(&[b"sysroot-mk qemu guard: cannot execute `", qemu, b"` (errno ", errno, b")\n"]);
+    say(&[
+        b"sysroot-mk qemu guard: cannot execute `",
+        qemu,
+        b"` (errno ",
+        errno,
+        b")\n",
+    ]);
     exit(code)
 }
