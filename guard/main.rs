@@ -235,17 +235,23 @@ unsafe extern "C" fn guard_main(sp: *const usize) -> ! {
             0,
             0,
         ];
-        if syscall6(nr::OPENAT, args) == -EACCES {
-            let path = c_str(*argv.add(1));
-            say(&[
-                b"sysroot-mk qemu guard: `",
-                path,
-                b"` is execute-only for the ids it ",
-            ]);
-            say(&[b"runs with (not setuid root), and qemu must read the programs it runs\n"]);
-            exit(126);
+        match syscall6(nr::OPENAT, args) {
+            e if e == -EACCES => {
+                let path = c_str(*argv.add(1));
+                say(&[
+                    b"sysroot-mk qemu guard: `",
+                    path,
+                    b"` is execute-only for the ids it ",
+                ]);
+                say(&[b"runs with (not setuid root), and qemu must read the programs it runs\n"]);
+                exit(126);
+            }
+            // No /proc here (a mount namespace of the user's own): the path will do,
+            // unless credentials came with the binary.
+            e if e == -ENOENT && secure == 0 => *argv.add(1),
+            e if e == -ENOENT => fail(b"no /proc to hand qemu the binary through", 126),
+            _ => fd_buf.as_ptr(),
         }
-        fd_buf.as_ptr()
     } else if secure != 0 {
         // The path may name another file by now: never run it with these credentials.
         fail(
@@ -269,6 +275,11 @@ unsafe extern "C" fn guard_main(sp: *const usize) -> ! {
     }
     let mut extra = 0;
     entries(b'a', |_| extra += 1);
+    // `-L /` also turns off qemu's built-in prefix (/etc/qemu-binfmt/<arch> inside).
+    let no_prefix: [*const u8; 2] = [b"-L\0".as_ptr(), b"/\0".as_ptr()];
+    if secure != 0 {
+        extra += no_prefix.len();
+    }
     let slots = 3 + extra + 1 + (argc - first - 1) + 1;
     let bytes = slots * core::mem::size_of::<usize>();
     // PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS
@@ -285,6 +296,9 @@ unsafe extern "C" fn guard_main(sp: *const usize) -> ! {
     push(b"-0\0".as_ptr());
     push(argv0);
     entries(b'a', &mut push);
+    if secure != 0 {
+        no_prefix.iter().for_each(|p| push(*p));
+    }
     push(binary);
     for i in first + 1..argc {
         push(*argv.add(i));

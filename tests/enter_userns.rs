@@ -241,3 +241,36 @@ fn execute_only_programs_run_when_setuid_and_argv0_survives_the_guard() {
         "{err}"
     );
 }
+
+#[test]
+fn qemu_s_built_in_loader_prefix_is_off_for_setuid_programs() {
+    let Some(a) = or_skip(attack()) else { return };
+    // qemu looks in /etc/qemu-binfmt/<arch> of the sysroot before anything else: a tree
+    // that whoever may write there controls.
+    let prefix = a.dir.path().join("etc/qemu-binfmt/aarch64/lib");
+    std::fs::create_dir_all(&prefix).unwrap();
+    std::fs::copy(
+        a.dir
+            .path()
+            .join("home/builder/fake/lib/ld-musl-aarch64.so.1"),
+        prefix.join("ld-musl-aarch64.so.1"),
+    )
+    .unwrap();
+    let suid = enter(
+        a.dir.path(),
+        &["--user", "builder"],
+        &["/usr/local/suid/busybox", "echo", "real-loader"],
+    );
+    assert_eq!(stdout(&suid), "real-loader\n", "{}", stderr(&suid));
+    // The same prefix still serves builder's own programs: the fake loader works.
+    let own = enter(
+        a.dir.path(),
+        &["--user", "builder"],
+        &["/bin/busybox", "true"],
+    );
+    assert!(
+        stdout(&own).contains("fake-loader-euid=1000"),
+        "{}",
+        stderr(&own)
+    );
+}
