@@ -274,3 +274,38 @@ fn qemu_s_built_in_loader_prefix_is_off_for_setuid_programs() {
         stderr(&own)
     );
 }
+
+/// Execs `euid` as `/proc/self/fd/10`, a descriptor that closes on exec: after the exec
+/// that path names nothing (or, had fd 10 been reused, something else).
+const EXEC_BY_FD: &str = r#"#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+extern char **environ;
+int main(void) {
+    int fd = open("/usr/local/bin/euid", O_PATH | O_CLOEXEC);
+    if (fd < 0 || dup3(fd, 10, O_CLOEXEC) != 10) { perror("open"); return 1; }
+    close(fd);
+    char *argv[] = { "euid", 0 };
+    execve("/proc/self/fd/10", argv, environ);
+    perror("execve");
+    return 1;
+}
+"#;
+
+#[test]
+fn qemu_gets_the_binary_the_kernel_opened_not_a_path() {
+    let Some(dir) = or_skip(aarch64_with_setuid_program()) else {
+        return;
+    };
+    add_builder(dir.path());
+    let program = dir.path().join("usr/local/bin/exec-by-fd");
+    build_aarch64_program(&program, EXEC_BY_FD).unwrap();
+    // A path could name another file by the time qemu opened it; this one names none.
+    let out = enter(
+        dir.path(),
+        &["--user", "builder"],
+        &["/usr/local/bin/exec-by-fd"],
+    );
+    assert_eq!(stdout(&out), "0\n", "{}", stderr(&out));
+}
