@@ -9,6 +9,9 @@
 //! last one drops them. That is why [`with_host_table`] may read the host's table
 //! through a short-lived private mount, while persistent registration needs the
 //! host-visible mount that [`mount_host_table`] makes.
+//!
+//! `enter` registers a [`Handler`]: qemu behind the guard of [`guard`](Guard), which keeps
+//! the caller's `QEMU_*` variables from qemu when a setuid program starts.
 
 mod entry;
 mod guard;
