@@ -319,6 +319,7 @@ unsafe extern "C" fn guard_main(sp: *const usize) -> ! {
     }
     let qemu = c_str(*new);
     let code = if last == -ENOENT { 127 } else { 126 };
+    // The errno in decimal: the digits `fd_path` writes after its 14-byte prefix.
     let mut num = [0u8; 40];
     fd_path((-last) as usize, &mut num);
     let errno = c_str(num.as_ptr().add(14));
