@@ -9,12 +9,17 @@
 //! last one drops them. That is why [`with_host_table`] may read the host's table
 //! through a short-lived private mount, while persistent registration needs the
 //! host-visible mount that [`mount_host_table`] makes.
+//!
+//! `enter` registers a [`Handler`]: qemu behind the guard of [`guard`](Guard), which keeps
+//! the caller's `QEMU_*` variables from qemu when a setuid program starts.
 
 mod entry;
+mod guard;
 mod qemu;
 mod table;
 
 pub use entry::{Entry, Matcher, Registration};
+pub use guard::{guard_available, qemu_inside, Guard, Handler, QEMU_DIR};
 pub use qemu::{find_qemu, is_static_elf, qemu_preserves_argv0};
 pub use table::{
     mount_host_table, mount_instance, private_instances_supported, with_host_table, Table,
@@ -99,6 +104,9 @@ pub enum BinfmtError {
         /// qemu's name for it.
         qemu: &'static str,
     },
+    /// The qemu guard could not be prepared.
+    #[error("cannot prepare sysroot-mk's qemu guard: {0}")]
+    Guard(String),
     /// `--qemu` names something that is not an executable file.
     #[error("`{0}` (given with --qemu) is not an executable file")]
     QemuNotExecutable(PathBuf),

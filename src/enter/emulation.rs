@@ -3,8 +3,18 @@
 
 use super::{BinfmtMode, EnterError, EnterOptions};
 use crate::arch::Arch;
-use crate::binfmt::{self, BinfmtError, Entry, Flags, Registration};
+use crate::binfmt::{self, BinfmtError, Entry, Flags, Handler};
 use crate::report::Reporter;
+use std::path::PathBuf;
+
+/// The host's qemu, bound read-only into the session's `/dev` for the guard to exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QemuBind {
+    /// The host's file.
+    pub host: PathBuf,
+    /// Where the session sees it (under [`binfmt::QEMU_DIR`]).
+    pub inside: PathBuf,
+}
 
 /// The decision, made before any namespace exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,10 +24,11 @@ pub enum Emulation {
         /// Run under `PER_LINUX32`.
         linux32: bool,
     },
-    /// Register `registration` in the enter's own binfmt_misc instance.
+    /// Register `handler` in the enter's own binfmt_misc instance.
     Private {
-        /// The handler to register (flags `OCF`, plus `P` when qemu honours it).
-        registration: Registration,
+        /// The handler to register: the guard with `POCF`, or (in a build without one)
+        /// qemu with `OCF`, plus `P` when qemu honours it.
+        handler: Handler,
     },
     /// Use the host's table as it is.
     Host {
@@ -28,6 +39,8 @@ pub enum Emulation {
     Global {
         /// Its name.
         name: String,
+        /// The qemu its guard runs, when it has one.
+        qemu: Option<QemuBind>,
     },
 }
 
@@ -42,16 +55,42 @@ impl Emulation {
         match self {
             Emulation::Native { linux32: true } => "native (32-bit personality)".into(),
             Emulation::Native { linux32: false } => "native".into(),
-            Emulation::Private { registration } => format!(
-                "qemu `{}` through a private binfmt_misc entry (flags {})",
-                registration.interpreter.display(),
-                registration.flags
+            Emulation::Private { handler } => format!(
+                "qemu `{}` through a private binfmt_misc entry (flags {}{})",
+                handler.registration.interpreter.display(),
+                handler.registration.flags,
+                if handler.guard.is_some() {
+                    ", behind sysroot-mk's guard"
+                } else {
+                    ""
+                }
             ),
             Emulation::Host { handler: Some(h) } => format!("the host's binfmt_misc entry `{h}`"),
             Emulation::Host { handler: None } => "the host's binfmt_misc table".into(),
-            Emulation::Global { name } => {
+            Emulation::Global { name, .. } => {
                 format!("the host's binfmt_misc entry `{name}` (just registered)")
             }
+        }
+    }
+
+    /// Whether sysroot-mk's guard stands in front of qemu (which then gets the tool's own
+    /// options as arguments, not through the environment).
+    pub fn guarded(&self) -> bool {
+        self.qemu_bind().is_some()
+    }
+
+    /// The qemu the session must show the guard, if any.
+    pub fn qemu_bind(&self) -> Option<QemuBind> {
+        match self {
+            Emulation::Private { handler } => {
+                let guard = handler.guard.as_ref()?;
+                Some(QemuBind {
+                    host: handler.registration.interpreter.clone(),
+                    inside: guard.qemus.first()?.clone(),
+                })
+            }
+            Emulation::Global { qemu, .. } => qemu.clone(),
+            _ => None,
         }
     }
 }
@@ -76,9 +115,13 @@ pub(crate) fn plan(
     };
     let mode = choose_mode(arch, options.binfmt, supported, handler, reporter)?;
     match mode {
-        BinfmtMode::Private => Ok(Emulation::Private {
-            registration: qemu_registration(arch, options, reporter)?,
-        }),
+        BinfmtMode::Private => {
+            let qemu = find_qemu(arch, options, reporter)?;
+            let inside = binfmt::qemu_inside(arch);
+            Ok(Emulation::Private {
+                handler: qemu_handler(arch, &qemu, vec![inside], reporter)?,
+            })
+        }
         BinfmtMode::Host => host(arch, reporter),
         BinfmtMode::Global => global(arch, options, reporter),
     }
@@ -159,30 +202,45 @@ fn global(
     options: &EnterOptions,
     reporter: &dyn Reporter,
 ) -> Result<Emulation, EnterError> {
-    let registration = qemu_registration(arch, options, reporter)?;
+    let qemu = find_qemu(arch, options, reporter)?;
+    let inside = binfmt::qemu_inside(arch);
+    // Outside a session the guard finds qemu where the host has it.
+    let handler = qemu_handler(arch, &qemu, vec![inside.clone(), qemu.clone()], reporter)?;
+    let registration = &handler.registration;
     if binfmt::mount_host_table()? {
         reporter.warn(&format!(
             "mounted the host's binfmt_misc at `{}`",
             binfmt::HOST_MOUNT
         ));
     }
-    binfmt::Table::at(binfmt::HOST_MOUNT).replace(&registration)?;
+    handler.register_in(&binfmt::Table::at(binfmt::HOST_MOUNT), true)?;
+    let exposure = if handler.guard.is_some() {
+        "setuid programs of that arch now work for every local user, through sysroot-mk's \
+         guard (qemu's QEMU_* variables are ignored for them)"
+    } else {
+        "every local user can now gain root through qemu"
+    };
     reporter.warn(&format!(
-        "registered `{}` on the host with flags {}: every local user can now gain root \
-         through qemu; remove it with `sysroot-mk binfmt unregister {arch}`",
+        "registered `{}` on the host with flags {}: {exposure}; remove it with \
+         `sysroot-mk binfmt unregister {arch}`",
         registration.name, registration.flags
     ));
+    let qemu = handler
+        .guard
+        .is_some()
+        .then_some(QemuBind { host: qemu, inside });
     Ok(Emulation::Global {
-        name: registration.name,
+        name: registration.name.clone(),
+        qemu,
     })
 }
 
-/// The qemu handler for `arch`: flags `OCF`, plus `P` when qemu honours it.
-fn qemu_registration(
+/// The host's qemu for `arch`, with a warning when it cannot run inside a sysroot.
+fn find_qemu(
     arch: Arch,
     options: &EnterOptions,
     reporter: &dyn Reporter,
-) -> Result<Registration, EnterError> {
+) -> Result<PathBuf, EnterError> {
     let qemu = binfmt::find_qemu(arch, options.qemu.as_deref())?;
     if binfmt::is_static_elf(&qemu) == Some(false) {
         // qemu runs inside the sysroot, where the host's shared libraries are not.
@@ -192,12 +250,32 @@ fn qemu_registration(
             qemu.display()
         ));
     }
-    let letters = if binfmt::qemu_preserves_argv0(&qemu) {
+    Ok(qemu)
+}
+
+/// The handler for `arch`: the guard in front of `qemu` (which it looks for at `qemus`),
+/// or, in a build without a guard, qemu itself with `OCF`, plus `P` when qemu honours it.
+fn qemu_handler(
+    arch: Arch,
+    qemu: &std::path::Path,
+    qemus: Vec<PathBuf>,
+    reporter: &dyn Reporter,
+) -> Result<Handler, EnterError> {
+    if binfmt::guard_available() {
+        // The guard passes argv[0] with `-0`: no need to ask qemu whether it reads `P`.
+        return Ok(Handler::new(arch, qemu, Flags::default(), qemus));
+    }
+    reporter.warn(
+        "this build of sysroot-mk has no qemu guard (see the build's warnings): qemu runs \
+         setuid programs with the caller's QEMU_* variables, so a user inside can reach \
+         root inside, which `--userns identity` makes host root",
+    );
+    let letters = if binfmt::qemu_preserves_argv0(qemu) {
         "POCF"
     } else {
         "OCF"
     };
-    Ok(Registration::for_arch(arch, &qemu, Flags::parse(letters)?))
+    Ok(Handler::new(arch, qemu, Flags::parse(letters)?, qemus))
 }
 
 #[cfg(test)]

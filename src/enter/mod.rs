@@ -449,8 +449,9 @@ fn environment(
     set("HOME", user.home.clone().into());
     set("USER", user.name.clone().into());
     set("LOGNAME", user.name.clone().into());
-    if emulation.is_emulated() && arch.name() == "armhf" {
+    if emulation.is_emulated() && arch.name() == "armhf" && !emulation.guarded() {
         // qemu's default arm CPU is a v7: armhf (ARMv6) says `armv6l` only with an ARM1176.
+        // (The guard passes it as `-cpu`, where a user inside cannot change it.)
         set("QEMU_CPU", "arm1176".into());
     }
     for (name, value) in &options.env {

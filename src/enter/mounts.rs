@@ -4,14 +4,16 @@
 //! Every target is opened with `RESOLVE_IN_ROOT` and mounted on through its
 //! `/proc/self/fd` path, so a symlink in the sysroot can never redirect a mount to a
 //! host path. `/dev` is a small tmpfs with the host's harmless nodes bound in (a user
-//! namespace may not create device nodes), plus a fresh `devpts` instance.
+//! namespace may not create device nodes), plus a fresh `devpts` instance, plus the
+//! host's qemu, bound read-only where the qemu guard execs it: the directory belongs to
+//! the session's root, so no other user inside can put anything of theirs there.
 
-use super::emulation::Emulation;
+use super::emulation::{Emulation, QemuBind};
 use super::mount_points::{Kind, MountPoints};
 use super::namespaces::{Failure, Step};
 use super::{idmapped, proc_mask};
 use super::{Bind, EnterError, EnterOptions};
-use crate::binfmt::{self, Registration, Table};
+use crate::binfmt::{self, Handler, Table};
 use crate::report::Reporter;
 use crate::rootfs::RootDir;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -34,7 +36,9 @@ pub(crate) struct MountPlan {
     /// `--bind`s, their targets made.
     pub binds: Vec<Bind>,
     /// The private binfmt_misc handler to register.
-    pub private: Option<Registration>,
+    pub private: Option<Handler>,
+    /// qemu for the guard, bound into `/dev`.
+    pub qemu: Option<QemuBind>,
 }
 
 /// Makes the mount points (remembered in `made` for removal) and returns the plan.
@@ -77,13 +81,14 @@ pub(crate) fn prepare(
         ensure(&bind.target, kind)?;
     }
     let private = match emulation {
-        Emulation::Private { registration } => Some(registration.clone()),
+        Emulation::Private { handler } => Some(handler.clone()),
         _ => None,
     };
     Ok(MountPlan {
         resolv_conf,
         binds: options.binds.clone(),
         private,
+        qemu: emulation.qemu_bind(),
     })
 }
 
@@ -161,16 +166,16 @@ pub(crate) fn setup(
         None,
     )
     .step("mount `/proc`")?;
-    if let Some(registration) = &plan.private {
+    if let Some(handler) = &plan.private {
         // Kept mounted inside: an instance's entries die with its last mount.
         let dir = target(top, "proc/sys/fs/binfmt_misc")?;
         binfmt::mount_instance(&fd_path(&dir)).step("mount a private binfmt_misc instance")?;
         let dir = target(top, "proc/sys/fs/binfmt_misc")?;
-        Table::at(fd_path(&dir))
-            .register(registration)
+        handler
+            .register_in(&Table::at(fd_path(&dir)), false)
             .step(&format!(
                 "register `{}` in the private binfmt_misc",
-                registration.name
+                handler.registration.name
             ))?;
         proc_mask::read_only(top, "proc/sys/fs/binfmt_misc")?;
     }
@@ -201,6 +206,9 @@ pub(crate) fn setup(
     proc_mask::read_only(top, "sys")?;
     proc_mask::mask_dirs(top)?;
     mount_dev(top, ids_mapped)?;
+    if let Some(qemu) = &plan.qemu {
+        bind_qemu(top, qemu)?;
+    }
     mount_at(
         Some(Path::new("tmpfs")),
         &target(top, "run")?,
@@ -286,6 +294,25 @@ fn mount_dev(top: &RootDir, ids_mapped: bool) -> Result<(), Failure> {
         Some("mode=1777"),
     )
     .step("mount `/dev/shm`")
+}
+
+/// Binds the host's qemu read-only at `qemu.inside` (under `/dev`, which this namespace
+/// just made): the guard execs it by that path.
+fn bind_qemu(top: &RootDir, qemu: &QemuBind) -> Result<(), Failure> {
+    let rel = qemu.inside.strip_prefix("/").unwrap_or(&qemu.inside);
+    let what = format!("create `{}`", qemu.inside.display());
+    if let Some(parent) = rel.parent() {
+        let dir = target(top, "dev")?;
+        let sub = parent.strip_prefix("dev").unwrap_or(parent);
+        if !sub.as_os_str().is_empty() {
+            rustix::fs::mkdirat(&dir, sub, Mode::from_raw_mode(0o755)).step(&what)?;
+        }
+    }
+    let dev = target(top, "dev")?;
+    let name = rel.strip_prefix("dev").unwrap_or(rel);
+    let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC;
+    drop(rustix::fs::openat(&dev, name, flags, Mode::from_raw_mode(0o755)).step(&what)?);
+    bind(&qemu.host, top, rel, true)
 }
 
 fn bind(source: &Path, top: &RootDir, rel: &Path, read_only: bool) -> Result<(), Failure> {
