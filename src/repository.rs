@@ -4,10 +4,13 @@
 //! A repository is apk's notion: a base URL under which `<arch>/APKINDEX.tar.gz` and
 //! `<arch>/<name>-<version>.apk` live, over http(s), `file://` or as a plain path.
 
-pub mod cache;
 mod load;
 
-pub use load::{load_indexes, load_indexes_with, IndexOptions, LoadedIndex};
+pub(crate) use load::read_cached_key;
+pub use load::{
+    load_indexes, load_indexes_with, packages_of_archive, IndexOptions, LoadedIndex,
+    MAX_INDEX_ARCHIVE,
+};
 
 use crate::archive::ArchiveError;
 use crate::index::{IndexError, Package};
@@ -127,7 +130,15 @@ pub enum RepositoryError {
     },
     /// The cache folder cannot be used.
     #[error(transparent)]
-    Cache(#[from] cache::CacheError),
+    Cache(#[from] crate::cache::CacheError),
+    /// `--offline`, and the cache holds no copy of the index.
+    #[error("offline: the index `{url}` is not in the cache{}; build once online with the same `--cache-dir` to fill it", match path { Some(p) => format!(" (`{}`)", p.display()), None => " (no cache: `--no-cache` or no usable cache folder)".to_string() })]
+    Offline {
+        /// The index URL.
+        url: String,
+        /// Where the copy was looked for.
+        path: Option<PathBuf>,
+    },
 }
 
 /// One repository, with the `@tag` it was given in a repositories file.

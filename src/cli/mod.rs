@@ -3,6 +3,7 @@
 //! Everything here is presentation: the work happens in the library, which this
 //! module calls once per command and whose errors it prints as a cause chain.
 
+mod cache;
 mod enter;
 mod image;
 mod progress;
@@ -11,7 +12,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
-use sysroot_mk::build::{self, BuildOptions, Outcome};
+use sysroot_mk::build::{self, BuildOptions};
 use sysroot_mk::report::Reporter;
 
 /// Build Alpine Linux sysroots for any architecture, natively, and step inside them.
@@ -20,7 +21,7 @@ use sysroot_mk::report::Reporter;
     name = "sysroot-mk",
     version,
     arg_required_else_help = true,
-    override_usage = "sysroot-mk [build] [OPTIONS] [--arch ARCH] DIR [PACKAGE...]\n       sysroot-mk plan [OPTIONS] [--arch ARCH] [PACKAGE...]\n       sysroot-mk enter [OPTIONS] DIR [CMD [ARGS...]]\n       sysroot-mk binfmt status|register|unregister [ARCH...]",
+    override_usage = "sysroot-mk [build] [OPTIONS] [--arch ARCH] DIR [PACKAGE...]\n       sysroot-mk plan [OPTIONS] [--arch ARCH] [PACKAGE...]\n       sysroot-mk enter [OPTIONS] DIR [CMD [ARGS...]]\n       sysroot-mk binfmt status|register|unregister [ARCH...]\n       sysroot-mk cache list|clean|prune",
     after_help = "`sysroot-mk --arch ARCH DIR [PACKAGE...]` is short for `sysroot-mk build ...`."
 )]
 pub struct Cli {
@@ -44,6 +45,8 @@ enum Command {
     Enter(enter::EnterArgs),
     /// Show, register or remove the host's binfmt_misc handlers for qemu.
     Binfmt(enter::BinfmtArgs),
+    /// List, clean or prune the index and package cache.
+    Cache(cache::CacheArgs),
     /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -54,11 +57,12 @@ enum Command {
 }
 
 /// The words that name a subcommand (anything else first is the bare build form).
-const SUBCOMMANDS: [&str; 7] = [
+const SUBCOMMANDS: [&str; 8] = [
     "build",
     "plan",
     "enter",
     "binfmt",
+    "cache",
     "completions",
     "man",
     "help",
@@ -94,6 +98,9 @@ struct SourceArgs {
     /// Neither read nor write the cache.
     #[arg(long)]
     no_cache: bool,
+    /// No network at all: indexes and packages come from the cache (a miss fails).
+    #[arg(long)]
+    offline: bool,
 }
 
 /// `sysroot-mk [build] [OPTIONS] [--arch ARCH] DIR [PACKAGE...]`
@@ -124,6 +131,13 @@ struct BuildArgs {
     /// (`clang --sysroot=DIR`) resolve them inside it; the rewrites are recorded.
     #[arg(long)]
     relative_links: bool,
+    /// Write the exact resolution (packages, stanzas, repositories, keys) to FILE.
+    #[arg(long, value_name = "FILE")]
+    lock: Option<PathBuf>,
+    /// Build exactly the resolution in FILE (from `--lock`), without resolving; its
+    /// world, arch and repositories are used.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["lock", "repositories_file", "repos"])]
+    locked: Option<PathBuf>,
     #[command(flatten)]
     image: image::ImageArgs,
 }
@@ -136,6 +150,9 @@ struct PlanArgs {
     /// Packages to resolve, apk-style (default: alpine-base).
     #[arg(value_name = "PACKAGE")]
     packages: Vec<String>,
+    /// Also write the resolution to FILE, as `build --lock` does.
+    #[arg(long, value_name = "FILE")]
+    lock: Option<PathBuf>,
 }
 
 /// The arguments with `build` inserted when the user typed the bare build form:
@@ -203,9 +220,10 @@ pub fn main() -> i32 {
     let verbosity = progress::Verbosity::from_flags(cli.quiet, cli.verbose);
     let result = match cli.command {
         Command::Build(args) => run_build(args, verbosity),
-        Command::Plan(args) => run_plan(args.source, args.packages, verbosity),
+        Command::Plan(args) => run_plan(args.source, args.packages, args.lock, verbosity),
         Command::Enter(args) => enter::run_enter(args, verbosity),
         Command::Binfmt(args) => enter::run_binfmt(args),
+        Command::Cache(args) => cache::run_cache(args, verbosity),
         Command::Completions { shell } => print_completions(shell),
         Command::Man => print_man_page(),
     };
@@ -301,7 +319,7 @@ fn options_from(
     let cache_dir = match (source.no_cache, source.cache_dir) {
         (true, _) => None,
         (false, Some(dir)) => Some(dir),
-        (false, None) => sysroot_mk::repository::cache::default_or_warn(reporter),
+        (false, None) => sysroot_mk::cache::default_or_warn(reporter),
     };
     let packages = if packages.is_empty() {
         vec!["alpine-base".to_string()]
@@ -315,6 +333,9 @@ fn options_from(
         repos,
         keys_dirs: source.keys_dirs,
         allow_untrusted: source.allow_untrusted,
+        offline: source.offline,
+        lock: None,
+        locked: None,
         cache_dir,
         simulate: false,
         no_scripts: false,
@@ -331,6 +352,7 @@ fn options_from(
 fn run_plan(
     source: SourceArgs,
     packages: Vec<String>,
+    lock: Option<PathBuf>,
     verbosity: progress::Verbosity,
 ) -> anyhow::Result<i32> {
     if source.arch.len() > 1 {
@@ -339,8 +361,9 @@ fn run_plan(
     let reporter = progress::TerminalReporter::new(verbosity);
     let mut options = options_from(source, PathBuf::new(), packages, verbosity, &reporter)?;
     options.simulate = true;
+    options.lock = lock;
     sysroot_mk::output::handle_interrupts()?;
-    let outcome = build::run(&options, &reporter as &dyn Reporter);
+    let outcome = build::plan(&options, &reporter as &dyn Reporter);
     if sysroot_mk::output::interrupted() {
         // The signal watcher removes what is unfinished, says so and exits 128 + N;
         // errors seen here are consequences of that cleanup.
@@ -348,15 +371,13 @@ fn run_plan(
     }
     reporter.finish();
     let what = options.packages.join(" ");
-    if let Outcome::Simulated(plan) =
-        outcome.with_context(|| format!("planning `{what}` for {} failed", options.arch))?
-    {
-        let mut out = std::io::stdout().lock();
-        for package in &plan.packages {
-            writeln!(out, "{}", package.name_version())?;
-        }
-        out.flush()?;
+    let resolved =
+        outcome.with_context(|| format!("planning `{what}` for {} failed", options.arch))?;
+    let mut out = std::io::stdout().lock();
+    for package in &resolved.plan.packages {
+        writeln!(out, "{}", package.name_version())?;
     }
+    out.flush()?;
     Ok(0)
 }
 
@@ -384,9 +405,23 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
             ))
             .into());
         }
-        return run_plan(args.source, args.packages, verbosity);
+        return run_plan(args.source, args.packages, args.lock, verbosity);
     }
-    let arches = target_arches(&args.source.arch, verbosity)?;
+    let mut source = args.source;
+    if let Some(locked) = &args.locked {
+        if !args.packages.is_empty() {
+            return Err(UsageError(
+                "`--locked` builds the lockfile's world: give no PACKAGE".into(),
+            )
+            .into());
+        }
+        // The lockfile says which arch; `--arch` may repeat it.
+        if source.arch.is_empty() {
+            let lock = sysroot_mk::lock::Lockfile::read(locked)?;
+            source.arch.push(lock.arch);
+        }
+    }
+    let arches = target_arches(&source.arch, verbosity)?;
     let (output, source_date_epoch, reproducible) = image::image_options(&args.image, &dir, false)?;
     if arches.len() > 1 && output != sysroot_mk::image::Format::Oci {
         return Err(UsageError(
@@ -396,19 +431,22 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
     }
     let image_args = args.image;
     let reporter = progress::TerminalReporter::new(verbosity);
-    let mut options = options_from(
-        args.source,
-        dir.clone(),
-        args.packages,
-        verbosity,
-        &reporter,
-    )?;
+    let mut options = options_from(source, dir.clone(), args.packages, verbosity, &reporter)?;
     options.no_scripts = args.no_scripts;
     options.force = args.force;
     options.output = output;
     options.source_date_epoch = source_date_epoch;
     options.reproducible = reproducible;
     options.relative_links = args.relative_links;
+    options.lock = args.lock;
+    if let Some(locked) = args.locked {
+        options.locked = Some(locked);
+        // The lockfile's repositories are the ones built from.
+        options.repos = build::RepoSelection::Explicit {
+            repos: Vec::new(),
+            repositories_file: None,
+        };
+    }
     options.repositories_out = (!args.repositories_out.is_empty()).then_some(args.repositories_out);
     // Before anything starts a thread (see `enter_rootless`).
     let mapped = match enter_rootless() {
@@ -442,9 +480,8 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
         sysroot_mk::output::wait_for_exit();
     }
     reporter.finish();
-    for outcome in outcomes.with_context(|| format!("building `{}` failed", dir.display()))? {
-        if let (Outcome::Built(summary), false) = (outcome, verbosity == progress::Verbosity::Quiet)
-        {
+    for summary in outcomes.with_context(|| format!("building `{}` failed", dir.display()))? {
+        if verbosity != progress::Verbosity::Quiet {
             let _ = writeln!(std::io::stderr(), "{summary}");
         }
     }
