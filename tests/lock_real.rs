@@ -19,7 +19,8 @@ fn every_stanza_of_the_full_v3_19_indexes_survives_a_lockfile() {
         assert!(packages.len() > 5000);
         for package in &packages {
             let again = parse_apkindex(&stanza(package), 3).unwrap();
-            assert_eq!(again, [package.clone()], "{}", stanza(package));
+            assert_eq!(again.len(), 1);
+            assert_eq!(&again[0], package, "{}", stanza(package));
         }
     }
 }
