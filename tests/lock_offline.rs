@@ -559,3 +559,72 @@ fn a_changed_checksum_is_refused_online_and_its_package_offline() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn offline_uses_a_pinned_key_cached_online_and_fetches_none() {
+    use sysroot_mk::repository::{load_indexes, IndexOptions, Repository};
+    let Some(shared) = support::shared_or_skip() else {
+        return;
+    };
+    let server = TestServer::serve(&shared.join("v3.19"));
+    let repos = [Repository::parse(&format!("{}/main", server.base)).unwrap()];
+    let ring = sysroot_mk::trust::Keyring::new("x86_64");
+    let cache = tempfile::tempdir().unwrap();
+    let online = IndexOptions {
+        key_url: Some(format!("file://{}", shared.join("keys").display())),
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..support::quick_index_options()
+    };
+    load_indexes(
+        &repos,
+        "x86_64",
+        &ring,
+        &online,
+        &sysroot_mk::report::Silent,
+    )
+    .unwrap();
+    assert!(cache
+        .path()
+        .join("v1/keys")
+        .join(support::ALPINE_X86_64_KEY)
+        .is_file());
+    let requests = server.log().len();
+    // A key source that would fail if asked: offline, it is not asked.
+    let offline = IndexOptions {
+        key_url: Some("file:///nonexistent-sysroot-mk-keys".to_string()),
+        offline: true,
+        ..online
+    };
+    let loaded = load_indexes(
+        &repos,
+        "x86_64",
+        &ring,
+        &offline,
+        &sysroot_mk::report::Silent,
+    )
+    .unwrap();
+    assert_eq!(
+        loaded[0].key.as_ref().unwrap().name,
+        support::ALPINE_X86_64_KEY
+    );
+    assert_eq!(server.log().len(), requests);
+    // Without the cached key, offline says why instead of fetching it.
+    std::fs::remove_file(
+        cache
+            .path()
+            .join("v1/keys")
+            .join(support::ALPINE_X86_64_KEY),
+    )
+    .unwrap();
+    let recorder = support::Recorder::default();
+    let err = load_indexes(&repos, "x86_64", &ring, &offline, &recorder).unwrap_err();
+    assert!(err.to_string().contains("not trusted"), "{err}");
+    let warnings = recorder.warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("offline: ") && w.contains("--keys-dir")),
+        "{warnings:?}"
+    );
+    assert_eq!(server.log().len(), requests);
+}

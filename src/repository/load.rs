@@ -330,17 +330,18 @@ impl Loader<'_> {
             return Err(unknown());
         };
         // `--allow-untrusted` accepts the index anyway: no reason to wait on the network.
-        if self.options.offline
-            || self.options.allow_untrusted
+        if self.options.allow_untrusted
             || self.keyring.is_explicit()
             || pin_for(&key, self.arch).is_none()
         {
             return Err(unknown());
         }
         let mut ring = self.keyring.clone();
-        let bucket = match self.cache.map(|c| c.bucket_dir(KEY_BUCKET)) {
-            Some(Ok(bucket)) => Some(bucket),
-            _ => None,
+        let bucket = match self.cache {
+            // Offline nothing is written: the bucket is used only if it is there.
+            Some(cache) if self.options.offline => cache.existing_bucket(KEY_BUCKET).ok().flatten(),
+            Some(cache) => cache.bucket_dir(KEY_BUCKET).ok(),
+            None => None,
         };
         if let Some(bucket) = &bucket {
             if let Some(pem) = read_cached_key(bucket, &key) {
@@ -349,6 +350,12 @@ impl Loader<'_> {
                     return ring.verify_signed(signed).cloned();
                 }
             }
+        }
+        if self.options.offline {
+            self.reporter.warn(&format!(
+                "offline: `{url}` is signed by the pinned key `{key}`, which neither the host nor the cache holds; pass `--keys-dir`"
+            ));
+            return Err(unknown());
         }
         let key_url = format!("{}/{key}", base.trim_end_matches('/'));
         self.reporter.info(&format!(
