@@ -475,6 +475,8 @@ impl Fetcher<'_> {
         let file = match bucket.open(entry) {
             Ok(Some(file)) => file,
             Ok(None) => return Ok(None),
+            // Offline nothing is written, nor removed: the entry is refused as it is.
+            Err(source) if self.offline => return Err(FetchError::Io { path, source }),
             Err(source) => {
                 // Not a plain file (a planted symlink, a FIFO...): never read, but gone.
                 self.reporter.warn(&format!(
