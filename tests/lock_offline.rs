@@ -628,3 +628,58 @@ fn offline_uses_a_pinned_key_cached_online_and_fetches_none() {
     );
     assert_eq!(server.log().len(), requests);
 }
+
+#[test]
+fn the_build_splits_at_the_plan() {
+    use sysroot_mk::build::{self, BuildOptions, RepoSelection};
+    use sysroot_mk::image::{Destination, Format};
+    let Some(shared) = support::shared_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let options = BuildOptions {
+        arch: sysroot_mk::arch::Arch::resolve("x86_64").unwrap().0,
+        dir: tmp.path().join("sysroot"),
+        packages: vec!["musl".into()],
+        repos: RepoSelection::Explicit {
+            repos: vec![shared.join("v3.19/main").display().to_string()],
+            repositories_file: None,
+        },
+        keys_dirs: vec![shared.join("keys/x86_64")],
+        allow_untrusted: false,
+        cache_dir: None,
+        simulate: false,
+        no_scripts: true,
+        force: false,
+        repositories_out: None,
+        relative_links: false,
+        output: Format::Directory,
+        source_date_epoch: None,
+        reproducible: false,
+        offline: false,
+        lock: None,
+        locked: None,
+    };
+    let resolved = build::resolve(&options, &sysroot_mk::report::Silent).unwrap();
+    let names: Vec<String> = resolved
+        .plan
+        .packages
+        .iter()
+        .map(|p| p.name_version())
+        .collect();
+    assert_eq!(names, ["musl-1.2.4_git20230717-r4"]);
+    assert_eq!(resolved.lockfile().packages.len(), 1);
+    // Nothing is written before `install`.
+    assert!(!options.dir.exists());
+    let mut destination = Destination::open(&options.dir, Format::Directory, false).unwrap();
+    let summary = build::install(
+        &options,
+        resolved,
+        &mut destination,
+        &sysroot_mk::report::Silent,
+    )
+    .unwrap();
+    destination.finish().unwrap();
+    assert_eq!(summary.packages, 1);
+    assert!(options.dir.join("lib/ld-musl-x86_64.so.1").exists());
+}
