@@ -107,9 +107,14 @@ fn list_prune_and_clean_a_cache() {
         .iter()
         .any(|e| e.1 == "packages-v1" && e.0 == 100 && e.2.starts_with("old-layout")));
 
+    // A temporary file a running build may be about to rename stays.
+    let fresh = dir.join("v1/index/.tmp-1-0-fresh");
+    std::fs::write(&fresh, b"x").unwrap();
     let out = cache(&dir, &["prune"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.starts_with("removed 4 entries"), "{said}");
+    assert!(fresh.is_file());
+    std::fs::remove_file(&fresh).unwrap();
     assert_eq!(listed(&dir), original);
     assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
     assert!(!dir.join("packages-v1").exists());

@@ -1,9 +1,9 @@
 //! `sysroot-mk cache list|clean|prune`: what the cache holds, and removing it.
 //!
 //! Prune keeps what a build can still use: it removes folders of other layouts (other
-//! format versions, and the unversioned `indexes-v1/`... of earlier releases), leftover
-//! temporary and partial files no build is writing, and packages that no cached index
-//! lists. With a maximum age, index entries not fetched or revalidated for that long go
+//! format versions, and the unversioned `indexes-v1/`... of earlier releases), partial
+//! downloads no build holds locked, temporary files over an hour old, and packages that
+//! no cached index lists. With a maximum age, index entries not fetched or revalidated for that long go
 //! first, and the packages only they listed with them. Keys are small and kept.
 //!
 //! Everything is removed relative to directory descriptors opened with `O_NOFOLLOW`:
@@ -326,7 +326,7 @@ pub fn prune(
             let name = file_name(entry);
             let unused = match entry.kind {
                 EntryKind::Package => !listed.contains(&name),
-                EntryKind::Partial => !in_use(&bucket, &name),
+                EntryKind::Partial => !in_use(&bucket, &name, entry, now),
                 EntryKind::Other => true,
                 _ => false,
             };
@@ -350,10 +350,14 @@ fn file_name(entry: &Entry) -> String {
         .unwrap_or_default()
 }
 
-/// Whether a build holds the lock on a partial download (it is being written).
-fn in_use(bucket: &super::Bucket, name: &str) -> bool {
+/// Whether a build may be writing the file: it holds the lock on a partial download,
+/// or a temporary file is under an hour old (it is renamed into place moments after
+/// it is made).
+fn in_use(bucket: &super::Bucket, name: &str, entry: &Entry, now: SystemTime) -> bool {
     if !name.ends_with(".partial") {
-        return false;
+        return entry
+            .modified
+            .is_none_or(|m| m + Duration::from_secs(3600) > now);
     }
     let Ok(Some(file)) = bucket.open(name) else {
         return false;

@@ -277,11 +277,6 @@ impl Cache {
     pub fn index_entry(&self, url: &str) -> Result<PathBuf, CacheError> {
         Ok(self.bucket(INDEX_BUCKET)?.join(Cache::index_key(url)))
     }
-
-    /// Whether the cache was opened to be written (see [`Cache::open_existing`]).
-    pub fn writable(&self) -> bool {
-        self.create
-    }
 }
 
 #[cfg(test)]
