@@ -648,7 +648,6 @@ fn the_build_splits_at_the_plan() {
         keys_dirs: vec![shared.join("keys/x86_64")],
         allow_untrusted: false,
         cache_dir: None,
-        simulate: false,
         no_scripts: true,
         force: false,
         repositories_out: None,

@@ -57,8 +57,6 @@ pub struct BuildOptions {
     pub allow_untrusted: bool,
     /// Index and package cache; `None` for `--no-cache`.
     pub cache_dir: Option<PathBuf>,
-    /// Stop after resolving.
-    pub simulate: bool,
     /// Record scripts but do not run them.
     pub no_scripts: bool,
     /// Replace a non-empty DIR (or an existing archive).

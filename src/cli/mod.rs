@@ -337,7 +337,6 @@ fn options_from(
         lock: None,
         locked: None,
         cache_dir,
-        simulate: false,
         no_scripts: false,
         force: false,
         repositories_out: None,
@@ -360,7 +359,6 @@ fn run_plan(
     }
     let reporter = progress::TerminalReporter::new(verbosity);
     let mut options = options_from(source, PathBuf::new(), packages, verbosity, &reporter)?;
-    options.simulate = true;
     options.lock = lock;
     sysroot_mk::output::handle_interrupts()?;
     let outcome = build::plan(&options, &reporter as &dyn Reporter);
