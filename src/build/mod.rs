@@ -107,6 +107,28 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// A resolution made elsewhere (a plan computed against an existing sysroot, say),
+    /// whose packages are vouched for by the verified indexes they came from.
+    pub fn new(
+        arch: Arch,
+        plan: Plan,
+        repositories: Vec<repository::Repository>,
+        keys: Vec<(String, Vec<u8>)>,
+        world: Vec<Dependency>,
+    ) -> Resolved {
+        Resolved {
+            arch,
+            plan,
+            repositories,
+            keys,
+            world,
+            signers: None,
+            transport: crate::transport::Transport::new(Default::default()),
+            started: Instant::now(),
+            fetched: None,
+        }
+    }
+
     /// The lockfile of this resolution.
     pub fn lockfile(&self) -> crate::lock::Lockfile {
         let keys: Vec<String> = self.keys.iter().map(|(name, _)| name.clone()).collect();
