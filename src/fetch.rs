@@ -8,14 +8,19 @@
 //! renames the file into place, so no damaged entry ever lands. With `--no-cache` the
 //! files go to a temporary folder that lives as long as the returned handles.
 //!
+//! Offline, nothing is downloaded and nothing is written: a package the cache lacks
+//! fails with one line naming it and where it was looked for. When no signed index
+//! vouches for the packages (a lockfile built offline), each must also carry its own
+//! signature by a trusted key and match its stanza (`package::verify_signed_stanza`).
+//!
 //! Concurrency: `jobs` worker threads pull from one queue sorted largest first (uv's
 //! order), so the long downloads start early and the small ones fill the gaps; the
 //! work is network bound, so threads, not rayon, whose pool belongs to CPU work.
 
 use crate::archive::{self, ArchiveError};
+use crate::cache::{Bucket, Cache, CacheError, PACKAGE_BUCKET};
 use crate::index::Package;
 use crate::report::Reporter;
-use crate::repository::cache::{Bucket, Cache, CacheError, PACKAGE_BUCKET};
 use crate::repository::Repository;
 use crate::transport::{Transport, TransportError, TransportOptions};
 use base64::Engine;
@@ -143,6 +148,14 @@ pub enum FetchError {
     /// The cache cannot be used.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// `--offline`, and the cache holds no copy of the package.
+    #[error("offline: package `{package}` is not in the cache{}; build once online with the same `--cache-dir` to fill it", match path { Some(p) => format!(" (`{}`)", p.display()), None => " (no cache: `--no-cache` or no usable cache folder)".to_string() })]
+    Offline {
+        /// `name-version`.
+        package: String,
+        /// Where it was looked for.
+        path: Option<PathBuf>,
+    },
 }
 
 /// How packages are fetched.
@@ -162,11 +175,18 @@ pub struct FetchOptions {
     /// which checks `C:` and the data hash) turns it off so the control member is not
     /// read and hashed twice.
     pub verify_local: bool,
+    /// `--offline`: use the cache only; download nothing, write nothing.
+    pub offline: bool,
+    /// When no signed index vouches for the packages: the keys their own signatures
+    /// must verify with (local and cached files are then always verified whole).
+    pub signers: Option<crate::trust::Keyring>,
 }
 
 impl Default for FetchOptions {
     fn default() -> Self {
         FetchOptions {
+            offline: false,
+            signers: None,
             cache_dir: None,
             temp_dir: None,
             // Enough to hide per-request latency on a CDN without hammering a mirror.
@@ -240,22 +260,33 @@ pub fn fetch_packages_with(
         }
     }
     let any_remote = packages.iter().any(|p| repos[p.repo].is_remote());
-    let cache = match &options.cache_dir {
-        Some(dir) if any_remote => Some(Cache::open(dir)?),
-        _ => None,
+    let (bucket, bucket_path) = match &options.cache_dir {
+        Some(dir) if any_remote && options.offline => {
+            let path = dir.join(crate::cache::VERSION_DIR).join(PACKAGE_BUCKET);
+            let bucket = match Cache::open_existing(dir)? {
+                Some(cache) => cache.existing_bucket(PACKAGE_BUCKET)?,
+                None => None,
+            };
+            (bucket, Some(path))
+        }
+        Some(dir) if any_remote => {
+            let bucket = Cache::open(dir)?.bucket_dir(PACKAGE_BUCKET)?;
+            let path = bucket.path().to_path_buf();
+            (Some(bucket), Some(path))
+        }
+        _ => (None, None),
     };
-    let bucket = cache
-        .as_ref()
-        .map(|c| c.bucket_dir(PACKAGE_BUCKET))
-        .transpose()?;
     let fetcher = Fetcher {
         transport,
         repos,
         arch,
         bucket,
+        bucket_path,
         temp_base: options.temp_dir.clone(),
         temp: Mutex::new(None),
-        verify_local: options.verify_local,
+        verify_local: options.verify_local || options.signers.is_some(),
+        offline: options.offline,
+        signers: options.signers.as_ref(),
         reporter,
     };
 
@@ -310,9 +341,12 @@ struct Fetcher<'a> {
     repos: &'a [Repository],
     arch: &'a str,
     bucket: Option<Bucket>,
+    bucket_path: Option<PathBuf>,
     temp_base: Option<PathBuf>,
     temp: Mutex<Option<Arc<tempfile::TempDir>>>,
     verify_local: bool,
+    offline: bool,
+    signers: Option<&'a crate::trust::Keyring>,
     reporter: &'a dyn Reporter,
 }
 
@@ -347,6 +381,23 @@ impl Fetcher<'_> {
             return Ok(fetched(path, Origin::LocalRepository, 0, None, verified));
         }
         let key = cache_key(&package.checksum);
+        if self.offline {
+            let entry = key.as_ref().map(|k| format!("{k}.apk"));
+            if let (Some(bucket), Some(entry)) = (&self.bucket, &entry) {
+                if let Some(stamp) = self.cached(package, bucket, entry)? {
+                    self.reporter.download_finished(&name);
+                    let path = bucket.path().join(entry);
+                    return Ok(fetched(path, Origin::Cache, 0, None, Some(stamp)));
+                }
+            }
+            return Err(FetchError::Offline {
+                package: name,
+                path: self
+                    .bucket_path
+                    .as_ref()
+                    .map(|p| p.join(entry.unwrap_or_else(|| package.file_name()))),
+            });
+        }
         if let (Some(bucket), Some(key)) = (&self.bucket, &key) {
             let entry = format!("{key}.apk");
             let path = bucket.path().join(&entry);
@@ -439,6 +490,8 @@ impl Fetcher<'_> {
         let file = match bucket.open(entry) {
             Ok(Some(file)) => file,
             Ok(None) => return Ok(None),
+            // Offline nothing is written, nor removed: the entry is refused as it is.
+            Err(source) if self.offline => return Err(FetchError::Io { path, source }),
             Err(source) => {
                 // Not a plain file (a planted symlink, a FIFO...): never read, but gone.
                 self.reporter.warn(&format!(
@@ -453,6 +506,9 @@ impl Fetcher<'_> {
         };
         match self.verify_file(package, &file, &path, false) {
             Ok(stamp) => Ok(Some(stamp)),
+            // Offline it cannot be fetched again: say why it is refused. It stays, since
+            // it may be good for another lockfile or index.
+            Err(err) if self.offline => Err(err),
             Err(err) => {
                 self.reporter.info(&format!(
                     "cached `{}` does not verify ({err}); fetching it again",
@@ -609,14 +665,23 @@ impl Fetcher<'_> {
         file.take(crate::package::MAX_PACKAGE_FILE)
             .read_to_end(&mut bytes)
             .map_err(io_err)?;
-        crate::package::VerifiedPackage::from_bytes(package, bytes).map_err(|source| {
-            FetchError::Verify {
-                package: name,
-                repo: repo.clone(),
-                discarded: download,
-                source: Box::new(source),
-            }
-        })?;
+        let verify_err = |source| FetchError::Verify {
+            package: name.clone(),
+            repo: repo.clone(),
+            discarded: download,
+            source: Box::new(source),
+        };
+        let verified =
+            crate::package::VerifiedPackage::from_bytes(package, bytes).map_err(verify_err)?;
+        if let Some(signers) = self.signers {
+            crate::package::verify_signed_stanza(
+                package,
+                verified.bytes(),
+                verified.info(),
+                signers,
+            )
+            .map_err(verify_err)?;
+        }
         Ok(stamp)
     }
 }

@@ -15,6 +15,8 @@
 //!   -> db + layout: apk's database, etc/apk, keys, CA bundle
 //!   -> output: atomic rename of the finished tree, or image: a tar archive or an OCI
 //!      layout streamed from it
+//! lock: a plan written down (`--lock`) and built again (`--locked`); cache: the
+//! versioned index, package and key cache (`sysroot-mk cache`)
 //! enter: arch -> binfmt -> namespaces -> mounts -> chroot -> exec
 //! ```
 
@@ -23,6 +25,7 @@ pub mod arch;
 pub mod archive;
 pub mod binfmt;
 pub mod build;
+pub mod cache;
 pub mod db;
 pub mod enter;
 pub mod fetch;
@@ -30,6 +33,7 @@ pub mod image;
 pub mod index;
 pub mod install;
 pub mod layout;
+pub mod lock;
 pub mod mountns;
 pub mod output;
 pub mod package;

@@ -5,6 +5,12 @@
 //! The index signature was verified earlier, so the `C:` of a [`Package`] is trusted;
 //! everything in the file is checked against it before it is parsed any further, which is
 //! also why the package's own signature member is skipped, as apk skips it.
+//!
+//! A stanza that no signed index vouches for (a lockfile's, offline) is checked the
+//! other way round by [`verify_signed_stanza`]: the package's own signature (over the
+//! control member) must verify with a trusted key, and the stanza must say what the
+//! signed `.PKGINFO` says, so a stanza cannot name a package nobody trusted signed, nor
+//! describe a signed one differently.
 
 use std::path::Path;
 
@@ -100,6 +106,33 @@ pub enum PackageError {
     NotInPlan {
         /// Its position in the plan.
         index: usize,
+    },
+    /// The package carries no signature (needed when no signed index vouches for it).
+    #[error("package `{package}` carries no signature, and no signed index vouches for it; build online (`--locked` without `--offline`), or pass `--allow-untrusted`")]
+    Unsigned {
+        /// `name-version`.
+        package: String,
+    },
+    /// The package's own signature does not verify with a trusted key.
+    #[error("package `{package}`: its own signature does not verify with a trusted key")]
+    Signature {
+        /// `name-version`.
+        package: String,
+        /// Why.
+        #[source]
+        source: Box<crate::trust::TrustError>,
+    },
+    /// A stanza field disagrees with the package's signed `.PKGINFO`.
+    #[error("package `{package}`: the stanza says `{field}:{expected}`, but its signed `.PKGINFO` says `{found}`; the lockfile was changed")]
+    Stanza {
+        /// `name-version`.
+        package: String,
+        /// The index field letter.
+        field: char,
+        /// The stanza's value.
+        expected: String,
+        /// What `.PKGINFO` gives for it.
+        found: String,
     },
     /// The data member does not match `datahash`.
     #[error("package `{package}`: the data member's SHA-256 is `{found}` but `.PKGINFO` says `{expected}`; the file is tampered or truncated")]
@@ -358,6 +391,128 @@ impl VerifiedPackage {
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
+}
+
+/// Checks what no signed index vouches for: the package's own signature over its
+/// control member must verify with a key of `keyring`, and every field of `expected`
+/// (a lockfile's stanza) must be what the signed `.PKGINFO` says. The control member is
+/// the one `C:` names: [`VerifiedPackage`] checks that separately. Returns the name of
+/// the key that verified the signature.
+pub fn verify_signed_stanza(
+    expected: &Package,
+    bytes: &[u8],
+    info: &PkgInfo,
+    keyring: &crate::trust::Keyring,
+) -> Result<String, PackageError> {
+    let package = expected.name_version();
+    let archive_err = |source| PackageError::Archive {
+        package: package.clone(),
+        source,
+    };
+    let signed = archive::split_signature(bytes).map_err(archive_err)?;
+    if signed.signature.is_none() {
+        return Err(PackageError::Unsigned { package });
+    }
+    let control_len =
+        archive::first_member_len_limited(signed.rest, MAX_CONTROL_MEMBER).map_err(archive_err)?;
+    let control = archive::Signed {
+        rest: &signed.rest[..control_len],
+        ..signed
+    };
+    let key = keyring
+        .verify_signed(&control)
+        .map_err(|source| PackageError::Signature {
+            package: package.clone(),
+            source: Box::new(source),
+        })?;
+    check_stanza(expected, info)?;
+    Ok(key.name.clone())
+}
+
+/// Compares a stanza with the `.PKGINFO` it was made from, as apk's index writer maps
+/// them. Two liberties of real indexes are allowed: `A:` names the repository's arch
+/// for `noarch` packages, and `r:` may be left out (apk reads `replaces` from the
+/// package itself).
+fn check_stanza(expected: &Package, info: &PkgInfo) -> Result<(), PackageError> {
+    let one = |key: &str| info.values(key).next().unwrap_or("").to_string();
+    let list = |key: &str| {
+        info.values(key)
+            .flat_map(str::split_whitespace)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let joined = |items: Vec<String>| items.join(" ");
+    let number = |n: u64| if n == 0 { String::new() } else { n.to_string() };
+    let priority = |p: Option<u32>| p.map(|p| p.to_string()).unwrap_or_default();
+    let arch = one("arch");
+    let mut checks = vec![
+        ('P', expected.name.clone(), one("pkgname")),
+        ('V', expected.version.to_string(), one("pkgver")),
+        ('T', expected.description.clone(), one("pkgdesc")),
+        ('U', expected.url.clone(), one("url")),
+        ('L', expected.license.clone(), one("license")),
+        ('o', expected.origin.clone(), one("origin")),
+        ('m', expected.maintainer.clone(), one("maintainer")),
+        ('t', number(expected.build_time), one("builddate")),
+        ('c', expected.commit.clone(), one("commit")),
+        ('I', expected.installed_size.to_string(), one("size")),
+        (
+            'k',
+            priority(expected.provider_priority),
+            one("provider_priority"),
+        ),
+        (
+            'q',
+            priority(expected.replaces_priority),
+            one("replaces_priority"),
+        ),
+        (
+            'D',
+            joined(expected.depends.iter().map(ToString::to_string).collect()),
+            list("depend"),
+        ),
+        (
+            'p',
+            joined(expected.provides.iter().map(ToString::to_string).collect()),
+            list("provides"),
+        ),
+        (
+            'i',
+            joined(
+                expected
+                    .install_if
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
+            list("install_if"),
+        ),
+    ];
+    if arch != "noarch" {
+        checks.push(('A', expected.arch.clone(), arch));
+    }
+    if !expected.replaces.is_empty() {
+        checks.push((
+            'r',
+            joined(expected.replaces.iter().map(ToString::to_string).collect()),
+            list("replaces"),
+        ));
+    }
+    for (field, want, found) in checks {
+        // `t:` and `I:` are numbers: `0` and absent are the same.
+        let same = want == found
+            || (matches!(field, 't' | 'I')
+                && want.trim_start_matches('0') == found.trim_start_matches('0'));
+        if !same {
+            return Err(PackageError::Stanza {
+                package: expected.name_version(),
+                field,
+                expected: want,
+                found,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Decodes `Q1<base64 sha1>` into the digest, as leniently as apk (unused trailing

@@ -4,10 +4,13 @@
 //! A repository is apk's notion: a base URL under which `<arch>/APKINDEX.tar.gz` and
 //! `<arch>/<name>-<version>.apk` live, over http(s), `file://` or as a plain path.
 
-pub mod cache;
 mod load;
 
-pub use load::{load_indexes, load_indexes_with, IndexOptions, LoadedIndex};
+pub(crate) use load::read_cached_key;
+pub use load::{
+    load_indexes, load_indexes_with, packages_of_archive, IndexOptions, LoadedIndex,
+    MAX_INDEX_ARCHIVE,
+};
 
 use crate::archive::ArchiveError;
 use crate::index::{IndexError, Package};
@@ -132,7 +135,15 @@ pub enum RepositoryError {
     },
     /// The cache folder cannot be used.
     #[error(transparent)]
-    Cache(#[from] cache::CacheError),
+    Cache(#[from] crate::cache::CacheError),
+    /// `--offline`, and the cache holds no copy of the index.
+    #[error("offline: the index `{url}` is not in the cache{}", match path { Some(p) => format!(" (`{}`)", p.display()), None => " (no cache: `--no-cache` or no usable cache folder)".to_string() })]
+    Offline {
+        /// The index URL.
+        url: String,
+        /// Where the copy was looked for.
+        path: Option<PathBuf>,
+    },
     /// A `--repos` name is not a repository of a branch.
     #[error("`{0}` is not a repository name of a branch (such as main, community, testing)")]
     BadRepoName(String),
@@ -189,6 +200,9 @@ impl crate::report::Hinted for RepositoryError {
             })),
             RepositoryError::NoBranch { .. } => Some(Hint::fix(
                 "pass `--branch` with one of the mirror's branches: `latest-stable`, `edge`, `v3.19`...",
+            )),
+            RepositoryError::Offline { .. } => Some(Hint::fix(
+                "build once online with the same `--cache-dir` to fill the cache",
             )),
             RepositoryError::BadRepoName(_) => Some(Hint::fix(
                 "`--repos` takes names like `main,community,testing`; for other repositories use `--repo URL`",

@@ -123,7 +123,7 @@ impl Served {
 /// The cache bucket packages land in, and the cache name of `package` in it.
 fn bucket_and_key(cache: &Path, package: &Package) -> (PathBuf, String) {
     (
-        cache.join("packages-v1"),
+        cache.join("v1/packages"),
         cache_key(&package.checksum).unwrap(),
     )
 }
@@ -194,7 +194,7 @@ fn http_packages_land_in_the_cache_and_are_reused() {
     let total: u64 = s.packages.iter().map(|p| p.size).sum();
     assert_eq!(*recorder.bytes.lock().unwrap(), total);
     assert_eq!(recorder.finished.lock().unwrap().len(), 3);
-    let leftovers: Vec<_> = std::fs::read_dir(cache.path().join("packages-v1"))
+    let leftovers: Vec<_> = std::fs::read_dir(cache.path().join("v1/packages"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| !n.ends_with(".apk"))

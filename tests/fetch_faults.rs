@@ -113,7 +113,7 @@ impl Served {
 
 fn entry_of(cache: &Path, package: &Package) -> PathBuf {
     cache
-        .join("packages-v1")
+        .join("v1/packages")
         .join(format!("{}.apk", cache_key(&package.checksum).unwrap()))
 }
 
@@ -294,7 +294,7 @@ fn a_planted_partial_symlink_changes_nothing_outside_the_cache() {
     let victim = outside.path().join("victim");
     std::fs::write(&victim, b"do not touch").unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let bucket = cache.path().join("packages-v1");
+    let bucket = cache.path().join("v1/packages");
     std::fs::create_dir_all(&bucket).unwrap();
     for p in &s.packages {
         let key = cache_key(&p.checksum).unwrap();
@@ -313,7 +313,7 @@ fn a_planted_entry_symlink_is_not_read_or_written_through() {
     let victim = outside.path().join("victim");
     std::fs::write(&victim, s.served_bytes(LARGE)).unwrap();
     let cache = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(cache.path().join("packages-v1")).unwrap();
+    std::fs::create_dir_all(cache.path().join("v1/packages")).unwrap();
     let entry = entry_of(cache.path(), &s.packages[1]);
     std::os::unix::fs::symlink(&victim, &entry).unwrap();
     let before = snapshot(outside.path());
@@ -336,7 +336,8 @@ fn a_symlinked_bucket_is_refused_and_nothing_outside_changes() {
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("keep"), b"x").unwrap();
     let cache = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(outside.path(), cache.path().join("packages-v1")).unwrap();
+    std::fs::create_dir(cache.path().join("v1")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), cache.path().join("v1/packages")).unwrap();
     let before = snapshot(outside.path());
     let err = s.fetch(cache.path()).unwrap_err();
     assert!(matches!(err, FetchError::Cache(_)), "{err}");
@@ -371,7 +372,7 @@ fn two_fetches_sharing_one_cache_at_once_both_succeed() {
     });
     s.assert_all_clean(&a.unwrap());
     s.assert_all_clean(&b.unwrap());
-    let leftovers: Vec<_> = std::fs::read_dir(cache.path().join("packages-v1"))
+    let leftovers: Vec<_> = std::fs::read_dir(cache.path().join("v1/packages"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| !n.ends_with(".apk"))

@@ -76,7 +76,7 @@ fn two_builds_sharing_one_cache_at_once_both_succeed() {
     for name in ["a", "b"] {
         assert!(tmp.path().join(name).join("lib/apk/db/installed").is_file());
     }
-    let leftovers: Vec<_> = std::fs::read_dir(cache.join("packages-v1"))
+    let leftovers: Vec<_> = std::fs::read_dir(cache.join("v1/packages"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| !n.ends_with(".apk"))

@@ -6,29 +6,21 @@
 //! later packages' files are owned by. So packages are extracted in parallel batches
 //! that never span a script, while later packages are verified and inflated ahead.
 
-use super::{check_interrupted, repository_lines, BuildError, BuildOptions, Outcome};
+use super::{check_interrupted, repository_lines, BuildError, BuildOptions, Resolved};
 use crate::db::ScriptAction;
-use crate::index::{Dependency, Package};
+use crate::index::Package;
 use crate::report::{Reporter, Stage};
-use crate::resolve::Plan;
-use crate::{db, fetch, install, layout, output, package, repository, scripts};
+use crate::{db, install, layout, output, package, scripts};
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// Everything after resolution: fetch, verify, extract, scripts, database, output.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn install_plan(
     options: &BuildOptions,
     destination: &mut crate::image::Destination,
-    transport: &crate::transport::Transport,
-    repos: &[repository::Repository],
-    keys: &[(String, Vec<u8>)],
-    world: &[Dependency],
-    plan: Plan,
-    started: Instant,
+    mut resolved: Resolved,
     reporter: &dyn Reporter,
-) -> Result<Outcome, BuildError> {
-    let arch = options.arch.name();
+) -> Result<output::Summary, BuildError> {
+    let arch = resolved.arch.name();
     let staging = destination.stage()?;
     let root = staging.path().to_path_buf();
     // An archive's headers take owners from the database where the files lack them.
@@ -37,7 +29,9 @@ pub(super) fn install_plan(
     // Reproducible without an epoch: the newest package is as old as the tree can be.
     let epoch = options.source_date_epoch.or_else(|| {
         options.reproducible.then(|| {
-            plan.packages
+            resolved
+                .plan
+                .packages
                 .iter()
                 .map(|p| p.build_time)
                 .max()
@@ -55,22 +49,18 @@ pub(super) fn install_plan(
         );
     }
 
-    reporter.stage(Stage::Download);
-    reporter.planned(&plan.packages);
-    let fetched = fetch::fetch_packages_with(
-        transport,
-        &plan.packages,
-        repos,
-        arch,
-        &fetch::FetchOptions {
-            cache_dir: options.cache_dir.clone(),
-            temp_dir: Some(root.clone()),
-            // Every package is verified below, before anything of it is used.
-            verify_local: false,
-            ..fetch::FetchOptions::default()
-        },
-        reporter,
-    )?;
+    resolved.fetch(options, Some(root.clone()), reporter)?;
+    let Resolved {
+        plan,
+        repositories: repos,
+        keys,
+        world,
+        started,
+        fetched,
+        ..
+    } = resolved;
+    let fetched = fetched.unwrap_or_default();
+    let repos = &repos[..];
     let downloaded_bytes = fetched.iter().map(|f| f.downloaded).sum();
     check_interrupted()?;
 
@@ -168,7 +158,7 @@ pub(super) fn install_plan(
     db::write_database_at(&root, &installed, &world_names, arch, epoch)?;
     let repositories = repository_lines(options, repos)?;
     layout::write_repositories(&root, &repositories)?;
-    layout::install_keys(&root, keys)?;
+    layout::install_keys(&root, &keys)?;
     layout::ensure_ca_bundle(&root, None, reporter)?;
     check_interrupted()?;
     destination.take(
@@ -182,13 +172,13 @@ pub(super) fn install_plan(
         },
     )?;
 
-    Ok(Outcome::Built(output::Summary {
+    Ok(output::Summary {
         packages: installed.len(),
         installed_bytes: installed.iter().map(|p| p.package.installed_size).sum(),
         downloaded_bytes,
         elapsed: started.elapsed(),
         errors: installed.iter().filter(|p| p.status.broken_script).count(),
-    }))
+    })
 }
 
 /// Inflated bytes held ahead of the extraction at most (a larger package is held alone).

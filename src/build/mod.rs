@@ -1,10 +1,16 @@
 //! The build pipeline: options -> verified indexes -> plan -> packages -> sysroot.
 //!
 //! This module only sequences the stages; each stage lives in its own module and
-//! reports through [`Reporter`]. Up to the plan it is here; what follows the plan
-//! (fetch, verify, extract between scripts, database, output) is in `install_plan`.
+//! reports through [`Reporter`]. The build is split at the plan: [`resolve`] (or, with
+//! a lockfile, [`resolve_locked`]) gives a [`Resolved`], and [`install`] turns one into
+//! a tree. What needs only the plan sits between: `plan`/`--simulate` print it,
+//! `--lock` writes it. The first half is in `resolution`, the second in
+//! `install_plan`.
 
 mod install_plan;
+mod resolution;
+
+pub use resolution::{resolve, resolve_locked};
 
 use crate::arch::Arch;
 use crate::image::{Destination, Format, ImageError};
@@ -46,8 +52,6 @@ pub struct BuildOptions {
     pub allow_untrusted: bool,
     /// Index and package cache; `None` for `--no-cache`.
     pub cache_dir: Option<PathBuf>,
-    /// Stop after resolving.
-    pub simulate: bool,
     /// Record scripts but do not run them.
     pub no_scripts: bool,
     /// Replace a non-empty DIR (or an existing archive).
@@ -67,15 +71,104 @@ pub struct BuildOptions {
     /// Reproducible outputs even without `source_date_epoch`: the newest build time of
     /// the installed packages stands in for it.
     pub reproducible: bool,
+    /// `--offline`: no network at all; indexes and packages come from the cache.
+    pub offline: bool,
+    /// `--lock FILE`: write the resolution there before installing it.
+    pub lock: Option<PathBuf>,
+    /// `--locked FILE`: build that lockfile's resolution instead of resolving.
+    pub locked: Option<PathBuf>,
 }
 
-/// What a build produced.
+/// The first half of a build: what to install, from where, trusting which keys.
 #[derive(Debug)]
-pub enum Outcome {
-    /// `--simulate`: the plan, nothing written.
-    Simulated(Plan),
-    /// A finished sysroot.
-    Built(output::Summary),
+pub struct Resolved {
+    /// The target arch.
+    pub arch: Arch,
+    /// The packages in install order, with their repository tags.
+    pub plan: Plan,
+    /// The repositories, in priority order ([`crate::index::Package::repo`] indexes it).
+    pub repositories: Vec<repository::Repository>,
+    /// The keys to install into the sysroot (name, PEM): those that verified the
+    /// indexes, or a lockfile's.
+    pub keys: Vec<(String, Vec<u8>)>,
+    /// The world.
+    pub world: Vec<Dependency>,
+    /// When no signed index vouches for the plan (a lockfile built offline), the keys
+    /// each package's own signature must verify with.
+    pub signers: Option<trust::Keyring>,
+    transport: crate::transport::Transport,
+    started: Instant,
+    fetched: Option<Vec<fetch::FetchedPackage>>,
+}
+
+impl Resolved {
+    /// A resolution made elsewhere (a plan computed against an existing sysroot, say),
+    /// whose packages are vouched for by the verified indexes they came from.
+    pub fn new(
+        arch: Arch,
+        plan: Plan,
+        repositories: Vec<repository::Repository>,
+        keys: Vec<(String, Vec<u8>)>,
+        world: Vec<Dependency>,
+    ) -> Resolved {
+        Resolved {
+            arch,
+            plan,
+            repositories,
+            keys,
+            world,
+            signers: None,
+            transport: crate::transport::Transport::new(Default::default()),
+            started: Instant::now(),
+            fetched: None,
+        }
+    }
+
+    /// The lockfile of this resolution.
+    pub fn lockfile(&self) -> crate::lock::Lockfile {
+        let keys: Vec<String> = self.keys.iter().map(|(name, _)| name.clone()).collect();
+        crate::lock::Lockfile::new(
+            self.arch.name(),
+            &self.world,
+            &self.repositories,
+            &keys,
+            &self.plan.packages,
+            &self.plan.pinned_tags,
+        )
+    }
+
+    /// Fetches (or finds in the cache) the packages of the plan, once; `temp_dir` is
+    /// where uncached downloads go.
+    fn fetch(
+        &mut self,
+        options: &BuildOptions,
+        temp_dir: Option<PathBuf>,
+        reporter: &dyn Reporter,
+    ) -> Result<(), BuildError> {
+        if self.fetched.is_some() {
+            return Ok(());
+        }
+        reporter.stage(Stage::Download);
+        reporter.planned(&self.plan.packages);
+        let fetched = fetch::fetch_packages_with(
+            &self.transport,
+            &self.plan.packages,
+            &self.repositories,
+            self.arch.name(),
+            &fetch::FetchOptions {
+                cache_dir: options.cache_dir.clone(),
+                temp_dir,
+                // Every package is verified before anything of it is used.
+                verify_local: false,
+                offline: options.offline,
+                signers: self.signers.clone(),
+                ..fetch::FetchOptions::default()
+            },
+            reporter,
+        )?;
+        self.fetched = Some(fetched);
+        Ok(())
+    }
 }
 
 /// A stage failed; the variant says which.
@@ -138,27 +231,51 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    /// Writing, reading or checking a lockfile failed.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    /// `--lock` or `--locked` with several arches.
+    #[error("a lockfile holds one arch: `--lock` and `--locked` build one `--arch` at a time")]
+    LockSeveralArches,
     /// Ctrl-C or SIGTERM arrived; the partial sysroot was removed.
     #[error("interrupted; nothing was left behind")]
     Interrupted,
 }
 
-/// Runs a build (or, with `simulate`, only its resolution).
-pub fn run(options: &BuildOptions, reporter: &dyn Reporter) -> Result<Outcome, BuildError> {
-    let mut outcomes = run_arches(options, &[options.arch], reporter)?;
-    Ok(outcomes.remove(0))
+/// Runs a build: resolves (or reads the lockfile), writes the lockfile when asked,
+/// installs.
+pub fn run(options: &BuildOptions, reporter: &dyn Reporter) -> Result<output::Summary, BuildError> {
+    let mut summaries = run_arches(options, &[options.arch], reporter)?;
+    Ok(summaries.remove(0))
+}
+
+/// The first half of a build as options ask for it: [`resolve_locked`] with
+/// `--locked`, else [`resolve`]; then the lockfile is written when `--lock` asks.
+pub fn plan(options: &BuildOptions, reporter: &dyn Reporter) -> Result<Resolved, BuildError> {
+    let resolved = match &options.locked {
+        Some(path) => resolve_locked(options, &crate::lock::Lockfile::read(path)?, reporter)?,
+        None => resolve(options, reporter)?,
+    };
+    if let Some(path) = &options.lock {
+        resolved.lockfile().write(path)?;
+        reporter.info(&format!("wrote the lockfile `{}`", path.display()));
+    }
+    Ok(resolved)
 }
 
 /// Builds one tree per arch, one after the other, into one destination: several arches
 /// need [`Format::Oci`], whose layout then holds an image index with one image per arch.
-/// `options.arch` is ignored; the outcomes are in the order of `arches`.
+/// `options.arch` is ignored; the summaries are in the order of `arches`.
 pub fn run_arches(
     options: &BuildOptions,
     arches: &[Arch],
     reporter: &dyn Reporter,
-) -> Result<Vec<Outcome>, BuildError> {
+) -> Result<Vec<output::Summary>, BuildError> {
     if arches.len() > 1 && options.output != Format::Oci {
         return Err(ImageError::SeveralArchesNeedOci.into());
+    }
+    if arches.len() > 1 && (options.lock.is_some() || options.locked.is_some()) {
+        return Err(BuildError::LockSeveralArches);
     }
     // Said before anything is built rather than after.
     if options.output == Format::Oci {
@@ -172,142 +289,49 @@ pub fn run_arches(
             .into());
         }
     }
-    // Opened once the first plan is known, so that `--simulate` writes nothing.
+    // Opened once the first plan is known, so that a failed resolution writes nothing.
     let mut destination = None;
-    let mut outcomes = Vec::with_capacity(arches.len());
+    let mut summaries = Vec::with_capacity(arches.len());
     for &arch in arches {
         let options = BuildOptions {
             arch,
             ..options.clone()
         };
-        outcomes.push(run_one(&options, &mut destination, reporter)?);
+        let mut resolved = plan(&options, reporter)?;
+        if options.offline {
+            // Offline, everything is in the cache or the build fails: find out before
+            // anything is written.
+            resolved.fetch(&options, None, reporter)?;
+        }
+        let destination = match &mut destination {
+            Some(destination) => destination,
+            None => {
+                // Before the first staging directory: Ctrl-C removes them all.
+                output::handle_interrupts()?;
+                destination.insert(Destination::open(
+                    &options.dir,
+                    options.output,
+                    options.force,
+                )?)
+            }
+        };
+        summaries.push(install(&options, resolved, destination, reporter)?);
     }
     if let Some(destination) = destination {
         destination.finish()?;
     }
-    Ok(outcomes)
+    Ok(summaries)
 }
 
-fn run_one(
+/// The second half of a build: fetch, verify, extract, scripts, database, and the
+/// finished tree handed to `destination`.
+pub fn install(
     options: &BuildOptions,
-    destination: &mut Option<Destination>,
+    resolved: Resolved,
+    destination: &mut Destination,
     reporter: &dyn Reporter,
-) -> Result<Outcome, BuildError> {
-    let started = Instant::now();
-    let arch = options.arch.name();
-    let world = parse_world(&options.packages)?;
-    let repos = select_repositories(&options.repos)?;
-
-    reporter.stage(Stage::Indexes);
-    let keyring = trust::Keyring::for_target(
-        arch,
-        &trust::KeyOptions {
-            keys_dirs: options.keys_dirs.clone(),
-            target_root: None,
-            host_dirs: trust::KeyOptions::default_host_dirs(arch),
-        },
-        reporter,
-    )?;
-    let index_options = repository::IndexOptions {
-        allow_untrusted: options.allow_untrusted,
-        cache_dir: options.cache_dir.clone(),
-        mirror: match &options.repos {
-            RepoSelection::Mirror(mirror) => Some(mirror.clone()),
-            RepoSelection::Explicit { .. } => None,
-        },
-        ..repository::IndexOptions::default()
-    };
-    // One HTTP client for indexes and packages: building one loads the native TLS roots
-    // (hundreds of files), which a second client would do again.
-    let transport = crate::transport::Transport::new(index_options.transport.clone());
-    let indexes = repository::load_indexes_with(
-        &transport,
-        &repos,
-        arch,
-        &keyring,
-        &index_options,
-        reporter,
-    )?;
-
-    reporter.stage(Stage::Resolve);
-    let keys = unique_keys(&indexes);
-    // Move the packages out rather than clone them: the full indexes hold ~23,000
-    // packages of a dozen strings each, and copying them costs as much as parsing.
-    let mut universe = Vec::with_capacity(indexes.iter().map(|i| i.packages.len()).sum());
-    for index in indexes {
-        universe.extend(index.packages);
-    }
-    let plan = resolve::resolve(
-        &universe,
-        &world,
-        &resolve::ResolveOptions {
-            repo_tags: repos.iter().map(|r| r.tag.clone()).collect(),
-            arch: Some(arch.to_string()),
-        },
-    )?;
-    if options.simulate {
-        // The universe is large and the process ends here: let the OS reclaim it.
-        std::mem::forget(universe);
-        return Ok(Outcome::Simulated(plan));
-    }
-    drop(universe);
-    let destination = match destination {
-        Some(destination) => destination,
-        None => {
-            // Before the first staging directory: Ctrl-C removes them all.
-            output::handle_interrupts()?;
-            destination.insert(Destination::open(
-                &options.dir,
-                options.output,
-                options.force,
-            )?)
-        }
-    };
-    install_plan::install_plan(
-        options,
-        destination,
-        &transport,
-        &repos,
-        &keys,
-        &world,
-        plan,
-        started,
-        reporter,
-    )
-}
-
-/// Parses the `PACKAGE` arguments with apk's dependency syntax.
-fn parse_world(packages: &[String]) -> Result<Vec<Dependency>, BuildError> {
-    packages
-        .iter()
-        .map(|p| Dependency::parse(p).map_err(|e| BuildError::BadRequest(p.clone(), e)))
-        .collect()
-}
-
-/// The repositories in priority order: `--repo` arguments, then the repositories file.
-fn select_repositories(
-    selection: &RepoSelection,
-) -> Result<Vec<repository::Repository>, BuildError> {
-    let repos = match selection {
-        RepoSelection::Mirror(mirror) => mirror.repositories()?,
-        RepoSelection::Explicit {
-            repos,
-            repositories_file,
-        } => {
-            let mut list = repos
-                .iter()
-                .map(|r| repository::Repository::parse(r))
-                .collect::<Result<Vec<_>, _>>()?;
-            if let Some(file) = repositories_file {
-                list.extend(repository::Repository::read_repositories_file(file)?);
-            }
-            list
-        }
-    };
-    if repos.is_empty() {
-        return Err(BuildError::NoRepositories);
-    }
-    Ok(repos)
+) -> Result<output::Summary, BuildError> {
+    install_plan::install_plan(options, destination, resolved, reporter)
 }
 
 /// What goes into the sysroot's `etc/apk/repositories`: `--repositories-out`, else the
@@ -340,17 +364,6 @@ fn repository_lines(
             None => r.url.clone(),
         })
         .collect())
-}
-
-/// The keys that verified the indexes, once each.
-fn unique_keys(indexes: &[repository::LoadedIndex]) -> Vec<(String, Vec<u8>)> {
-    let mut keys: Vec<(String, Vec<u8>)> = Vec::new();
-    for key in indexes.iter().filter_map(|i| i.key.as_ref()) {
-        if !keys.iter().any(|(name, _)| *name == key.name) {
-            keys.push((key.name.clone(), key.pem.clone()));
-        }
-    }
-    keys
 }
 
 fn check_interrupted() -> Result<(), BuildError> {

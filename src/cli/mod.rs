@@ -3,6 +3,7 @@
 //! Everything here is presentation: the work happens in the library, which this
 //! module calls once per command and whose errors it prints as a cause chain.
 
+mod cache;
 mod enter;
 mod hints;
 mod image;
@@ -12,7 +13,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
-use sysroot_mk::build::{self, BuildOptions, Outcome};
+use sysroot_mk::build::{self, BuildOptions};
 use sysroot_mk::report::Reporter;
 
 /// Build Alpine Linux sysroots for any architecture, natively, and step inside them.
@@ -21,7 +22,7 @@ use sysroot_mk::report::Reporter;
     name = "sysroot-mk",
     version,
     arg_required_else_help = true,
-    override_usage = "sysroot-mk [build] [OPTIONS] [--arch ARCH] DIR [PACKAGE...]\n       sysroot-mk plan [OPTIONS] [--arch ARCH] [PACKAGE...]\n       sysroot-mk enter [OPTIONS] DIR [CMD [ARGS...]]\n       sysroot-mk binfmt status|register|unregister [ARCH...]",
+    override_usage = "sysroot-mk [build] [OPTIONS] [--arch ARCH] DIR [PACKAGE...]\n       sysroot-mk plan [OPTIONS] [--arch ARCH] [PACKAGE...]\n       sysroot-mk enter [OPTIONS] DIR [CMD [ARGS...]]\n       sysroot-mk binfmt status|register|unregister [ARCH...]\n       sysroot-mk cache list|clean|prune",
     after_help = "`sysroot-mk --arch ARCH DIR [PACKAGE...]` is short for `sysroot-mk build ...`."
 )]
 pub struct Cli {
@@ -52,6 +53,8 @@ enum Command {
     Enter(enter::EnterArgs),
     /// Show, register or remove the host's binfmt_misc handlers for qemu.
     Binfmt(enter::BinfmtArgs),
+    /// List, clean or prune the index and package cache.
+    Cache(cache::CacheArgs),
     /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -62,11 +65,12 @@ enum Command {
 }
 
 /// The words that name a subcommand (anything else first is the bare build form).
-const SUBCOMMANDS: [&str; 7] = [
+const SUBCOMMANDS: [&str; 8] = [
     "build",
     "plan",
     "enter",
     "binfmt",
+    "cache",
     "completions",
     "man",
     "help",
@@ -112,6 +116,9 @@ struct SourceArgs {
     /// Neither read nor write the cache.
     #[arg(long)]
     no_cache: bool,
+    /// No network at all: indexes and packages come from the cache (a miss fails).
+    #[arg(long)]
+    offline: bool,
 }
 
 impl SourceArgs {
@@ -151,6 +158,13 @@ struct BuildArgs {
     /// (`clang --sysroot=DIR`) resolve them inside it; the rewrites are recorded.
     #[arg(long)]
     relative_links: bool,
+    /// Write the exact resolution (packages, stanzas, repositories, keys) to FILE.
+    #[arg(long, value_name = "FILE")]
+    lock: Option<PathBuf>,
+    /// Build exactly the resolution in FILE (from `--lock`), without resolving; its
+    /// world, arch and repositories are used.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["lock", "repositories_file", "repos"])]
+    locked: Option<PathBuf>,
     #[command(flatten)]
     image: image::ImageArgs,
 }
@@ -163,6 +177,9 @@ struct PlanArgs {
     /// Packages to resolve, apk-style (default: alpine-base).
     #[arg(value_name = "PACKAGE")]
     packages: Vec<String>,
+    /// Also write the resolution to FILE, as `build --lock` does.
+    #[arg(long, value_name = "FILE")]
+    lock: Option<PathBuf>,
 }
 
 /// The arguments with `build` inserted when the user typed the bare build form:
@@ -238,9 +255,10 @@ pub fn main() -> i32 {
     };
     let result = match cli.command {
         Command::Build(args) => run_build(args, verbosity),
-        Command::Plan(args) => run_plan(args.source, args.packages, verbosity),
+        Command::Plan(args) => run_plan(args.source, args.packages, args.lock, verbosity),
         Command::Enter(args) => enter::run_enter(args, verbosity),
         Command::Binfmt(args) => enter::run_binfmt(args),
+        Command::Cache(args) => cache::run_cache(args, verbosity),
         Command::Completions { shell } => print_completions(shell),
         Command::Man => print_man_page(),
     };
@@ -335,7 +353,7 @@ fn options_from(
     let cache_dir = match (source.no_cache, source.cache_dir) {
         (true, _) => None,
         (false, Some(dir)) => Some(dir),
-        (false, None) => sysroot_mk::repository::cache::default_or_warn(reporter),
+        (false, None) => sysroot_mk::cache::default_or_warn(reporter),
     };
     let packages = if packages.is_empty() {
         vec!["alpine-base".to_string()]
@@ -349,8 +367,10 @@ fn options_from(
         repos,
         keys_dirs: source.keys_dirs,
         allow_untrusted: source.allow_untrusted,
+        offline: source.offline,
+        lock: None,
+        locked: None,
         cache_dir,
-        simulate: false,
         no_scripts: false,
         force: false,
         repositories_out: None,
@@ -365,6 +385,7 @@ fn options_from(
 fn run_plan(
     source: SourceArgs,
     packages: Vec<String>,
+    lock: Option<PathBuf>,
     verbosity: progress::Verbosity,
 ) -> anyhow::Result<i32> {
     if source.arch.len() > 1 {
@@ -372,9 +393,9 @@ fn run_plan(
     }
     let reporter = progress::TerminalReporter::new(verbosity);
     let mut options = options_from(source, PathBuf::new(), packages, verbosity, &reporter)?;
-    options.simulate = true;
+    options.lock = lock;
     sysroot_mk::output::handle_interrupts()?;
-    let outcome = build::run(&options, &reporter as &dyn Reporter);
+    let outcome = build::plan(&options, &reporter as &dyn Reporter);
     if sysroot_mk::output::interrupted() {
         // The signal watcher removes what is unfinished, says so and exits 128 + N;
         // errors seen here are consequences of that cleanup.
@@ -382,15 +403,13 @@ fn run_plan(
     }
     reporter.finish();
     let what = options.packages.join(" ");
-    if let Outcome::Simulated(plan) =
-        outcome.with_context(|| format!("planning `{what}` for {} failed", options.arch))?
-    {
-        let mut out = std::io::stdout().lock();
-        for package in &plan.packages {
-            writeln!(out, "{}", package.name_version())?;
-        }
-        out.flush()?;
+    let resolved =
+        outcome.with_context(|| format!("planning `{what}` for {} failed", options.arch))?;
+    let mut out = std::io::stdout().lock();
+    for package in &resolved.plan.packages {
+        writeln!(out, "{}", package.name_version())?;
     }
+    out.flush()?;
     Ok(0)
 }
 
@@ -418,9 +437,23 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
             ))
             .into());
         }
-        return run_plan(args.source, args.packages, verbosity);
+        return run_plan(args.source, args.packages, args.lock, verbosity);
     }
-    let arches = target_arches(&args.source.arch, verbosity)?;
+    let mut source = args.source;
+    if let Some(locked) = &args.locked {
+        if !args.packages.is_empty() {
+            return Err(UsageError(
+                "`--locked` builds the lockfile's world: give no PACKAGE".into(),
+            )
+            .into());
+        }
+        // The lockfile says which arch; `--arch` may repeat it.
+        if source.arch.is_empty() {
+            let lock = sysroot_mk::lock::Lockfile::read(locked)?;
+            source.arch.push(lock.arch);
+        }
+    }
+    let arches = target_arches(&source.arch, verbosity)?;
     let (output, source_date_epoch, reproducible) = image::image_options(&args.image, &dir, false)?;
     if arches.len() > 1 && output != sysroot_mk::image::Format::Oci {
         return Err(UsageError(
@@ -430,19 +463,22 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
     }
     let image_args = args.image;
     let reporter = progress::TerminalReporter::new(verbosity);
-    let mut options = options_from(
-        args.source,
-        dir.clone(),
-        args.packages,
-        verbosity,
-        &reporter,
-    )?;
+    let mut options = options_from(source, dir.clone(), args.packages, verbosity, &reporter)?;
     options.no_scripts = args.no_scripts;
     options.force = args.force;
     options.output = output;
     options.source_date_epoch = source_date_epoch;
     options.reproducible = reproducible;
     options.relative_links = args.relative_links;
+    options.lock = args.lock;
+    if let Some(locked) = args.locked {
+        options.locked = Some(locked);
+        // The lockfile's repositories are the ones built from.
+        options.repos = build::RepoSelection::Explicit {
+            repos: Vec::new(),
+            repositories_file: None,
+        };
+    }
     options.repositories_out = (!args.repositories_out.is_empty()).then_some(args.repositories_out);
     // Before anything starts a thread (see `enter_rootless`).
     let mapped = match enter_rootless() {
@@ -476,9 +512,8 @@ fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<
         sysroot_mk::output::wait_for_exit();
     }
     reporter.finish();
-    for outcome in outcomes.with_context(|| format!("building `{}` failed", dir.display()))? {
-        if let (Outcome::Built(summary), false) = (outcome, verbosity == progress::Verbosity::Quiet)
-        {
+    for summary in outcomes.with_context(|| format!("building `{}` failed", dir.display()))? {
+        if verbosity != progress::Verbosity::Quiet {
             let _ = writeln!(std::io::stderr(), "{summary}");
         }
     }

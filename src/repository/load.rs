@@ -5,9 +5,9 @@
 //! parsing the larger indexes is CPU bound, and there are only a handful of them, so
 //! one task per repository keeps both cores busy without a pool of its own.
 
-use super::cache::{Cache, IndexEntry, KEY_BUCKET};
 use super::{Mirror, Repository, RepositoryError, DEFAULT_KEY_URL};
 use crate::archive::{self, Signed};
+use crate::cache::{Bucket, Cache, IndexEntry, INDEX_BUCKET, KEY_BUCKET};
 use crate::index::{parse_apkindex, Package};
 use crate::report::Reporter;
 use crate::transport::{Conditional, Transport, TransportOptions, Validators};
@@ -18,7 +18,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 /// Largest `APKINDEX.tar.gz` accepted (v3.19 community is 2.5 MB).
-const MAX_INDEX_ARCHIVE: u64 = 128 * 1024 * 1024;
+pub const MAX_INDEX_ARCHIVE: u64 = 128 * 1024 * 1024;
 /// Largest inflated index tar accepted (v3.19 community is 7.6 MB of text).
 const MAX_INDEX_TEXT: u64 = 1024 * 1024 * 1024;
 /// Largest key file fetched by name.
@@ -41,11 +41,15 @@ pub struct IndexOptions {
     /// its optional repositories is a warning, and a missing required one names the
     /// arches the branch publishes. `None` for repositories given one by one.
     pub mirror: Option<Mirror>,
+    /// `--offline`: no network at all; remote indexes come from the cache (and are
+    /// verified as if fresh), keys are never fetched.
+    pub offline: bool,
 }
 
 impl Default for IndexOptions {
     fn default() -> Self {
         IndexOptions {
+            offline: false,
             allow_untrusted: false,
             cache_dir: None,
             key_url: Some(DEFAULT_KEY_URL.to_string()),
@@ -93,7 +97,16 @@ pub fn load_indexes_with(
     reporter: &dyn Reporter,
 ) -> Result<Vec<LoadedIndex>, RepositoryError> {
     let cache = match &options.cache_dir {
+        // Offline, nothing is written: a cache that is not there is one without entries.
+        Some(dir) if options.offline => Cache::open_existing(dir)?,
         Some(dir) if repos.iter().any(Repository::is_remote) => Some(Cache::open(dir)?),
+        _ => None,
+    };
+    let bucket = match &cache {
+        Some(cache) if options.offline => cache.existing_bucket(INDEX_BUCKET)?,
+        Some(cache) if repos.iter().any(Repository::is_remote) => {
+            Some(cache.bucket_dir(INDEX_BUCKET)?)
+        }
         _ => None,
     };
     let loader = Loader {
@@ -102,6 +115,7 @@ pub fn load_indexes_with(
         keyring,
         options,
         cache: cache.as_ref(),
+        bucket: bucket.as_ref(),
         reporter,
     };
     let results: Vec<_> = repos
@@ -151,6 +165,7 @@ struct Loader<'a> {
     keyring: &'a Keyring,
     options: &'a IndexOptions,
     cache: Option<&'a Cache>,
+    bucket: Option<&'a Bucket>,
     reporter: &'a dyn Reporter,
 }
 
@@ -249,13 +264,14 @@ impl Loader<'_> {
                 source,
             })?;
         // Only a verified (or knowingly accepted) index is worth keeping.
-        if let (Some(entry), Some(fresh)) = (self.entry(&url)?, fresh) {
+        if let (Some(bucket), Some(fresh)) = (self.bucket, fresh) {
             IndexEntry {
+                url: Some(url.clone()),
                 etag: fresh.etag,
                 last_modified: fresh.last_modified,
                 bytes,
             }
-            .write(&entry)?;
+            .write_in(bucket, &Cache::index_key(&url))?;
         }
         self.reporter.info(&format!(
             "`{url}`: {} packages ({description})",
@@ -270,10 +286,13 @@ impl Loader<'_> {
         })
     }
 
-    fn entry(&self, url: &str) -> Result<Option<PathBuf>, RepositoryError> {
-        match self.cache {
-            Some(cache) if crate::transport::is_remote(url) => Ok(Some(cache.index_entry(url)?)),
-            _ => Ok(None),
+    /// The cached copy of the index at `url` (remote ones only).
+    fn cached(&self, url: &str) -> Option<IndexEntry> {
+        match self.bucket {
+            Some(bucket) if crate::transport::is_remote(url) => {
+                IndexEntry::read_in(bucket, &Cache::index_key(url), MAX_INDEX_ARCHIVE)
+            }
+            _ => None,
         }
     }
 
@@ -288,10 +307,25 @@ impl Loader<'_> {
             repo: repo.url.clone(),
             source,
         };
-        let cached = match self.entry(url)? {
-            Some(path) => IndexEntry::read(&path, MAX_INDEX_ARCHIVE),
-            None => None,
-        };
+        let cached = self.cached(url);
+        if self.options.offline && repo.is_remote() {
+            return match cached {
+                Some(entry) => {
+                    self.reporter
+                        .info(&format!("offline: using the cached copy of `{url}`"));
+                    Ok((entry.bytes, None))
+                }
+                None => Err(RepositoryError::Offline {
+                    url: url.to_string(),
+                    path: self.cache.map(|c| {
+                        c.root()
+                            .join(crate::cache::VERSION_DIR)
+                            .join(INDEX_BUCKET)
+                            .join(Cache::index_key(url))
+                    }),
+                }),
+            };
+        }
         let validators = cached
             .as_ref()
             .map(|c| Validators {
@@ -318,6 +352,7 @@ impl Loader<'_> {
                 Some(entry) => {
                     self.reporter
                         .info(&format!("`{url}` not modified; using the cached copy"));
+                    self.touch(url);
                     Ok((entry.bytes, None))
                 }
                 None => Err(fetch_err(crate::transport::TransportError::Status {
@@ -336,6 +371,14 @@ impl Loader<'_> {
                 Ok((cached.map(|c| c.bytes).unwrap_or_default(), None))
             }
             Err(err) => Err(fetch_err(err)),
+        }
+    }
+
+    /// Marks the cached copy of `url` as revalidated now (`cache prune --max-age`
+    /// ages entries by it); failing only costs an earlier prune.
+    fn touch(&self, url: &str) {
+        if let Some(Ok(Some(file))) = self.bucket.map(|b| b.open(&Cache::index_key(url))) {
+            let _ = file.set_modified(std::time::SystemTime::now());
         }
     }
 
@@ -411,17 +454,25 @@ impl Loader<'_> {
             return Err(unknown());
         }
         let mut ring = self.keyring.clone();
-        let cached = match self.cache.map(|c| c.bucket(KEY_BUCKET)) {
-            Some(Ok(dir)) => Some(dir.join(&key)),
-            _ => None,
+        let bucket = match self.cache {
+            // Offline nothing is written: the bucket is used only if it is there.
+            Some(cache) if self.options.offline => cache.existing_bucket(KEY_BUCKET).ok().flatten(),
+            Some(cache) => cache.bucket_dir(KEY_BUCKET).ok(),
+            None => None,
         };
-        if let Some(path) = &cached {
-            if let Ok(pem) = crate::transport::read_local(path, MAX_KEY) {
-                let origin = path.display().to_string();
+        if let Some(bucket) = &bucket {
+            if let Some(pem) = read_cached_key(bucket, &key) {
+                let origin = bucket.path().join(&key).display().to_string();
                 if ring.add_pinned(&key, &pem, &origin).unwrap_or(false) {
                     return ring.verify_signed(signed).cloned();
                 }
             }
+        }
+        if self.options.offline {
+            self.reporter.warn(&format!(
+                "offline: `{url}` is signed by the pinned key `{key}`, which neither the host nor the cache holds; pass `--keys-dir`"
+            ));
+            return Err(unknown());
         }
         let key_url = format!("{}/{key}", base.trim_end_matches('/'));
         self.reporter.info(&format!(
@@ -440,12 +491,32 @@ impl Loader<'_> {
         if !ring.add_pinned(&key, &pem, &key_url)? {
             return Err(unknown());
         }
-        if let Some(path) = &cached {
+        if let Some(bucket) = &bucket {
             // A failed cache write only costs a later re-fetch.
-            let _ = super::cache::write_atomic(path, &pem);
+            let _ = bucket.write_atomic(&key, &pem);
         }
         ring.verify_signed(signed).cloned()
     }
+}
+
+/// A pinned key cached by name, read without following a symlink (it is checked
+/// against its pin before use).
+pub(crate) fn read_cached_key(bucket: &Bucket, name: &str) -> Option<Vec<u8>> {
+    if name.contains('/') || name.starts_with('.') {
+        return None;
+    }
+    let file = bucket.open(name).ok()??;
+    let mut pem = Vec::new();
+    file.take(MAX_KEY + 1).read_to_end(&mut pem).ok()?;
+    (pem.len() as u64 <= MAX_KEY).then_some(pem)
+}
+
+/// The packages of an `APKINDEX.tar.gz`, its signature not checked (for listing what
+/// the cache holds, never for installing).
+pub fn packages_of_archive(bytes: &[u8]) -> Option<Vec<Package>> {
+    let signed = archive::split_signature(bytes).ok()?;
+    let (_, text) = read_index_tar(signed.rest, "").ok()?;
+    parse_apkindex(&text, 0).ok()
 }
 
 /// Whether a fetch failed because the mirror cannot be reached (rather than because it
