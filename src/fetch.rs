@@ -37,6 +37,10 @@ impl crate::report::Hinted for FetchError {
                 check: "try again later".into(),
             }),
             FetchError::Download { source, .. } => crate::report::Hinted::hint(source),
+            FetchError::Cache(e) => crate::report::Hinted::hint(e),
+            FetchError::Offline { .. } => Some(crate::report::Hint::fix(
+                "build once online with the same `--cache-dir` to fill the cache",
+            )),
             _ => None,
         }
     }
@@ -149,7 +153,7 @@ pub enum FetchError {
     #[error(transparent)]
     Cache(#[from] CacheError),
     /// `--offline`, and the cache holds no copy of the package.
-    #[error("offline: package `{package}` is not in the cache{}; build once online with the same `--cache-dir` to fill it", match path { Some(p) => format!(" (`{}`)", p.display()), None => " (no cache: `--no-cache` or no usable cache folder)".to_string() })]
+    #[error("offline: package `{package}` is not in the cache{}", match path { Some(p) => format!(" (`{}`)", p.display()), None => " (no cache: `--no-cache` or no usable cache folder)".to_string() })]
     Offline {
         /// `name-version`.
         package: String,

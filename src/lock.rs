@@ -98,13 +98,24 @@ pub enum LockError {
         index: String,
     },
     /// A locked key is not available to install into the sysroot.
-    #[error("the lockfile names the key `{key}`, which {why}; pass `--keys-dir` with a folder holding it")]
+    #[error("the lockfile names the key `{key}`, which {why}")]
     Key {
         /// The key name.
         key: String,
         /// Why it is missing.
         why: &'static str,
     },
+}
+
+impl crate::report::Hinted for LockError {
+    fn hint(&self) -> Option<crate::report::Hint> {
+        match self {
+            LockError::Key { .. } => Some(crate::report::Hint::fix(
+                "pass `--keys-dir` with a folder holding it",
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// One package of a lockfile.

@@ -109,6 +109,7 @@ impl Hinted for crate::build::BuildError {
             B::Scripts(e) => e.hint(),
             B::Output(e) => e.hint(),
             B::Image(e) => e.hint(),
+            B::Lock(e) => e.hint(),
             _ => None,
         }
     }

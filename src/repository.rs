@@ -201,6 +201,7 @@ impl crate::report::Hinted for RepositoryError {
             RepositoryError::NoBranch { .. } => Some(Hint::fix(
                 "pass `--branch` with one of the mirror's branches: `latest-stable`, `edge`, `v3.19`...",
             )),
+            RepositoryError::Cache(e) => crate::report::Hinted::hint(e),
             RepositoryError::Offline { .. } => Some(Hint::fix(
                 "build once online with the same `--cache-dir` to fill the cache",
             )),

@@ -230,7 +230,12 @@ fn enter_global_registers_qemu_with_c_and_keeps_it_until_unregistered() {
     let out = bin()
         .args(["enter", "--binfmt", "global", "--user", "nobody"])
         .arg(dir.path())
-        .args(["--", "env", "QEMU_STRACE=1", "QEMU_LOG_FILENAME=/tmp/qemu-log"])
+        .args([
+            "--",
+            "env",
+            "QEMU_STRACE=1",
+            "QEMU_LOG_FILENAME=/tmp/qemu-log",
+        ])
         .arg("/usr/local/bin/euid")
         .output()
         .unwrap();

@@ -45,13 +45,21 @@ const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 
 /// A cache folder could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot use the cache at `{}`; pass `--cache-dir` to use another folder or `--no-cache`", path.display())]
+#[error("cannot use the cache at `{}`", path.display())]
 pub struct CacheError {
     /// The file or folder.
     pub path: PathBuf,
     /// The OS error.
     #[source]
     pub source: std::io::Error,
+}
+
+impl crate::report::Hinted for CacheError {
+    fn hint(&self) -> Option<crate::report::Hint> {
+        Some(crate::report::Hint::fix(
+            "pass `--cache-dir` to use another folder, or `--no-cache`",
+        ))
+    }
 }
 
 /// The default cache folder: `$XDG_CACHE_HOME/sysroot-mk`, else `~/.cache/sysroot-mk`.

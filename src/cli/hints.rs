@@ -42,7 +42,9 @@ fn hint_of(cause: &(dyn Error + 'static)) -> Option<Hint> {
         sysroot_mk::output::OutputError,
         sysroot_mk::image::ImageError,
         sysroot_mk::enter::EnterError,
-        sysroot_mk::binfmt::BinfmtError
+        sysroot_mk::binfmt::BinfmtError,
+        sysroot_mk::lock::LockError,
+        sysroot_mk::cache::CacheError
     );
     None
 }
