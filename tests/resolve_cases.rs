@@ -45,7 +45,9 @@ fn load(dir: &Path) -> Case {
             continue;
         };
         packages.extend(parse_apkindex(&text, n - 1).expect("case index parses"));
-        let tag = read(&format!("repo{n}-tag")).ok().map(|t| t.trim().to_owned());
+        let tag = read(&format!("repo{n}-tag"))
+            .ok()
+            .map(|t| t.trim().to_owned());
         opts.repo_tags.resize(n, None);
         opts.repo_tags[n - 1] = tag;
     }

@@ -194,7 +194,10 @@ fn one_digest_spelt_two_ways_is_one_package() {
     let u = super::universe::Universe::build(&packages, None);
     assert_eq!(u.pkgs.len(), 1, "deduplicated by digest");
     let p = resolve(&repo(&r), &world(&["foo"]), &ResolveOptions::default()).unwrap();
-    assert_eq!(p.packages[0].checksum, CANONICAL, "the copy of the first repository");
+    assert_eq!(
+        p.packages[0].checksum, CANONICAL,
+        "the copy of the first repository"
+    );
 }
 
 #[test]
