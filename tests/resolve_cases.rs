@@ -17,30 +17,45 @@ fn cases_dir() -> PathBuf {
 struct Case {
     name: String,
     packages: Vec<Package>,
-    world: Vec<Dependency>,
+    /// The requests, or why one of them is not a valid world entry.
+    world: Result<Vec<Dependency>, String>,
     opts: ResolveOptions,
     /// apk's plan, or `Err(message)` when apk refused.
     expected: Result<Vec<String>, String>,
+    /// `known-difference`: why sysroot-mk does not (yet) do what apk does here.
+    known_difference: Option<String>,
 }
 
 fn load(dir: &Path) -> Case {
     let read = |f: &str| std::fs::read_to_string(dir.join(f));
-    let mut packages =
-        parse_apkindex(&read("APKINDEX").expect("APKINDEX"), 0).expect("case index parses");
+    let mut packages = Vec::new();
     let mut opts = ResolveOptions {
         arch: Some("x86_64".to_owned()),
         ..ResolveOptions::default()
     };
-    if let Ok(second) = read("APKINDEX.2") {
-        packages.extend(parse_apkindex(&second, 1).expect("second index parses"));
-        let tag = read("repo2-tag").ok().map(|t| t.trim().to_owned());
-        opts.repo_tags = vec![None, tag];
+    // Repository N (1-based) is APKINDEX, APKINDEX.2, APKINDEX.3; repoN-tag tags it.
+    for n in 1..=3usize {
+        let file = if n == 1 {
+            "APKINDEX".to_owned()
+        } else {
+            format!("APKINDEX.{n}")
+        };
+        let Ok(text) = read(&file) else {
+            assert!(n > 1, "{}: no APKINDEX", dir.display());
+            continue;
+        };
+        packages.extend(parse_apkindex(&text, n - 1).expect("case index parses"));
+        let tag = read(&format!("repo{n}-tag"))
+            .ok()
+            .map(|t| t.trim().to_owned());
+        opts.repo_tags.resize(n, None);
+        opts.repo_tags[n - 1] = tag;
     }
     let world = read("world")
         .expect("world")
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| Dependency::parse(l.trim()).expect("world entry parses"))
+        .map(|l| Dependency::parse(l.trim()).map_err(|e| e.to_string()))
         .collect();
     let expected = read("expected").expect("expected (run gen-expected.sh)");
     let expected = match expected.strip_prefix("ERROR\n") {
@@ -57,6 +72,7 @@ fn load(dir: &Path) -> Case {
         world,
         opts,
         expected,
+        known_difference: read("known-difference").ok(),
     }
 }
 
@@ -73,7 +89,20 @@ fn apk_subjects(message: &str) -> Vec<String> {
 }
 
 fn check(case: &Case) -> Result<(), String> {
-    let ours = resolve(&case.packages, &case.world, &case.opts);
+    let world = match &case.world {
+        Ok(world) => world,
+        // apk refuses such a request before resolving, and so do we.
+        Err(ours) => {
+            return match &case.expected {
+                Err(message) if message.contains("is not a valid world dependency") => Ok(()),
+                _ => Err(format!(
+                    "{}: apk accepts the request, we refuse it: {ours}",
+                    case.name
+                )),
+            }
+        }
+    };
+    let ours = resolve(&case.packages, world, &case.opts);
     match (&case.expected, ours) {
         (Ok(want), Ok(plan)) => {
             let got = lines(&plan);
@@ -131,19 +160,33 @@ fn every_hand_built_case_matches_apk() {
         .collect();
     dirs.sort();
     assert!(
-        dirs.len() >= 50,
+        dirs.len() >= 100,
         "expected the recorded cases, found {}",
         dirs.len()
     );
-    let failures: Vec<String> = dirs
-        .iter()
-        .map(|d| load(d))
-        .filter_map(|c| check(&c).err())
-        .collect();
+    let cases: Vec<Case> = dirs.iter().map(|d| load(d)).collect();
+    let mut failures = Vec::new();
+    let mut known = Vec::new();
+    for case in &cases {
+        match (check(case), &case.known_difference) {
+            (Ok(()), None) => {}
+            (Err(e), None) => failures.push(e),
+            // A known difference is reported every run, and must go once it is fixed.
+            (Err(e), Some(why)) => known.push(format!("{e}\n    known difference: {}", why.trim())),
+            (Ok(()), Some(_)) => failures.push(format!(
+                "{}: now matches apk; delete its `known-difference` file",
+                case.name
+            )),
+        }
+    }
     eprintln!(
-        "{} of {} hand-built cases match apk",
-        dirs.len() - failures.len(),
-        dirs.len()
+        "{} of {} hand-built cases match apk; {} known differences",
+        cases.len() - failures.len() - known.len(),
+        cases.len(),
+        known.len()
     );
+    for k in &known {
+        eprintln!("KNOWN DIFFERENCE {k}");
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -95,8 +95,17 @@ pub(crate) fn problems(
         .copied()
         .chain((0..s.pkgs.len() as PkgId).filter(|p| !in_plan.contains(p)))
         .filter(|&p| s.pkgs[p as usize].error.is_some());
+    let mut reported = HashSet::new();
     for p in broken {
+        reported.insert(p);
         out.push(cx.broken_package(p));
+    }
+    // As apk, also name every package of the change set that breaks a requirement on
+    // it, though the solver flagged the requirer (`core-4.0` for `mid-1[core<4.0]`).
+    for &p in &s.changes {
+        if !reported.contains(&p) && !cx.requirements_of(p).0.is_empty() {
+            out.push(cx.broken_package(p));
+        }
     }
     if out.is_empty() {
         out.push(Problem {

@@ -169,6 +169,37 @@ fn checksum_atom_selects_identity() {
     assert_eq!(plan(&r, &["foo><Q1aaaa"]), ["foo-1.0-r0"]);
 }
 
+// `...AAAAAAAAAAAAAAAAAAAAAAAAA=` and `...B=` spell the same SHA-1: the last symbol's
+// two unused bits differ. apk compares the decoded digests.
+const CANONICAL: &str = "Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+const NONCANONICAL: &str = "Q1AAAAAAAAAAAAAAAAAAAAAAAAAAB=";
+
+#[test]
+fn checksum_atom_compares_digests() {
+    let r = [
+        pkg("foo", "1.0-r0").checksum(NONCANONICAL),
+        pkg("foo", "2.0-r0").checksum("Q1bbbb"),
+    ];
+    let want = format!("foo><{CANONICAL}");
+    assert_eq!(plan(&r, &[want.as_str()]), ["foo-1.0-r0"]);
+}
+
+#[test]
+fn one_digest_spelt_two_ways_is_one_package() {
+    let r = [
+        pkg("foo", "1-r0").checksum(NONCANONICAL).repo(1),
+        pkg("foo", "1-r0").checksum(CANONICAL).repo(0),
+    ];
+    let packages = repo(&r);
+    let u = super::universe::Universe::build(&packages, None);
+    assert_eq!(u.pkgs.len(), 1, "deduplicated by digest");
+    let p = resolve(&repo(&r), &world(&["foo"]), &ResolveOptions::default()).unwrap();
+    assert_eq!(
+        p.packages[0].checksum, CANONICAL,
+        "the copy of the first repository"
+    );
+}
+
 #[test]
 fn versioned_provide_behaves_like_a_package() {
     let r = [

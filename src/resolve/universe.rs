@@ -174,7 +174,7 @@ impl<'a> Universe<'a> {
             ..Universe::default()
         };
         u.index.reserve(packages.len() * 2);
-        let mut by_checksum: FxHashMap<&'a str, PkgId> = FxHashMap::default();
+        let mut by_checksum: FxHashMap<ChecksumKey<'a>, PkgId> = FxHashMap::default();
         by_checksum.reserve(packages.len());
 
         for package in packages {
@@ -182,7 +182,9 @@ impl<'a> Universe<'a> {
             let duplicate = if package.checksum.is_empty() {
                 None
             } else {
-                by_checksum.get(package.checksum.as_str()).copied()
+                by_checksum
+                    .get(&ChecksumKey::of(&package.checksum))
+                    .copied()
             };
             if let Some(existing) = duplicate {
                 // apk creates names while it parses, even for a duplicate it then
@@ -217,7 +219,7 @@ impl<'a> Universe<'a> {
             let install_if = u.push_atoms(&package.install_if);
             let id = u.pkgs.len() as PkgId;
             if !package.checksum.is_empty() {
-                by_checksum.insert(&package.checksum, id);
+                by_checksum.insert(ChecksumKey::of(&package.checksum), id);
             }
             let installable = !package.uninstallable && arch_fits(&package.arch, arch);
             u.pkgs.push(Pkg {
@@ -413,7 +415,9 @@ impl<'a> Universe<'a> {
         };
         match accept_of(atom.source) {
             // apk compares identities without looking at the conflict flag.
-            Accept::Checksum(sum) => self.pkgs[pkg as usize].src.checksum == sum,
+            Accept::Checksum(sum) => {
+                ChecksumKey::of(&self.pkgs[pkg as usize].src.checksum) == ChecksumKey::of(sum)
+            }
             Accept::Any => !atom.conflict,
             Accept::Version {
                 mask,
@@ -438,6 +442,24 @@ impl<'a> Universe<'a> {
             self.atoms.push(atom);
         }
         start..self.atoms.len() as u32
+    }
+}
+
+/// What identifies a package's `C:`: its digest, which apk compares after a lenient
+/// base64 decode (the same digest may be spelt with different unused trailing bits);
+/// the text itself when it is not a `Q1` SHA-1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ChecksumKey<'a> {
+    Digest([u8; 20]),
+    Text(&'a str),
+}
+
+impl<'a> ChecksumKey<'a> {
+    fn of(checksum: &'a str) -> ChecksumKey<'a> {
+        match crate::package::decode_q1(checksum) {
+            Some(digest) => ChecksumKey::Digest(digest),
+            None => ChecksumKey::Text(checksum),
+        }
     }
 }
 
