@@ -15,6 +15,8 @@
 //!   -> db + layout: apk's database, etc/apk, keys, CA bundle
 //!   -> output: atomic rename of the finished tree, or image: a tar archive or an OCI
 //!      layout streamed from it
+//! update: an existing sysroot's database + the indexes -> resolve with what is installed
+//!   -> the change applied in a staging copy -> exchanged with the sysroot
 //! enter: arch -> binfmt -> namespaces -> mounts -> chroot -> exec
 //! ```
 
@@ -42,5 +44,6 @@ pub mod scripts;
 pub mod signals;
 pub mod transport;
 pub mod trust;
+pub mod update;
 pub mod userns;
 pub mod version;
