@@ -1,0 +1,73 @@
+//! An update killed at any moment leaves the sysroot either exactly as it was (mtimes
+//! included) or as the finished update leaves it, never in between: the change is
+//! applied in a staging copy and exchanged with the sysroot in one rename.
+
+mod update_support;
+
+use std::process::Command;
+use std::time::Duration;
+use update_support::{copy_tree, manifest, shared_or_skip, tool};
+
+#[test]
+fn killed_update_leaves_before_or_after() {
+    let Some(shared) = shared_or_skip() else {
+        return;
+    };
+    let main = shared.join("alpine/v3.19/main");
+    let main = main.to_str().unwrap();
+    let keys = shared.join("alpine/keys/x86_64");
+    let tmp = tempfile::tempdir().unwrap();
+    let pristine = tmp.path().join("pristine");
+    tool(&[
+        "-q",
+        "--arch",
+        "x86_64",
+        "--repo",
+        main,
+        "--keys-dir",
+        keys.to_str().unwrap(),
+        "--no-cache",
+        pristine.to_str().unwrap(),
+        "alpine-base",
+    ]);
+    let before = manifest(&shared, &pristine, true);
+    let done = tmp.path().join("done");
+    copy_tree(&pristine, &done);
+    tool(&["-q", "add", "--repo", main, "--no-cache", done.to_str().unwrap(), "chrony"]);
+    let after = manifest(&shared, &done, false);
+    assert_ne!(manifest(&shared, &pristine, false), after);
+
+    let mut outcomes = (0, 0);
+    for (i, delay_ms) in [0u64, 30, 100, 250, 500, 800, 1200, 2000].iter().enumerate() {
+        let dir = tmp.path().join(format!("run{i}"));
+        copy_tree(&pristine, &dir);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sysroot-mk"))
+            .args(["-q", "add", "--repo", main, "--no-cache"])
+            .arg(&dir)
+            .arg("chrony")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(*delay_ms));
+        let signal = if i % 2 == 0 { "KILL" } else { "TERM" };
+        let _ = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        if manifest(&shared, &dir, true) == before {
+            outcomes.0 += 1;
+        } else {
+            assert_eq!(
+                manifest(&shared, &dir, false),
+                after,
+                "SIG{signal} after {delay_ms} ms left the sysroot between before and after"
+            );
+            outcomes.1 += 1;
+        }
+        // What a SIGKILL leaves (a staging sibling) goes with the next run; the sysroot
+        // itself takes the update normally.
+        tool(&["-q", "add", "--repo", main, "--no-cache", dir.to_str().unwrap(), "chrony"]);
+        assert_eq!(manifest(&shared, &dir, false), after);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    eprintln!("killed updates: {} left as before, {} as after", outcomes.0, outcomes.1);
+}
