@@ -33,12 +33,19 @@ fn killed_update_leaves_before_or_after() {
     let before = manifest(&shared, &pristine, true);
     let done = tmp.path().join("done");
     copy_tree(&pristine, &done);
+    let started = std::time::Instant::now();
     tool(&["-q", "add", "--repo", main, "--no-cache", done.to_str().unwrap(), "chrony"]);
+    // Kills spread over the whole update, the last ones past its usual end.
+    let full = started.elapsed().as_millis() as u64;
     let after = manifest(&shared, &done, false);
     assert_ne!(manifest(&shared, &pristine, false), after);
 
     let mut outcomes = (0, 0);
-    for (i, delay_ms) in [0u64, 30, 100, 250, 500, 800, 1200, 2000].iter().enumerate() {
+    let delays: Vec<u64> = [0u64, 5, 15, 30, 45, 60, 75, 90, 110, 150]
+        .iter()
+        .map(|pct| full * pct / 100)
+        .collect();
+    for (i, delay_ms) in delays.iter().enumerate() {
         let dir = tmp.path().join(format!("run{i}"));
         copy_tree(&pristine, &dir);
         let mut child = Command::new(env!("CARGO_BIN_EXE_sysroot-mk"))

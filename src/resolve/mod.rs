@@ -321,3 +321,5 @@ fn world_in_apk_order(world: &[Dependency]) -> Vec<Dependency> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_update;
