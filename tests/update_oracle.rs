@@ -68,9 +68,20 @@ fn add_del_and_world_changes_match_apk() {
 
     // The same request again: up to date, nothing touched (mtimes included).
     let before = manifest(&shared, &ours, true);
-    let out = tool(&["del", "--repo", main, "--no-cache", ours.to_str().unwrap(), "chrony"]);
+    let out = tool(&[
+        "del",
+        "--repo",
+        main,
+        "--no-cache",
+        ours.to_str().unwrap(),
+        "chrony",
+    ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("is up to date"));
-    assert_eq!(manifest(&shared, &ours, true), before, "up to date touches nothing");
+    assert_eq!(
+        manifest(&shared, &ours, true),
+        before,
+        "up to date touches nothing"
+    );
 }
 
 fn demo_v1() -> update_support::ScriptedPackage {
@@ -116,10 +127,8 @@ fn demo(version: &str, files: &[(&str, &[u8])]) -> update_support::ScriptedPacka
         "pre-deinstall",
         "post-deinstall",
     ];
-    let bodies: Vec<(String, String)> = actions
-        .iter()
-        .map(|a| (a.to_string(), record(a)))
-        .collect();
+    let bodies: Vec<(String, String)> =
+        actions.iter().map(|a| (a.to_string(), record(a))).collect();
     let scripts: Vec<(&str, &str)> = bodies
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
@@ -201,7 +210,10 @@ fn upgrade_matches_apk_with_script_arguments_and_apk_new() {
     );
     assert_eq!(read(&ours, "etc/demo.conf"), "setting=mine\n");
     assert_eq!(read(&ours, "etc/demo.conf.apk-new"), "setting=2\n");
-    assert!(!ours.join("usr/share/demo/b").exists(), "a file v2 dropped is gone");
+    assert!(
+        !ours.join("usr/share/demo/b").exists(),
+        "a file v2 dropped is gone"
+    );
 
     // Then removing it: pre/post-deinstall with the version, its files gone.
     apk(&shared, &theirs, &bind, &["del", "demo"]);
@@ -218,7 +230,10 @@ fn upgrade_matches_apk_with_script_arguments_and_apk_new() {
     ]);
     assert_same(&shared, &theirs, &ours, "del demo");
     let log = std::fs::read_to_string(ours.join("var/log/demo-scripts")).unwrap();
-    assert!(log.ends_with("pre-deinstall 2.0-r0\npost-deinstall 2.0-r0\n"), "{log}");
+    assert!(
+        log.ends_with("pre-deinstall 2.0-r0\npost-deinstall 2.0-r0\n"),
+        "{log}"
+    );
 }
 
 fn read(root: &Path, rel: &str) -> String {

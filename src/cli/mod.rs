@@ -358,12 +358,13 @@ fn update_in_place(
         [one] => Some(target_arches(std::slice::from_ref(one), verbosity)?[0]),
         _ => return Err(UsageError("an existing sysroot has one arch".into()).into()),
     };
-    let repos = (!args.source.repos.is_empty() || args.source.repositories_file.is_some()).then(
-        || build::RepoSelection::Explicit {
-            repos: args.source.repos.clone(),
-            repositories_file: args.source.repositories_file.clone(),
-        },
-    );
+    let repos =
+        (!args.source.repos.is_empty() || args.source.repositories_file.is_some()).then(|| {
+            build::RepoSelection::Explicit {
+                repos: args.source.repos.clone(),
+                repositories_file: args.source.repositories_file.clone(),
+            }
+        });
     let cache_dir = match (args.source.no_cache, &args.source.cache_dir) {
         (true, _) => None,
         (false, Some(dir)) => Some(dir.clone()),

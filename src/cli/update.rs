@@ -100,7 +100,10 @@ pub(super) fn run(which: Which, verbosity: progress::Verbosity) -> anyhow::Resul
 
 /// The plain build form on a DIR that holds an apk database: the world becomes
 /// `packages`, arch and repositories default to the sysroot's.
-pub(super) fn run_set(options: UpdateOptions, verbosity: progress::Verbosity) -> anyhow::Result<i32> {
+pub(super) fn run_set(
+    options: UpdateOptions,
+    verbosity: progress::Verbosity,
+) -> anyhow::Result<i32> {
     let reporter = progress::TerminalReporter::new(verbosity);
     finish(update::run(&options, &reporter), &options, verbosity)
 }

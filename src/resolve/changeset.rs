@@ -86,8 +86,7 @@ impl Walk<'_, '_, '_> {
         self.gen_name_change(dep.name);
         if let (Some(parent), Some(child)) = (parent, cp) {
             if self.s.pkgs[child as usize].error.is_some() {
-                self.s
-                    .mark_broken(parent, Broken::Propagated { dep_index });
+                self.s.mark_broken(parent, Broken::Propagated { dep_index });
             }
         }
     }
@@ -224,8 +223,7 @@ impl Walk<'_, '_, '_> {
         if self.in_changeset(name) || self.chosen(name).is_some() {
             return;
         }
-        if u
-            .install_if(pkg)
+        if u.install_if(pkg)
             .iter()
             .any(|d| self.in_changeset(d.name) && self.chosen(d.name).is_none())
         {

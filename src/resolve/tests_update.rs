@@ -19,7 +19,10 @@ fn pkg(name: &str, version: &str, deps: &[&str]) -> Package {
 }
 
 fn world(entries: &[&str]) -> Vec<Dependency> {
-    entries.iter().map(|d| Dependency::parse(d).unwrap()).collect()
+    entries
+        .iter()
+        .map(|d| Dependency::parse(d).unwrap())
+        .collect()
 }
 
 fn state(installed: Vec<Package>, world: &[&str], upgrade: bool) -> InstalledState {

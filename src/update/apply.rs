@@ -51,11 +51,7 @@ pub fn apply(a: Apply<'_>, changes: &[Change], reporter: &dyn Reporter) -> Resul
     })?;
     let arch = state.arch.clone();
     let old_trigger_order = state.trigger_order.clone();
-    let old_checksums: Vec<String> = state
-        .installed
-        .iter()
-        .map(|p| p.package.checksum.clone())
-        .collect();
+    let old_count = state.installed.len();
     let mut installer = install::Installer::new(root, install::InstallOptions::default())?;
     installer.seed(state.installed);
 
@@ -70,10 +66,10 @@ pub fn apply(a: Apply<'_>, changes: &[Change], reporter: &dyn Reporter) -> Resul
             extract_stamps.push(s);
         }
     }
-    let prefetch = install::Prefetch::new(&extract, &extract_files, PREFETCH_BUDGET)
-        .trusting(extract_stamps);
+    let prefetch =
+        install::Prefetch::new(&extract, &extract_files, PREFETCH_BUDGET).trusting(extract_stamps);
     // Index in the installer of each package, for scripts and triggers.
-    let mut slot_of_old: Vec<Option<usize>> = (0..old_checksums.len()).map(Some).collect();
+    let mut slot_of_old: Vec<Option<usize>> = (0..old_count).map(Some).collect();
     let mut modified: HashSet<String> = HashSet::new();
     let mut run_all: HashSet<usize> = HashSet::new();
     let mut change_slots: Vec<Option<usize>> = Vec::new();
@@ -101,12 +97,26 @@ pub fn apply(a: Apply<'_>, changes: &[Change], reporter: &dyn Reporter) -> Resul
                         "Purging {}",
                         installer.record_mut(slot).package.name_version()
                     ));
-                    script(runner, root, installer.record_mut(slot), ScriptAction::PreDeinstall, &[version.clone()], reporter)?;
+                    script(
+                        runner,
+                        root,
+                        installer.record_mut(slot),
+                        ScriptAction::PreDeinstall,
+                        std::slice::from_ref(&version),
+                        reporter,
+                    )?;
                     let record = installer.release(slot);
                     released.insert(slot);
                     purge_record(&handle, &mut installer, &record, &mut modified)?;
                     let mut record = record;
-                    script(runner, root, &mut record, ScriptAction::PostDeinstall, &[version], reporter)?;
+                    script(
+                        runner,
+                        root,
+                        &mut record,
+                        ScriptAction::PostDeinstall,
+                        &[version],
+                        reporter,
+                    )?;
                     if let Some(o) = change.old {
                         slot_of_old[o] = None;
                     }
@@ -128,15 +138,18 @@ pub fn apply(a: Apply<'_>, changes: &[Change], reporter: &dyn Reporter) -> Resul
                     package: new.name_version(),
                     source,
                 })?;
-                let upgrade_args = old_slot
-                    .map(|s| {
-                        vec![
-                            new.version.to_string(),
-                            installer.record_mut(s).package.version.to_string(),
-                        ]
-                    });
+                let upgrade_args = old_slot.map(|s| {
+                    vec![
+                        new.version.to_string(),
+                        installer.record_mut(s).package.version.to_string(),
+                    ]
+                });
                 let (pre, post, args) = match &upgrade_args {
-                    Some(args) => (ScriptAction::PreUpgrade, ScriptAction::PostUpgrade, args.clone()),
+                    Some(args) => (
+                        ScriptAction::PreUpgrade,
+                        ScriptAction::PostUpgrade,
+                        args.clone(),
+                    ),
                     None => (
                         ScriptAction::PreInstall,
                         ScriptAction::PostInstall,
@@ -145,7 +158,11 @@ pub fn apply(a: Apply<'_>, changes: &[Change], reporter: &dyn Reporter) -> Resul
                 };
                 reporter.info(&format!(
                     "{} {}",
-                    if upgrade_args.is_some() { "Upgrading" } else { "Installing" },
+                    if upgrade_args.is_some() {
+                        "Upgrading"
+                    } else {
+                        "Installing"
+                    },
                     new.name_version()
                 ));
                 let mut pre_failed = false;
@@ -172,7 +189,14 @@ pub fn apply(a: Apply<'_>, changes: &[Change], reporter: &dyn Reporter) -> Resul
                     }
                 }
                 let failed = new.installed_size != 0
-                    && script(runner, root, installer.record_mut(slot), post, &args, reporter)?;
+                    && script(
+                        runner,
+                        root,
+                        installer.record_mut(slot),
+                        post,
+                        &args,
+                        reporter,
+                    )?;
                 installer.refresh_ids();
                 broken.push((slot, pre_failed || failed));
                 installer.record_mut(slot).status.repository_tag = change.new_tag.clone();
@@ -238,12 +262,10 @@ fn purge_record(
     record: &InstalledPackage,
     modified: &mut HashSet<String>,
 ) -> Result<(), UpdateError> {
-    let remaining: Vec<InstalledPackage> = (0..installer.count())
-        .map(|s| installer.record_mut(s).clone())
-        .collect();
-    let refs: Vec<&InstalledPackage> = remaining.iter().collect();
+    // Released packages are left with empty records, so all of them can be passed.
+    let remaining: Vec<&InstalledPackage> = installer.installed().collect();
     let (touched, removed) =
-        super::remove::purge(root, record, &refs).map_err(|source| UpdateError::Remove {
+        super::remove::purge(root, record, &remaining).map_err(|source| UpdateError::Remove {
             package: record.package.name_version(),
             source,
         })?;

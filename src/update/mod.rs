@@ -91,7 +91,9 @@ pub enum UpdateError {
     #[error("`{0}` holds no apk database (`lib/apk/db/installed`); build it first")]
     NotASysroot(PathBuf),
     /// `--arch` differs from the sysroot's.
-    #[error("`--arch {given}` does not match the sysroot's architecture `{installed}` (etc/apk/arch)")]
+    #[error(
+        "`--arch {given}` does not match the sysroot's architecture `{installed}` (etc/apk/arch)"
+    )]
     ArchMismatch {
         /// `--arch`.
         given: String,
@@ -142,6 +144,9 @@ pub enum UpdateError {
     /// Running a script failed.
     #[error(transparent)]
     Scripts(#[from] scripts::ScriptError),
+    /// Reading or writing the scripts left pending failed.
+    #[error(transparent)]
+    Pending(#[from] scripts::pending::PendingError),
     /// Staging or exchanging failed.
     #[error(transparent)]
     Output(#[from] output::OutputError),
@@ -207,7 +212,8 @@ pub fn run(options: &UpdateOptions, reporter: &dyn Reporter) -> Result<UpdateOut
     let world: Vec<Dependency> = world_text
         .iter()
         .map(|p| {
-            Dependency::parse(p).map_err(|e| UpdateError::Build(BuildError::BadRequest(p.clone(), e)))
+            Dependency::parse(p)
+                .map_err(|e| UpdateError::Build(BuildError::BadRequest(p.clone(), e)))
         })
         .collect::<Result<_, _>>()?;
     let repos = match &options.repos {
@@ -301,7 +307,9 @@ pub fn run(options: &UpdateOptions, reporter: &dyn Reporter) -> Result<UpdateOut
         .enumerate()
         .filter_map(|(i, c)| {
             let new = c.new.as_ref()?;
-            let kept = c.old.is_some_and(|o| installed.packages[o].checksum == new.checksum);
+            let kept = c
+                .old
+                .is_some_and(|o| installed.packages[o].checksum == new.checksum);
             (!kept).then(|| (i, new.clone()))
         })
         .collect();
@@ -329,7 +337,8 @@ pub fn run(options: &UpdateOptions, reporter: &dyn Reporter) -> Result<UpdateOut
     check_interrupted()?;
 
     reporter.stage(Stage::Install);
-    let mut runner = scripts::Runner::for_build(staging.path(), arch, options.no_scripts, reporter)?;
+    let mut runner =
+        scripts::Runner::for_build(staging.path(), arch, options.no_scripts, reporter)?;
     let result = apply::apply(
         apply::Apply {
             root: staging.path(),
@@ -346,10 +355,17 @@ pub fn run(options: &UpdateOptions, reporter: &dyn Reporter) -> Result<UpdateOut
     let pending = runner.finish()?;
     result?;
     if deferred.is_some() && !pending.is_empty() {
-        scripts::pending::write_pending(staging.path(), &pending).map_err(|e| UpdateError::Read {
-            path: scripts::pending::PENDING_FILE.to_string(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        // Scripts still pending from the build (or an earlier update) run first.
+        let mut all = scripts::pending::read_pending(staging.path())?.unwrap_or_default();
+        all.extend(pending);
+        scripts::pending::write_pending(staging.path(), &all)?;
+        reporter.warn(&format!(
+            "{} package scripts were recorded in `{}` instead of run; `sysroot-mk enter \
+             --run-pending {}` runs them",
+            all.len(),
+            scripts::pending::PENDING_FILE,
+            dir.display()
+        ));
     }
     drop(fetched);
     check_interrupted()?;
@@ -379,7 +395,9 @@ fn clone_tree(from: &Path, to: &Path) -> Result<(), UpdateError> {
         .output()
         .map_err(|e| err(format!("cannot run `cp`: {e}")))?;
     if !output.status.success() {
-        return Err(err(String::from_utf8_lossy(&output.stderr).trim().to_string()));
+        return Err(err(String::from_utf8_lossy(&output.stderr)
+            .trim()
+            .to_string()));
     }
     Ok(())
 }

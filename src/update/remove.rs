@@ -27,7 +27,8 @@ pub fn purge(
             if protected {
                 // A changed (or unverifiable) configuration file is the user's.
                 let current = root.dir(&d.path).and_then(|dir| dir.sha1(&f.name));
-                let unchanged = matches!((f.sha1, current), (Some(want), Ok(Some(Some(have)))) if want == have);
+                let unchanged =
+                    matches!((f.sha1, current), (Some(want), Ok(Some(Some(have)))) if want == have);
                 if !unchanged {
                     continue;
                 }

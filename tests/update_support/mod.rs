@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-#[path = "../support/mod.rs"]
-pub mod support;
 #[path = "../install_common/mod.rs"]
 pub mod install_common;
+#[path = "../support/mod.rs"]
+pub mod support;
 
 use install_common::{tar_of, TestEntry};
 use support::TEST_KEY;
@@ -22,7 +22,9 @@ pub fn shared_or_skip() -> Option<PathBuf> {
     }
     let shared = install_common::shared()?;
     if !shared.join("tools/oracle/apk-chroot.sh").is_file()
-        || !shared.join("alpine/v3.19/main/x86_64/APKINDEX.tar.gz").is_file()
+        || !shared
+            .join("alpine/v3.19/main/x86_64/APKINDEX.tar.gz")
+            .is_file()
     {
         eprintln!("skipped: ../shared (alpine v3.19/main and the oracle) is absent");
         return None;
@@ -81,7 +83,12 @@ pub fn manifest(shared: &Path, tree: &Path, mtime: bool) -> String {
 
 /// `cp -a from to`.
 pub fn copy_tree(from: &Path, to: &Path) {
-    let st = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(st.success());
 }
 
@@ -196,7 +203,10 @@ fn signed(rest: Vec<u8>) -> Vec<u8> {
     use sha1::Digest;
     let key = support::private_key(TEST_KEY);
     let sig = key
-        .sign(Pkcs1v15Sign::new::<sha1::Sha1>(), &sha1::Sha1::digest(&rest))
+        .sign(
+            Pkcs1v15Sign::new::<sha1::Sha1>(),
+            &sha1::Sha1::digest(&rest),
+        )
         .unwrap();
     let name = format!(".SIGN.RSA.{TEST_KEY}");
     [support::gzip(&apk_tar(&[(&name, &sig)])), rest].concat()

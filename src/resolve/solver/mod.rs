@@ -480,7 +480,13 @@ impl<'u, 'a> Solver<'u, 'a> {
     pub(crate) fn pkg_repos(&self, pkg: PkgId) -> u64 {
         let p = self.u.pkg(pkg);
         if p.installed {
-            p.repos | self.tags.allowed_repos.get(p.installed_tag).copied().unwrap_or(0)
+            p.repos
+                | self
+                    .tags
+                    .allowed_repos
+                    .get(p.installed_tag)
+                    .copied()
+                    .unwrap_or(0)
         } else {
             p.repos
         }
