@@ -239,3 +239,48 @@ fn upgrade_matches_apk_with_script_arguments_and_apk_new() {
 fn read(root: &Path, rel: &str) -> String {
     std::fs::read_to_string(root.join(rel)).unwrap()
 }
+
+/// A tree sysroot-mk did not build: Alpine's minirootfs (its packages newer than those of
+/// the test repository, so they stay as installed-only packages).
+#[test]
+fn a_minirootfs_is_updated_as_apk_updates_it() {
+    let Some(shared) = shared_or_skip() else {
+        return;
+    };
+    let tarball = shared.join("alpine/minirootfs/alpine-minirootfs-3.19.4-x86_64.tar.gz");
+    if !tarball.is_file() {
+        eprintln!("skipped: the x86_64 minirootfs is absent");
+        return;
+    }
+    let main = shared.join("alpine/v3.19/main");
+    let main = main.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (tmp.path().join("ours"), tmp.path().join("apk"));
+    for tree in [&ours, &theirs] {
+        std::fs::create_dir(tree).unwrap();
+        let st = std::process::Command::new("tar")
+            .arg("xzf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(tree)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        // The mirror it names is not reachable here; the test repository's path in the
+        // oracle's chroot stands in for it.
+        std::fs::write(tree.join("etc/apk/repositories"), "/repo/v3.19/main\n").unwrap();
+    }
+    for package in ["doas", "alpine-base"] {
+        apk(&shared, &theirs, &[], &["add", package]);
+        tool(&[
+            "-q",
+            "add",
+            "--repo",
+            main,
+            "--no-cache",
+            ours.to_str().unwrap(),
+            package,
+        ]);
+        assert_same(&shared, &theirs, &ours, &format!("minirootfs + {package}"));
+    }
+}
