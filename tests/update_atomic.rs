@@ -103,3 +103,51 @@ fn killed_update_leaves_before_or_after() {
         outcomes.0, outcomes.1
     );
 }
+
+/// While apk (or another update) holds `lib/apk/db/lock`, an update waits, touching
+/// nothing; it goes on once the lock is released.
+#[test]
+fn an_update_waits_for_apks_lock() {
+    let Some(shared) = shared_or_skip() else {
+        return;
+    };
+    let main = shared.join("alpine/v3.19/main");
+    let main = main.to_str().unwrap();
+    let keys = shared.join("alpine/keys/x86_64");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sysroot");
+    tool(&[
+        "-q",
+        "--arch",
+        "x86_64",
+        "--repo",
+        main,
+        "--keys-dir",
+        keys.to_str().unwrap(),
+        "--no-cache",
+        dir.to_str().unwrap(),
+        "alpine-base",
+    ]);
+    let before = manifest(&shared, &dir, true);
+    let lock = std::fs::File::open(dir.join("lib/apk/db/lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sysroot-mk"))
+        .args(["-q", "add", "--repo", main, "--no-cache"])
+        .arg(&dir)
+        .arg("doas")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the update waits for the lock"
+    );
+    assert_eq!(
+        manifest(&shared, &dir, true),
+        before,
+        "nothing changed while locked"
+    );
+    drop(lock);
+    assert!(child.wait().unwrap().success());
+    assert!(dir.join("usr/bin/doas").exists());
+}

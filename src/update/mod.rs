@@ -9,11 +9,13 @@
 //!      exchange it with DIR in one renameat2(RENAME_EXCHANGE) and remove the old tree
 //! ```
 //!
-//! Atomicity therefore comes from staging, not a journal: until the exchange DIR is
+//! apk's lock (`lib/apk/db/lock`) is held throughout. Atomicity comes from staging, not
+//! a journal: until the exchange DIR is
 //! untouched, and a failure, Ctrl-C or kill leaves at most a staging sibling that the
 //! next run removes.
 
 mod apply;
+mod lock;
 mod remove;
 pub mod state;
 
@@ -197,6 +199,8 @@ pub fn run(options: &UpdateOptions, reporter: &dyn Reporter) -> Result<UpdateOut
     if !state::has_database(dir) {
         return Err(UpdateError::NotASysroot(dir.clone()));
     }
+    // Held until the end: through the exchange, and while the old tree is removed.
+    let _lock = lock::lock(dir, reporter)?;
     let root_state = state::read(dir)?;
     let arch = Arch::from_name(&root_state.arch)
         .ok_or_else(|| UpdateError::UnknownArch(root_state.arch.clone()))?;
