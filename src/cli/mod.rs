@@ -21,8 +21,8 @@ use sysroot_mk::report::Reporter;
     name = "sysroot-mk",
     version,
     arg_required_else_help = true,
-    override_usage = "sysroot-mk [build] [OPTIONS] [--arch ARCH] DIR [PACKAGE...]\n       sysroot-mk plan [OPTIONS] [--arch ARCH] [PACKAGE...]\n       sysroot-mk enter [OPTIONS] DIR [CMD [ARGS...]]\n       sysroot-mk binfmt status|register|unregister [ARCH...]",
-    after_help = "`sysroot-mk --arch ARCH DIR [PACKAGE...]` is short for `sysroot-mk build ...`."
+    override_usage = "sysroot-mk [build] [OPTIONS] [--arch ARCH] DIR [PACKAGE...]\n       sysroot-mk add|del [OPTIONS] DIR PACKAGE...\n       sysroot-mk upgrade [OPTIONS] DIR\n       sysroot-mk plan [OPTIONS] [--arch ARCH] [PACKAGE...]\n       sysroot-mk enter [OPTIONS] DIR [CMD [ARGS...]]\n       sysroot-mk binfmt status|register|unregister [ARCH...]",
+    after_help = "`sysroot-mk --arch ARCH DIR [PACKAGE...]` is short for `sysroot-mk build ...`; on a DIR that holds an apk database it updates DIR in place, the world becoming the PACKAGEs."
 )]
 pub struct Cli {
     #[command(subcommand)]
