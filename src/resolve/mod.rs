@@ -160,12 +160,39 @@ pub fn resolve_update(
     Ok(solve(packages, world, opts, installed)?.0)
 }
 
+/// Stack for the change-set walk, which recurses as deep as the longest dependency chain
+/// (two frames per link): reserved, not committed, so only a hostile index uses it.
+const SOLVE_STACK: usize = 1 << 30;
+
+type Solved = Result<(Vec<Change>, Vec<Option<String>>), ResolveError>;
+
 fn solve(
     packages: &[Package],
     world: &[Dependency],
     opts: &ResolveOptions,
     installed: &InstalledState,
-) -> Result<(Vec<Change>, Vec<Option<String>>), ResolveError> {
+) -> Solved {
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("sysroot-mk-resolve".into())
+            .stack_size(SOLVE_STACK)
+            .spawn_scoped(scope, || solve_here(packages, world, opts, installed));
+        match worker {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            // No thread to be had: this one's stack serves ordinary indexes.
+            Err(_) => solve_here(packages, world, opts, installed),
+        }
+    })
+}
+
+fn solve_here(
+    packages: &[Package],
+    world: &[Dependency],
+    opts: &ResolveOptions,
+    installed: &InstalledState,
+) -> Solved {
     if let Some(p) = packages.iter().find(|p| p.repo >= MAX_REPOS) {
         return Err(ResolveError::TooManyRepositories {
             package: p.name_version(),

@@ -109,3 +109,25 @@ fn a_new_dependency_is_installed_before_the_upgrade_that_needs_it() {
         ]
     );
 }
+
+#[test]
+fn a_very_long_dependency_chain_resolves() {
+    // The change-set walk recurses along dependencies; a hostile index's chain must not
+    // exhaust the stack.
+    let n = 20_000;
+    let repo: Vec<Package> = (0..n)
+        .map(|i| {
+            let name = format!("p{i}");
+            let deps: Vec<String> = if i + 1 < n {
+                vec![format!("p{}", i + 1)]
+            } else {
+                Vec::new()
+            };
+            let deps: Vec<&str> = deps.iter().map(String::as_str).collect();
+            pkg(&name, "1-r0", &deps)
+        })
+        .collect();
+    let plan = resolve(&repo, &world(&["p0"]), &opts()).unwrap();
+    assert_eq!(plan.packages.len(), n);
+    assert_eq!(plan.packages[0].name, format!("p{}", n - 1));
+}
