@@ -17,6 +17,8 @@
 //!      layout streamed from it
 //! lock: a plan written down (`--lock`) and built again (`--locked`); cache: the
 //! versioned index, package and key cache (`sysroot-mk cache`)
+//! update: an existing sysroot's database + the indexes -> resolve with what is installed
+//!   -> the change applied in a staging copy -> exchanged with the sysroot
 //! enter: arch -> binfmt -> namespaces -> mounts -> chroot -> exec
 //! ```
 
@@ -46,5 +48,6 @@ pub mod scripts;
 pub mod signals;
 pub mod transport;
 pub mod trust;
+pub mod update;
 pub mod userns;
 pub mod version;

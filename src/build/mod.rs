@@ -10,6 +10,7 @@
 mod install_plan;
 mod resolution;
 
+pub(crate) use resolution::select_repositories;
 pub use resolution::{resolve, resolve_locked};
 
 use crate::arch::Arch;

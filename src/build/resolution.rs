@@ -228,7 +228,7 @@ fn parse_world(packages: &[String]) -> Result<Vec<Dependency>, BuildError> {
 }
 
 /// The repositories in priority order: `--repo` arguments, then the repositories file.
-fn select_repositories(
+pub(crate) fn select_repositories(
     selection: &RepoSelection,
 ) -> Result<Vec<repository::Repository>, BuildError> {
     let repos = match selection {

@@ -39,6 +39,13 @@ pub(super) struct ImageArgs {
     push: Option<String>,
 }
 
+impl ImageArgs {
+    /// Whether the output is the sysroot directory itself.
+    pub(super) fn is_directory(&self) -> bool {
+        matches!(self.output, OutputKind::Dir)
+    }
+}
+
 /// `--push`: the layout goes to the registry through skopeo; prints the stored digest.
 pub(super) fn push_image(args: &ImageArgs, dir: &std::path::Path) -> anyhow::Result<()> {
     if let Some(reference) = &args.push {

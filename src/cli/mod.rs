@@ -8,6 +8,7 @@ mod enter;
 mod hints;
 mod image;
 mod progress;
+mod update;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -22,8 +23,8 @@ use sysroot_mk::report::Reporter;
     name = "sysroot-mk",
     version,
     arg_required_else_help = true,
-    override_usage = "sysroot-mk [build] [OPTIONS] [--arch ARCH] DIR [PACKAGE...]\n       sysroot-mk plan [OPTIONS] [--arch ARCH] [PACKAGE...]\n       sysroot-mk enter [OPTIONS] DIR [CMD [ARGS...]]\n       sysroot-mk binfmt status|register|unregister [ARCH...]\n       sysroot-mk cache list|clean|prune",
-    after_help = "`sysroot-mk --arch ARCH DIR [PACKAGE...]` is short for `sysroot-mk build ...`."
+    override_usage = "sysroot-mk [build] [OPTIONS] [--arch ARCH] DIR [PACKAGE...]\n       sysroot-mk add|del [OPTIONS] DIR PACKAGE...\n       sysroot-mk upgrade [OPTIONS] DIR\n       sysroot-mk plan [OPTIONS] [--arch ARCH] [PACKAGE...]\n       sysroot-mk enter [OPTIONS] DIR [CMD [ARGS...]]\n       sysroot-mk binfmt status|register|unregister [ARCH...]\n       sysroot-mk cache list|clean|prune",
+    after_help = "`sysroot-mk --arch ARCH DIR [PACKAGE...]` is short for `sysroot-mk build ...`; on a DIR that holds an apk database it updates DIR in place, the world becoming the PACKAGEs."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -62,10 +63,19 @@ enum Command {
     },
     /// Print the manual page (roff): `sysroot-mk man > sysroot-mk.1`.
     Man,
+    /// Add packages to an existing sysroot's world, in place, as `apk add`.
+    Add(update::ChangeArgs),
+    /// Remove packages from an existing sysroot's world, in place, as `apk del`.
+    Del(update::ChangeArgs),
+    /// Upgrade an existing sysroot's packages in place, as `apk upgrade`.
+    Upgrade(update::UpgradeArgs),
 }
 
 /// The words that name a subcommand (anything else first is the bare build form).
-const SUBCOMMANDS: [&str; 8] = [
+const SUBCOMMANDS: [&str; 11] = [
+    "add",
+    "del",
+    "upgrade",
     "build",
     "plan",
     "enter",
@@ -261,6 +271,9 @@ pub fn main() -> i32 {
         Command::Cache(args) => cache::run_cache(args, verbosity),
         Command::Completions { shell } => print_completions(shell),
         Command::Man => print_man_page(),
+        Command::Add(args) => update::run(update::Which::Add(args), verbosity),
+        Command::Del(args) => update::run(update::Which::Del(args), verbosity),
+        Command::Upgrade(args) => update::run(update::Which::Upgrade(args), verbosity),
     };
     match result {
         Ok(code) => code,
@@ -381,6 +394,55 @@ fn options_from(
     })
 }
 
+/// The plain form on a DIR holding an apk database (without `--force`, into a
+/// directory): an update that sets the world.
+fn update_in_place(
+    args: &BuildArgs,
+    verbosity: progress::Verbosity,
+) -> anyhow::Result<Option<sysroot_mk::update::UpdateOptions>> {
+    let Some(dir) = &args.dir else {
+        return Ok(None);
+    };
+    let directory = args.image.is_directory();
+    if args.force || !directory || !sysroot_mk::update::state::has_database(dir) {
+        return Ok(None);
+    }
+    let arch = match args.source.arch.as_slice() {
+        [] => None,
+        [one] => Some(target_arches(std::slice::from_ref(one), verbosity)?[0]),
+        _ => return Err(UsageError("an existing sysroot has one arch".into()).into()),
+    };
+    let repos =
+        (!args.source.repos.is_empty() || args.source.repositories_file.is_some()).then(|| {
+            build::RepoSelection::Explicit {
+                repos: args.source.repos.clone(),
+                repositories_file: args.source.repositories_file.clone(),
+            }
+        });
+    let cache_dir = match (args.source.no_cache, &args.source.cache_dir) {
+        (true, _) => None,
+        (false, Some(dir)) => Some(dir.clone()),
+        (false, None) => {
+            sysroot_mk::cache::default_or_warn(&progress::TerminalReporter::new(verbosity))
+        }
+    };
+    let packages = if args.packages.is_empty() {
+        vec!["alpine-base".to_string()]
+    } else {
+        args.packages.clone()
+    };
+    Ok(Some(sysroot_mk::update::UpdateOptions {
+        dir: dir.clone(),
+        arch,
+        action: sysroot_mk::update::Action::Set(packages),
+        repos,
+        keys_dirs: args.source.keys_dirs.clone(),
+        allow_untrusted: args.source.allow_untrusted,
+        cache_dir,
+        no_scripts: args.no_scripts,
+    }))
+}
+
 /// `sysroot-mk plan` (and the old `--simulate`): the plan on stdout, nothing written.
 fn run_plan(
     source: SourceArgs,
@@ -414,6 +476,11 @@ fn run_plan(
 }
 
 fn run_build(args: BuildArgs, verbosity: progress::Verbosity) -> anyhow::Result<i32> {
+    if !args.simulate {
+        if let Some(options) = update_in_place(&args, verbosity)? {
+            return update::run_set(options, verbosity);
+        }
+    }
     let Some(dir) = args.dir else {
         return Err(UsageError(
             "the build needs `DIR`: e.g. `sysroot-mk --arch aarch64 ./aarch64`; see `sysroot-mk --help`".into(),

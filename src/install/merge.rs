@@ -143,6 +143,8 @@ struct Owner {
 pub(crate) struct PkgRecord {
     pub installed: InstalledPackage,
     dir_index: HashMap<String, usize>,
+    /// Released by an update (removed or replaced): no longer part of the result.
+    pub gone: bool,
 }
 
 /// Bookkeeping across batches.
@@ -177,6 +179,7 @@ impl State {
         let mut record = PkgRecord {
             installed: input.installed,
             dir_index: HashMap::new(),
+            gone: false,
         };
         let mut warnings = Vec::new();
         let mut seen: HashMap<&str, bool> = HashMap::new();
@@ -376,11 +379,59 @@ impl State {
         Ok(warnings)
     }
 
+    /// Takes an installed package (an update's starting point) as the owner of the files
+    /// and directories its record lists, as if this run had installed it.
+    pub(crate) fn seed(&mut self, installed: InstalledPackage) {
+        let index = self.packages.len();
+        let mut dir_index = HashMap::new();
+        for (di, d) in installed.dirs.iter().enumerate() {
+            dir_index.insert(d.path.clone(), di);
+            self.dirs
+                .entry(d.path.clone())
+                .or_insert(DirStatus { update: false });
+            for f in &d.files {
+                let path = if d.path.is_empty() {
+                    f.name.clone()
+                } else {
+                    format!("{}/{}", d.path, f.name)
+                };
+                self.owners.insert(
+                    path,
+                    Owner {
+                        package: index,
+                        dir: di,
+                    },
+                );
+            }
+        }
+        self.packages.push(PkgRecord {
+            installed,
+            dir_index,
+            gone: false,
+        });
+    }
+
+    /// Releases package `index`: it owns nothing any more and is left out of the result.
+    /// Returns its record as it stands (files other packages took over are gone from it).
+    pub(crate) fn release(&mut self, index: usize) -> InstalledPackage {
+        let rec = &mut self.packages[index];
+        rec.gone = true;
+        let empty = InstalledPackage::new(rec.installed.package.clone());
+        let taken = std::mem::replace(&mut rec.installed, empty);
+        self.owners.retain(|_, o| o.package != index);
+        taken
+    }
+
+    /// Forgets that `path` exists (an update removed the directory).
+    pub(crate) fn forget_dir(&mut self, path: &str) {
+        self.dirs.remove(path);
+    }
+
     /// Directories this run created with the acl apk gives them at the end.
     pub(crate) fn reconciled_dirs(&self) -> Vec<(String, Acl)> {
         let mut result: HashMap<&str, Acl> = HashMap::new();
         let mut order = Vec::new();
-        for pkg in &self.packages {
+        for pkg in self.packages.iter().filter(|p| !p.gone) {
             for dir in &pkg.installed.dirs {
                 if !self.dirs.get(&dir.path).is_some_and(|s| s.update) {
                     continue;

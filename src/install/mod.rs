@@ -30,6 +30,7 @@ mod owners;
 mod prefetch;
 mod write;
 
+pub(crate) use merge::is_protected;
 pub use prefetch::Prefetch;
 
 use std::path::{Path, PathBuf};
@@ -256,6 +257,38 @@ impl Installer {
         self.ids.reset();
     }
 
+    /// Takes the packages already installed in the root (an update), in apk's installed
+    /// order: they own their recorded files, so conflicts, `replaces` and `.apk-new`
+    /// treat them as apk treats installed packages. They come first in [`Installer::finish`].
+    pub fn seed(&mut self, installed: Vec<InstalledPackage>) {
+        for pkg in installed {
+            self.state.seed(pkg);
+        }
+    }
+
+    /// How many packages the installer holds (seeded, extracted, released).
+    pub fn count(&self) -> usize {
+        self.state.packages.len()
+    }
+
+    /// Package `index` leaves the root (removed, or replaced by an upgrade): its record as
+    /// it stands, listing only the files it still owns, which the caller deletes.
+    pub fn release(&mut self, index: usize) -> InstalledPackage {
+        self.state.release(index)
+    }
+
+    /// The record of package `index`.
+    pub fn record_mut(&mut self, index: usize) -> &mut InstalledPackage {
+        &mut self.state.packages[index].installed
+    }
+
+    /// Directories the caller removed: a later package creates them again.
+    pub fn forget_dirs(&mut self, paths: &[String]) {
+        for p in paths {
+            self.state.forget_dir(p);
+        }
+    }
+
     /// The packages installed so far, in plan order.
     pub fn installed(&self) -> impl Iterator<Item = &InstalledPackage> {
         self.state.packages.iter().map(|p| &p.installed)
@@ -284,6 +317,7 @@ impl Installer {
             .state
             .packages
             .into_iter()
+            .filter(|p| !p.gone)
             .map(|p| p.installed)
             .collect())
     }

@@ -24,7 +24,7 @@ pub use explain::{Problem, ProblemKind};
 
 use crate::index::{Dependency, Package};
 use solver::{Solver, Tags, WorldAtom};
-use universe::{Universe, MAX_REPOS};
+use universe::{PkgId, Universe, MAX_REPOS};
 
 /// How to resolve, besides the packages and the request.
 #[derive(Debug, Clone, Default)]
@@ -104,6 +104,95 @@ pub fn resolve(
     world: &[Dependency],
     opts: &ResolveOptions,
 ) -> Result<Plan, ResolveError> {
+    let (changes, pinned_tags) = solve(packages, world, opts, &InstalledState::default())?;
+    Ok(Plan {
+        packages: changes.iter().filter_map(|c| c.new.clone()).collect(),
+        pinned_tags,
+    })
+}
+
+/// What a root already holds, for [`resolve_update`].
+#[derive(Debug, Clone, Default)]
+pub struct InstalledState {
+    /// The installed packages in apk's installed-list order (that of `lib/apk/db/installed`).
+    pub packages: Vec<Package>,
+    /// Per installed package, the repository tag it was installed under (`s:`).
+    pub tags: Vec<Option<String>>,
+    /// The names of the root's `etc/apk/world`, in file order (apk reads them first).
+    pub world_names: Vec<String>,
+    /// `apk upgrade`: prefer the newest version over the installed one.
+    pub upgrade: bool,
+}
+
+/// One step of an update, as apk commits it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The installed package it replaces or removes: its position in
+    /// [`InstalledState::packages`].
+    pub old: Option<usize>,
+    /// The package installed or kept; `None` for a removal.
+    pub new: Option<Package>,
+    /// The repository tag the new package is pinned to (without `@`).
+    pub new_tag: Option<String>,
+}
+
+impl Change {
+    /// Whether the change keeps the installed package as it is (same package, same tag).
+    pub fn is_noop(&self, installed: &InstalledState) -> bool {
+        match (self.old, &self.new) {
+            (Some(old), Some(new)) => {
+                installed.packages[old].checksum == new.checksum
+                    && installed.tags[old] == self.new_tag
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Resolves `world` for a root holding `installed`, as `apk add`/`del`/`upgrade` would:
+/// every change in apk's commit order, kept packages included (see [`Change::is_noop`]).
+pub fn resolve_update(
+    packages: &[Package],
+    world: &[Dependency],
+    opts: &ResolveOptions,
+    installed: &InstalledState,
+) -> Result<Vec<Change>, ResolveError> {
+    Ok(solve(packages, world, opts, installed)?.0)
+}
+
+/// Stack for the change-set walk, which recurses as deep as the longest dependency chain
+/// (two frames per link): reserved, not committed, so only a hostile index uses it.
+const SOLVE_STACK: usize = 1 << 30;
+
+type Solved = Result<(Vec<Change>, Vec<Option<String>>), ResolveError>;
+
+fn solve(
+    packages: &[Package],
+    world: &[Dependency],
+    opts: &ResolveOptions,
+    installed: &InstalledState,
+) -> Solved {
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("sysroot-mk-resolve".into())
+            .stack_size(SOLVE_STACK)
+            .spawn_scoped(scope, || solve_here(packages, world, opts, installed));
+        match worker {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            // No thread to be had: this one's stack serves ordinary indexes.
+            Err(_) => solve_here(packages, world, opts, installed),
+        }
+    })
+}
+
+fn solve_here(
+    packages: &[Package],
+    world: &[Dependency],
+    opts: &ResolveOptions,
+    installed: &InstalledState,
+) -> Solved {
     if let Some(p) = packages.iter().find(|p| p.repo >= MAX_REPOS) {
         return Err(ResolveError::TooManyRepositories {
             package: p.name_version(),
@@ -117,8 +206,18 @@ pub fn resolve(
     for dep in &world {
         tag_of.push(world_tag(dep, &tags)?);
     }
-
-    let mut u = Universe::build(packages, opts.arch.as_deref());
+    // A tag no repository carries any more counts as untagged.
+    let tag_id = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| tags.names.iter().position(|n| n == t))
+            .unwrap_or(0)
+    };
+    let seed = universe::Installed {
+        world_names: installed.world_names.iter().map(String::as_str).collect(),
+        packages: &installed.packages,
+        tags: installed.tags.iter().map(tag_id).collect(),
+    };
+    let mut u = Universe::build_installed(&seed, packages, opts.arch.as_deref());
     let atoms: Vec<_> = world.iter().map(|d| u.atom(d)).collect();
     let world_atoms: Vec<WorldAtom<'_>> = atoms
         .into_iter()
@@ -132,27 +231,34 @@ pub fn resolve(
             allowed_repos: tags.allowed_repos,
         },
     );
+    solver.upgrade = installed.upgrade;
     solver.solve(&world_atoms);
     if solver.errors > 0 {
         return Err(ResolveError::Unsatisfiable {
             problems: explain::problems(&solver, &world_atoms, opts.arch.as_deref(), &tags.names),
         });
     }
-    Ok(Plan {
-        packages: solver
-            .changes
-            .iter()
-            .map(|&p| u.pkg(p).src.clone())
-            .collect(),
-        pinned_tags: solver
-            .changes
-            .iter()
-            .map(|&p| match solver.pinned_tag(p) {
-                0 => None,
-                id => Some(tags.names[id].clone()),
-            })
-            .collect(),
-    })
+    let position: std::collections::HashMap<&str, usize> = installed
+        .packages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.checksum.as_str(), i))
+        .collect();
+    let tag_name = |p: PkgId| match solver.pinned_tag(p) {
+        0 => None,
+        id => Some(tags.names[id].clone()),
+    };
+    let changes: Vec<Change> = solver
+        .changeset
+        .iter()
+        .map(|&(old, new)| Change {
+            old: old.and_then(|o| position.get(u.pkg(o).src.checksum.as_str()).copied()),
+            new: new.map(|n| u.pkg(n).src.clone()),
+            new_tag: new.and_then(tag_name),
+        })
+        .collect();
+    let pinned = solver.changes.iter().map(|&p| tag_name(p)).collect();
+    Ok((changes, pinned))
 }
 
 /// Repository tag ids as apk numbers them: 0 for untagged, then each tag in order of
@@ -242,3 +348,5 @@ fn world_in_apk_order(world: &[Dependency]) -> Vec<Dependency> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_update;

@@ -80,6 +80,10 @@ pub(crate) struct Pkg<'a> {
     pub installable: bool,
     /// Installs nothing (`I:0`): apk lets such packages past repository pinning.
     pub empty: bool,
+    /// Installed in the root being updated (apk's `pkg->ipkg`).
+    pub installed: bool,
+    /// For an installed package, the repository tag id it was installed under (`s:`).
+    pub installed_tag: usize,
 }
 
 /// A compressed table of lists, one per name: `items[start[i]..start[i + 1]]`.
@@ -154,6 +158,17 @@ pub(crate) struct Universe<'a> {
     buckets: Vec<Cell<u32>>,
 }
 
+/// What the root being updated already holds, as the universe needs it.
+#[derive(Debug, Default)]
+pub(crate) struct Installed<'a> {
+    /// The names of the root's world file, in file order.
+    pub world_names: Vec<&'a str>,
+    /// The installed packages, in apk's installed-list order.
+    pub packages: &'a [Package],
+    /// Per installed package, its repository tag id (0 = untagged).
+    pub tags: Vec<usize>,
+}
+
 /// Marks a bucket not computed yet (real buckets are below 20,000).
 const NO_BUCKET: u32 = u32::MAX;
 
@@ -165,7 +180,20 @@ impl<'a> Universe<'a> {
     ///
     /// `arch` (when given) marks packages of other architectures uninstallable;
     /// `noarch` and packages without `A:` fit every architecture.
+    #[cfg(test)]
     pub fn build(packages: &'a [Package], arch: Option<&str>) -> Universe<'a> {
+        Universe::build_installed(&Installed::default(), packages, arch)
+    }
+
+    /// [`Universe::build`] for a root that already holds packages: the names of its world
+    /// file are created first, then its installed packages (apk reads both before any
+    /// index), then the indexes. A repository copy of an installed package (same `C:`)
+    /// merges into it, as apk merges them.
+    pub fn build_installed(
+        installed: &Installed<'a>,
+        packages: &'a [Package],
+        arch: Option<&str>,
+    ) -> Universe<'a> {
         let mut u = Universe {
             texts: Vec::with_capacity(packages.len() * 2),
             pkgs: Vec::with_capacity(packages.len()),
@@ -177,8 +205,17 @@ impl<'a> Universe<'a> {
         let mut by_checksum: FxHashMap<ChecksumKey<'a>, PkgId> = FxHashMap::default();
         by_checksum.reserve(packages.len());
 
-        for package in packages {
-            let bit = 1u64 << (package.repo.min(MAX_REPOS - 1) + 1);
+        for name in &installed.world_names {
+            u.intern(name);
+        }
+        let installed_count = installed.packages.len();
+        for (position, package) in installed.packages.iter().chain(packages).enumerate() {
+            let is_installed = position < installed_count;
+            let bit = if is_installed {
+                0
+            } else {
+                1u64 << (package.repo.min(MAX_REPOS - 1) + 1)
+            };
             let duplicate = if package.checksum.is_empty() {
                 None
             } else {
@@ -198,7 +235,7 @@ impl<'a> Universe<'a> {
                 }
                 let pkg = &mut u.pkgs[existing as usize];
                 pkg.repos |= bit;
-                if package.repo < pkg.src.repo {
+                if !pkg.installed && package.repo < pkg.src.repo {
                     pkg.src = package;
                 }
                 continue;
@@ -231,6 +268,12 @@ impl<'a> Universe<'a> {
                 install_if,
                 installable,
                 empty: package.installed_size == 0,
+                installed: is_installed,
+                installed_tag: if is_installed {
+                    installed.tags.get(position).copied().unwrap_or(0)
+                } else {
+                    0
+                },
             });
         }
 

@@ -114,7 +114,7 @@ use child::{describe_status, drain, pipe, spawn, wait, ChildSetup};
 pub use proc::ProcMount;
 use proc::SHARED_PROC;
 pub use runner::{DeferReason, Runner};
-pub use triggers::{reconcile_exec_dir, run_triggers, trigger_arguments};
+pub use triggers::{reconcile_exec_dir, run_triggers, trigger_arguments, trigger_arguments_in};
 
 /// The file name apk gives a script in `lib/apk/exec`: `<name>-<version>.<action>`.
 pub fn script_file_name(pkg: &InstalledPackage, action: ScriptAction) -> String {

@@ -16,6 +16,17 @@ use crate::rootfs::RootDir;
 /// apk. They come in apk's order: that of its table of directories, walked bucket by
 /// bucket, the newest directory first within a bucket (see [`apk_dir_bucket`]).
 pub fn trigger_arguments(installed: &[InstalledPackage], globs: &[String]) -> Vec<String> {
+    trigger_arguments_in(installed, globs, None)
+}
+
+/// [`trigger_arguments`] limited, when `modified` is given, to the directories a change
+/// touched (paths without the leading `/`; `""` is the root): apk fires the triggers of
+/// packages it did not install or upgrade only on directories the change modified.
+pub fn trigger_arguments_in(
+    installed: &[InstalledPackage],
+    globs: &[String],
+    modified: Option<&std::collections::HashSet<String>>,
+) -> Vec<String> {
     // Each directory with the order in which apk's database met it (parents first).
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let note = |dir: &str, seen: &mut std::collections::HashMap<String, usize>| {
@@ -40,6 +51,7 @@ pub fn trigger_arguments(installed: &[InstalledPackage], globs: &[String]) -> Ve
         .collect();
     let mut matched: Vec<(u32, usize, String)> = seen
         .into_iter()
+        .filter(|(dir, _)| modified.is_none_or(|m| m.contains(dir)))
         .filter_map(|(dir, order)| {
             let full = format!("/{dir}");
             let c = CString::new(full.as_str()).ok()?;

@@ -153,7 +153,7 @@ impl Solver<'_, '_> {
 
     fn begin_pkg(&mut self, pkg: PkgId) {
         let p = self.u.pkg(pkg);
-        let tag_preferred = p.empty || p.repos & self.default_repos != 0;
+        let tag_preferred = p.empty || self.pkg_repos(pkg) & self.default_repos != 0;
         let s = &mut self.pkgs[pkg as usize];
         s.seen = true;
         s.pinning_allowed = DEFAULT_PINNING;
@@ -161,7 +161,8 @@ impl Solver<'_, '_> {
         s.selectable = p.installable;
         s.iif_failed = p.install_if.is_empty();
         s.tag_preferred = tag_preferred;
-        s.tag_ok = tag_preferred;
+        // An installed package stays allowed whatever its pinning (apk's `ipkg` test).
+        s.tag_ok = tag_preferred || p.installed;
     }
 
     fn finish_provider(&mut self, name: NameId, pkg: PkgId) {

@@ -7,8 +7,10 @@
 //! bookkeeping (per-name and per-package flags and counters, the two queues) and its
 //! rules; only the data layout is ours. Install order comes from [`super::changeset`].
 //!
-//! Assumed environment, as for a sysroot built from nothing: no installed packages, no
-//! cache, every repository available, no `--upgrade`/`--latest` flags.
+//! Assumed environment: no cache, every repository available, no `--latest` flag. The
+//! root may hold installed packages (an update): then an installed package that still
+//! satisfies is kept unless upgrading ([`Solver::upgrade`], apk's `APK_SOLVERF_UPGRADE`,
+//! inherited from the world down the dependencies as apk inherits it).
 
 mod discover;
 mod propagate;
@@ -85,6 +87,10 @@ pub(crate) struct PkgState {
     pub in_changeset: bool,
     iif_triggered: bool,
     iif_failed: bool,
+    /// apk's `APK_SOLVERF_UPGRADE` in the package's solver flags, and in the flags its
+    /// dependencies inherit.
+    upgrade: bool,
+    upgrade_inheritable: bool,
     pub error: Option<Broken>,
     pub disqualified: Option<Disqualified>,
 }
@@ -126,6 +132,12 @@ pub(crate) struct Solver<'u, 'a> {
     pub missing: Vec<NameId>,
     /// Packages to install, dependencies first.
     pub changes: Vec<PkgId>,
+    /// The whole change set (apk's `changeset->changes`): `(old, new)` per change,
+    /// removals and kept packages included, in the order apk commits them.
+    pub changeset: Vec<(Option<PkgId>, Option<PkgId>)>,
+    /// `apk upgrade`: world entries carry the upgrade flag down to their dependencies.
+    pub upgrade: bool,
+    upgrade_inherit: bool,
     pub tags: Tags,
     default_repos: u64,
     pinning_inherit: u32,
@@ -147,6 +159,9 @@ impl<'u, 'a> Solver<'u, 'a> {
             errors: 0,
             missing: Vec::new(),
             changes: Vec::new(),
+            changeset: Vec::new(),
+            upgrade: false,
+            upgrade_inherit: false,
             tags,
             default_repos,
             pinning_inherit: 0,
@@ -163,11 +178,13 @@ impl<'u, 'a> Solver<'u, 'a> {
         for w in world {
             self.discover(w.atom.name);
         }
+        self.upgrade_inherit = self.upgrade;
         for w in world {
             self.pinning_inherit = 1u32.checked_shl(w.tag as u32).unwrap_or(0);
             self.apply_constraint(None, &w.atom);
         }
         self.pinning_inherit = 0;
+        self.upgrade_inherit = false;
 
         loop {
             while let Some(name) = self.dirty.pop_front() {
@@ -297,6 +314,11 @@ impl<'u, 'a> Solver<'u, 'a> {
         if r != 0 {
             return r;
         }
+        let upgrading = pa.upgrade || pb.upgrade;
+        let r = flag(ua.installed, ub.installed);
+        if !upgrading && r != 0 {
+            return r;
+        }
         // Latest version of the requested name (no decision when one side is virtual).
         if let (Some(va), Some(vb)) = (a.version, b.version) {
             match crate::version::compare(va, vb) {
@@ -312,6 +334,11 @@ impl<'u, 'a> Solver<'u, 'a> {
                 std::cmp::Ordering::Greater => return 1,
                 std::cmp::Ordering::Equal => {}
             }
+        }
+        // Installed, when upgrading found nothing newer.
+        let r = flag(ua.installed, ub.installed);
+        if r != 0 {
+            return r;
         }
         let prio = |p: &crate::index::Package| i64::from(p.provider_priority.unwrap_or(0));
         let r = prio(ua.src) - prio(ub.src);
@@ -438,7 +465,7 @@ impl<'u, 'a> Solver<'u, 'a> {
     /// its pinning allows that carries one of its repositories; 0 when none does.
     pub fn pinned_tag(&self, pkg: PkgId) -> usize {
         let allowed = self.pkgs[pkg as usize].pinning_allowed;
-        let repos = self.u.pkg(pkg).repos;
+        let repos = self.pkg_repos(pkg);
         self.tags
             .allowed_repos
             .iter()
@@ -446,6 +473,23 @@ impl<'u, 'a> Solver<'u, 'a> {
             .take(32)
             .find(|(i, r)| allowed & (1 << i) != 0 && *r & repos != 0)
             .map_or(0, |(i, _)| i)
+    }
+
+    /// The repositories `pkg` counts as coming from (apk's `get_pkg_repos`): its own, and
+    /// for an installed package those of the tag it was installed under.
+    pub(crate) fn pkg_repos(&self, pkg: PkgId) -> u64 {
+        let p = self.u.pkg(pkg);
+        if p.installed {
+            p.repos
+                | self
+                    .tags
+                    .allowed_repos
+                    .get(p.installed_tag)
+                    .copied()
+                    .unwrap_or(0)
+        } else {
+            p.repos
+        }
     }
 
     /// Records `pkg` as in error (used by the change-set pass).

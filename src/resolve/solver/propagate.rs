@@ -50,16 +50,23 @@ impl<'a> Solver<'_, 'a> {
     }
 
     fn inherit_pinning(&mut self, pkg: PkgId, parent: Option<PkgId>) {
-        let repos = self.u.pkg(pkg).repos;
+        let repos = self.pkg_repos(pkg);
         match parent {
             Some(parent) => {
                 let allowed = self.pkgs[parent as usize].pinning_allowed;
-                self.pkgs[pkg as usize].pinning_allowed |= allowed;
+                let upgrade = self.pkgs[parent as usize].upgrade_inheritable;
+                let s = &mut self.pkgs[pkg as usize];
+                s.pinning_allowed |= allowed;
+                s.upgrade |= upgrade;
+                s.upgrade_inheritable |= upgrade;
             }
             None => {
                 let inherit = self.pinning_inherit;
                 let preferred = repos & self.tags.repos_of_mask(inherit) != 0;
+                let upgrade = self.upgrade_inherit;
                 let s = &mut self.pkgs[pkg as usize];
+                s.upgrade |= upgrade;
+                s.upgrade_inheritable |= upgrade;
                 s.pinning_allowed |= inherit;
                 s.pinning_preferred = inherit;
                 s.tag_preferred = preferred;
