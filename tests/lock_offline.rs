@@ -682,3 +682,71 @@ fn the_build_splits_at_the_plan() {
     assert_eq!(summary.packages, 1);
     assert!(options.dir.join("lib/ld-musl-x86_64.so.1").exists());
 }
+
+#[test]
+fn an_update_offline_reads_the_cache_and_names_what_it_lacks() {
+    let Some(shared) = support::shared_or_skip() else {
+        return;
+    };
+    let server = TestServer::serve(&shared.join("v3.19"));
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let repo = format!("{}/main", server.base);
+    let dir = tmp.path().join("sysroot");
+    let out = build(&shared, &cache, &dir, &["--repo", &repo], &["alpine-base"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Nothing listens at the repository any more.
+    drop(server);
+    let before = tree_support::tree(&dir);
+
+    // The same world: up to date, from the cached index alone.
+    let out = build(
+        &shared,
+        &cache,
+        &dir,
+        &["--offline", "--repo", &repo],
+        &["alpine-base"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("is up to date"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A package the cache does not hold: one line naming it, and DIR as it was.
+    let out = bin()
+        .args(["add", "--offline", "--no-scripts", "--keys-dir"])
+        .arg(shared.join("keys/x86_64"))
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(["--repo", &repo])
+        .arg(&dir)
+        .arg("doas")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("offline: package `doas-"), "{err}");
+    let diffs = tree_support::differences(&before, &tree_support::tree(&dir));
+    assert!(diffs.is_empty(), "{diffs:#?}");
+
+    // `--lock` on an existing sysroot would be ignored by an update: refused instead.
+    let lock = tmp.path().join("x.lock");
+    let out = build(
+        &shared,
+        &cache,
+        &dir,
+        &[
+            "--offline",
+            "--repo",
+            &repo,
+            "--lock",
+            lock.to_str().unwrap(),
+        ],
+        &["alpine-base"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert!(!lock.exists());
+}

@@ -407,6 +407,14 @@ fn update_in_place(
     if args.force || !directory || !sysroot_mk::update::state::has_database(dir) {
         return Ok(None);
     }
+    if args.lock.is_some() || args.locked.is_some() {
+        return Err(UsageError(format!(
+            "`{}` holds a sysroot, which is updated in place; `--lock` and `--locked` build a \
+             new one: pass `--force` to replace it, or another DIR",
+            dir.display()
+        ))
+        .into());
+    }
     let arch = match args.source.arch.as_slice() {
         [] => None,
         [one] => Some(target_arches(std::slice::from_ref(one), verbosity)?[0]),
@@ -440,6 +448,7 @@ fn update_in_place(
         allow_untrusted: args.source.allow_untrusted,
         cache_dir,
         no_scripts: args.no_scripts,
+        offline: args.source.offline,
     }))
 }
 

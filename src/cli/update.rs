@@ -29,6 +29,9 @@ pub(super) struct UpdateSource {
     /// Neither read nor write the cache.
     #[arg(long)]
     no_cache: bool,
+    /// No network at all: indexes and packages come from the cache (a miss fails).
+    #[arg(long)]
+    offline: bool,
     /// Do not run package scripts now: record them for the first `sysroot-mk enter`.
     #[arg(long)]
     no_scripts: bool,
@@ -94,6 +97,7 @@ pub(super) fn run(which: Which, verbosity: progress::Verbosity) -> anyhow::Resul
         allow_untrusted: source.allow_untrusted,
         cache_dir,
         no_scripts: source.no_scripts,
+        offline: source.offline,
     };
     finish(update::run(&options, &reporter), &options, verbosity)
 }

@@ -61,6 +61,8 @@ pub struct UpdateOptions {
     pub cache_dir: Option<PathBuf>,
     /// Record scripts instead of running them.
     pub no_scripts: bool,
+    /// `--offline`: indexes and packages only from the cache, no network at all.
+    pub offline: bool,
 }
 
 /// What an update did.
@@ -251,6 +253,7 @@ pub fn run(options: &UpdateOptions, reporter: &dyn Reporter) -> Result<UpdateOut
     let index_options = repository::IndexOptions {
         allow_untrusted: options.allow_untrusted,
         cache_dir: options.cache_dir.clone(),
+        offline: options.offline,
         ..repository::IndexOptions::default()
     };
     let transport = crate::transport::Transport::new(index_options.transport.clone());
@@ -327,6 +330,7 @@ pub fn run(options: &UpdateOptions, reporter: &dyn Reporter) -> Result<UpdateOut
             cache_dir: options.cache_dir.clone(),
             temp_dir: Some(staging.path().to_path_buf()),
             verify_local: false,
+            offline: options.offline,
             ..fetch::FetchOptions::default()
         },
         reporter,
