@@ -146,13 +146,12 @@ pub fn split_signature(bytes: &[u8]) -> Result<Signed<'_>, ArchiveError> {
     let member_len = bytes.len() - rest.len();
 
     let entries = read_entries(&head, whole_member)?;
-    let Some(first) = entries.first() else {
-        return Err(ArchiveError::Tar(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "no tar entry",
-        )));
-    };
-    if signature_kind(&first.0).is_none() {
+    // No entry apk sees (an empty tar, or only entries of types apk skips): apk finds
+    // no signature there either.
+    if entries
+        .first()
+        .is_none_or(|first| signature_kind(&first.0).is_none())
+    {
         return Ok(Signed {
             signature: None,
             alternatives: Vec::new(),
@@ -283,6 +282,22 @@ fn signature_kind(name: &str) -> Option<(SignatureAlgorithm, &str)> {
     }
 }
 
+/// Whether apk 2.14's tar reader hands `header`'s entry on: it refuses a header without
+/// the `ustar` magic (an error here too) and skips, data and all, every entry whose type it
+/// does not know, the old `\0` "regular file" among them, which the `tar` crate would
+/// otherwise read as a file. Reading what apk skips would install what apk does not, or
+/// find a signature apk never sees.
+pub fn apk_sees(header: &tar::Header) -> io::Result<bool> {
+    let raw = header.as_bytes();
+    if !raw[257..].starts_with(b"ustar") {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a tar header without the `ustar` magic, which apk refuses",
+        ));
+    }
+    Ok(matches!(raw[156], b'0'..=b'7'))
+}
+
 /// Names and contents of the tar entries in `data`. When `complete` is false the
 /// buffer is only a prefix of the member: only the first entry's name is read and
 /// its content is left empty.
@@ -291,6 +306,9 @@ fn read_entries(data: &[u8], complete: bool) -> Result<Vec<(String, Vec<u8>)>, A
     let mut out = Vec::new();
     for entry in archive.entries().map_err(ArchiveError::Tar)? {
         let mut entry = entry.map_err(ArchiveError::Tar)?;
+        if !apk_sees(entry.header()).map_err(ArchiveError::Tar)? {
+            continue;
+        }
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let mut content = Vec::new();
         if complete {
@@ -320,6 +338,7 @@ mod tests {
             let mut header = tar::Header::new_gnu();
             header.set_size(data.len() as u64);
             header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
             header.set_cksum();
             builder.append_data(&mut header, name, *data).unwrap();
         }
@@ -362,6 +381,34 @@ mod tests {
             signed.signature.unwrap().algorithm,
             SignatureAlgorithm::Sha1
         );
+    }
+
+    #[test]
+    fn entries_apk_skips_are_skipped_and_a_header_apk_refuses_is_refused() {
+        // A signature entry of the old `\0` type: apk's reader skips it, so the archive
+        // is unsigned for apk, and so it is here.
+        let mut sig_tar = cut_tar(&[(".SIGN.RSA256.test.rsa.pub", b"sigbytes")]);
+        sig_tar[156] = 0;
+        fix_checksum(&mut sig_tar[..512]);
+        let all = [gzip(&sig_tar), gzip(b"rest")].concat();
+        let signed = split_signature(&all).unwrap();
+        assert!(signed.signature.is_none());
+        assert_eq!(signed.rest, &all[..]);
+        // Without the `ustar` magic apk refuses the archive.
+        let mut old = cut_tar(&[(".SIGN.RSA256.test.rsa.pub", b"sigbytes")]);
+        old[257..265].fill(0);
+        fix_checksum(&mut old[..512]);
+        assert!(matches!(
+            split_signature(&gzip(&old)),
+            Err(ArchiveError::Tar(_))
+        ));
+    }
+
+    /// Recomputes a tar header's checksum after a test edited it.
+    fn fix_checksum(header: &mut [u8]) {
+        header[148..156].fill(b' ');
+        let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+        header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
     }
 
     #[test]

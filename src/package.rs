@@ -580,7 +580,9 @@ fn read_control(package: &str, tar_bytes: &[u8]) -> Result<(PkgInfo, Vec<Script>
     for entry in entries {
         use std::io::Read;
         let mut entry = entry.map_err(|e| control_err(e.to_string()))?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
+        let seen =
+            crate::archive::apk_sees(entry.header()).map_err(|e| control_err(e.to_string()))?;
+        if !seen || entry.header().entry_type() != tar::EntryType::Regular {
             continue;
         }
         let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();

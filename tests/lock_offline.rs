@@ -301,6 +301,7 @@ impl Signed {
         let data = support::gzip(&{
             let mut tar = tar::Builder::new(Vec::new());
             let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Regular);
             header.set_size(payload.len() as u64);
             header.set_mode(0o644);
             header.set_uid(0);

@@ -118,6 +118,9 @@ pub(crate) fn read_entries(package: &str, data: &[u8]) -> Result<Vec<Entry>, Ins
     for entry in archive.entries().map_err(archive_err)? {
         let mut entry = entry.map_err(archive_err)?;
         let header = entry.header().clone();
+        if !crate::archive::apk_sees(&header).map_err(archive_err)? {
+            continue;
+        }
         let raw_path = entry.path_bytes().into_owned();
         let kind_byte = header.entry_type();
         let kind = match kind_byte {
@@ -281,6 +284,29 @@ mod tests {
             "truncated header accepted"
         );
         assert!(inflate("p", b"PK\x03\x04 not gzip", 1 << 20).is_err());
+    }
+
+    #[test]
+    fn entries_of_types_apk_skips_are_not_installed() {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, kind) in [("etc/seen", b'0'), ("etc/skipped", 0u8), ("etc/also", b'7')] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(3);
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(1_700_000_000);
+            header.as_mut_bytes()[156] = kind;
+            header.set_cksum();
+            builder.append_data(&mut header, name, &b"abc"[..]).unwrap();
+        }
+        let data = builder.into_inner().unwrap();
+        let paths: Vec<String> = read_entries("p", &data)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(paths, ["etc/seen", "etc/also"]);
     }
 
     #[test]

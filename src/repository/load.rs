@@ -564,6 +564,11 @@ fn read_index_tar(rest: &[u8], url: &str) -> Result<(String, String), Repository
         .map_err(|e| archive_err(archive::ArchiveError::Tar(e)))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| archive_err(archive::ArchiveError::Tar(e)))?;
+        if !archive::apk_sees(entry.header())
+            .map_err(|e| archive_err(archive::ArchiveError::Tar(e)))?
+        {
+            continue;
+        }
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let size = entry.size().min(tar_bytes.len() as u64) as usize;
         let mut content = Vec::with_capacity(size);

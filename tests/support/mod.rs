@@ -99,6 +99,7 @@ pub fn cut_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for (name, data) in files {
         let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
         header.set_size(data.len() as u64);
         header.set_mode(0o644);
         header.set_mtime(1_700_000_000);
