@@ -10,9 +10,8 @@
 //! ```
 //!
 //! apk's lock (`lib/apk/db/lock`) is held throughout. Atomicity comes from staging, not
-//! a journal: until the exchange DIR is
-//! untouched, and a failure, Ctrl-C or kill leaves at most a staging sibling that the
-//! next run removes.
+//! a journal: until the exchange DIR is untouched, and a failure, Ctrl-C or kill leaves
+//! at most a staging sibling that the next run removes.
 
 mod apply;
 mod lock;
