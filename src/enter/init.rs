@@ -61,6 +61,8 @@ pub(crate) fn init(
     };
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    // Out of the tool's process group (the tool asks too): see `namespaces`.
+    let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
     let mut go = [0u8; 1];
     // EOF instead of the byte: the tool died or gave up.
     if !matches!(nix::unistd::read(&sync_r, &mut go), Ok(1)) {
@@ -134,8 +136,9 @@ pub(crate) fn init(
                     unsafe { libc::dup2(null.as_raw_fd(), fd) };
                 }
             }
-            // init is in the tool's process group: it passes on only the tool's copies.
-            let status = crate::signals::wait_forwarding(command, true, false);
+            // In a process group of its own, init takes signals only from the tool (and
+            // the kernel's on its behalf): it passes on all of them.
+            let status = crate::signals::wait_forwarding(command, true, true);
             unsafe { libc::_exit(status) };
         }
         Err(e) => {

@@ -5,9 +5,8 @@
 //! `sigwaitinfo` (the tool, relaying a pty, with a signalfd), so nothing runs in a
 //! signal handler. The command leads a session of its own, so nothing the caller's
 //! terminal sends reaches it directly: the tool passes every signal it takes down to
-//! init, which passes it to the command. init, in the tool's process group, also gets
-//! the terminal's signals (`si_code == SI_KERNEL`, e.g. Ctrl-C) itself and ignores
-//! those. Init has a parent-death signal, so killing the tool with SIGKILL still takes
+//! init, which passes it to the command. init leads a process group of its own, so
+//! the terminal's signals (Ctrl-C) reach it only through the tool. Init has a parent-death signal, so killing the tool with SIGKILL still takes
 //! the namespaces and their mounts down.
 
 use super::emulation::Emulation;
@@ -200,6 +199,12 @@ pub(crate) fn spawn_and_wait(child: &Child<'_>) -> Result<i32, EnterError> {
             source: e.into(),
         }),
         Ok(pid) => {
+            // init leads a process group of its own (it asks too, whichever runs first),
+            // so the terminal's signals reach only the tool. Were init in the tool's group,
+            // the terminal's Ctrl-C (which init must ignore) could still be pending there
+            // when the tool's forwarded copy arrived, and the two would merge into one
+            // that init ignores: a lost Ctrl-C under load.
+            let _ = nix::unistd::setpgid(pid, pid);
             drop((sync_r, err_w, sock_init));
             let pipes = ToolFds {
                 sync_w,
