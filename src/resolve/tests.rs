@@ -1,6 +1,6 @@
 //! Hand-built repositories, one rule each. Expected outcomes follow apk 2.14 (several
 //! were checked against the real apk; the real-data comparisons live in
-//! `tests/resolve_real.rs`).
+//! `tests/it/resolve_real.rs`).
 
 use super::explain::render;
 use super::*;

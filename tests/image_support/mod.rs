@@ -2,8 +2,7 @@
 //! user without subordinate ids, and trees compared entry by entry.
 #![allow(dead_code)]
 
-#[path = "../tree_support/mod.rs"]
-mod tree_support;
+use crate::tree_support;
 pub use tree_support::*;
 
 use std::collections::BTreeMap;

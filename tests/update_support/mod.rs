@@ -5,10 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-#[path = "../install_common/mod.rs"]
-pub mod install_common;
-#[path = "../support/mod.rs"]
-pub mod support;
+pub(crate) use crate::install_common;
+pub(crate) use crate::support;
 
 use install_common::{tar_of, TestEntry};
 use support::TEST_KEY;
