@@ -10,8 +10,8 @@
 mod install_plan;
 mod resolution;
 
-pub(crate) use resolution::select_repositories;
 pub use resolution::{resolve, resolve_locked};
+pub(crate) use resolution::{select_repositories, universe, IndexSource};
 
 use crate::arch::Arch;
 use crate::image::{Destination, Format, ImageError};

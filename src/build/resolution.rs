@@ -16,16 +16,11 @@ pub fn resolve(options: &BuildOptions, reporter: &dyn Reporter) -> Result<Resolv
     let arch = options.arch.name();
     let world = parse_world(&options.packages)?;
     let repos = select_repositories(&options.repos)?;
-    let (transport, indexes) = load_indexes(options, &repos, reporter)?;
+    let (transport, indexes) = IndexSource::of(options).load(&repos, reporter)?;
 
     reporter.stage(Stage::Resolve);
     let keys = unique_keys(&indexes);
-    // Move the packages out rather than clone them: the full indexes hold ~23,000
-    // packages of a dozen strings each, and copying them costs as much as parsing.
-    let mut universe = Vec::with_capacity(indexes.iter().map(|i| i.packages.len()).sum());
-    for index in indexes {
-        universe.extend(index.packages);
-    }
+    let universe = universe(indexes);
     let plan = resolve::resolve(
         &universe,
         &world,
@@ -75,14 +70,14 @@ pub fn resolve_locked(
     }
     let (transport, packages, keys, signers) = if options.offline {
         reporter.stage(Stage::Indexes);
-        let keyring = keyring(options, reporter)?;
+        let keyring = IndexSource::of(options).keyring(reporter)?;
         let keys = locked_keys(lock, &keyring, options, reporter)?;
         let signers = (!options.allow_untrusted).then_some(keyring);
         let packages = lock.packages.iter().map(|p| p.package.clone()).collect();
         let transport = crate::transport::Transport::new(Default::default());
         (transport, packages, keys, signers)
     } else {
-        let (transport, indexes) = load_indexes(options, &repos, reporter)?;
+        let (transport, indexes) = IndexSource::of(options).load(&repos, reporter)?;
         reporter.stage(Stage::Resolve);
         let keys = unique_keys(&indexes);
         for name in &lock.keys {
@@ -127,48 +122,90 @@ pub fn resolve_locked(
     })
 }
 
-fn keyring(options: &BuildOptions, reporter: &dyn Reporter) -> Result<trust::Keyring, BuildError> {
-    let arch = options.arch.name();
-    Ok(trust::Keyring::for_target(
-        arch,
-        &trust::KeyOptions {
-            keys_dirs: options.keys_dirs.clone(),
-            target_root: None,
-            host_dirs: trust::KeyOptions::default_host_dirs(arch),
-        },
-        reporter,
-    )?)
+/// What finding and verifying the indexes needs, whether for a build or for an update
+/// of an existing sysroot (whose own keys may be trusted).
+pub(crate) struct IndexSource<'a> {
+    /// The target arch.
+    pub arch: &'a str,
+    /// `--keys-dir`: when non-empty, the only trusted keys.
+    pub keys_dirs: &'a [std::path::PathBuf],
+    /// A sysroot whose `etc/apk/keys` are trusted too (before the host's pinned keys).
+    pub target_root: Option<std::path::PathBuf>,
+    /// Accept unsigned and unknown-key indexes.
+    pub allow_untrusted: bool,
+    /// The index cache; `None` for `--no-cache`.
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// No network at all.
+    pub offline: bool,
+    /// The mirror branch the repositories come from, if they do.
+    pub mirror: Option<repository::Mirror>,
 }
 
-/// The transport (one HTTP client for indexes and packages: building one loads the
-/// native TLS roots, hundreds of files) and the verified indexes.
-fn load_indexes(
-    options: &BuildOptions,
-    repos: &[repository::Repository],
-    reporter: &dyn Reporter,
-) -> Result<(crate::transport::Transport, Vec<repository::LoadedIndex>), BuildError> {
-    reporter.stage(Stage::Indexes);
-    let keyring = keyring(options, reporter)?;
-    let index_options = repository::IndexOptions {
-        allow_untrusted: options.allow_untrusted,
-        cache_dir: options.cache_dir.clone(),
-        offline: options.offline,
-        mirror: match &options.repos {
-            RepoSelection::Mirror(mirror) => Some(mirror.clone()),
-            RepoSelection::Explicit { .. } => None,
-        },
-        ..repository::IndexOptions::default()
-    };
-    let transport = crate::transport::Transport::new(index_options.transport.clone());
-    let indexes = repository::load_indexes_with(
-        &transport,
-        repos,
-        options.arch.name(),
-        &keyring,
-        &index_options,
-        reporter,
-    )?;
-    Ok((transport, indexes))
+impl IndexSource<'_> {
+    fn of(options: &BuildOptions) -> IndexSource<'_> {
+        IndexSource {
+            arch: options.arch.name(),
+            keys_dirs: &options.keys_dirs,
+            target_root: None,
+            allow_untrusted: options.allow_untrusted,
+            cache_dir: options.cache_dir.clone(),
+            offline: options.offline,
+            mirror: match &options.repos {
+                RepoSelection::Mirror(mirror) => Some(mirror.clone()),
+                RepoSelection::Explicit { .. } => None,
+            },
+        }
+    }
+
+    fn keyring(&self, reporter: &dyn Reporter) -> Result<trust::Keyring, BuildError> {
+        Ok(trust::Keyring::for_target(
+            self.arch,
+            &trust::KeyOptions {
+                keys_dirs: self.keys_dirs.to_vec(),
+                target_root: self.target_root.clone(),
+                host_dirs: trust::KeyOptions::default_host_dirs(self.arch),
+            },
+            reporter,
+        )?)
+    }
+
+    /// The transport (one HTTP client for indexes and packages: building one loads the
+    /// native TLS roots, hundreds of files) and the verified indexes of `repos`.
+    pub(crate) fn load(
+        &self,
+        repos: &[repository::Repository],
+        reporter: &dyn Reporter,
+    ) -> Result<(crate::transport::Transport, Vec<repository::LoadedIndex>), BuildError> {
+        reporter.stage(Stage::Indexes);
+        let keyring = self.keyring(reporter)?;
+        let index_options = repository::IndexOptions {
+            allow_untrusted: self.allow_untrusted,
+            cache_dir: self.cache_dir.clone(),
+            offline: self.offline,
+            mirror: self.mirror.clone(),
+            ..repository::IndexOptions::default()
+        };
+        let transport = crate::transport::Transport::new(index_options.transport.clone());
+        let indexes = repository::load_indexes_with(
+            &transport,
+            repos,
+            self.arch,
+            &keyring,
+            &index_options,
+            reporter,
+        )?;
+        Ok((transport, indexes))
+    }
+}
+
+/// Every package of `indexes`, moved rather than cloned: the full indexes hold ~23,000
+/// packages of a dozen strings each, and copying them costs as much as parsing.
+pub(crate) fn universe(indexes: Vec<repository::LoadedIndex>) -> Vec<Package> {
+    let mut universe = Vec::with_capacity(indexes.iter().map(|i| i.packages.len()).sum());
+    for index in indexes {
+        universe.extend(index.packages);
+    }
+    universe
 }
 
 /// The lockfile's keys from the local keyring, or pinned ones the cache holds (offline

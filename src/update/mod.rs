@@ -26,7 +26,7 @@ use crate::build::{self, BuildError, RepoSelection};
 use crate::index::Dependency;
 use crate::report::{Reporter, Stage};
 use crate::resolve::{self, Change, InstalledState};
-use crate::{db, fetch, install, output, package, repository, scripts, trust};
+use crate::{db, fetch, install, output, package, repository, scripts};
 
 /// What to do to the world.
 #[derive(Debug, Clone)]
@@ -237,39 +237,22 @@ pub fn run(options: &UpdateOptions, reporter: &dyn Reporter) -> Result<UpdateOut
         }
     };
 
-    reporter.stage(Stage::Indexes);
     // Without --keys-dir: the keys the sysroot trusts, then the host's pinned ones.
-    let keyring = trust::Keyring::for_target(
-        arch.name(),
-        &trust::KeyOptions {
-            keys_dirs: options.keys_dirs.clone(),
-            target_root: options.keys_dirs.is_empty().then(|| dir.clone()),
-            host_dirs: trust::KeyOptions::default_host_dirs(arch.name()),
-        },
-        reporter,
-    )
-    .map_err(BuildError::from)?;
-    let index_options = repository::IndexOptions {
+    let (transport, indexes) = build::IndexSource {
+        arch: arch.name(),
+        keys_dirs: &options.keys_dirs,
+        target_root: options.keys_dirs.is_empty().then(|| dir.clone()),
         allow_untrusted: options.allow_untrusted,
         cache_dir: options.cache_dir.clone(),
         offline: options.offline,
-        ..repository::IndexOptions::default()
-    };
-    let transport = crate::transport::Transport::new(index_options.transport.clone());
-    let indexes = repository::load_indexes_with(
-        &transport,
-        &repos,
-        arch.name(),
-        &keyring,
-        &index_options,
-        reporter,
-    )
-    .map_err(BuildError::from)?;
-    reporter.stage(Stage::Resolve);
-    let mut universe = Vec::with_capacity(indexes.iter().map(|i| i.packages.len()).sum());
-    for index in indexes {
-        universe.extend(index.packages);
+        mirror: match &options.repos {
+            Some(RepoSelection::Mirror(mirror)) => Some(mirror.clone()),
+            _ => None,
+        },
     }
+    .load(&repos, reporter)?;
+    reporter.stage(Stage::Resolve);
+    let universe = build::universe(indexes);
     let installed = InstalledState {
         packages: root_state
             .installed
