@@ -14,11 +14,11 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode};
 
 use super::{
-    check_owner, dir_flags, Cache, CacheError, IndexEntry, INDEX_BUCKET, KEY_BUCKET,
-    PACKAGE_BUCKET, VERSION_DIR,
+    dir_flags, open_root, Cache, CacheError, IndexEntry, INDEX_BUCKET, KEY_BUCKET, PACKAGE_BUCKET,
+    VERSION_DIR,
 };
 
 /// What an entry of the cache is.
@@ -74,28 +74,6 @@ pub struct Removed {
     pub entries: usize,
     /// Their bytes.
     pub bytes: u64,
-}
-
-/// The cache root opened for listing or removing; `None` when there is no cache.
-fn open_root(root: &Path) -> Result<Option<OwnedFd>, CacheError> {
-    let err = |source| CacheError {
-        path: root.to_path_buf(),
-        source,
-    };
-    let fd = match rustix::fs::open(
-        root,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) => return Ok(None),
-        Err(e) => return Err(err(e.into())),
-    };
-    let meta = std::fs::File::from(fd.try_clone().map_err(err)?)
-        .metadata()
-        .map_err(err)?;
-    check_owner(&meta, root)?;
-    Ok(Some(fd))
 }
 
 /// Names in the folder `fd`, without `.` and `..`, sorted.

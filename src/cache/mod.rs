@@ -133,6 +133,29 @@ fn usable(dir: &Path) -> std::io::Result<()> {
     })
 }
 
+/// The cache root, checked to be the caller's (or root's); `None` when it is missing.
+/// The root is the user's own path: symlinks up to it are followed.
+pub(super) fn open_root(root: &Path) -> Result<Option<OwnedFd>, CacheError> {
+    let err = |source| CacheError {
+        path: root.to_path_buf(),
+        source,
+    };
+    let fd = match rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(err(e.into())),
+    };
+    let meta = File::from(fd.try_clone().map_err(err)?)
+        .metadata()
+        .map_err(err)?;
+    check_owner(&meta, root)?;
+    Ok(Some(fd))
+}
+
 /// Refuses a cache file or folder owned by another user than us or root.
 fn check_owner(meta: &std::fs::Metadata, path: &Path) -> Result<(), CacheError> {
     let me = rustix::process::geteuid().as_raw();
@@ -215,24 +238,9 @@ impl Cache {
     }
 
     fn open_with(root: &Path, create: bool) -> Result<Option<Cache>, CacheError> {
-        let err = |source| CacheError {
-            path: root.to_path_buf(),
-            source,
+        let Some(fd) = open_root(root)? else {
+            return Ok(None);
         };
-        // The root is the user's own path: symlinks up to it are followed.
-        let fd = match rustix::fs::open(
-            root,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(rustix::io::Errno::NOENT) if !create => return Ok(None),
-            Err(e) => return Err(err(e.into())),
-        };
-        let meta = File::from(fd.try_clone().map_err(err)?)
-            .metadata()
-            .map_err(err)?;
-        check_owner(&meta, root)?;
         let version_path = root.join(VERSION_DIR);
         let Some(version) = open_dir_at(&fd, VERSION_DIR, &version_path, create)? else {
             return Ok(None);
