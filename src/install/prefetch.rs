@@ -266,6 +266,7 @@ mod tests {
         };
         // One byte: only the package the extraction waits for may be inflated.
         let prefetch = Prefetch::new(&packages, &files, 1);
+        let mut kept = Vec::new();
         std::thread::scope(|scope| {
             scope.spawn(|| prefetch.work());
             scope.spawn(|| prefetch.work());
@@ -273,6 +274,10 @@ mod tests {
                 let verified = prefetch.verified(i).expect("verified");
                 assert_eq!(verified.name_version(), pkg.name_version());
                 let loaded = prefetch.take(i).expect("inflated");
+                // Held for the whole build: its compressed data must not be.
+                if !verified.data_member().is_empty() {
+                    kept.push(pkg.name.clone());
+                }
                 if pkg.installed_size == 0 {
                     assert!(loaded.entries.is_empty());
                 }
@@ -282,6 +287,10 @@ mod tests {
             }
             prefetch.stop();
         });
+        assert!(
+            kept.is_empty(),
+            "data members kept after inflation: {kept:?}"
+        );
     }
 
     #[test]
