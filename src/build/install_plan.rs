@@ -76,7 +76,8 @@ pub(super) fn install_plan(
     // verified, and a failure anywhere removes the whole staging tree.
     let files: Vec<PathBuf> = fetched.iter().map(|f| f.path.clone()).collect();
     // Cache hits were hashed whole by the fetcher: not again while unchanged.
-    let prefetch = install::Prefetch::new(&plan.packages, &files, PREFETCH_BUDGET)
+    let prefetch = installer
+        .prefetch(&plan.packages, &files, PREFETCH_BUDGET)
         .trusting(fetched.iter().map(|f| f.verified).collect());
     let broken_scripts = std::thread::scope(|scope| {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -181,8 +182,9 @@ pub(super) fn install_plan(
     })
 }
 
-/// Inflated bytes held ahead of the extraction at most (a larger package is held alone).
-const PREFETCH_BUDGET: u64 = 8 * 1024 * 1024;
+/// Bytes (installed size) written into the scratch folder ahead of the extraction at
+/// most; they are on disk, not in memory, so this only bounds how far ahead it goes.
+const PREFETCH_BUDGET: u64 = 256 * 1024 * 1024;
 
 /// Extracts the plan batch by batch with the install scripts between batches; returns,
 /// per package, whether one of its scripts failed (apk's `f:s`). `verified(i)` gives

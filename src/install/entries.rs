@@ -1,8 +1,10 @@
-//! The entries of a package's data tar, read once into a flat list that points into the
-//! inflated buffer, with every name checked before anything touches the filesystem.
+//! The entries of a package's data tar, read in one streaming pass: file contents go
+//! straight into the [`Scratch`] folder as they are inflated, every name is checked
+//! before anything else happens with it, and what is kept is a flat list of entries.
 
-use std::io::Read;
+use std::io::{self, Read};
 
+use super::scratch::Scratch;
 use super::InstallError;
 
 /// What an entry creates.
@@ -10,8 +12,14 @@ use super::InstallError;
 pub(crate) enum Kind {
     /// A directory.
     Dir,
-    /// A regular file whose bytes are `data[offset..offset + len]` of the inflated tar.
-    File { offset: usize, len: usize },
+    /// A regular file, written to the scratch folder as file `scratch`.
+    File {
+        /// Its id in the [`Scratch`] folder.
+        scratch: u64,
+        /// Its bytes, kept for `etc/passwd` and `etc/group` only: later packages' owner
+        /// names are looked up in them.
+        ids: Option<Vec<u8>>,
+    },
     /// A symbolic link to the given target (stored verbatim, never followed by us).
     Symlink(String),
     /// A hard link to an earlier file of the same package (path relative to the root).
@@ -43,39 +51,61 @@ pub(crate) struct Entry {
     pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
-/// Inflates a (verified) gzip data member, refusing to grow past `limit` bytes.
-pub(crate) fn inflate(package: &str, member: &[u8], limit: u64) -> Result<Vec<u8>, InstallError> {
-    // The data member is the last of the file, so its gzip trailer (ISIZE: the inflated
-    // size mod 2^32) says how much room to take at once: no regrowing and copying.
-    let hint = member
-        .len()
-        .checked_sub(4)
-        .and_then(|at| member.get(at..))
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map_or(0, |b| u64::from(u32::from_le_bytes(b)));
-    let mut out = Vec::with_capacity(usize::try_from(hint.min(limit)).unwrap_or(0));
-    let archive_err = |message: &str| InstallError::Archive {
+/// The largest `etc/passwd` or `etc/group` kept for owner lookups.
+const MAX_ID_FILE: u64 = 16 * 1024 * 1024;
+
+/// Inflates a (verified) gzip data member, writing its files into `scratch`, and returns
+/// its entries; refuses a tar that inflates past `limit` bytes.
+pub(crate) fn extract(
+    package: &str,
+    member: &[u8],
+    limit: u64,
+    scratch: &Scratch,
+) -> Result<Vec<Entry>, InstallError> {
+    let body = deflate_body(member).ok_or_else(|| InstallError::Archive {
         package: package.to_owned(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, message.to_owned()),
-    };
-    let body = deflate_body(member).ok_or_else(|| archive_err("not a gzip member"))?;
+        source: io::Error::new(io::ErrorKind::InvalidData, "not a gzip member"),
+    })?;
     // The member matched the SHA-256 of the package's signed `datahash` before it got here,
     // so the gzip CRC-32 (4% of a build's CPU) would only check it a second time.
-    let decoder = flate2::read::DeflateDecoder::new(body);
-    decoder
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|source| InstallError::Archive {
-            package: package.to_owned(),
-            source,
-        })?;
-    if out.len() as u64 > limit {
+    let mut inflated = Bounded {
+        inner: flate2::read::DeflateDecoder::new(body),
+        left: limit,
+        exceeded: false,
+    };
+    let result = read_entries(package, &mut inflated, scratch);
+    if inflated.exceeded {
         return Err(InstallError::TooLarge {
             package: package.to_owned(),
             limit,
         });
     }
-    Ok(out)
+    result
+}
+
+/// A reader that fails once more than `left` bytes come out of `inner`.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    exceeded: bool,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // One byte more than allowed tells "exactly at the limit" from "past it".
+        let room = usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX);
+        let take = buf.len().min(room);
+        let n = self.inner.read(&mut buf[..take])?;
+        if n as u64 > self.left {
+            self.exceeded = true;
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the data tar inflates past its limit",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// The raw deflate stream of a gzip member: what follows its header (RFC 1952: fixed
@@ -107,8 +137,12 @@ fn deflate_body(member: &[u8]) -> Option<&[u8]> {
     Some(rest)
 }
 
-/// Reads every entry of the inflated data tar `data`.
-pub(crate) fn read_entries(package: &str, data: &[u8]) -> Result<Vec<Entry>, InstallError> {
+/// Reads every entry of the data tar `data`, writing the regular files into `scratch`.
+pub(crate) fn read_entries(
+    package: &str,
+    data: &mut dyn Read,
+    scratch: &Scratch,
+) -> Result<Vec<Entry>, InstallError> {
     let archive_err = |source: std::io::Error| InstallError::Archive {
         package: package.to_owned(),
         source,
@@ -124,17 +158,11 @@ pub(crate) fn read_entries(package: &str, data: &[u8]) -> Result<Vec<Entry>, Ins
         let raw_path = entry.path_bytes().into_owned();
         let kind_byte = header.entry_type();
         let kind = match kind_byte {
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let offset = usize::try_from(entry.raw_file_position()).unwrap_or(usize::MAX);
-                let len = usize::try_from(entry.size()).unwrap_or(usize::MAX);
-                if offset.checked_add(len).is_none_or(|end| end > data.len()) {
-                    return Err(archive_err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "file data runs past the end of the archive",
-                    )));
-                }
-                Kind::File { offset, len }
-            }
+            // Written below, once its name passed the checks.
+            tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File {
+                scratch: 0,
+                ids: None,
+            },
             tar::EntryType::Directory => Kind::Dir,
             tar::EntryType::Symlink | tar::EntryType::Link => {
                 let target = entry
@@ -196,10 +224,35 @@ pub(crate) fn read_entries(package: &str, data: &[u8]) -> Result<Vec<Entry>, Ins
             }
         }
         let field = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let mode = header.mode().map_err(archive_err)? & 0o7777;
+        let mtime = header.mtime().map_err(archive_err)?;
+        let kind = match kind {
+            Kind::File { .. } => {
+                let len = entry.size();
+                let mut ids = None;
+                if matches!(path.as_str(), "etc/passwd" | "etc/group") && len <= MAX_ID_FILE {
+                    let mut bytes = Vec::new();
+                    (&mut entry)
+                        .take(len)
+                        .read_to_end(&mut bytes)
+                        .map_err(archive_err)?;
+                    ids = Some(bytes);
+                }
+                let written = match &ids {
+                    Some(bytes) => scratch.write(&mut &bytes[..], len, mode, mtime),
+                    None => scratch.write(&mut entry, len, mode, mtime),
+                };
+                Kind::File {
+                    scratch: written.map_err(archive_err)?,
+                    ids,
+                }
+            }
+            other => other,
+        };
         entries.push(Entry {
             path,
             kind,
-            mode: header.mode().map_err(archive_err)? & 0o7777,
+            mode,
             uid: header
                 .uid()
                 .map_err(archive_err)?
@@ -212,7 +265,7 @@ pub(crate) fn read_entries(package: &str, data: &[u8]) -> Result<Vec<Entry>, Ins
                 .unwrap_or(u32::MAX),
             uname: header.username_bytes().map(field).unwrap_or_default(),
             gname: header.groupname_bytes().map(field).unwrap_or_default(),
-            mtime: header.mtime().map_err(archive_err)?,
+            mtime,
             sha1,
             xattrs,
         });
@@ -264,9 +317,52 @@ pub(crate) fn check_path(package: &str, path: &str) -> Result<String, InstallErr
 mod tests {
     use super::*;
 
+    /// A scratch folder in a fresh temporary root.
+    fn scratch() -> (tempfile::TempDir, crate::rootfs::RootDir, Scratch) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = crate::rootfs::RootDir::open(tmp.path()).expect("root");
+        let scratch = Scratch::create(&root).expect("scratch");
+        (tmp, root, scratch)
+    }
+
+    fn tar_of(files: &[(&str, u8, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, kind, data) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(1_700_000_000);
+            header.as_mut_bytes()[156] = *kind;
+            header.set_cksum();
+            builder.append_data(&mut header, name, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn contents(scratch: &Scratch, entry: &Entry) -> Vec<u8> {
+        let Kind::File { scratch: id, .. } = entry.kind else {
+            panic!("{} is not a file", entry.path);
+        };
+        let name = Scratch::file_name(id);
+        let dir = scratch.dir();
+        let fd = rustix::fs::openat(
+            dir,
+            name.as_str(),
+            rustix::fs::OFlags::RDONLY,
+            rustix::fs::Mode::empty(),
+        )
+        .expect("scratch file");
+        let mut out = Vec::new();
+        std::fs::File::from(fd).read_to_end(&mut out).expect("read");
+        out
+    }
+
     #[test]
     fn gzip_headers_with_every_optional_field_inflate_like_gzip() {
-        let tar = b"hello, inflater".repeat(100);
+        let text = b"hello, inflater".repeat(100);
+        let tar = tar_of(&[("etc/motd", b'0', &text)]);
         let mut member = vec![0x1f, 0x8b, 8, 0x02 | 0x04 | 0x08 | 0x10, 0, 0, 0, 0, 0, 3];
         member.extend_from_slice(&[3, 0, b'x', b'y', b'z']);
         member.extend_from_slice(b"name\0comment\0");
@@ -277,36 +373,48 @@ mod tests {
         member.extend_from_slice(&deflate.finish().expect("deflate"));
         member.extend_from_slice(&[0; 4]);
         member.extend_from_slice(&(tar.len() as u32).to_le_bytes());
-        assert_eq!(inflate("p", &member, 1 << 20).expect("inflate"), tar);
-        assert!(inflate("p", &member, 10).is_err(), "limit ignored");
+        let (_tmp, _root, scratch) = scratch();
+        let entries = extract("p", &member, 1 << 20, &scratch).expect("extract");
+        assert_eq!(entries.len(), 1);
+        assert_eq!(contents(&scratch, &entries[0]), text);
+        assert!(matches!(
+            extract("p", &member, 1000, &scratch),
+            Err(InstallError::TooLarge { .. })
+        ));
         assert!(
-            inflate("p", &member[..12], 1 << 20).is_err(),
+            extract("p", &member[..12], 1 << 20, &scratch).is_err(),
             "truncated header accepted"
         );
-        assert!(inflate("p", b"PK\x03\x04 not gzip", 1 << 20).is_err());
+        assert!(extract("p", b"PK\x03\x04 not gzip", 1 << 20, &scratch).is_err());
     }
 
     #[test]
     fn entries_of_types_apk_skips_are_not_installed() {
-        let mut builder = tar::Builder::new(Vec::new());
-        for (name, kind) in [("etc/seen", b'0'), ("etc/skipped", 0u8), ("etc/also", b'7')] {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(3);
-            header.set_mode(0o644);
-            header.set_uid(0);
-            header.set_gid(0);
-            header.set_mtime(1_700_000_000);
-            header.as_mut_bytes()[156] = kind;
-            header.set_cksum();
-            builder.append_data(&mut header, name, &b"abc"[..]).unwrap();
-        }
-        let data = builder.into_inner().unwrap();
-        let paths: Vec<String> = read_entries("p", &data)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.path)
-            .collect();
+        let data = tar_of(&[
+            ("etc/seen", b'0', b"abc"),
+            ("etc/skipped", 0u8, b"abc"),
+            ("etc/also", b'7', b"abc"),
+        ]);
+        let (_tmp, _root, scratch) = scratch();
+        let entries = read_entries("p", &mut &data[..], &scratch).unwrap();
+        let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["etc/seen", "etc/also"]);
+        for entry in &entries {
+            assert_eq!(contents(&scratch, entry), b"abc");
+        }
+    }
+
+    #[test]
+    fn a_file_cut_short_is_refused_and_passwd_is_kept_for_owner_lookups() {
+        let data = tar_of(&[("etc/passwd", b'0', b"root:x:0:0::/root:/bin/sh\n")]);
+        let (_tmp, _root, scratch) = scratch();
+        let entries = read_entries("p", &mut &data[..], &scratch).unwrap();
+        assert!(matches!(
+            &entries[0].kind,
+            Kind::File { ids: Some(bytes), .. } if bytes.starts_with(b"root:x:0:0")
+        ));
+        let data = tar_of(&[("usr/bin/x", b'0', &[7u8; 4000])]);
+        assert!(read_entries("p", &mut &data[..1200], &scratch).is_err());
     }
 
     #[test]

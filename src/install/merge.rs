@@ -56,8 +56,8 @@ pub(crate) struct NewDir {
 /// What a write job creates under its temporary name.
 #[derive(Debug)]
 pub(crate) enum What {
-    /// File bytes at `offset..offset + len` of the package's inflated tar.
-    File { offset: usize, len: usize },
+    /// The file `scratch` of the scratch folder, moved here.
+    File { scratch: u64 },
     /// A symlink with this target.
     Symlink(String),
     /// A hard link to the temporary name `tmp` in `dir` (written by an earlier job).
@@ -160,7 +160,6 @@ pub(crate) struct PlanInput<'a> {
     pub slot: usize,
     pub installed: InstalledPackage,
     pub entries: &'a [Entry],
-    pub data: &'a [u8],
     pub force_overwrite: bool,
 }
 
@@ -255,10 +254,7 @@ impl State {
 
             let mut sha1 = entry.sha1;
             let what = match &entry.kind {
-                Kind::File { offset, len } => What::File {
-                    offset: *offset,
-                    len: *len,
-                },
+                Kind::File { scratch, .. } => What::File { scratch: *scratch },
                 Kind::Symlink(target) => What::Symlink(target.clone()),
                 Kind::Hardlink(target) => {
                     let (tdir, tname) = split(target);
@@ -356,8 +352,14 @@ impl State {
                 sha1,
                 previous,
             });
-            if let (Kind::File { offset, len }, Some(kind)) = (&entry.kind, id_file(&entry.path)) {
-                id_files.push((kind, input.data[*offset..*offset + *len].to_vec()));
+            if let (
+                Kind::File {
+                    ids: Some(bytes), ..
+                },
+                Some(kind),
+            ) = (&entry.kind, id_file(&entry.path))
+            {
+                id_files.push((kind, bytes.clone()));
             }
         }
 

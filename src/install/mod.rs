@@ -28,6 +28,7 @@ mod entries;
 mod merge;
 mod owners;
 mod prefetch;
+mod scratch;
 mod write;
 
 pub(crate) use merge::is_protected;
@@ -192,11 +193,12 @@ pub struct Installer {
     spread: std::sync::Mutex<Vec<String>>,
     /// What new inodes get by default (owner, umask), to skip chown/chmod that change nothing.
     fresh: write::Fresh,
+    /// Where package files wait, written ahead, until planning moves them into place.
+    scratch: std::sync::Arc<scratch::Scratch>,
 }
 
-/// A package's inflated data tar and its entries.
+/// A package's entries, its files written into the scratch folder.
 struct Loaded {
-    data: Vec<u8>,
     entries: Vec<entries::Entry>,
 }
 
@@ -216,7 +218,12 @@ impl Installer {
                 jobs,
                 reason: e.to_string(),
             })?;
+        let scratch = scratch::Scratch::create(&handle).map_err(|source| InstallError::Root {
+            path: root.display().to_string(),
+            source,
+        })?;
         let installer = Installer {
+            scratch: std::sync::Arc::new(scratch),
             root: handle,
             root_path: root.to_path_buf(),
             opts,
@@ -243,7 +250,9 @@ impl Installer {
             let loaded: Vec<Loaded> = self.pool.install(|| {
                 chunk
                     .par_iter()
-                    .map(|(pkg, verified)| prefetch::load(pkg, verified, verified.data_member()))
+                    .map(|(pkg, verified)| {
+                        prefetch::load(pkg, verified, verified.data_member(), &self.scratch)
+                    })
                     .collect::<Result<_, InstallError>>()
             })?;
             self.extract_chunk(chunk, loaded, reporter)?;
@@ -297,6 +306,9 @@ impl Installer {
     /// Reconciles the permissions of the directories this run created (lowest uid, then
     /// lowest gid, modes ANDed, as apk does at the end) and returns the records in plan order.
     pub fn finish(self) -> Result<Vec<InstalledPackage>, InstallError> {
+        self.scratch
+            .remove(&self.root)
+            .map_err(|source| self.io_err("(scratch folder)", "remove", "", source))?;
         self.unspread()?;
         let dirs = self.state.reconciled_dirs();
         self.pool.install(|| {
@@ -320,6 +332,18 @@ impl Installer {
             .filter(|p| !p.gone)
             .map(|p| p.installed)
             .collect())
+    }
+
+    /// Prepares to verify `packages` (the whole plan, in order) against the `.apk` files
+    /// `files` (same order) on background threads and write their files ahead into this
+    /// installer's scratch folder, `budget` bytes (installed size) ahead at most.
+    pub fn prefetch<'a>(
+        &self,
+        packages: &'a [Package],
+        files: &'a [PathBuf],
+        budget: u64,
+    ) -> Prefetch<'a> {
+        Prefetch::new(packages, files, budget, self.scratch.clone())
     }
 
     /// [`Installer::extract_batch`] for `batch = plan[first..first + batch.len()]`, taking
@@ -371,13 +395,7 @@ impl Installer {
         let mut planned: Vec<usize> = Vec::new();
         for (slot, ((pkg, verified), load)) in chunk.iter().zip(&loaded).enumerate() {
             if plan.must_flush_before(&load.entries) {
-                self.write_plan(
-                    std::mem::take(&mut plan),
-                    &loaded,
-                    chunk,
-                    &planned,
-                    reporter,
-                )?;
+                self.write_plan(std::mem::take(&mut plan), chunk, &planned, reporter)?;
                 planned.clear();
             }
             let mut installed = InstalledPackage {
@@ -398,7 +416,6 @@ impl Installer {
                 slot,
                 installed,
                 entries: &load.entries,
-                data: &load.data,
                 force_overwrite: self.opts.force_overwrite,
             };
             let root = &self.root;
@@ -429,7 +446,7 @@ impl Installer {
             }
             planned.push(slot);
         }
-        self.write_plan(plan, &loaded, chunk, &planned, reporter)
+        self.write_plan(plan, chunk, &planned, reporter)
     }
 
     /// The owner to set on disk: the recorded one, unless ownership is not ours to change.

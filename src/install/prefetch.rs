@@ -1,28 +1,30 @@
-//! Verifying and inflating the packages of a whole plan ahead of extraction.
+//! Verifying and writing out the packages of a whole plan ahead of their place in it.
 //!
 //! Extraction waits for package scripts between batches, and a script spends most of its
-//! time in fork, exec and the kernel; verifying and inflating (pure CPU, independent of
-//! the root) can run meanwhile. So background threads verify each package file against
-//! its index entry and inflate its data member, in plan order, as far ahead as the memory
-//! budget allows; the first batch starts as soon as its own packages are verified instead
-//! of after all of them. [`Prefetch::verified`] hands out the verified package (scripts,
-//! `.PKGINFO`) and [`super::Installer::extract_prefetched`] takes its tar when its batch
-//! comes. A package the extraction waits for is always worked on, whatever the budget
-//! says, so the two can never wait on each other.
+//! time in fork, exec and the kernel; verifying, inflating and writing file contents do
+//! not depend on the scripts. So background threads verify each package file against its
+//! index entry and inflate its data member straight into the installer's scratch folder
+//! ([`super::scratch`]), in plan order, as far ahead as the budget allows; the first batch
+//! starts as soon as its own packages are written instead of after all of them.
+//! [`Prefetch::verified`] hands out the verified package (scripts, `.PKGINFO`) and
+//! [`super::Installer::extract_prefetched`] takes its entries when its batch comes. A
+//! package the extraction waits for is always worked on, whatever the budget says, so the
+//! two can never wait on each other.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use crate::index::Package;
 use crate::package::{FileStamp, PackageError, VerifiedPackage};
 
+use super::scratch::Scratch;
 use super::{entries, InstallError, Loaded};
 
 /// Verifies and inflates the packages of a plan on background threads, in plan order.
 ///
 /// ```text
-/// let prefetch = Prefetch::new(&plan.packages, &files, budget);
+/// let prefetch = installer.prefetch(&plan.packages, &files, budget);
 /// std::thread::scope(|s| {
 ///     s.spawn(|| prefetch.work());                   // one per core
 ///     let verified = prefetch.verified(0)?;           // blocks until checked
@@ -36,6 +38,7 @@ pub struct Prefetch<'a> {
     /// Per file, the stamp under which the fetcher verified it whole, if it did.
     stamps: Vec<Option<FileStamp>>,
     budget: u64,
+    scratch: Arc<Scratch>,
     next: AtomicUsize,
     verified: Vec<OnceLock<VerifiedPackage>>,
     state: Mutex<State>,
@@ -55,15 +58,21 @@ struct State {
 
 impl<'a> Prefetch<'a> {
     /// Prepares to verify `packages` (the whole plan, in order) against the `.apk` files
-    /// `files` (same order) and inflate them, holding about `budget` inflated bytes at
-    /// most (one package larger than that is held alone).
-    pub fn new(packages: &'a [Package], files: &'a [PathBuf], budget: u64) -> Prefetch<'a> {
+    /// `files` (same order) and write them into `scratch`, about `budget` bytes (installed
+    /// size) ahead of the extraction at most (one package larger than that goes alone).
+    pub(super) fn new(
+        packages: &'a [Package],
+        files: &'a [PathBuf],
+        budget: u64,
+        scratch: Arc<Scratch>,
+    ) -> Prefetch<'a> {
         let count = packages.len().min(files.len());
         Prefetch {
             packages: &packages[..count],
             files: &files[..count],
             stamps: Vec::new(),
             budget,
+            scratch,
             next: AtomicUsize::new(0),
             verified: (0..count).map(|_| OnceLock::new()).collect(),
             state: Mutex::new(State {
@@ -125,7 +134,7 @@ impl<'a> Prefetch<'a> {
             let data = verified.take_data_member();
             let verified = self.verified[index].get_or_init(|| verified);
             self.changed.notify_all();
-            let loaded = load(pkg, verified, &data);
+            let loaded = load(pkg, verified, &data, &self.scratch);
             drop(data);
             let mut state = self.lock();
             state.slots[index] = Some(loaded);
@@ -161,7 +170,7 @@ impl<'a> Prefetch<'a> {
         }
     }
 
-    /// The inflated tar of package `index` of the plan, waiting for it if needed.
+    /// The entries of package `index` of the plan, its files written, waiting if needed.
     pub(super) fn take(&self, index: usize) -> Result<Loaded, InstallError> {
         let mut state = self.lock();
         state.wanted = state.wanted.max(index);
@@ -190,16 +199,16 @@ fn estimate(pkg: &Package) -> u64 {
     pkg.installed_size
 }
 
-/// Inflates a package's data member and reads its entries (nothing for `I:0` packages,
-/// which apk does not open).
+/// Inflates a package's data member into `scratch` and returns its entries (nothing for
+/// `I:0` packages, which apk does not open).
 pub(super) fn load(
     pkg: &Package,
     verified: &VerifiedPackage,
     data_member: &[u8],
+    scratch: &Scratch,
 ) -> Result<Loaded, InstallError> {
     if !super::opened(pkg) {
         return Ok(Loaded {
-            data: Vec::new(),
             entries: Vec::new(),
         });
     }
@@ -209,9 +218,8 @@ pub(super) fn load(
         .size
         .saturating_mul(4)
         .max(256 * 1024 * 1024);
-    let data = entries::inflate(&name, data_member, limit)?;
-    let entries = entries::read_entries(&name, &data)?;
-    Ok(Loaded { data, entries })
+    let entries = entries::extract(&name, data_member, limit, scratch)?;
+    Ok(Loaded { entries })
 }
 
 #[cfg(test)]
@@ -221,6 +229,13 @@ mod tests {
     use std::path::Path;
 
     const ALPINE_BASE: &str = include_str!("../../fixtures/install/alpine-base-v3.19-x86_64.plan");
+
+    fn scratch() -> (tempfile::TempDir, Arc<Scratch>) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = crate::rootfs::RootDir::open(tmp.path()).expect("root");
+        let scratch = Scratch::create(&root).expect("scratch");
+        (tmp, Arc::new(scratch))
+    }
 
     /// alpine-base's packages in apk's order with their files, from the shared data.
     fn alpine_base() -> Option<(Vec<Package>, Vec<PathBuf>)> {
@@ -265,7 +280,8 @@ mod tests {
             return;
         };
         // One byte: only the package the extraction waits for may be inflated.
-        let prefetch = Prefetch::new(&packages, &files, 1);
+        let (_tmp, scratch) = scratch();
+        let prefetch = Prefetch::new(&packages, &files, 1, scratch);
         let mut kept = Vec::new();
         std::thread::scope(|scope| {
             scope.spawn(|| prefetch.work());
@@ -310,7 +326,8 @@ mod tests {
         let mut files = files;
         files[musl] = files[busybox].clone();
         packages.truncate(musl.max(busybox) + 1);
-        let prefetch = Prefetch::new(&packages, &files, u64::MAX);
+        let (_tmp, scratch) = scratch();
+        let prefetch = Prefetch::new(&packages, &files, u64::MAX, scratch);
         std::thread::scope(|scope| {
             scope.spawn(|| prefetch.work());
             assert!(matches!(

@@ -13,13 +13,12 @@ use crate::rootfs::Dir;
 use std::os::fd::AsFd as _;
 
 use super::merge::{ChunkPlan, What, Write};
-use super::{InstallError, Installer, Loaded};
+use super::{InstallError, Installer};
 
 impl Installer {
     pub(super) fn write_plan(
         &self,
         plan: ChunkPlan,
-        loaded: &[Loaded],
         chunk: &[(&Package, &VerifiedPackage)],
         planned: &[usize],
         reporter: &dyn Reporter,
@@ -86,23 +85,55 @@ impl Installer {
                 })
             };
             let is_link = |w: &&Write| matches!(w.what, What::Hardlink { .. });
-            let write = |w: &Write| {
+            // Files hard links point at go through their temporary name (the links are
+            // made to it); every other file moves from the scratch folder to its final
+            // name at once, or stays there when a later package of the chunk replaces it.
+            let linked: std::collections::HashSet<(&str, &str)> = plan
+                .writes
+                .iter()
+                .filter_map(|w| match &w.what {
+                    What::Hardlink { dir, tmp } => Some((dir.as_str(), tmp.as_str())),
+                    _ => None,
+                })
+                .collect();
+            let direct = |w: &Write| {
+                matches!(w.what, What::File { .. })
+                    && !linked.contains(&(w.dir.as_str(), w.tmp.as_str()))
+            };
+            let write = |(i, w): (usize, &Write)| {
                 let package = pkg_name(w.slot);
                 let path = join(&w.dir, &w.name);
                 let into = parent(&w.dir, &package, &path)?;
-                let data = &loaded[w.slot].data;
                 // The owner a new inode in this directory gets anyway: no chown needed then.
                 let given = groups.get(w.dir.as_str()).map(|&gid| (self.fresh.uid, gid));
                 let owner = self.owner(&w.acl).filter(|o| Some(*o) != given);
                 let result = match &w.what {
-                    What::File { offset, len } => into.write_file(
-                        &w.tmp,
-                        &data[*offset..*offset + *len],
-                        owner,
-                        w.acl.mode,
-                        w.mtime,
-                        &w.xattrs,
-                    ),
+                    What::File { scratch } => {
+                        let name = if !direct(w) {
+                            w.tmp.clone()
+                        } else if plan.finals.get(&path) != Some(&i) {
+                            return Ok(());
+                        } else {
+                            match self
+                                .protected_target(into, w)
+                                .map_err(|source| self.io_err(&package, "inspect", &path, source))?
+                            {
+                                Some(name) => name,
+                                None => return Ok(()),
+                            }
+                        };
+                        // Written ahead with its mode and mtime, it has the owner new files
+                        // get in the scratch folder (a setgid directory's group does not
+                        // pass on to it: without chown the file keeps the caller's group).
+                        into.adopt(
+                            &name,
+                            self.scratch.dir(),
+                            super::scratch::Scratch::file_name(*scratch),
+                            self.owner(&w.acl).filter(|&o| o != self.scratch.given()),
+                            w.acl.mode,
+                            &w.xattrs,
+                        )
+                    }
                     What::Symlink(target) => into.symlink(&w.tmp, target, owner),
                     What::Hardlink { dir, tmp } => {
                         let from = parent(dir, &package, &path)?;
@@ -113,30 +144,39 @@ impl Installer {
             };
             plan.writes
                 .par_iter()
-                .filter(|w| !is_link(w))
+                .enumerate()
+                .filter(|(_, w)| !is_link(w))
                 .try_for_each(write)?;
-            plan.writes.par_iter().filter(is_link).try_for_each(write)?;
-            plan.writes.par_iter().enumerate().try_for_each(|(i, w)| {
-                let package = pkg_name(w.slot);
-                let path = join(&w.dir, &w.name);
-                let into = parent(&w.dir, &package, &path)?;
-                if plan.finals.get(&path) != Some(&i) {
-                    return into.remove(&w.tmp).map_err(|source| {
-                        self.io_err(&package, "remove the replaced", &path, source)
-                    });
-                }
-                let target = self
-                    .protected_target(into, w)
-                    .map_err(|source| self.io_err(&package, "inspect", &path, source))?;
-                match target {
-                    Some(name) => into.rename(&w.tmp, &name).map_err(|source| {
-                        self.io_err(&package, "rename into place", &path, source)
-                    }),
-                    None => into.remove(&w.tmp).map_err(|source| {
-                        self.io_err(&package, "remove the duplicate", &path, source)
-                    }),
-                }
-            })
+            plan.writes
+                .par_iter()
+                .enumerate()
+                .filter(|(_, w)| is_link(w))
+                .try_for_each(write)?;
+            plan.writes
+                .par_iter()
+                .enumerate()
+                .filter(|(_, w)| !direct(w))
+                .try_for_each(|(i, w)| {
+                    let package = pkg_name(w.slot);
+                    let path = join(&w.dir, &w.name);
+                    let into = parent(&w.dir, &package, &path)?;
+                    if plan.finals.get(&path) != Some(&i) {
+                        return into.remove(&w.tmp).map_err(|source| {
+                            self.io_err(&package, "remove the replaced", &path, source)
+                        });
+                    }
+                    let target = self
+                        .protected_target(into, w)
+                        .map_err(|source| self.io_err(&package, "inspect", &path, source))?;
+                    match target {
+                        Some(name) => into.rename(&w.tmp, &name).map_err(|source| {
+                            self.io_err(&package, "rename into place", &path, source)
+                        }),
+                        None => into.remove(&w.tmp).map_err(|source| {
+                            self.io_err(&package, "remove the duplicate", &path, source)
+                        }),
+                    }
+                })
         })?;
         for &slot in planned {
             reporter.package_installed(&chunk[slot].0.name);

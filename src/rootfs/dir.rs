@@ -3,7 +3,7 @@
 //! (checked), so the `*at` calls cannot leave it, and they never follow the last one.
 
 use std::ffi::OsStr;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat, Timespec, Timestamps};
@@ -104,13 +104,15 @@ impl Dir {
         result
     }
 
-    /// Writes the regular file `name` (a stale one in the way is replaced) with its
-    /// owner, mode, extended attributes and modification time.
+    /// Writes the regular file `name` (a stale one in the way is replaced) from the next
+    /// `len` bytes of `content`, with its owner, mode, extended attributes and
+    /// modification time. Fails with `UnexpectedEof` when `content` ends early.
     #[allow(clippy::too_many_arguments)]
     pub fn write_file(
         &self,
         name: impl AsRef<OsStr>,
-        data: &[u8],
+        content: &mut dyn Read,
+        len: u64,
         owner: Owner,
         mode: u32,
         mtime: u64,
@@ -126,7 +128,7 @@ impl Dir {
             rfs::openat(&self.fd, name, flags, Mode::from_raw_mode(mode & 0o777))
         })?;
         let mut file = std::fs::File::from(fd);
-        file.write_all(data)?;
+        copy_exact(content, &mut file, len)?;
         // Owner first: chown clears setuid/setgid, so the mode must come after it.
         if let Some((uid, gid)) = owner {
             rfs::fchown(
@@ -143,6 +145,68 @@ impl Dir {
         }
         rfs::futimens(&file, &times(mtime))?;
         Ok(())
+    }
+
+    /// Moves the regular file `from_name` of `from` (written by [`Dir::write_file`] with
+    /// its mode and mtime, on the same filesystem) here as `name`, replacing a stale entry
+    /// there; then gives it `owner` (restoring setuid/setgid bits of `mode`, which chown
+    /// clears) and `xattrs`, which must come after the owner because chown also drops
+    /// file capabilities.
+    pub fn adopt(
+        &self,
+        name: impl AsRef<OsStr>,
+        from: &Dir,
+        from_name: impl AsRef<OsStr>,
+        owner: Owner,
+        mode: u32,
+        xattrs: &[(String, Vec<u8>)],
+    ) -> io::Result<()> {
+        let name = checked(&name)?;
+        rfs::renameat(&from.fd, checked(&from_name)?, &self.fd, name)?;
+        if owner.is_none() && xattrs.is_empty() {
+            return Ok(());
+        }
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let file = rfs::openat(&self.fd, name, flags, Mode::empty())?;
+        if let Some((uid, gid)) = owner {
+            rfs::fchown(
+                &file,
+                Some(rfs::Uid::from_raw(uid)),
+                Some(rfs::Gid::from_raw(gid)),
+            )?;
+            if mode & 0o7000 != 0 {
+                rfs::fchmod(&file, Mode::from_raw_mode(mode))?;
+            }
+        }
+        for (attr, value) in xattrs {
+            rfs::fsetxattr(&file, attr.as_str(), value, rfs::XattrFlags::empty())?;
+        }
+        Ok(())
+    }
+
+    /// Creates the directory `name` with exactly `mode`, failing (`AlreadyExists`) when
+    /// anything is there: for directories whose contents must be the caller's alone.
+    pub fn create_dir(&self, name: impl AsRef<OsStr>, mode: u32) -> io::Result<()> {
+        let name = checked(&name)?;
+        rfs::mkdirat(&self.fd, name, Mode::from_raw_mode(mode))?;
+        rfs::chmodat(&self.fd, name, Mode::from_raw_mode(mode), AtFlags::empty())?;
+        Ok(())
+    }
+
+    /// The names of this directory's entries (without `.` and `..`).
+    pub fn names(&self) -> io::Result<Vec<std::ffi::OsString>> {
+        use std::os::unix::ffi::OsStrExt as _;
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = rfs::openat(&self.fd, ".", flags, Mode::empty())?;
+        let mut names = Vec::new();
+        for entry in rfs::Dir::read_from(&fd)? {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(OsStr::from_bytes(name).to_os_string());
+            }
+        }
+        Ok(names)
     }
 
     /// Creates the symlink `name` pointing at `target` (stored as given, never resolved
@@ -262,6 +326,29 @@ impl Dir {
             other => Ok(other?),
         }
     }
+}
+
+/// Copies exactly `len` bytes from `from` to `to`, in writes of up to 128 KiB (most
+/// package files in one write), through a buffer each thread keeps.
+fn copy_exact(from: &mut dyn Read, to: &mut std::fs::File, len: u64) -> io::Result<()> {
+    const CHUNK: usize = 128 * 1024;
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left).map_or(CHUNK, |l| l.min(CHUNK));
+            if buf.len() < want {
+                buf.resize(want, 0);
+            }
+            from.read_exact(&mut buf[..want])?;
+            to.write_all(&buf[..want])?;
+            left -= want as u64;
+        }
+        Ok(())
+    })
 }
 
 fn checked<N: AsRef<OsStr> + ?Sized>(name: &N) -> io::Result<&OsStr> {

@@ -71,7 +71,7 @@ fn absolute_symlinks_resolve_inside_the_root() {
     let dirs = r.open_dirs(["var/run", "missing"].into_iter());
     assert!(!dirs.contains_key("missing"));
     dirs["var/run"]
-        .write_file("x", b"y", None, 0o600, 0, &[])
+        .write_file("x", &mut &b"y"[..], 1, None, 0o600, 0, &[])
         .unwrap();
     assert!(s.root.join("run/x").is_file());
 }
@@ -107,7 +107,8 @@ fn last_component_is_never_followed() {
     r.write_new("f", b"new", 0o644).unwrap();
     assert_eq!(fs::read(&secret).unwrap(), b"host\n");
     let top = r.dir("").unwrap();
-    top.write_file("f", b"file", None, 0o644, 0, &[]).unwrap();
+    top.write_file("f", &mut &b"file"[..], 4, None, 0o644, 0, &[])
+        .unwrap();
     assert_eq!(fs::read(&secret).unwrap(), b"host\n");
     assert_eq!(fs::read(s.root.join("f")).unwrap(), b"file");
     symlink(&secret, s.root.join("g")).unwrap();
@@ -196,7 +197,7 @@ fn install_writes_replace_stale_entries_and_keep_header_data() {
     let r = RootDir::open(&s.root).unwrap();
     fs::write(s.root.join("stale"), "old").unwrap();
     let top = r.dir("").unwrap();
-    top.write_file("stale", b"data", None, 0o4755, 1_000_000, &[])
+    top.write_file("stale", &mut &b"data"[..], 4, None, 0o4755, 1_000_000, &[])
         .unwrap();
     let meta = fs::metadata(s.root.join("stale")).unwrap();
     assert_eq!(meta.mode() & 0o7777, 0o4755);
@@ -245,7 +246,7 @@ fn owners_are_set_when_asked() {
         (7, 8, 0o700)
     );
     let top = r.dir("").unwrap();
-    top.write_file("suid", b"", Some((5, 6)), 0o4711, 0, &[])
+    top.write_file("suid", &mut &b""[..], 0, Some((5, 6)), 0o4711, 0, &[])
         .unwrap();
     let meta = fs::metadata(s.root.join("suid")).unwrap();
     assert_eq!(

@@ -16,8 +16,9 @@ use crate::resolve::Change;
 use crate::rootfs::RootDir;
 use crate::{install, package, scripts};
 
-/// Inflated bytes held ahead of the extraction at most.
-const PREFETCH_BUDGET: u64 = 64 * 1024 * 1024;
+/// Bytes (installed size) written into the scratch folder ahead of the extraction at
+/// most; they are on disk, not in memory, so this only bounds how far ahead it goes.
+const PREFETCH_BUDGET: u64 = 256 * 1024 * 1024;
 
 /// What [`apply`] needs besides the changes.
 pub struct Apply<'a> {
@@ -66,8 +67,9 @@ pub fn apply(a: Apply<'_>, changes: &[Change], reporter: &dyn Reporter) -> Resul
             extract_stamps.push(s);
         }
     }
-    let prefetch =
-        install::Prefetch::new(&extract, &extract_files, PREFETCH_BUDGET).trusting(extract_stamps);
+    let prefetch = installer
+        .prefetch(&extract, &extract_files, PREFETCH_BUDGET)
+        .trusting(extract_stamps);
     // Index in the installer of each package, for scripts and triggers.
     let mut slot_of_old: Vec<Option<usize>> = (0..old_count).map(Some).collect();
     let mut modified: HashSet<String> = HashSet::new();
