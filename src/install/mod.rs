@@ -2,13 +2,14 @@
 //!
 //! Why the work is shaped this way: inflating is cheap (zlib-rs, ~500 MB/s) while every
 //! inode costs 0.3-0.6 ms on ext4, so the filesystem writes are what runs in parallel.
-//! Each batch is cut into chunks whose inflated size fits [`InstallOptions::memory_budget`];
-//! a chunk is inflated (in parallel), planned sequentially in plan order (apk's ownership,
-//! conflict and directory rules: `merge`), then written in four parallel phases whose
-//! jobs are independent: new directories (by depth), files and symlinks under temporary
-//! names, hard links to those, and renames to the final names (later packages win). The
-//! writer pool is separate from rayon's global pool and may be larger than the core count,
-//! because its threads mostly wait in the kernel. All writes go through
+//! A package's files are inflated straight into a scratch folder in the root as soon as
+//! it is verified (`scratch`, `prefetch`), holding nothing inflated in memory. Each batch
+//! is cut into chunks; a chunk is planned sequentially in plan order (apk's ownership,
+//! conflict and directory rules: `merge`), then put in place in phases whose jobs are
+//! independent: new directories (by depth), files moved from the scratch folder to their
+//! final names and symlinks under temporary names, hard links, and renames of the
+//! temporary names (later packages win). Phases run on short-lived threads (`workers`),
+//! more than the cores, because they mostly wait in the kernel. All writes go through
 //! [`RootDir`] (`openat2(RESOLVE_IN_ROOT)`), never through joined host paths.
 //!
 //! Batches exist because package scripts run between extractions: a `pre-install` script
@@ -29,14 +30,13 @@ mod merge;
 mod owners;
 mod prefetch;
 mod scratch;
+mod workers;
 mod write;
 
 pub(crate) use merge::is_protected;
 pub use prefetch::Prefetch;
 
 use std::path::{Path, PathBuf};
-
-use rayon::prelude::*;
 
 use crate::db::InstalledPackage;
 use crate::index::Package;
@@ -74,14 +74,6 @@ pub enum InstallError {
     Unverified {
         /// Its position in the plan.
         index: usize,
-    },
-    /// The writer threads could not be started.
-    #[error("cannot start {jobs} writer threads: {reason}")]
-    Pool {
-        /// Threads asked for.
-        jobs: usize,
-        /// The reason.
-        reason: String,
     },
     /// The data member is not a readable tar (it matched its checksum, so the package
     /// itself is broken).
@@ -143,9 +135,10 @@ pub enum InstallError {
 /// How the installer works.
 #[derive(Debug, Clone)]
 pub struct InstallOptions {
-    /// Writer threads (filesystem-bound, so more than the cores helps).
+    /// Writer threads per phase (filesystem-bound, so more than the cores helps).
     pub jobs: usize,
-    /// Inflated bytes held in memory at once (a larger package is held alone).
+    /// Installed bytes planned and put in place at once (a larger package goes alone):
+    /// bounds the scratch folder of [`Installer::extract_batch`] and the plan in memory.
     pub memory_budget: u64,
     /// Overwrite files owned by another package with a warning instead of failing
     /// (apk's `--force-overwrite`).
@@ -186,7 +179,7 @@ pub struct Installer {
     root: RootDir,
     root_path: PathBuf,
     opts: InstallOptions,
-    pool: rayon::ThreadPool,
+    workers: workers::Workers,
     ids: IdCache,
     state: State,
     /// Directories marked for spreading (`""` is the root), to unmark at the end.
@@ -210,14 +203,6 @@ impl Installer {
             source,
         })?;
         let jobs = opts.jobs.max(1);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(jobs)
-            .thread_name(|i| format!("sysroot-mk-install-{i}"))
-            .build()
-            .map_err(|e| InstallError::Pool {
-                jobs,
-                reason: e.to_string(),
-            })?;
         let scratch = scratch::Scratch::create(&handle).map_err(|source| InstallError::Root {
             path: root.display().to_string(),
             source,
@@ -227,7 +212,7 @@ impl Installer {
             root: handle,
             root_path: root.to_path_buf(),
             opts,
-            pool,
+            workers: workers::Workers::new(jobs),
             ids: IdCache::default(),
             state: State::default(),
             spread: std::sync::Mutex::new(Vec::new()),
@@ -247,14 +232,18 @@ impl Installer {
     ) -> Result<(), InstallError> {
         for (start, end) in self.chunks(batch) {
             let chunk = &batch[start..end];
-            let loaded: Vec<Loaded> = self.pool.install(|| {
-                chunk
-                    .par_iter()
-                    .map(|(pkg, verified)| {
-                        prefetch::load(pkg, verified, verified.data_member(), &self.scratch)
-                    })
-                    .collect::<Result<_, InstallError>>()
+            let slots: Vec<std::sync::Mutex<Option<Loaded>>> =
+                chunk.iter().map(|_| Default::default()).collect();
+            self.workers.run(chunk.len(), |i| {
+                let (pkg, verified) = chunk[i];
+                let loaded = prefetch::load(pkg, verified, verified.data_member(), &self.scratch)?;
+                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(loaded);
+                Ok(())
             })?;
+            let loaded: Vec<Loaded> = slots
+                .into_iter()
+                .filter_map(|slot| slot.into_inner().unwrap_or_else(|e| e.into_inner()))
+                .collect();
             self.extract_chunk(chunk, loaded, reporter)?;
         }
         Ok(())
@@ -311,19 +300,18 @@ impl Installer {
             .map_err(|source| self.io_err("(scratch folder)", "remove", "", source))?;
         self.unspread()?;
         let dirs = self.state.reconciled_dirs();
-        self.pool.install(|| {
-            dirs.par_iter().try_for_each(|(path, acl)| {
-                self.root
-                    .set_owner_mode(path, self.owner(acl), acl.mode)
-                    .map_err(|source| {
-                        self.io_err(
-                            "(shared directories)",
-                            "set the permissions of",
-                            path,
-                            source,
-                        )
-                    })
-            })
+        self.workers.run(dirs.len(), |i| {
+            let (path, acl) = &dirs[i];
+            self.root
+                .set_owner_mode(path, self.owner(acl), acl.mode)
+                .map_err(|source| {
+                    self.io_err(
+                        "(shared directories)",
+                        "set the permissions of",
+                        path,
+                        source,
+                    )
+                })
         })?;
         Ok(self
             .state
@@ -364,7 +352,7 @@ impl Installer {
         Ok(())
     }
 
-    /// Cuts `batch` into runs whose inflated size fits the memory budget.
+    /// Cuts `batch` into runs whose installed size fits the memory budget.
     fn chunks(&self, batch: &[(&Package, &VerifiedPackage)]) -> Vec<(usize, usize)> {
         let mut out = Vec::new();
         let mut start = 0;

@@ -4,8 +4,6 @@
 //! and symlinks under temporary names, hard links to those temporary names, then renames
 //! to the final names (or removal of what a later package of the chunk replaced).
 
-use rayon::prelude::*;
-
 use crate::index::Package;
 use crate::package::VerifiedPackage;
 use crate::report::Reporter;
@@ -25,7 +23,7 @@ impl Installer {
     ) -> Result<(), InstallError> {
         let pkg_name = |slot: usize| chunk[slot].0.name_version();
         let by_index = |index: usize| self.state.packages[index].installed.package.name_version();
-        self.pool.install(|| -> Result<(), InstallError> {
+        (|| -> Result<(), InstallError> {
             // Directories by depth, so that parents exist before their children.
             let mut depths: Vec<usize> = plan
                 .dirs
@@ -35,10 +33,10 @@ impl Installer {
             depths.sort_unstable();
             depths.dedup();
             for depth in depths {
-                plan.dirs
-                    .par_iter()
-                    .filter(|d| d.path.matches('/').count() == depth)
-                    .try_for_each(|d| {
+                self.workers.each(
+                    &plan.dirs,
+                    |_, d| d.path.matches('/').count() == depth,
+                    |_, d| {
                         self.root
                             .mkdir(&d.path, self.owner(&d.acl), d.acl.mode)
                             .map_err(|source| {
@@ -49,7 +47,8 @@ impl Installer {
                                     source,
                                 )
                             })
-                    })?;
+                    },
+                )?;
                 if depth == 0 {
                     for d in &plan.dirs {
                         if !d.path.contains('/') {
@@ -142,21 +141,14 @@ impl Installer {
                 };
                 result.map_err(|source| self.io_err(&package, "write", &path, source))
             };
-            plan.writes
-                .par_iter()
-                .enumerate()
-                .filter(|(_, w)| !is_link(w))
-                .try_for_each(write)?;
-            plan.writes
-                .par_iter()
-                .enumerate()
-                .filter(|(_, w)| is_link(w))
-                .try_for_each(write)?;
-            plan.writes
-                .par_iter()
-                .enumerate()
-                .filter(|(_, w)| !direct(w))
-                .try_for_each(|(i, w)| {
+            self.workers
+                .each(&plan.writes, |_, w| !is_link(&w), |i, w| write((i, w)))?;
+            self.workers
+                .each(&plan.writes, |_, w| is_link(&w), |i, w| write((i, w)))?;
+            self.workers.each(
+                &plan.writes,
+                |_, w| !direct(w),
+                |i, w| {
                     let package = pkg_name(w.slot);
                     let path = join(&w.dir, &w.name);
                     let into = parent(&w.dir, &package, &path)?;
@@ -176,8 +168,9 @@ impl Installer {
                             self.io_err(&package, "remove the duplicate", &path, source)
                         }),
                     }
-                })
-        })?;
+                },
+            )
+        })()?;
         for &slot in planned {
             reporter.package_installed(&chunk[slot].0.name);
         }
