@@ -275,3 +275,45 @@ fn fifos_and_symlinks_are_refused_regular_files_read() {
     );
     assert_eq!(root.read_regular("etc/none", 10, false).unwrap(), None);
 }
+
+#[test]
+fn an_adopted_file_takes_its_owner_then_setuid_bits_and_file_capabilities() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: changing owners and file capabilities needs root");
+        return;
+    }
+    let s = scratch();
+    let r = RootDir::open(&s.root).unwrap();
+    r.mkdir("ahead", None, 0o700).unwrap();
+    r.mkdir("bin", None, 0o755).unwrap();
+    let ahead = r.dir("ahead").unwrap();
+    let bin = r.dir("bin").unwrap();
+    ahead
+        .write_file("0", &mut &b"elf"[..], 3, None, 0o4755, 1_000_000, &[])
+        .unwrap();
+    // `security.capability`, version 2: cap_net_raw (13) permitted and effective.
+    let mut caps = vec![0u8; 20];
+    caps[0..4].copy_from_slice(&(0x0200_0001u32).to_le_bytes());
+    caps[4..8].copy_from_slice(&(1u32 << 13).to_le_bytes());
+    let xattrs = vec![("security.capability".to_owned(), caps.clone())];
+    bin.adopt("ping", &ahead, "0", Some((5, 6)), 0o4755, &xattrs)
+        .unwrap();
+    assert!(!s.root.join("ahead/0").exists(), "the file was copied");
+    let meta = fs::metadata(s.root.join("bin/ping")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777, meta.mtime()),
+        (5, 6, 0o4755, 1_000_000),
+        "chown cleared the setuid bit or the move lost the mtime"
+    );
+    let path = std::ffi::CString::new(
+        s.root
+            .join("bin/ping")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    let mut value = vec![0u8; 64];
+    let len = rustix::fs::getxattr(path.as_c_str(), "security.capability", &mut value[..])
+        .expect("chown dropped the file capabilities set before it");
+    assert_eq!(&value[..len], &caps[..]);
+}
