@@ -129,20 +129,8 @@ impl Dir {
         })?;
         let mut file = std::fs::File::from(fd);
         copy_exact(content, &mut file, len)?;
-        // Owner first: chown clears setuid/setgid, so the mode must come after it.
-        if let Some((uid, gid)) = owner {
-            rfs::fchown(
-                &file,
-                Some(rfs::Uid::from_raw(uid)),
-                Some(rfs::Gid::from_raw(gid)),
-            )?;
-        }
-        if mode & 0o7000 != 0 || mode & super::process_umask() != 0 {
-            rfs::fchmod(&file, Mode::from_raw_mode(mode))?;
-        }
-        for (attr, value) in xattrs {
-            rfs::fsetxattr(&file, attr.as_str(), value, rfs::XattrFlags::empty())?;
-        }
+        let chmod = mode & 0o7000 != 0 || mode & super::process_umask() != 0;
+        give(&file, owner, chmod.then_some(mode), xattrs)?;
         rfs::futimens(&file, &times(mtime))?;
         Ok(())
     }
@@ -168,20 +156,8 @@ impl Dir {
         }
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let file = rfs::openat(&self.fd, name, flags, Mode::empty())?;
-        if let Some((uid, gid)) = owner {
-            rfs::fchown(
-                &file,
-                Some(rfs::Uid::from_raw(uid)),
-                Some(rfs::Gid::from_raw(gid)),
-            )?;
-            if mode & 0o7000 != 0 {
-                rfs::fchmod(&file, Mode::from_raw_mode(mode))?;
-            }
-        }
-        for (attr, value) in xattrs {
-            rfs::fsetxattr(&file, attr.as_str(), value, rfs::XattrFlags::empty())?;
-        }
-        Ok(())
+        let chmod = owner.is_some() && mode & 0o7000 != 0;
+        give(&file, owner, chmod.then_some(mode), xattrs)
     }
 
     /// Creates the directory `name` with exactly `mode`, failing (`AlreadyExists`) when
@@ -326,6 +302,30 @@ impl Dir {
             other => Ok(other?),
         }
     }
+}
+
+/// Gives the open file `file` its owner, then its mode, then its extended attributes:
+/// chown clears setuid/setgid bits and drops file capabilities, so both come after it.
+fn give(
+    file: &impl std::os::fd::AsFd,
+    owner: Owner,
+    mode: Option<u32>,
+    xattrs: &[(String, Vec<u8>)],
+) -> io::Result<()> {
+    if let Some((uid, gid)) = owner {
+        rfs::fchown(
+            file,
+            Some(rfs::Uid::from_raw(uid)),
+            Some(rfs::Gid::from_raw(gid)),
+        )?;
+    }
+    if let Some(mode) = mode {
+        rfs::fchmod(file, Mode::from_raw_mode(mode))?;
+    }
+    for (attr, value) in xattrs {
+        rfs::fsetxattr(file, attr.as_str(), value, rfs::XattrFlags::empty())?;
+    }
+    Ok(())
 }
 
 /// Copies exactly `len` bytes from `from` to `to`, in writes of up to 128 KiB (most
