@@ -312,7 +312,7 @@ fn an_adopted_file_takes_its_owner_then_setuid_bits_and_file_capabilities() {
             .into_encoded_bytes(),
     )
     .unwrap();
-    let mut value = vec![0u8; 64];
+    let mut value = [0u8; 64];
     let len = rustix::fs::getxattr(path.as_c_str(), "security.capability", &mut value[..])
         .expect("chown dropped the file capabilities set before it");
     assert_eq!(&value[..len], &caps[..]);
