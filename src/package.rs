@@ -22,6 +22,9 @@ use crate::archive::{self, ArchiveError};
 use crate::db::Script;
 use crate::index::{Dependency, Op, Package};
 
+mod stream;
+pub use stream::DataStream;
+
 /// The largest `.apk` file read from disk (the biggest Alpine packages are a few hundred MB).
 pub const MAX_PACKAGE_FILE: u64 = 4 * 1024 * 1024 * 1024;
 /// The largest inflated control member accepted (`.PKGINFO` plus scripts).
@@ -371,20 +374,10 @@ impl VerifiedPackage {
     }
 
     /// The compressed data member (a gzip member holding the file tree's tar); empty
-    /// once [`take_data_member`](Self::take_data_member) has taken it.
+    /// for a package opened with [`open_streaming`](Self::open_streaming), whose data
+    /// member is read from its [`DataStream`].
     pub fn data_member(&self) -> &[u8] {
         self.bytes.get(self.data_start..).unwrap_or_default()
-    }
-
-    /// Moves the compressed data member out, keeping only the control member: a plan's
-    /// verified packages live as long as the build (their scripts and `.PKGINFO` are
-    /// needed to the end), their data members only until they are inflated.
-    pub fn take_data_member(&mut self) -> Vec<u8> {
-        let start = self.data_start.min(self.bytes.len());
-        let control = self.bytes[..start].to_vec();
-        let mut data = std::mem::replace(&mut self.bytes, control);
-        data.drain(..start);
-        data
     }
 
     /// The whole `.apk` as read.

@@ -54,22 +54,23 @@ pub(crate) struct Entry {
 /// The largest `etc/passwd` or `etc/group` kept for owner lookups.
 const MAX_ID_FILE: u64 = 16 * 1024 * 1024;
 
-/// Inflates a (verified) gzip data member, writing its files into `scratch`, and returns
-/// its entries; refuses a tar that inflates past `limit` bytes.
+/// Inflates a gzip data member read from `member`, writing its files into `scratch`,
+/// and returns its entries; refuses a tar that inflates past `limit` bytes. The caller
+/// verifies the member (before or, for a stream, after): nothing here trusts it.
 pub(crate) fn extract(
     package: &str,
-    member: &[u8],
+    member: &mut dyn Read,
     limit: u64,
     scratch: &Scratch,
 ) -> Result<Vec<Entry>, InstallError> {
-    let body = deflate_body(member).ok_or_else(|| InstallError::Archive {
+    skip_gzip_header(member).map_err(|source| InstallError::Archive {
         package: package.to_owned(),
-        source: io::Error::new(io::ErrorKind::InvalidData, "not a gzip member"),
+        source,
     })?;
-    // The member matched the SHA-256 of the package's signed `datahash` before it got here,
-    // so the gzip CRC-32 (4% of a build's CPU) would only check it a second time.
+    // The member is checked against the SHA-256 of the package's signed `datahash`, so
+    // the gzip CRC-32 (4% of a build's CPU) would only check it a second time.
     let mut inflated = Bounded {
-        inner: flate2::read::DeflateDecoder::new(body),
+        inner: flate2::read::DeflateDecoder::new(member),
         left: limit,
         exceeded: false,
     };
@@ -108,33 +109,46 @@ impl<R: Read> Read for Bounded<R> {
     }
 }
 
-/// The raw deflate stream of a gzip member: what follows its header (RFC 1952: fixed
-/// part, then the optional extra field, name, comment and header CRC).
-fn deflate_body(member: &[u8]) -> Option<&[u8]> {
+/// Reads a gzip member's header (RFC 1952: fixed part, then the optional extra field,
+/// name, comment and header CRC), leaving `r` at the raw deflate stream.
+fn skip_gzip_header(r: &mut dyn Read) -> io::Result<()> {
     const FHCRC: u8 = 0x02;
     const FEXTRA: u8 = 0x04;
     const FNAME: u8 = 0x08;
     const FCOMMENT: u8 = 0x10;
-    let (fixed, mut rest) = member.split_at_checked(10)?;
+    let mut fixed = [0u8; 10];
+    r.read_exact(&mut fixed)?;
     if fixed[0..3] != [0x1f, 0x8b, 8] {
-        return None;
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a gzip member",
+        ));
     }
     let flags = fixed[3];
     if flags & FEXTRA != 0 {
-        let (len, after) = rest.split_at_checked(2)?;
-        let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
-        rest = after.get(len..)?;
+        let mut len = [0u8; 2];
+        r.read_exact(&mut len)?;
+        io::copy(
+            &mut r.take(u64::from(u16::from_le_bytes(len))),
+            &mut io::sink(),
+        )?;
     }
     for flag in [FNAME, FCOMMENT] {
         if flags & flag != 0 {
-            let end = rest.iter().position(|&b| b == 0)?;
-            rest = &rest[end + 1..];
+            // Zero-terminated; bounded by the member, which is bounded by the file.
+            let mut byte = [0u8; 1];
+            loop {
+                r.read_exact(&mut byte)?;
+                if byte[0] == 0 {
+                    break;
+                }
+            }
         }
     }
     if flags & FHCRC != 0 {
-        rest = rest.get(2..)?;
+        r.read_exact(&mut [0u8; 2])?;
     }
-    Some(rest)
+    Ok(())
 }
 
 /// Reads every entry of the data tar `data`, writing the regular files into `scratch`.
@@ -374,18 +388,18 @@ mod tests {
         member.extend_from_slice(&[0; 4]);
         member.extend_from_slice(&(tar.len() as u32).to_le_bytes());
         let (_tmp, _root, scratch) = scratch();
-        let entries = extract("p", &member, 1 << 20, &scratch).expect("extract");
+        let entries = extract("p", &mut &member[..], 1 << 20, &scratch).expect("extract");
         assert_eq!(entries.len(), 1);
         assert_eq!(contents(&scratch, &entries[0]), text);
         assert!(matches!(
-            extract("p", &member, 1000, &scratch),
+            extract("p", &mut &member[..], 1000, &scratch),
             Err(InstallError::TooLarge { .. })
         ));
         assert!(
-            extract("p", &member[..12], 1 << 20, &scratch).is_err(),
+            extract("p", &mut &member[..12], 1 << 20, &scratch).is_err(),
             "truncated header accepted"
         );
-        assert!(extract("p", b"PK\x03\x04 not gzip", 1 << 20, &scratch).is_err());
+        assert!(extract("p", &mut &b"PK\x03\x04 not gzip"[..], 1 << 20, &scratch).is_err());
     }
 
     #[test]

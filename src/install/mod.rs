@@ -75,6 +75,14 @@ pub enum InstallError {
         /// Its position in the plan.
         index: usize,
     },
+    /// A package's data member, read as it was extracted into the scratch folder (from
+    /// where nothing of it was moved into place), did not match its signed hash.
+    #[error("the data of a package is not what its signature covers")]
+    Data {
+        /// The verification failure, naming the package.
+        #[source]
+        source: Box<crate::package::PackageError>,
+    },
     /// The data member is not a readable tar (it matched its checksum, so the package
     /// itself is broken).
     #[error("package `{package}`: cannot read the data member")]
@@ -236,7 +244,8 @@ impl Installer {
                 chunk.iter().map(|_| Default::default()).collect();
             self.workers.run(chunk.len(), |i| {
                 let (pkg, verified) = chunk[i];
-                let loaded = prefetch::load(pkg, verified, verified.data_member(), &self.scratch)?;
+                let mut member = verified.data_member();
+                let loaded = prefetch::load(pkg, verified, &mut member, &self.scratch)?;
                 *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(loaded);
                 Ok(())
             })?;

@@ -4,7 +4,9 @@
 //! time in fork, exec and the kernel; verifying, inflating and writing file contents do
 //! not depend on the scripts. So background threads verify each package file against its
 //! index entry and inflate its data member straight into the installer's scratch folder
-//! ([`super::scratch`]), in plan order, as far ahead as the budget allows; the first batch
+//! ([`super::scratch`]), reading each file once, front to back, and hashing the data
+//! member as it goes (nothing of a package moves out of the scratch folder before that
+//! hash matched), in plan order, as far ahead as the budget allows; the first batch
 //! starts as soon as its own packages are written instead of after all of them.
 //! [`Prefetch::verified`] hands out the verified package (scripts, `.PKGINFO`) and
 //! [`super::Installer::extract_prefetched`] takes its entries when its batch comes. A
@@ -121,8 +123,8 @@ impl<'a> Prefetch<'a> {
                 state.held += size;
             }
             let stamp = self.stamps.get(index).copied().flatten();
-            let mut verified = match VerifiedPackage::open_trusting(pkg, file, stamp) {
-                Ok(verified) => verified,
+            let (verified, mut data) = match VerifiedPackage::open_streaming(pkg, file, stamp) {
+                Ok(opened) => opened,
                 Err(err) => {
                     let mut state = self.lock();
                     state.refused[index] = Some(err);
@@ -131,11 +133,18 @@ impl<'a> Prefetch<'a> {
                     continue;
                 }
             };
-            let data = verified.take_data_member();
+            // Its control member is verified: scripts and `.PKGINFO` may be used now.
             let verified = self.verified[index].get_or_init(|| verified);
             self.changed.notify_all();
-            let loaded = load(pkg, verified, &data, &self.scratch);
-            drop(data);
+            let loaded = load(pkg, verified, &mut data, &self.scratch);
+            // A tar that cannot be read may be a file that is not the signed one: the
+            // hash says which, so it is checked either way.
+            let loaded = match (loaded, data.finish()) {
+                (_, Err(source)) => Err(InstallError::Data {
+                    source: Box::new(source),
+                }),
+                (loaded, Ok(())) => loaded,
+            };
             let mut state = self.lock();
             state.slots[index] = Some(loaded);
             self.changed.notify_all();
@@ -199,12 +208,12 @@ fn estimate(pkg: &Package) -> u64 {
     pkg.installed_size
 }
 
-/// Inflates a package's data member into `scratch` and returns its entries (nothing for
-/// `I:0` packages, which apk does not open).
+/// Inflates a package's data member, read from `data_member`, into `scratch` and returns
+/// its entries (nothing for `I:0` packages, which apk does not open).
 pub(super) fn load(
     pkg: &Package,
     verified: &VerifiedPackage,
-    data_member: &[u8],
+    data_member: &mut dyn std::io::Read,
     scratch: &Scratch,
 ) -> Result<Loaded, InstallError> {
     if !super::opened(pkg) {

@@ -173,3 +173,74 @@ fn a_stamp_spares_the_data_hash_only_while_the_file_is_unchanged() {
     assert_ne!(fresh, stamp);
     assert!(VerifiedPackage::open_trusting(&pkg, &path, Some(fresh)).is_ok());
 }
+
+/// Opens `bytes` as a file with [`VerifiedPackage::open_streaming`] and reads the data
+/// member through; the result of [`DataStream::finish`] and the bytes read.
+fn stream(
+    pkg: &sysroot_mk::index::Package,
+    bytes: &[u8],
+) -> Result<(VerifiedPackage, Vec<u8>, Result<(), PackageError>), PackageError> {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.apk");
+    std::fs::write(&path, bytes).unwrap();
+    let (verified, mut data) = VerifiedPackage::open_streaming(pkg, &path, None)?;
+    let mut read = Vec::new();
+    let _ = data.read_to_end(&mut read);
+    Ok((verified, read, data.finish()))
+}
+
+#[test]
+fn a_streamed_package_hands_out_its_data_member_and_checks_it_at_the_end() {
+    let (pkg, bytes) = sample();
+    let (verified, read, finished) = stream(&pkg, &bytes).expect("control member verifies");
+    finished.expect("data member verifies");
+    assert_eq!(read, &bytes[data_start(&bytes)..]);
+    assert!(
+        verified.data_member().is_empty(),
+        "the data member was held"
+    );
+    assert_eq!(verified.info().triggers, ["/usr/share/hello/*"]);
+
+    // Another data member behind the genuine control member: refused only at the end.
+    let (_, evil) = hello("", b"pwned\n");
+    let mut spliced = bytes[..data_start(&bytes)].to_vec();
+    spliced.extend_from_slice(&evil[data_start(&evil)..]);
+    let (_, _, finished) = stream(&pkg, &spliced).expect("the control member is genuine");
+    assert!(
+        matches!(finished, Err(PackageError::DataChecksum { .. })),
+        "{finished:?}"
+    );
+    // Cut anywhere, a package never verifies, and what the head checks refuse is said
+    // in the words of the whole-file checks.
+    for len in 0..bytes.len() {
+        match stream(&pkg, &bytes[..len]) {
+            Ok((_, _, finished)) => assert!(finished.is_err(), "accepted cut at {len}"),
+            Err(err) => {
+                let whole = VerifiedPackage::from_bytes(&pkg, bytes[..len].to_vec());
+                assert_eq!(
+                    whole.err().map(|e| e.to_string()),
+                    Some(err.to_string()),
+                    "cut at {len}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_real_package_streams_as_it_verifies_whole() {
+    let Some(shared) = shared_alpine() else {
+        return;
+    };
+    let repo = shared.join("v3.19/main/x86_64");
+    for pkg in &read_index(&repo.join("APKINDEX.tar.gz")) {
+        let bytes = std::fs::read(repo.join(pkg.file_name())).unwrap();
+        let whole = VerifiedPackage::from_bytes(pkg, bytes.clone()).unwrap();
+        let (streamed, read, finished) = stream(pkg, &bytes).unwrap();
+        finished.unwrap_or_else(|e| panic!("{}: {e}", pkg.name_version()));
+        assert_eq!(read, whole.data_member(), "{}", pkg.name_version());
+        assert_eq!(streamed.scripts().len(), whole.scripts().len());
+        assert_eq!(streamed.info().datahash, whole.info().datahash);
+    }
+}
