@@ -174,12 +174,13 @@ fn a_stamp_spares_the_data_hash_only_while_the_file_is_unchanged() {
     assert!(VerifiedPackage::open_trusting(&pkg, &path, Some(fresh)).is_ok());
 }
 
+/// A package opened for streaming, the data member's bytes as read, and the verdict of
+/// [`DataStream::finish`](sysroot_mk::package::DataStream::finish).
+type Streamed = (VerifiedPackage, Vec<u8>, Result<(), PackageError>);
+
 /// Opens `bytes` as a file with [`VerifiedPackage::open_streaming`] and reads the data
-/// member through; the result of [`DataStream::finish`] and the bytes read.
-fn stream(
-    pkg: &sysroot_mk::index::Package,
-    bytes: &[u8],
-) -> Result<(VerifiedPackage, Vec<u8>, Result<(), PackageError>), PackageError> {
+/// member through.
+fn stream(pkg: &sysroot_mk::index::Package, bytes: &[u8]) -> Result<Streamed, PackageError> {
     use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.apk");
