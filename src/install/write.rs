@@ -1,8 +1,10 @@
 //! The write phases of one planned chunk. Each phase's jobs are independent of each
-//! other, so they run on the installer's writer pool; the phases run in order because
-//! each needs the previous one's results: directories (parents first, by depth), files
-//! and symlinks under temporary names, hard links to those temporary names, then renames
-//! to the final names (or removal of what a later package of the chunk replaced).
+//! other, so they run on the installer's workers; the phases run in order because each
+//! needs the previous one's results: directories (parents first, by depth); files moved
+//! from the scratch folder to their final names, and symlinks (and files that hard links
+//! point at) under temporary names; hard links to those temporary names; then renames of
+//! the temporary names to the final ones (or removal of what a later package of the chunk
+//! replaced).
 
 use crate::index::Package;
 use crate::package::VerifiedPackage;
@@ -23,7 +25,7 @@ impl Installer {
     ) -> Result<(), InstallError> {
         let pkg_name = |slot: usize| chunk[slot].0.name_version();
         let by_index = |index: usize| self.state.packages[index].installed.package.name_version();
-        (|| -> Result<(), InstallError> {
+        {
             // Directories by depth, so that parents exist before their children.
             let mut depths: Vec<usize> = plan
                 .dirs
@@ -169,8 +171,8 @@ impl Installer {
                         }),
                     }
                 },
-            )
-        })()?;
+            )?;
+        }
         for &slot in planned {
             reporter.package_installed(&chunk[slot].0.name);
         }
