@@ -190,10 +190,12 @@ pub fn split_signature(bytes: &[u8]) -> Result<Signed<'_>, ArchiveError> {
 /// `C:Q1...`. Streams: only the signature and control members are read, so checking a
 /// cached or downloaded package costs a few kilobytes of I/O whatever its size.
 pub fn control_checksum(reader: impl BufRead) -> Result<[u8; 20], ArchiveError> {
-    let mut input = Hashing {
+    let mut input = Tap {
         inner: reader,
-        hasher: Sha1::new(),
-        consumed: 0,
+        sink: Sha1Count {
+            hasher: Sha1::new(),
+            consumed: 0,
+        },
     };
     let mut head = Vec::new();
     {
@@ -204,10 +206,10 @@ pub fn control_checksum(reader: impl BufRead) -> Result<[u8; 20], ArchiveError> 
             .map_err(ArchiveError::Gzip)?;
         drain(&mut decoder, MAX_MEMBER_OUTPUT)?;
     }
-    if input.consumed == 0 {
+    if input.sink.consumed == 0 {
         return Err(ArchiveError::Empty);
     }
-    let first = input.hasher.finalize_reset();
+    let first = input.sink.hasher.finalize_reset();
     let whole = head.len() as u64 <= MAX_SIGNATURE_MEMBER;
     let entries = read_entries(&head, whole)?;
     let signed = entries
@@ -216,15 +218,15 @@ pub fn control_checksum(reader: impl BufRead) -> Result<[u8; 20], ArchiveError> 
     if !signed {
         return Ok(first.into());
     }
-    let before = input.consumed;
+    let before = input.sink.consumed;
     drain(&mut GzDecoder::new(&mut input), MAX_MEMBER_OUTPUT)?;
-    if input.consumed == before {
+    if input.sink.consumed == before {
         return Err(ArchiveError::Gzip(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "no control member after the signature",
         )));
     }
-    Ok(input.hasher.finalize().into())
+    Ok(input.sink.hasher.finalize().into())
 }
 
 fn drain(decoder: &mut impl Read, limit: u64) -> Result<(), ArchiveError> {
@@ -236,15 +238,41 @@ fn drain(decoder: &mut impl Read, limit: u64) -> Result<(), ArchiveError> {
     Ok(())
 }
 
-/// A `BufRead` that hashes and counts the bytes its consumer consumes, which for a
-/// gzip decoder are exactly the compressed bytes of the member it reads.
-struct Hashing<R> {
-    inner: R,
+/// A `BufRead` that shows `sink` every byte its consumer consumes, which for a gzip
+/// decoder are exactly the compressed bytes of the member it reads.
+pub(crate) struct Tap<R, S> {
+    /// Where the bytes come from.
+    pub inner: R,
+    /// What sees them.
+    pub sink: S,
+}
+
+/// What a [`Tap`] shows consumed bytes to.
+pub(crate) trait Sink {
+    /// `bytes` were consumed, in order.
+    fn consumed(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn consumed(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// SHA-1 and count of the bytes consumed.
+struct Sha1Count {
     hasher: Sha1,
     consumed: u64,
 }
 
-impl<R: BufRead> Read for Hashing<R> {
+impl Sink for Sha1Count {
+    fn consumed(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.consumed += bytes.len() as u64;
+    }
+}
+
+impl<R: BufRead, S: Sink> Read for Tap<R, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let available = self.fill_buf()?;
         let n = available.len().min(buf.len());
@@ -254,7 +282,7 @@ impl<R: BufRead> Read for Hashing<R> {
     }
 }
 
-impl<R: BufRead> BufRead for Hashing<R> {
+impl<R: BufRead, S: Sink> BufRead for Tap<R, S> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         self.inner.fill_buf()
     }
@@ -264,10 +292,9 @@ impl<R: BufRead> BufRead for Hashing<R> {
         // returned; asking again does no I/O while that buffer is not used up.
         if amt > 0 {
             if let Ok(buf) = self.inner.fill_buf() {
-                self.hasher.update(&buf[..amt.min(buf.len())]);
+                self.sink.consumed(&buf[..amt.min(buf.len())]);
             }
         }
-        self.consumed += amt as u64;
         self.inner.consume(amt);
     }
 }

@@ -122,9 +122,9 @@ fn read_head(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
 /// Reads one gzip member and returns its raw bytes, consuming nothing after it; its
 /// inflated size is bounded like a control member's.
 fn read_member(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
-    let mut recorder = Recorder {
+    let mut recorder = crate::archive::Tap {
         inner: reader,
-        raw: Vec::new(),
+        sink: Vec::new(),
     };
     let mut decoder = flate2::bufread::GzDecoder::new(&mut recorder);
     let inflated = io::copy(
@@ -137,34 +137,5 @@ fn read_member(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
         ));
     }
     drop(decoder);
-    Ok(recorder.raw)
-}
-
-/// A buffered reader that keeps a copy of every byte consumed from it.
-struct Recorder<'a, R> {
-    inner: &'a mut R,
-    raw: Vec<u8>,
-}
-
-impl<R: BufRead> Read for Recorder<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl<R: BufRead> BufRead for Recorder<'_, R> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.inner.fill_buf()
-    }
-
-    fn consume(&mut self, amount: usize) {
-        if let Ok(buf) = self.inner.fill_buf() {
-            self.raw.extend_from_slice(&buf[..amount.min(buf.len())]);
-        }
-        self.inner.consume(amount);
-    }
+    Ok(recorder.sink)
 }
