@@ -265,16 +265,18 @@ fn ok(out: &Output) {
     );
 }
 
-/// A certificate file that holds no valid certificate: loading the CA store with it
-/// fails.
-fn bad_ca_file(dir: &Path) -> PathBuf {
-    let path = dir.join("bad-ca.pem");
+/// A CA store that holds no valid certificate (a bad `SSL_CERT_FILE` and an empty
+/// `SSL_CERT_DIR`): a client that loads it cannot be built.
+fn with_bad_ca_store(cmd: &mut Command, dir: &Path) {
+    let file = dir.join("bad-ca.pem");
     std::fs::write(
-        &path,
+        &file,
         "-----BEGIN CERTIFICATE-----\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
-    path
+    let empty = dir.join("no-certs");
+    std::fs::create_dir_all(&empty).unwrap();
+    cmd.env("SSL_CERT_FILE", file).env("SSL_CERT_DIR", empty);
 }
 
 #[test]
@@ -283,23 +285,20 @@ fn plain_http_never_loads_the_ca_store() {
     three_packages(served.path());
     let server = KeepAlive::serve(served.path(), None);
     let keys = keys_dir(&[TEST_KEY]);
-    let out = bin()
-        .env("SSL_CERT_FILE", bad_ca_file(served.path()))
-        .args(["-q", "plan", "--arch", "x86_64", "--no-cache", "--keys-dir"])
-        .arg(keys.path())
-        .args(["--repo", &format!("{}/main", server.base), "large"])
-        .output()
-        .unwrap();
+    let plan = |repo: &str| {
+        let mut cmd = bin();
+        with_bad_ca_store(&mut cmd, served.path());
+        cmd.args(["-q", "plan", "--arch", "x86_64", "--no-cache", "--keys-dir"])
+            .arg(keys.path())
+            .args(["--repo", repo, "large"])
+            .output()
+            .unwrap()
+    };
+    let out = plan(&format!("{}/main", server.base));
     ok(&out);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "large-2.0-r0");
-    // The same file breaks any client that loads the store, so the test can fail.
-    let tls = bin()
-        .env("SSL_CERT_FILE", bad_ca_file(served.path()))
-        .args(["-q", "plan", "--arch", "x86_64", "--no-cache", "--keys-dir"])
-        .arg(keys.path())
-        .args(["--repo", "https://127.0.0.1:9/main", "large"])
-        .output()
-        .unwrap();
+    // The same store breaks any client that loads it, so the test can fail.
+    let tls = plan("https://127.0.0.1:9/main");
     let err = String::from_utf8_lossy(&tls.stderr);
     assert!(
         !tls.status.success() && err.contains("HTTP client"),
