@@ -22,7 +22,7 @@
 //! timeout in reqwest would bound the whole body, not each wait). A host whose name does not resolve or that refuses
 //! connections is not retried, and later requests to it in the same run fail at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -292,6 +292,8 @@ pub struct Transport {
     plain_client: OnceLock<Result<Client, String>>,
     /// Hosts that did not resolve or refused a connection in this run, with why.
     unreachable: Mutex<HashMap<String, &'static str>>,
+    /// Hosts whose answers closed the connection (see [`Transport::closes_connections`]).
+    closing: Mutex<HashSet<String>>,
 }
 
 impl Transport {
@@ -302,6 +304,7 @@ impl Transport {
             tls_client: OnceLock::new(),
             plain_client: OnceLock::new(),
             unreachable: Mutex::new(HashMap::new()),
+            closing: Mutex::new(HashSet::new()),
         }
     }
 
@@ -560,13 +563,7 @@ impl Transport {
         url: &str,
         attempts: u32,
     ) -> Result<Response, TransportError> {
-        let host = reqwest::Url::parse(url)
-            .ok()
-            .and_then(|u| {
-                u.host_str()
-                    .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
-            })
-            .unwrap_or_default();
+        let host = host_key(url);
         if let Some(reason) = self.unreachable_reason(&host) {
             return Err(TransportError::HostDown {
                 url: url.to_string(),
@@ -574,7 +571,15 @@ impl Transport {
                 reason,
             });
         }
-        request.send().map_err(|e| {
+        let sent = request.send();
+        if let Ok(response) = &sent {
+            if closes_connection(response) {
+                if let Ok(mut closing) = self.closing.lock() {
+                    closing.insert(host.clone());
+                }
+            }
+        }
+        sent.map_err(|e| {
             let chain = error_chain(&e);
             if e.is_timeout() {
                 return TransportError::Stalled {
@@ -600,6 +605,15 @@ impl Transport {
                 source: chain.into(),
             }
         })
+    }
+
+    /// Whether the server of `url` closed a connection after answering, in this run
+    /// (HTTP/1.0 without keep-alive, or `Connection: close`): every request to it then
+    /// opens a connection of its own, and such servers often accept few at once.
+    pub fn closes_connections(&self, url: &str) -> bool {
+        self.closing
+            .lock()
+            .is_ok_and(|closing| closing.contains(&host_key(url)))
     }
 
     fn unreachable_reason(&self, host: &str) -> Option<&'static str> {
@@ -644,6 +658,31 @@ impl Transport {
                 other => return other,
             }
         }
+    }
+}
+
+/// `host:port` of `url`, the key of per-host knowledge.
+fn host_key(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the server closes the connection after this answer.
+fn closes_connection(response: &Response) -> bool {
+    let connection = response
+        .headers()
+        .get(reqwest::header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    match connection.as_deref() {
+        Some(value) if value.contains("close") => true,
+        Some(value) if value.contains("keep-alive") => false,
+        _ => response.version() <= reqwest::Version::HTTP_10,
     }
 }
 

@@ -13,6 +13,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 
+/// Requests in flight at most to a server that closes its connections after each
+/// answer (browsers' limit per host for HTTP/1).
+const CLOSING_SERVER_JOBS: usize = 6;
+
 /// The packages of a plan being fetched by worker threads (see [`Downloads::work`]).
 ///
 /// ```text
@@ -108,6 +112,14 @@ impl<'a> Downloads<'a> {
         let jobs = if !any_remote || options.offline {
             let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
             options.jobs.min(cores)
+        } else if packages
+            .iter()
+            .any(|p| transport.closes_connections(&repos[p.repo].url))
+        {
+            // A server that closes every connection (as python's http.server) takes a
+            // connect per request, and such servers often keep a short listen queue:
+            // more connects at once than it holds wait a second for the SYN retry.
+            options.jobs.min(CLOSING_SERVER_JOBS)
         } else {
             options.jobs
         };

@@ -21,10 +21,22 @@ use sysroot_mk::transport::Transport;
 /// Holds the answer to one path until a condition holds (or a deadline passes).
 type Hold = (String, Box<dyn Fn() -> bool + Send + Sync>, Duration);
 
-/// An HTTP/1.1 file server that keeps connections alive, and counts them.
+/// How the test server treats connections.
+#[derive(Clone, Copy, Default)]
+struct Manner {
+    /// Answer HTTP/1.0 and close the connection after each answer.
+    close_each: bool,
+    /// Wait this long before answering for a package.
+    package_delay: Duration,
+}
+
+/// An HTTP/1.1 file server that keeps connections alive (unless told otherwise), and
+/// counts them.
 struct KeepAlive {
     base: String,
     connections: Arc<AtomicUsize>,
+    /// Connections open now, and at most so far.
+    open: Arc<(AtomicUsize, AtomicUsize)>,
     /// (connection number, path) of every request, in order.
     log: Arc<Mutex<Vec<(usize, String)>>>,
     /// Whether the held answer was released by its condition (not the deadline).
@@ -35,16 +47,22 @@ struct KeepAlive {
 
 impl KeepAlive {
     fn serve(root: &Path, hold: Option<Hold>) -> KeepAlive {
+        KeepAlive::serve_as(root, hold, Manner::default())
+    }
+
+    fn serve_as(root: &Path, hold: Option<Hold>, manner: Manner) -> KeepAlive {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = KeepAlive {
             base: format!("http://127.0.0.1:{port}"),
             connections: Arc::default(),
+            open: Arc::default(),
             log: Arc::default(),
             released: Arc::default(),
             stop: Arc::default(),
             port,
         };
+        let open = server.open.clone();
         let (connections, log, released, stop) = (
             server.connections.clone(),
             server.log.clone(),
@@ -60,10 +78,18 @@ impl KeepAlive {
                 }
                 let Ok(stream) = stream else { continue };
                 let number = connections.fetch_add(1, Ordering::SeqCst) + 1;
-                let (root, log, released, hold) =
-                    (root.clone(), log.clone(), released.clone(), hold.clone());
+                let (root, log, released, hold, open) = (
+                    root.clone(),
+                    log.clone(),
+                    released.clone(),
+                    hold.clone(),
+                    open.clone(),
+                );
+                let now = open.0.fetch_add(1, Ordering::SeqCst) + 1;
+                open.1.fetch_max(now, Ordering::SeqCst);
                 std::thread::spawn(move || {
-                    let _ = answer(stream, number, &root, &log, &released, &hold);
+                    let _ = answer(stream, number, &root, &log, &released, &hold, manner);
+                    open.0.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
@@ -95,6 +121,7 @@ fn answer(
     log: &Mutex<Vec<(usize, String)>>,
     released: &Mutex<Option<bool>>,
     hold: &Option<Hold>,
+    manner: Manner,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -128,13 +155,20 @@ fn answer(
             Some(body) => (200, body),
             None => (404, b"not found".to_vec()),
         };
+        if path.ends_with(".apk") {
+            std::thread::sleep(manner.package_delay);
+        }
+        let version = if manner.close_each { "1.0" } else { "1.1" };
         let head = format!(
-            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n",
+            "HTTP/{version} {status} X\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
         out.write_all(head.as_bytes())?;
         out.write_all(&body)?;
         out.flush()?;
+        if manner.close_each {
+            return Ok(());
+        }
     }
 }
 
@@ -244,6 +278,61 @@ fn one_connection_carries_the_index_and_every_package_in_turn() {
         (1..=3).contains(&opened),
         "{opened} connections for 3 packages"
     );
+}
+
+#[test]
+fn a_server_that_closes_every_connection_gets_few_at_once() {
+    // Python's http.server answers HTTP/1.0 and closes; its listen queue holds five.
+    let served = tempfile::tempdir().unwrap();
+    let packages: Vec<FixturePackage> = (0..9)
+        .map(|i| FixturePackage::new(&format!("p{i}"), "1.0-r0", &noise(1000 + i, i as u64)))
+        .collect();
+    write_repo(
+        &served.path().join("main"),
+        "x86_64",
+        &packages,
+        Signer::Key(TEST_KEY, SignatureAlgorithm::Sha256),
+    );
+    let manner = Manner {
+        close_each: true,
+        // Long enough that every download in flight overlaps the others.
+        package_delay: Duration::from_millis(300),
+    };
+    let server = KeepAlive::serve_as(served.path(), None, manner);
+    let keys = keys_dir(&[TEST_KEY]);
+    let ring = keyring_of(&[keys.path()], "x86_64");
+    let repos = [Repository::parse(&format!("{}/main", server.base)).unwrap()];
+    let transport = Transport::new(quick_transport());
+    let loaded = load_indexes_with(
+        &transport,
+        &repos,
+        "x86_64",
+        &ring,
+        &quick_index_options(),
+        &Silent,
+    )
+    .unwrap()
+    .remove(0);
+    assert!(transport.closes_connections(&repos[0].url));
+    let options = FetchOptions {
+        jobs: 16,
+        transport: quick_transport(),
+        temp_dir: Some(served.path().to_path_buf()),
+        ..FetchOptions::default()
+    };
+    let fetched = fetch_packages_with(
+        &transport,
+        &loaded.packages,
+        &repos,
+        "x86_64",
+        &options,
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(fetched.len(), 9);
+    assert_eq!(server.connections.load(Ordering::SeqCst), 10);
+    let most = server.open.1.load(Ordering::SeqCst);
+    assert!((2..=6).contains(&most), "{most} connections at once");
 }
 
 fn bin() -> Command {
