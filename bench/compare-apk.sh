@@ -13,7 +13,16 @@
 #   all98    the 98 co-installable packages of that repository, on a tmpfs
 #   http     alpine-base over HTTP on 127.0.0.1, both with --no-cache
 #   latency  the same through bench/delay-proxy.py, which adds 25 ms each way (50 ms
-#            to every round trip; this kernel has no netem)
+#            to every round trip, and one more to open a connection; this kernel has
+#            no netem)
+# Both HTTP cases serve ../shared/alpine with bench/serve.py (HTTP/1.1, keep-alive, a
+# thread per connection, a listen backlog of 128), as real mirrors behave, for apk and
+# sysroot-mk alike. The oracle's serve-repo.sh (python's http.server: HTTP/1.0, one
+# connection per request, a backlog of 5) measured itself: more than five parallel
+# connects overflowed its backlog and waited for the kernel's 1 s SYN retry. After
+# each HTTP case one more run of each tool is logged by the server, and
+# bench/count-requests.py prints its connections, requests and the round trips
+# made before the first package: the figures load does not blur.
 #   resolve  `add --simulate` against `plan`: gcc on main, gnome on main+community
 #   foreign  aarch64 alpine-base from ../shared/alpine/v3.13/main with its scripts under
 #            qemu: apk through a temporary global handler (flag F, removed at the end),
@@ -48,7 +57,7 @@ ensure_idxtree
 work="$(mktemp -d /var/tmp/sysroot-mk-bench.XXXXXX)"
 summary="$work/summary.md"
 cleanup() {
-    "$oracle/serve-repo.sh" stop >/dev/null 2>&1 || true
+    [ -n "${server:-}" ] && kill "$server" 2>/dev/null || true
     [ -n "${proxy:-}" ] && kill "$proxy" 2>/dev/null || true
     umount -R "$APKROOT/bench" 2>/dev/null || true
     umount "$work/ext4" 2>/dev/null || true
@@ -131,25 +140,43 @@ if has tmpfs || has all98; then
             "$OURS --repo $shared/alpine/v3.19/main {t} $world"
     fi
 fi
+# counts TITLE APK-CMD SYSROOT-MK-CMD: one logged run of each, and what it asked.
+counts() {
+    local title="$1" a="$2" s="$3" name cmd
+    for name in apk sysroot-mk; do
+        [ "$name" = apk ] && cmd="${a//\{t\}//bench/apk}" || cmd="${s//\{t\}/$B/sysroot-mk}"
+        rm -rf "$B/apk" "$B/sysroot-mk"
+        : >"$work/requests.log"
+        bash -c "$cmd" >/dev/null
+        python3 "$here/bench/count-requests.py" "$work/requests.log" "$title, $name" >>"$work/counts.txt"
+    done
+}
+
 if has http || has latency; then
     mkdir -p "$work/http"; use_target_dir "$work/http"
-    base="$("$oracle/serve-repo.sh" start 8089)"
-    spid="$(cat "$ORACLE_WORK/http.pid")"
+    python3 "$here/bench/serve.py" 8089 "$shared/alpine" "$work/requests.log" & server=$!
+    for _ in $(seq 50); do
+        python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8089/v3.19/main/x86_64/APKINDEX.tar.gz', timeout=1)" 2>/dev/null && break
+        sleep 0.1
+    done
+    base="http://127.0.0.1:8089"
     if has http; then
-        pair "alpine-base over HTTP, --no-cache" \
-            "$ADD --root {t} --repository $base/v3.19/main alpine-base" \
-            "$OURS --repo $base/v3.19/main {t} alpine-base" --server-pid "$spid"
+        a="$ADD --root {t} --repository $base/v3.19/main alpine-base"
+        s="$OURS --repo $base/v3.19/main {t} alpine-base"
+        pair "alpine-base over HTTP, --no-cache" "$a" "$s" --server-pid "$server"
+        counts "HTTP" "$a" "$s"
     fi
     if has latency; then
         python3 "$here/bench/delay-proxy.py" 8090 8089 25 & proxy=$!
         sleep 0.5
         slow="http://127.0.0.1:8090"
-        pair "alpine-base over HTTP +50 ms RTT, --no-cache" \
-            "$ADD --root {t} --repository $slow/v3.19/main alpine-base" \
-            "$OURS --repo $slow/v3.19/main {t} alpine-base"
+        a="$ADD --root {t} --repository $slow/v3.19/main alpine-base"
+        s="$OURS --repo $slow/v3.19/main {t} alpine-base"
+        pair "alpine-base over HTTP +50 ms RTT, --no-cache" "$a" "$s"
+        counts "HTTP +50 ms RTT" "$a" "$s"
         kill "$proxy"; proxy=
     fi
-    "$oracle/serve-repo.sh" stop >/dev/null
+    kill "$server"; server=
 fi
 if has resolve; then
     mkdir -p "$work/resolve"; use_target_dir "$work/resolve"
@@ -177,3 +204,4 @@ fi
 
 echo
 cat "$summary"
+[ -f "$work/counts.txt" ] && { echo; cat "$work/counts.txt"; }

@@ -2,6 +2,9 @@
 """delay-proxy.py -- a TCP proxy on 127.0.0.1 that adds a fixed latency to every chunk in
 each direction, without throttling throughput (chunks are scheduled, not slept on), so a
 round trip costs 2 x DELAY more. Stands in for `tc qdisc netem` on kernels without it.
+The kernel completes the client's connect() at once, so a new connection's first bytes
+are held one more round trip: as over a real link, opening a connection costs a round
+trip (the TCP handshake) before the request can leave, and reusing one does not.
 
 Usage: delay-proxy.py LISTEN_PORT UPSTREAM_PORT DELAY_MS
 """
@@ -43,6 +46,8 @@ async def pump(reader, writer, delay):
 
 
 async def handle(client_r, client_w, upstream_port, delay):
+    # The handshake's round trip; the request waits in the socket meanwhile.
+    await asyncio.sleep(2 * delay)
     try:
         up_r, up_w = await asyncio.open_connection("127.0.0.1", upstream_port)
     except OSError:

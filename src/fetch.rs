@@ -15,10 +15,14 @@
 //!
 //! Concurrency: `jobs` worker threads pull from one queue sorted largest first (uv's
 //! order), so the long downloads start early and the small ones fill the gaps; the
-//! work is network bound, so threads, not rayon, whose pool belongs to CPU work.
+//! work is network bound, so threads, not rayon, whose pool belongs to CPU work. The
+//! threads share the transport's connections: kept alive over HTTP/1.1 (one per
+//! thread at most), multiplexed over one HTTP/2 connection where the server offers it.
+//! [`Downloads`] hands each package out as soon as it is verified, so a caller can
+//! extract the first packages while the others still arrive.
 
 use crate::archive::{self, ArchiveError};
-use crate::cache::{Bucket, Cache, CacheError, PACKAGE_BUCKET};
+use crate::cache::{Bucket, CacheError};
 use crate::index::Package;
 use crate::report::Reporter;
 use crate::repository::Repository;
@@ -27,8 +31,10 @@ use base64::Engine;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+mod downloads;
+pub use downloads::Downloads;
 
 impl crate::report::Hinted for FetchError {
     fn hint(&self) -> Option<crate::report::Hint> {
@@ -193,8 +199,11 @@ impl Default for FetchOptions {
             signers: None,
             cache_dir: None,
             temp_dir: None,
-            // Enough to hide per-request latency on a CDN without hammering a mirror.
-            jobs: 6,
+            // Requests in flight at once. apk asks for one package at a time and pays a
+            // round trip for each; 16 covers a small plan in one or two round trips and
+            // stays far below what mirrors accept per client (nginx and CDNs take
+            // hundreds of connections; over HTTP/2 they are streams of one connection).
+            jobs: 16,
             transport: TransportOptions::default(),
             verify_local: true,
         }
@@ -225,8 +234,8 @@ pub struct FetchedPackage {
     pub origin: Origin,
     /// Bytes transferred over the network for it in this run.
     pub downloaded: u64,
-    /// The stamp of the file when it was verified whole here (cache hits), so the
-    /// installer need not hash it again while it is unchanged.
+    /// The stamp of the file when it was verified whole here (cache hits, downloads
+    /// without a cache), so the installer need not hash it again while it is unchanged.
     pub verified: Option<crate::package::FileStamp>,
     // Keeps the temporary folder of uncached downloads alive while the file is used.
     _temp: Option<Arc<tempfile::TempDir>>,
@@ -254,90 +263,13 @@ pub fn fetch_packages_with(
     options: &FetchOptions,
     reporter: &dyn Reporter,
 ) -> Result<Vec<FetchedPackage>, FetchError> {
-    for p in packages {
-        if p.repo >= repos.len() {
-            return Err(FetchError::UnknownRepository {
-                package: p.name_version(),
-                repo: p.repo,
-                count: repos.len(),
-            });
-        }
-    }
-    let any_remote = packages.iter().any(|p| repos[p.repo].is_remote());
-    let (bucket, bucket_path) = match &options.cache_dir {
-        Some(dir) if any_remote && options.offline => {
-            let path = dir.join(crate::cache::VERSION_DIR).join(PACKAGE_BUCKET);
-            let bucket = match Cache::open_existing(dir)? {
-                Some(cache) => cache.existing_bucket(PACKAGE_BUCKET)?,
-                None => None,
-            };
-            (bucket, Some(path))
-        }
-        Some(dir) if any_remote => {
-            let bucket = Cache::open(dir)?.bucket_dir(PACKAGE_BUCKET)?;
-            let path = bucket.path().to_path_buf();
-            (Some(bucket), Some(path))
-        }
-        _ => (None, None),
-    };
-    let fetcher = Fetcher {
-        transport,
-        repos,
-        arch,
-        bucket,
-        bucket_path,
-        temp_base: options.temp_dir.clone(),
-        temp: Mutex::new(None),
-        verify_local: options.verify_local || options.signers.is_some(),
-        offline: options.offline,
-        signers: options.signers.as_ref(),
-        reporter,
-    };
-
-    let mut order: Vec<usize> = (0..packages.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(packages[i].size));
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results: Vec<Mutex<Option<Result<FetchedPackage, FetchError>>>> =
-        packages.iter().map(|_| Mutex::new(None)).collect();
-    let workers = options.jobs.clamp(1, packages.len().max(1));
+    let downloads = Downloads::new(transport, packages, repos, arch, options, reporter)?;
     std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                if failed.load(Ordering::Relaxed) || crate::output::interrupted() {
-                    break;
-                }
-                let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                    break;
-                };
-                let result = fetcher.fetch(&packages[i]);
-                if result.is_err() {
-                    failed.store(true, Ordering::Relaxed);
-                }
-                if let Ok(mut slot) = results[i].lock() {
-                    *slot = Some(result);
-                }
-            });
+        for _ in 0..downloads.jobs() {
+            scope.spawn(|| downloads.work());
         }
     });
-    // The first failure in plan order, so the message does not depend on timing.
-    // Slots left empty belong to packages not started after a failure, which the loop
-    // reaches as an error first or later; without a failure every slot is filled.
-    let mut out = Vec::with_capacity(packages.len());
-    let mut first_error = None;
-    for slot in results {
-        match slot.into_inner().ok().flatten() {
-            Some(Ok(fetched)) => out.push(fetched),
-            Some(Err(err)) => {
-                first_error.get_or_insert(err);
-            }
-            None => {}
-        }
-    }
-    match first_error {
-        Some(err) => Err(err),
-        None => Ok(out),
-    }
+    downloads.finish()
 }
 
 struct Fetcher<'a> {
@@ -427,7 +359,7 @@ impl Fetcher<'_> {
                 return Ok(fetched(path, Origin::Cache, 0, None, Some(stamp)));
             }
             let downloaded = self.download(package, repo, &url, &mut partial, &partial_path);
-            let result = downloaded.and_then(|downloaded| {
+            let result = downloaded.and_then(|(downloaded, _)| {
                 bucket
                     .rename(&partial_name, &entry)
                     .map_err(|source| FetchError::Io {
@@ -447,39 +379,56 @@ impl Fetcher<'_> {
             drop(live);
             let downloaded = result?;
             self.reporter.download_finished(&name);
-            // Verified under another name (renaming changes the stamp): checked again.
+            // Verified under another name (renaming changes the stamp, and another run
+            // may hold the same entry): checked again.
             return Ok(fetched(path, Origin::Downloaded, downloaded, None, None));
         }
+        // The temporary folder is ours alone and the handle goes out only after the
+        // file verified, so it is written under its final name: no rename, and the
+        // stamp taken while verifying stays valid, so the installer does not hash the
+        // file a second time.
         let temp = self.temp_dir()?;
         let path = temp.path().join(package.file_name());
-        let partial_path = temp.path().join(format!("{}.partial", package.file_name()));
-        let io_err = |source| FetchError::Io {
-            path: partial_path.clone(),
-            source,
-        };
-        let mut partial = {
+        let mut file = {
             use std::os::unix::fs::OpenOptionsExt;
             std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create_new(true)
                 .custom_flags(libc::O_NOFOLLOW)
-                .open(&partial_path)
-                .map_err(io_err)?
+                .open(&path)
+                .map_err(|source| FetchError::Io {
+                    path: path.clone(),
+                    source,
+                })?
         };
-        let downloaded = self.download(package, repo, &url, &mut partial, &partial_path)?;
-        std::fs::rename(&partial_path, &path).map_err(|source| FetchError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let (downloaded, stamp) = self.download(package, repo, &url, &mut file, &path)?;
         self.reporter.download_finished(&name);
         Ok(fetched(
             path,
             Origin::Downloaded,
             downloaded,
             Some(temp),
-            None,
+            Some(stamp),
         ))
+    }
+
+    /// Where [`Fetcher::fetch`] puts (or finds) `package`'s file.
+    fn destination(&self, package: &Package) -> Result<PathBuf, FetchError> {
+        let repo = &self.repos[package.repo];
+        let url = repo.package_url(self.arch, package);
+        if !repo.is_remote() {
+            return Ok(crate::transport::local_path(&url).unwrap_or_else(|| PathBuf::from(&url)));
+        }
+        let entry = cache_key(&package.checksum).map(|key| format!("{key}.apk"));
+        if let (Some(bucket), Some(entry)) = (&self.bucket, &entry) {
+            return Ok(bucket.path().join(entry));
+        }
+        if self.offline {
+            // Such a package fails to fetch; the path is never opened.
+            return Ok(PathBuf::from(package.file_name()));
+        }
+        Ok(self.temp_dir()?.path().join(package.file_name()))
     }
 
     /// The stamp of a verified copy of `package` held in the cache as `entry`, if any.
@@ -541,10 +490,10 @@ impl Fetcher<'_> {
         Ok(dir)
     }
 
-    /// Downloads into `partial` (resuming) and verifies the whole package; the caller
-    /// renames it into place. A download that fails verification may hold a stale
-    /// prefix or a byte damaged on the way: it is discarded and fetched once more from
-    /// scratch before giving up.
+    /// Downloads into `partial` (resuming) and verifies the whole package; returns the
+    /// bytes transferred and the stamp the file verified under. A download that fails
+    /// verification may hold a stale prefix or a byte damaged on the way: it is
+    /// discarded and fetched once more from scratch before giving up.
     fn download(
         &self,
         package: &Package,
@@ -552,7 +501,7 @@ impl Fetcher<'_> {
         url: &str,
         partial: &mut File,
         partial_path: &Path,
-    ) -> Result<u64, FetchError> {
+    ) -> Result<(u64, crate::package::FileStamp), FetchError> {
         let name = package.name_version();
         let limit = if package.size > 0 {
             package.size + SIZE_SLACK
@@ -587,7 +536,7 @@ impl Fetcher<'_> {
                     },
                 })?;
             match self.verify_file(package, partial, partial_path, true) {
-                Ok(_) => return Ok(transferred),
+                Ok(stamp) => return Ok((transferred, stamp)),
                 Err(err) => {
                     partial.set_len(0).map_err(io_err)?;
                     partial.rewind().map_err(io_err)?;

@@ -1,10 +1,14 @@
 //! Getting bytes from http(s)://, file:// and plain paths: timeouts, retries, resume,
 //! revalidation.
 //!
-//! HTTP goes through one lazily built reqwest blocking client (rustls with the
-//! system's roots, which honours `SSL_CERT_FILE`/`SSL_CERT_DIR`; `HTTP(S)_PROXY` and
-//! `NO_PROXY` from the environment). Building it loads the CA store, so runs that only
-//! read local repositories never pay for it. Transient failures (connection errors,
+//! HTTP goes through lazily built reqwest blocking clients (rustls with the system's
+//! roots, which honours `SSL_CERT_FILE`/`SSL_CERT_DIR`; `HTTP(S)_PROXY` and `NO_PROXY`
+//! from the environment). Loading the CA store reads a hundred files or more, so only
+//! `https://` URLs pay for it: plain `http://` ones go through a client without roots,
+//! and a redirect from one to `https://` is followed by the TLS client. Each client
+//! keeps its connections alive and reuses them across requests and threads, and speaks
+//! HTTP/2 (one connection, requests multiplexed) with servers that offer it in the TLS
+//! handshake. Transient failures (connection errors,
 //! 408/429/5xx, a body cut short) are retried with exponential backoff; downloads to a
 //! file resume where they stopped with `Range`. Every read is bounded by a size the
 //! caller gives, so a hostile server cannot fill memory or disk.
@@ -18,7 +22,7 @@
 //! timeout in reqwest would bound the whole body, not each wait). A host whose name does not resolve or that refuses
 //! connections is not retried, and later requests to it in the same run fail at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -206,6 +210,9 @@ impl Default for TransportOptions {
     }
 }
 
+/// Redirects followed at most, as reqwest's default policy.
+const MAX_REDIRECTS: usize = 10;
+
 /// Cache validators of an HTTP resource.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Validators {
@@ -269,13 +276,24 @@ pub fn is_remote(url: &str) -> bool {
     lower.starts_with("http://") || lower.starts_with("https://")
 }
 
+/// Whether `url` is plain (unencrypted) HTTP.
+fn is_plain_http(url: &str) -> bool {
+    url.get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+}
+
 /// Fetches bytes from repositories. Cheap to share between threads.
 #[derive(Debug, Default)]
 pub struct Transport {
     options: TransportOptions,
-    client: OnceLock<Result<Client, String>>,
+    /// For `https://` URLs (and redirects to them): loads the CA store when built.
+    tls_client: OnceLock<Result<Client, String>>,
+    /// For `http://` URLs: no CA store; stops at a redirect to `https://`.
+    plain_client: OnceLock<Result<Client, String>>,
     /// Hosts that did not resolve or refused a connection in this run, with why.
     unreachable: Mutex<HashMap<String, &'static str>>,
+    /// Hosts whose answers closed the connection (see [`Transport::closes_connections`]).
+    closing: Mutex<HashSet<String>>,
 }
 
 impl Transport {
@@ -283,26 +301,78 @@ impl Transport {
     pub fn new(options: TransportOptions) -> Transport {
         Transport {
             options,
-            client: OnceLock::new(),
+            tls_client: OnceLock::new(),
+            plain_client: OnceLock::new(),
             unreachable: Mutex::new(HashMap::new()),
+            closing: Mutex::new(HashSet::new()),
         }
     }
 
-    fn client(&self) -> Result<&Client, TransportError> {
-        let built = self.client.get_or_init(|| {
-            Client::builder()
+    /// The client for `url`: the plain one for `http://`, the TLS one otherwise.
+    fn client(&self, url: &str) -> Result<&Client, TransportError> {
+        let tls = !is_plain_http(url);
+        let slot = if tls {
+            &self.tls_client
+        } else {
+            &self.plain_client
+        };
+        let built = slot.get_or_init(|| {
+            let mut builder = Client::builder()
                 .connect_timeout(self.options.connect_timeout)
                 // The blocking client applies this to the wait for the headers and to
                 // each body read separately, so it is a read timeout, not a total one;
                 // a read waiting a whole stall window has stalled.
                 .timeout(self.options.read_timeout.min(self.options.stall_window))
                 .user_agent(concat!("sysroot-mk/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| error_chain(&e))
+                // Requests are small and answered at once: Nagle would only delay them.
+                .tcp_nodelay(true);
+            if !tls {
+                builder = builder.tls_built_in_root_certs(false).redirect(
+                    reqwest::redirect::Policy::custom(|attempt| {
+                        if attempt.url().scheme() != "http" {
+                            // [`Transport::execute`] follows it with the TLS client.
+                            attempt.stop()
+                        } else if attempt.previous().len() >= MAX_REDIRECTS {
+                            attempt.error("too many redirects")
+                        } else {
+                            attempt.follow()
+                        }
+                    }),
+                );
+            }
+            builder.build().map_err(|e| error_chain(&e))
         });
         built
             .as_ref()
             .map_err(|e| TransportError::Client(e.clone()))
+    }
+
+    /// Sends the request `build` makes for `url` with the right client; a plain HTTP
+    /// answer redirecting to `https://` is followed once through the TLS client.
+    fn execute(
+        &self,
+        url: &str,
+        attempts: u32,
+        build: impl Fn(&Client, &str) -> reqwest::blocking::RequestBuilder,
+    ) -> Result<Response, TransportError> {
+        let response = self.send(build(self.client(url)?, url), url, attempts)?;
+        if !response.status().is_redirection() || !is_plain_http(url) {
+            return Ok(response);
+        }
+        let target = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| response.url().join(l).ok())
+            .filter(|t| t.scheme() == "https");
+        match target {
+            Some(target) => {
+                let target = target.to_string();
+                let client = self.client(&target)?;
+                self.send(build(client, &target), &target, attempts)
+            }
+            None => Ok(response),
+        }
     }
 
     /// Whether `url` exists: one HEAD request (no retries, no body), or a look at the
@@ -312,8 +382,7 @@ impl Transport {
         if let Some(path) = local_path(url) {
             return Ok(path.is_file());
         }
-        let client = self.client()?;
-        let response = self.send(client.head(url), url, 1)?;
+        let response = self.execute(url, 1, |client, url| client.head(url))?;
         match expect_status(response, url, 1, &[StatusCode::OK]) {
             Ok(_) => Ok(true),
             Err(TransportError::NotFound { .. }) => Ok(false),
@@ -349,17 +418,18 @@ impl Transport {
                 validators: Validators::default(),
             });
         }
-        let client = self.client()?;
         let started = Instant::now();
         self.with_retries(url, started, |attempts| {
-            let mut request = client.get(url);
-            if let Some(etag) = &validators.etag {
-                request = request.header(IF_NONE_MATCH, etag);
-            }
-            if let Some(modified) = &validators.last_modified {
-                request = request.header(IF_MODIFIED_SINCE, modified);
-            }
-            let response = self.send(request, url, attempts)?;
+            let response = self.execute(url, attempts, |client, url| {
+                let mut request = client.get(url);
+                if let Some(etag) = &validators.etag {
+                    request = request.header(IF_NONE_MATCH, etag);
+                }
+                if let Some(modified) = &validators.last_modified {
+                    request = request.header(IF_MODIFIED_SINCE, modified);
+                }
+                request
+            })?;
             if response.status() == StatusCode::NOT_MODIFIED {
                 return Ok(Conditional::NotModified);
             }
@@ -426,14 +496,17 @@ impl Transport {
         if have > 0 {
             progress(have);
         }
-        let client = self.client()?;
         let started = Instant::now();
         self.with_retries(url, started, |attempts| {
-            let mut request = client.get(url);
-            if have > 0 {
-                request = request.header(RANGE, format!("bytes={have}-"));
-            }
-            let response = self.send(request, url, attempts)?;
+            let from = have;
+            let response = self.execute(url, attempts, |client, url| {
+                let request = client.get(url);
+                if from > 0 {
+                    request.header(RANGE, format!("bytes={from}-"))
+                } else {
+                    request
+                }
+            })?;
             let status = response.status();
             if status == StatusCode::RANGE_NOT_SATISFIABLE {
                 // The partial file is as long as (or longer than) the resource: start over
@@ -490,13 +563,7 @@ impl Transport {
         url: &str,
         attempts: u32,
     ) -> Result<Response, TransportError> {
-        let host = reqwest::Url::parse(url)
-            .ok()
-            .and_then(|u| {
-                u.host_str()
-                    .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
-            })
-            .unwrap_or_default();
+        let host = host_key(url);
         if let Some(reason) = self.unreachable_reason(&host) {
             return Err(TransportError::HostDown {
                 url: url.to_string(),
@@ -504,7 +571,15 @@ impl Transport {
                 reason,
             });
         }
-        request.send().map_err(|e| {
+        let sent = request.send();
+        if let Ok(response) = &sent {
+            if closes_connection(response) {
+                if let Ok(mut closing) = self.closing.lock() {
+                    closing.insert(host.clone());
+                }
+            }
+        }
+        sent.map_err(|e| {
             let chain = error_chain(&e);
             if e.is_timeout() {
                 return TransportError::Stalled {
@@ -530,6 +605,15 @@ impl Transport {
                 source: chain.into(),
             }
         })
+    }
+
+    /// Whether the server of `url` closed a connection after answering, in this run
+    /// (HTTP/1.0 without keep-alive, or `Connection: close`): every request to it then
+    /// opens a connection of its own, and such servers often accept few at once.
+    pub fn closes_connections(&self, url: &str) -> bool {
+        self.closing
+            .lock()
+            .is_ok_and(|closing| closing.contains(&host_key(url)))
     }
 
     fn unreachable_reason(&self, host: &str) -> Option<&'static str> {
@@ -574,6 +658,31 @@ impl Transport {
                 other => return other,
             }
         }
+    }
+}
+
+/// `host:port` of `url`, the key of per-host knowledge.
+fn host_key(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the server closes the connection after this answer.
+fn closes_connection(response: &Response) -> bool {
+    let connection = response
+        .headers()
+        .get(reqwest::header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    match connection.as_deref() {
+        Some(value) if value.contains("close") => true,
+        Some(value) if value.contains("keep-alive") => false,
+        _ => response.version() <= reqwest::Version::HTTP_10,
     }
 }
 

@@ -49,19 +49,41 @@ pub(super) fn install_plan(
         );
     }
 
-    resolved.fetch(options, Some(root.clone()), reporter)?;
+    // Downloads run while the first packages are verified and extracted: each file is
+    // read only once the fetcher verified it (see `Prefetch::after`). Packages fetched
+    // before (offline builds check the cache first) are used as they are.
+    let fetch_options = resolved.fetch_options(options, Some(root.clone()));
+    let prefetched = resolved.fetched.take();
+    if prefetched.is_none() {
+        reporter.stage(Stage::Download);
+        reporter.planned(&resolved.plan.packages);
+    }
     let Resolved {
         plan,
         repositories: repos,
         keys,
         world,
         started,
-        fetched,
+        transport,
         ..
     } = resolved;
-    let fetched = fetched.unwrap_or_default();
     let repos = &repos[..];
-    let downloaded_bytes = fetched.iter().map(|f| f.downloaded).sum();
+    let downloads = match prefetched {
+        Some(_) => None,
+        None => Some(crate::fetch::Downloads::new(
+            &transport,
+            &plan.packages,
+            repos,
+            arch,
+            &fetch_options,
+            reporter,
+        )?),
+    };
+    let files: Vec<PathBuf> = match (&prefetched, &downloads) {
+        (Some(fetched), _) => fetched.iter().map(|f| f.path.clone()).collect(),
+        (None, Some(downloads)) => downloads.paths().to_vec(),
+        (None, None) => Vec::new(),
+    };
     check_interrupted()?;
 
     reporter.stage(Stage::Install);
@@ -74,18 +96,35 @@ pub(super) fn install_plan(
     // Each package is verified, then inflated, on background threads in plan order, ahead
     // of the extraction and while scripts run; nothing of a package is used before it
     // verified, and a failure anywhere removes the whole staging tree.
-    let files: Vec<PathBuf> = fetched.iter().map(|f| f.path.clone()).collect();
-    // Cache hits were hashed whole by the fetcher: not again while unchanged.
-    let prefetch = installer
-        .prefetch(&plan.packages, &files, PREFETCH_BUDGET)
-        .trusting(fetched.iter().map(|f| f.verified).collect());
+    let ready = |i: usize| downloads.as_ref().and_then(|d| d.ready(i));
+    let mut prefetch = installer.prefetch(&plan.packages, &files, PREFETCH_BUDGET);
+    match (&prefetched, &downloads) {
+        // Cache hits were hashed whole by the fetcher: not again while unchanged.
+        (Some(fetched), _) => {
+            prefetch = prefetch.trusting(fetched.iter().map(|f| f.verified).collect())
+        }
+        (None, Some(_)) => prefetch = prefetch.after(&ready),
+        (None, None) => {}
+    }
     let broken_scripts = std::thread::scope(|scope| {
+        if let Some(downloads) = &downloads {
+            for _ in 0..downloads.jobs() {
+                scope.spawn(|| downloads.work());
+            }
+        }
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         for _ in 0..workers.min(plan.packages.len()) {
             scope.spawn(|| prefetch.work());
         }
         let verified = |i: usize| -> Result<&package::VerifiedPackage, BuildError> {
             prefetch.verified(i).map_err(|source| {
+                // A package that could not be fetched: say why, not that it is unreadable.
+                if let Some(err) = downloads.as_ref().and_then(|d| d.take_error()) {
+                    return BuildError::Fetch(err);
+                }
+                if let Err(interrupted) = check_interrupted() {
+                    return interrupted;
+                }
                 let pkg = &plan.packages[i];
                 BuildError::Verify {
                     url: repos.get(pkg.repo).map_or_else(
@@ -106,9 +145,19 @@ pub(super) fn install_plan(
             reporter,
         );
         prefetch.stop();
+        if let Some(downloads) = &downloads {
+            downloads.stop();
+        }
         result
-    })?;
+    });
     // Downloads without a cache live in a temporary folder as long as these handles.
+    let fetched = match downloads {
+        Some(downloads) => downloads.finish(),
+        None => Ok(prefetched.unwrap_or_default()),
+    };
+    let broken_scripts = broken_scripts?;
+    let fetched = fetched?;
+    let downloaded_bytes = fetched.iter().map(|f| f.downloaded).sum();
     drop(fetched);
     let mut installed = installer.finish()?;
     for ((record, broken), tag) in installed

@@ -156,19 +156,28 @@ impl Resolved {
             &self.plan.packages,
             &self.repositories,
             self.arch.name(),
-            &fetch::FetchOptions {
-                cache_dir: options.cache_dir.clone(),
-                temp_dir,
-                // Every package is verified before anything of it is used.
-                verify_local: false,
-                offline: options.offline,
-                signers: self.signers.clone(),
-                ..fetch::FetchOptions::default()
-            },
+            &self.fetch_options(options, temp_dir),
             reporter,
         )?;
         self.fetched = Some(fetched);
         Ok(())
+    }
+
+    /// How the packages of the plan are fetched; `temp_dir` is where uncached downloads go.
+    fn fetch_options(
+        &self,
+        options: &BuildOptions,
+        temp_dir: Option<PathBuf>,
+    ) -> fetch::FetchOptions {
+        fetch::FetchOptions {
+            cache_dir: options.cache_dir.clone(),
+            temp_dir,
+            // Every package is verified before anything of it is used.
+            verify_local: false,
+            offline: options.offline,
+            signers: self.signers.clone(),
+            ..fetch::FetchOptions::default()
+        }
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Prefetch<'a> {
     files: &'a [PathBuf],
     /// Per file, the stamp under which the fetcher verified it whole, if it did.
     stamps: Vec<Option<FileStamp>>,
+    /// Files still being downloaded: see [`Prefetch::after`].
+    ready: Option<&'a (dyn Fn(usize) -> Option<Option<FileStamp>> + Sync)>,
     budget: u64,
     scratch: Arc<Scratch>,
     next: AtomicUsize,
@@ -73,6 +75,7 @@ impl<'a> Prefetch<'a> {
             packages: &packages[..count],
             files: &files[..count],
             stamps: Vec::new(),
+            ready: None,
             budget,
             scratch,
             next: AtomicUsize::new(0),
@@ -95,6 +98,17 @@ impl<'a> Prefetch<'a> {
         self
     }
 
+    /// Files that are still being fetched: before reading file `i`, `ready(i)` waits
+    /// until it is there and gives the stamp it was verified under, if any (`None`: it
+    /// never will be, and the package is refused as unreadable; the caller knows why).
+    pub fn after(
+        mut self,
+        ready: &'a (dyn Fn(usize) -> Option<Option<FileStamp>> + Sync),
+    ) -> Prefetch<'a> {
+        self.ready = Some(ready);
+        self
+    }
+
     /// The loop of one background thread: returns when every package is inflated or
     /// [`Prefetch::stop`] was called.
     pub fn work(&self) {
@@ -106,6 +120,21 @@ impl<'a> Prefetch<'a> {
             if self.lock().stopped {
                 return;
             }
+            let fetched = match self.ready {
+                Some(ready) => match ready(index) {
+                    Some(stamp) => stamp,
+                    None => {
+                        let err = PackageError::Read {
+                            package: pkg.name_version(),
+                            path: file.display().to_string(),
+                            source: std::io::Error::other("it was not fetched"),
+                        };
+                        self.refuse(index, err);
+                        continue;
+                    }
+                },
+                None => None,
+            };
             // The budget is taken before the file is read: its bytes count too.
             let size = estimate(pkg);
             {
@@ -122,14 +151,11 @@ impl<'a> Prefetch<'a> {
                 }
                 state.held += size;
             }
-            let stamp = self.stamps.get(index).copied().flatten();
+            let stamp = fetched.or(self.stamps.get(index).copied().flatten());
             let (verified, mut data) = match VerifiedPackage::open_streaming(pkg, file, stamp) {
                 Ok(opened) => opened,
                 Err(err) => {
-                    let mut state = self.lock();
-                    state.refused[index] = Some(err);
-                    state.slots[index] = Some(Err(InstallError::Unverified { index }));
-                    self.changed.notify_all();
+                    self.refuse(index, err);
                     continue;
                 }
             };
@@ -149,6 +175,13 @@ impl<'a> Prefetch<'a> {
             state.slots[index] = Some(loaded);
             self.changed.notify_all();
         }
+    }
+
+    fn refuse(&self, index: usize, err: PackageError) {
+        let mut state = self.lock();
+        state.refused[index] = Some(err);
+        state.slots[index] = Some(Err(InstallError::Unverified { index }));
+        self.changed.notify_all();
     }
 
     /// Makes the background threads return as soon as they finish their current package.

@@ -35,6 +35,7 @@ mod enter_userns;
 mod fetch;
 mod fetch_faults;
 mod fetch_https;
+mod fetch_network;
 mod fetch_proxy;
 mod foreign_scripts;
 mod image_oci;
