@@ -195,7 +195,7 @@ impl Context<'_, '_, '_, '_> {
     }
 
     fn not_installable(&self, pkg: PkgId) -> Option<String> {
-        let src = self.s.u.pkg(pkg).src;
+        let src = &self.s.u.pkg(pkg).src;
         if src.uninstallable {
             return Some(
                 "it is marked uninstallable: its index entry has a field this resolver \
@@ -347,7 +347,7 @@ impl Context<'_, '_, '_, '_> {
     fn requirements_of(&self, pkg: PkgId) -> (Vec<String>, Vec<String>) {
         let u = self.s.u;
         let (mut breaks, mut satisfies) = (Vec::new(), Vec::new());
-        let own = std::iter::once((u.pkg(pkg).name, Some(u.pkg(pkg).src.version.as_str())))
+        let own = std::iter::once((u.pkg(pkg).name, Some(u.pkg(pkg).src.version)))
             .chain(u.provides(pkg).iter().map(|d| (d.name, d.version)));
         for (name, version) in own {
             for (who, atom) in self.requirements(name) {
