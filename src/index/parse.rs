@@ -48,14 +48,14 @@ pub fn parse_apkindex(text: &str, repo: usize) -> Result<Vec<Package>, IndexErro
 }
 
 /// Below this size one thread is as fast as splitting the work.
-pub(super) const PARALLEL_MIN_BYTES: usize = 1 << 20;
+const PARALLEL_MIN_BYTES: usize = 1 << 20;
 /// Chunks small enough for the threads to share the work evenly.
-pub(super) const CHUNK_BYTES: usize = 256 << 10;
+const CHUNK_BYTES: usize = 256 << 10;
 
 /// Cuts `text` into pieces of about `size` bytes, each ending just after a newline that
 /// is followed by an empty line, with their byte offsets. A package never spans two
 /// pieces, and each piece's line numbers continue the previous piece's.
-pub(super) fn split_at_blank_lines(text: &str, size: usize) -> Vec<(usize, &str)> {
+fn split_at_blank_lines(text: &str, size: usize) -> Vec<(usize, &str)> {
     let bytes = text.as_bytes();
     let mut chunks = Vec::with_capacity(text.len() / size + 1);
     let mut start = 0;

@@ -41,13 +41,17 @@ pub(crate) enum Accept<'a> {
     },
 }
 
-/// A dependency, install_if condition or world entry with its name interned.
+/// A dependency, install_if condition or world entry with its name interned; kept
+/// small (there are ~100,000 of them): the name and tag texts are in the universe
+/// ([`Universe::dep_of`] gives the atom as written).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Atom<'a> {
     pub name: NameId,
+    /// Index in the universe's tag texts, 0 for none.
+    tag: u32,
     pub conflict: bool,
-    /// The atom as written, for messages.
-    pub source: DepRef<'a>,
+    op: Op,
+    version: &'a str,
 }
 
 /// Where the packages come from: owned ones (tests, lockfiles, an update's installed
@@ -136,6 +140,21 @@ impl<'a> Source<'a> {
         match self {
             Source::Packages(p) => p.len(),
             Source::Index(i, _) => i.len(),
+        }
+    }
+
+    /// How many dependency and install_if atoms its packages have, about.
+    fn atom_count(&self) -> usize {
+        match self {
+            Source::Packages(p) => p.iter().map(|p| p.depends.len() + p.install_if.len()).sum(),
+            Source::Index(i, _) => i
+                .entries
+                .iter()
+                .map(|e| {
+                    (e.depends.end - e.depends.start + e.install_if.end - e.install_if.start)
+                        as usize
+                })
+                .sum(),
         }
     }
 
@@ -312,6 +331,8 @@ impl<T: Copy> PerName<T> {
 #[derive(Debug, Default)]
 pub(crate) struct Universe<'a> {
     texts: Vec<&'a str>,
+    /// Tags of atoms (`name@tag`); the first entry stands for none.
+    tags: Vec<&'a str>,
     index: FxHashMap<&'a str, NameId>,
     pub pkgs: Vec<Pkg<'a>>,
     atoms: Vec<Atom<'a>>,
@@ -364,11 +385,15 @@ impl<'a> Universe<'a> {
         arch: Option<&str>,
     ) -> Universe<'a> {
         let count: usize = sources.iter().map(Source::len).sum();
+        // Sized up front: growing the largest tables by doubling briefly holds both
+        // copies, at the moment the memory use peaks.
+        let atoms: usize = sources.iter().map(Source::atom_count).sum();
         let mut u = Universe {
-            texts: Vec::with_capacity(count * 2),
+            texts: Vec::with_capacity(count * 5 / 2),
+            tags: vec![""],
             pkgs: Vec::with_capacity(count),
-            atoms: Vec::with_capacity(count * 4),
-            provides: Vec::with_capacity(count * 2),
+            atoms: Vec::with_capacity(atoms + installed.packages.len() * 8),
+            provides: Vec::with_capacity(count * 3 / 2),
             ..Universe::default()
         };
         u.index.reserve(count * 2);
@@ -524,10 +549,30 @@ impl<'a> Universe<'a> {
     /// Interns a dependency atom that is not part of a package (a world entry).
     pub fn atom(&mut self, dep: DepRef<'a>) -> Atom<'a> {
         let name = self.intern(dep.name);
+        let tag = match dep.tag {
+            None => 0,
+            Some(tag) => {
+                self.tags.push(tag);
+                (self.tags.len() - 1) as u32
+            }
+        };
         Atom {
             name,
+            tag,
             conflict: dep.conflict,
-            source: dep,
+            op: dep.op,
+            version: dep.version,
+        }
+    }
+
+    /// The atom as written, for messages and matching.
+    pub fn dep_of(&self, atom: &Atom<'a>) -> DepRef<'a> {
+        DepRef {
+            name: self.text(atom.name),
+            op: atom.op,
+            version: atom.version,
+            conflict: atom.conflict,
+            tag: (atom.tag != 0).then(|| self.tags.get(atom.tag as usize).copied().unwrap_or("")),
         }
     }
 
@@ -642,7 +687,7 @@ impl<'a> Universe<'a> {
         let Some(pkg) = pkg else {
             return atom.conflict;
         };
-        match accept_of(&atom.source) {
+        match accept_of(&self.dep_of(atom)) {
             // apk compares identities without looking at the conflict flag.
             Accept::Checksum(sum) => {
                 ChecksumKey::of(self.pkgs[pkg as usize].src.checksum) == ChecksumKey::of(sum)
