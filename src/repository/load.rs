@@ -635,7 +635,6 @@ fn read_index_tar(rest: &[u8], url: &str) -> Result<(String, String), Repository
             _ => seen.push(name),
         }
     }
-    drop(tar);
     let text = text.map(|found| {
         let bytes = match found {
             Ok(range) => {

@@ -86,7 +86,7 @@ enum Origin<'a> {
 impl Record<'_> {
     /// The whole package (an index's is read again from its stanza); `None` when that
     /// stanza no longer reads, which only a damaged parsed form could cause.
-    pub fn to_package(&self) -> Option<Package> {
+    pub fn to_package(self) -> Option<Package> {
         match self.origin {
             Origin::Owned(p) => Some(p.clone()),
             Origin::Indexed(index, i) => index
