@@ -386,6 +386,34 @@ mod tests {
     }
 
     #[test]
+    fn entries_are_listed_kept_by_prune_and_aged_out() {
+        use super::super::manage::{self, EntryKind};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("c");
+        let store = ParsedStore::new(&root, true);
+        store.write("k", "v3.19.1-643", &sample()).unwrap();
+        let listed = manage::list(&root).unwrap();
+        let parsed: Vec<_> = listed
+            .iter()
+            .filter(|e| e.kind == EntryKind::Parsed)
+            .collect();
+        assert_eq!(parsed.len(), 1, "{listed:?}");
+        assert_eq!(parsed[0].what.as_deref(), Some("parsed index v3.19.1-643"));
+        let now = std::time::SystemTime::now();
+        // Without an age limit an entry a build can use stays.
+        assert_eq!(manage::prune(&root, None, now).unwrap().entries, 0);
+        assert!(store.read("k").is_some());
+        // Not used within a day, seen two days from now: it goes.
+        let later = now + std::time::Duration::from_secs(2 * 86400);
+        let day = Some(std::time::Duration::from_secs(86400));
+        assert_eq!(manage::prune(&root, day, later).unwrap().entries, 1);
+        assert!(store.read("k").is_none());
+        store.write("k", "d", &sample()).unwrap();
+        assert_eq!(manage::clean(&root).unwrap().entries, 1);
+        assert!(store.read("k").is_none());
+    }
+
+    #[test]
     fn small_texts_and_read_only_stores_write_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("c");
