@@ -74,11 +74,22 @@ pub(crate) struct RawAtom {
 }
 
 /// A checked `APKINDEX` text with the tables the resolver reads.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ParsedIndex {
     pub(crate) text: String,
     pub(crate) entries: Vec<RawEntry>,
     pub(crate) atoms: Vec<RawAtom>,
+}
+
+impl std::fmt::Debug for ParsedIndex {
+    /// Sizes only: the text runs to megabytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParsedIndex")
+            .field("text_bytes", &self.text.len())
+            .field("packages", &self.entries.len())
+            .field("atoms", &self.atoms.len())
+            .finish()
+    }
 }
 
 /// Largest text the 32-bit offsets can address.

@@ -148,8 +148,9 @@ fn a_warm_entry_does_not_stand_in_for_the_signature() {
         cache_dir: Some(cache.clone()),
         ..quick_index_options()
     };
-    let err = load_indexes(&repos, "x86_64", &ring, &options, &Recorder::default())
-        .expect_err("an index signed by an untrusted key was accepted");
+    let Err(err) = load_indexes(&repos, "x86_64", &ring, &options, &Recorder::default()) else {
+        panic!("an index signed by an untrusted key was accepted");
+    };
     assert!(err.to_string().contains("alpine-devel"), "{err}");
     let _ = shared;
 }
