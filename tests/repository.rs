@@ -71,7 +71,7 @@ fn trusted_local_index_loads_with_its_key() {
         assert_eq!(loaded.len(), 1);
         let index = &loaded[0];
         assert_eq!(index.description, "fixture repository");
-        let names: Vec<_> = index.packages.iter().map(|p| p.name_version()).collect();
+        let names: Vec<_> = index.packages().iter().map(|p| p.name_version()).collect();
         assert_eq!(names, ["alpha-1.0-r0", "beta-2.1_rc1-r3"]);
         let key = index.key.as_ref().unwrap();
         assert_eq!(key.name, TEST_KEY);
@@ -88,10 +88,10 @@ fn repositories_keep_their_order_and_positions() {
     write_repo(b.path(), "aarch64", &packages()[1..], signer);
     let keys = keys_dir(&[TEST_KEY]);
     let loaded = load_trusting(&[repo(b.path()), repo(a.path())], "aarch64", keys.path()).unwrap();
-    assert_eq!(loaded[0].packages[0].name, "beta");
-    assert_eq!(loaded[0].packages[0].repo, 0);
-    assert_eq!(loaded[1].packages[0].name, "alpha");
-    assert_eq!(loaded[1].packages[0].repo, 1);
+    assert_eq!(loaded[0].packages()[0].name, "beta");
+    assert_eq!(loaded[0].packages()[0].repo, 0);
+    assert_eq!(loaded[1].packages()[0].name, "alpha");
+    assert_eq!(loaded[1].packages()[0].repo, 1);
 }
 
 #[test]
@@ -143,7 +143,7 @@ fn untrusted_and_unsigned_indexes_load_with_a_warning_when_allowed() {
         let loaded =
             load_indexes(&[repo(root.path())], "x86_64", &ring, &allowed, &recorder).unwrap();
         assert!(loaded[0].key.is_none());
-        assert_eq!(loaded[0].packages.len(), 2);
+        assert_eq!(loaded[0].packages().len(), 2);
         let warnings = recorder.warnings();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("--allow-untrusted"), "{warnings:?}");
@@ -205,7 +205,7 @@ fn http_index_is_cached_and_revalidated_with_its_etag() {
     let first = load_indexes(&repos, "x86_64", &ring, &opts, &Silent).unwrap();
     let recorder = Recorder::default();
     let second = load_indexes(&repos, "x86_64", &ring, &opts, &recorder).unwrap();
-    assert_eq!(first[0].packages, second[0].packages);
+    assert_eq!(first[0].packages(), second[0].packages());
     let path = "/main/x86_64/APKINDEX.tar.gz";
     let log = server.requests(path);
     assert_eq!(log.len(), 2, "{log:?}");
@@ -224,7 +224,7 @@ fn http_index_is_cached_and_revalidated_with_its_etag() {
         Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1),
     );
     let third = load_indexes(&repos, "x86_64", &ring, &opts, &Silent).unwrap();
-    assert_eq!(third[0].packages.len(), 1);
+    assert_eq!(third[0].packages().len(), 1);
     assert_eq!(server.requests(path)[2].status, 200);
 }
 
@@ -255,7 +255,7 @@ fn transient_http_errors_are_retried() {
     );
     let repos = [Repository::parse(&server.base).unwrap()];
     let loaded = load_trusting_test_key(&repos).unwrap();
-    assert_eq!(loaded[0].packages.len(), 2);
+    assert_eq!(loaded[0].packages().len(), 2);
     let statuses: Vec<_> = server.requests(path).iter().map(|l| l.status).collect();
     assert_eq!(statuses, [503, 200, 502, 200]);
 }
@@ -346,7 +346,7 @@ fn real_repositories_load_with_their_arch_keys() {
         &shared.join("keys/x86_64"),
     )
     .unwrap();
-    assert_eq!(loaded[0].packages.len(), 100);
+    assert_eq!(loaded[0].packages().len(), 100);
     assert_eq!(loaded[0].key.as_ref().unwrap().name, ALPINE_X86_64_KEY);
     let loaded = load_trusting(
         &[repo(&shared.join("v3.13/main"))],
@@ -354,7 +354,7 @@ fn real_repositories_load_with_their_arch_keys() {
         &shared.join("keys/aarch64"),
     )
     .unwrap();
-    assert_eq!(loaded[0].packages.len(), 65);
+    assert_eq!(loaded[0].packages().len(), 65);
 }
 
 #[test]
@@ -397,7 +397,7 @@ fn full_v3_19_indexes_load_as_two_repositories() {
         "loaded main+community in {:?} (debug build)",
         started.elapsed()
     );
-    let counts: Vec<_> = loaded.iter().map(|l| l.packages.len()).collect();
+    let counts: Vec<_> = loaded.iter().map(|l| l.packages().len()).collect();
     assert_eq!(counts, [5443, 17587]);
 }
 
@@ -433,7 +433,7 @@ fn a_cached_index_serves_when_the_mirror_is_down() {
     drop(server);
     let recorder = Recorder::default();
     let again = load_indexes(&repos, "x86_64", &ring, &opts, &recorder).unwrap();
-    assert_eq!(again[0].packages.len(), first[0].packages.len());
+    assert_eq!(again[0].packages().len(), first[0].packages().len());
     let warnings = recorder.warnings();
     assert!(
         warnings.len() == 1 && warnings[0].contains("using the cached copy"),

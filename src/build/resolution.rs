@@ -20,18 +20,16 @@ pub fn resolve(options: &BuildOptions, reporter: &dyn Reporter) -> Result<Resolv
 
     reporter.stage(Stage::Resolve);
     let keys = unique_keys(&indexes);
-    let universe = universe(indexes);
-    let plan = resolve::resolve(
-        &universe,
+    // Resolved in place: only the planned packages are made into `Package`s.
+    let sources: Vec<_> = indexes.iter().map(|i| (&i.index, i.repo)).collect();
+    let plan = resolve::resolve_indexes(
+        &sources,
         &world,
         &resolve::ResolveOptions {
             repo_tags: repos.iter().map(|r| r.tag.clone()).collect(),
             arch: Some(arch.to_string()),
         },
     )?;
-    // The plan holds copies of what it needs. Freeing ~23,000 packages of a dozen
-    // strings each takes a while: it happens beside the rest of the build (or the exit).
-    std::thread::spawn(move || drop(universe));
     Ok(Resolved {
         arch: options.arch,
         plan,
@@ -96,7 +94,7 @@ pub fn resolve_locked(
         let mut by_repo: Vec<Vec<Package>> = vec![Vec::new(); repos.len()];
         for index in indexes {
             if let Some(slot) = by_repo.get_mut(index.repo) {
-                *slot = index.packages;
+                *slot = index.packages();
             }
         }
         let packages = lock.check_against(&by_repo)?;
@@ -198,12 +196,12 @@ impl IndexSource<'_> {
     }
 }
 
-/// Every package of `indexes`, moved rather than cloned: the full indexes hold ~23,000
-/// packages of a dozen strings each, and copying them costs as much as parsing.
+/// Every package of `indexes` in full, in repository order (for an update, which
+/// resolves against owned packages).
 pub(crate) fn universe(indexes: Vec<repository::LoadedIndex>) -> Vec<Package> {
-    let mut universe = Vec::with_capacity(indexes.iter().map(|i| i.packages.len()).sum());
+    let mut universe = Vec::with_capacity(indexes.iter().map(|i| i.index.len()).sum());
     for index in indexes {
-        universe.extend(index.packages);
+        universe.extend(index.packages());
     }
     universe
 }

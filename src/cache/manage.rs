@@ -4,7 +4,8 @@
 //! format versions, and the unversioned `indexes-v1/`... of earlier releases), partial
 //! downloads no build holds locked, temporary files over an hour old, and packages that
 //! no cached index lists. With a maximum age, index entries not fetched or revalidated for that long go
-//! first, and the packages only they listed with them. Keys are small and kept.
+//! first, and the packages only they listed with them, and parsed indexes not used for
+//! that long. Keys are small and kept.
 //!
 //! Everything is removed relative to directory descriptors opened with `O_NOFOLLOW`:
 //! a symlink planted in the cache is removed, never followed.
@@ -18,7 +19,7 @@ use rustix::fs::{AtFlags, FileType, Mode};
 
 use super::{
     dir_flags, open_root, Cache, CacheError, IndexEntry, INDEX_BUCKET, KEY_BUCKET, PACKAGE_BUCKET,
-    VERSION_DIR,
+    PARSED_BUCKET, VERSION_DIR,
 };
 
 /// What an entry of the cache is.
@@ -30,6 +31,8 @@ pub enum EntryKind {
     Package,
     /// A pinned key fetched by name.
     Key,
+    /// An index's text and resolver tables, read instead of parsing it again.
+    Parsed,
     /// A download in progress or cut off, or a temporary file.
     Partial,
     /// A folder of another layout or format version (its whole size).
@@ -45,6 +48,7 @@ impl EntryKind {
             EntryKind::Index => "index",
             EntryKind::Package => "package",
             EntryKind::Key => "key",
+            EntryKind::Parsed => "parsed-index",
             EntryKind::Partial => "partial",
             EntryKind::OldLayout => "old-layout",
             EntryKind::Other => "other",
@@ -61,7 +65,8 @@ pub struct Entry {
     pub size: u64,
     /// What it is.
     pub kind: EntryKind,
-    /// The index's URL, or the package's `name-version` when a cached index names it.
+    /// The index's URL, the package's `name-version` when a cached index names it, or a
+    /// parsed index's description.
     pub what: Option<String>,
     /// Last modification.
     pub modified: Option<SystemTime>,
@@ -180,6 +185,7 @@ fn kind_of(bucket: &str, name: &str) -> EntryKind {
         INDEX_BUCKET => EntryKind::Index,
         PACKAGE_BUCKET if name.ends_with(".apk") => EntryKind::Package,
         KEY_BUCKET => EntryKind::Key,
+        PARSED_BUCKET => EntryKind::Parsed,
         _ => EntryKind::Other,
     }
 }
@@ -192,7 +198,7 @@ pub fn list(root: &Path) -> Result<Vec<Entry>, CacheError> {
     let mut out = Vec::new();
     if let Some(cache) = Cache::open_existing(root)? {
         let (packages, indexes) = index_contents(&cache);
-        for bucket_name in [INDEX_BUCKET, PACKAGE_BUCKET, KEY_BUCKET] {
+        for bucket_name in [INDEX_BUCKET, PACKAGE_BUCKET, KEY_BUCKET, PARSED_BUCKET] {
             let Some(bucket) = cache.existing_bucket(bucket_name)? else {
                 continue;
             };
@@ -205,6 +211,9 @@ pub fn list(root: &Path) -> Result<Vec<Entry>, CacheError> {
                         .iter()
                         .find(|(n, _)| *n == name)
                         .and_then(|(_, url)| url.clone()),
+                    EntryKind::Parsed => super::parsed::description_of(&bucket, &name)
+                        .filter(|d| !d.is_empty())
+                        .map(|d| format!("parsed index {d}")),
                     _ => None,
                 };
                 out.push(Entry {
@@ -276,11 +285,14 @@ pub fn prune(
     };
     let too_old =
         |entry: &Entry| max_age.is_some_and(|age| entry.modified.is_none_or(|m| m + age < now));
-    if let Some(bucket) = cache.existing_bucket(INDEX_BUCKET)? {
-        for entry in entries
-            .iter()
-            .filter(|e| e.kind == EntryKind::Index && too_old(e))
-        {
+    for (bucket_name, kind) in [
+        (INDEX_BUCKET, EntryKind::Index),
+        (PARSED_BUCKET, EntryKind::Parsed),
+    ] {
+        let Some(bucket) = cache.existing_bucket(bucket_name)? else {
+            continue;
+        };
+        for entry in entries.iter().filter(|e| e.kind == kind && too_old(e)) {
             bucket
                 .remove(&file_name(entry))
                 .map_err(|source| CacheError {
@@ -293,7 +305,7 @@ pub fn prune(
     // Listed again: what the remaining indexes name.
     let (listed, _) = index_contents(&cache);
     let listed: HashSet<&String> = listed.keys().collect();
-    for bucket_name in [INDEX_BUCKET, PACKAGE_BUCKET, KEY_BUCKET] {
+    for bucket_name in [INDEX_BUCKET, PACKAGE_BUCKET, KEY_BUCKET, PARSED_BUCKET] {
         let Some(bucket) = cache.existing_bucket(bucket_name)? else {
             continue;
         };

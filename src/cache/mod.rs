@@ -1,9 +1,10 @@
 //! The on-disk cache: index copies with their HTTP validators, packages keyed by their
-//! index checksum, and pinned keys fetched by name.
+//! index checksum, pinned keys fetched by name, and parsed indexes keyed by the digest
+//! of their verified archive.
 //!
 //! Layout: `CACHEDIR.TAG` at the top (backup tools skip the folder), then one folder
 //! per format version, `v1/`, holding one bucket per kind: `v1/index/`,
-//! `v1/packages/`, `v1/keys/`. A format change bumps the version folder instead of
+//! `v1/packages/`, `v1/keys/`, `v1/parsed/`. A format change bumps the version folder instead of
 //! migrating entries; the builds ignore other folders, and `sysroot-mk cache prune`
 //! removes them (the layout before versions, `indexes-v1/` and its siblings, too).
 //! Every entry is written to a temporary file in its bucket and renamed into place,
@@ -18,9 +19,11 @@
 mod bucket;
 mod index_entry;
 pub mod manage;
+mod parsed;
 
 pub use bucket::{write_atomic, Bucket};
 pub use index_entry::IndexEntry;
+pub use parsed::{ParsedStore, PARSED_BUCKET, PARSED_MIN_TEXT};
 
 use std::fs::File;
 use std::os::fd::OwnedFd;

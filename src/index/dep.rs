@@ -110,34 +110,26 @@ pub struct Dependency {
     pub tag: Option<String>,
 }
 
-/// How a package relates to a dependency atom (apk's `apk_dep_analyze`).
+/// A dependency atom borrowed from the text it was read from: what the resolver works
+/// on, so that reading an index copies no atom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DepMatch {
-    /// The package neither is nor provides the atom's name.
-    Irrelevant,
-    /// The package fulfils the atom (for a conflict: it does not fall under it).
-    Satisfies,
-    /// The package has the name but breaks the atom.
-    Conflicts,
+pub struct DepRef<'a> {
+    /// The name (see [`Dependency::name`]).
+    pub name: &'a str,
+    /// The operator.
+    pub op: Op,
+    /// The version or checksum; empty for [`Op::Any`].
+    pub version: &'a str,
+    /// `!name`.
+    pub conflict: bool,
+    /// `name@tag`.
+    pub tag: Option<&'a str>,
 }
 
-impl Dependency {
-    /// A plain requirement on `name`, any version.
-    pub fn any(name: impl Into<String>) -> Dependency {
-        Dependency {
-            name: name.into(),
-            op: Op::Any,
-            version: String::new(),
-            conflict: false,
-            tag: None,
-        }
-    }
-
-    /// Parses one atom, `[!]name[@tag][op version]`.
-    ///
-    /// Stricter than apk where apk would accept nonsense: an empty name, tag or version,
-    /// whitespace or control characters, and operator runs without meaning are errors.
-    pub fn parse(atom: &str) -> Result<Dependency, IndexError> {
+impl<'a> DepRef<'a> {
+    /// Parses one atom as [`Dependency::parse`] does, with the same errors, borrowing
+    /// its parts from `atom`.
+    pub fn parse(atom: &'a str) -> Result<DepRef<'a>, IndexError> {
         let fail = |reason: &'static str| IndexError::Dependency {
             atom: snippet(atom),
             reason,
@@ -182,20 +174,113 @@ impl Dependency {
                 if tag.is_empty() {
                     return Err(fail("the `@` is not followed by a repository tag"));
                 }
-                (name, Some(tag.to_owned()))
+                (name, Some(tag))
             }
             None => (name_tag, None),
         };
         if name.is_empty() {
             return Err(fail("the name is empty"));
         }
-        Ok(Dependency {
-            name: name.to_owned(),
+        Ok(DepRef {
+            name,
             op,
-            version: version.to_owned(),
+            version,
             conflict,
             tag,
         })
+    }
+
+    /// Parses one provide as [`Provide::parse`] does, with the same errors: the name and
+    /// the version (`None` for a virtual provide).
+    pub fn parse_provide(atom: &'a str) -> Result<(&'a str, Option<&'a str>), IndexError> {
+        let dep = DepRef::parse(atom)?;
+        let fail = |reason: &'static str| IndexError::Provide {
+            atom: snippet(atom),
+            reason,
+        };
+        if dep.conflict {
+            return Err(fail("a provide cannot be a conflict (`!`)"));
+        }
+        if dep.tag.is_some() {
+            return Err(fail("a provide cannot carry a repository tag"));
+        }
+        match dep.op {
+            Op::Any => Ok((dep.name, None)),
+            Op::Eq => Ok((dep.name, Some(dep.version))),
+            _ => Err(fail("only `=` may give a provide's version")),
+        }
+    }
+
+    /// The owned atom.
+    pub fn to_owned(self) -> Dependency {
+        Dependency {
+            name: self.name.to_owned(),
+            op: self.op,
+            version: self.version.to_owned(),
+            conflict: self.conflict,
+            tag: self.tag.map(str::to_owned),
+        }
+    }
+}
+
+impl<'a> From<&'a Dependency> for DepRef<'a> {
+    fn from(dep: &'a Dependency) -> DepRef<'a> {
+        DepRef {
+            name: &dep.name,
+            op: dep.op,
+            version: &dep.version,
+            conflict: dep.conflict,
+            tag: dep.tag.as_deref(),
+        }
+    }
+}
+
+impl fmt::Display for DepRef<'_> {
+    /// As [`Dependency`] displays.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.conflict {
+            f.write_str("!")?;
+        }
+        f.write_str(self.name)?;
+        if let Some(tag) = self.tag {
+            write!(f, "@{tag}")?;
+        }
+        if self.op != Op::Any {
+            write!(f, "{}{}", self.op, self.version)?;
+        }
+        Ok(())
+    }
+}
+
+/// How a package relates to a dependency atom (apk's `apk_dep_analyze`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DepMatch {
+    /// The package neither is nor provides the atom's name.
+    Irrelevant,
+    /// The package fulfils the atom (for a conflict: it does not fall under it).
+    Satisfies,
+    /// The package has the name but breaks the atom.
+    Conflicts,
+}
+
+impl Dependency {
+    /// A plain requirement on `name`, any version.
+    pub fn any(name: impl Into<String>) -> Dependency {
+        Dependency {
+            name: name.into(),
+            op: Op::Any,
+            version: String::new(),
+            conflict: false,
+            tag: None,
+        }
+    }
+
+    /// Parses one atom, `[!]name[@tag][op version]`.
+    ///
+    /// Stricter than apk where apk would accept nonsense: an empty name, tag or version,
+    /// whitespace or control characters, and operator runs without meaning are errors.
+    pub fn parse(atom: &str) -> Result<Dependency, IndexError> {
+        DepRef::parse(atom).map(DepRef::to_owned)
     }
 
     /// Parses a space-separated list of atoms, as in `D:`, `i:` and `r:` lines.
@@ -308,25 +393,10 @@ impl Provide {
     /// apk reads provides with its dependency parser and ignores operators other than
     /// `=`; those, conflicts and tags are refused here since no index has a use for them.
     pub fn parse(atom: &str) -> Result<Provide, IndexError> {
-        let dep = Dependency::parse(atom)?;
-        let fail = |reason: &'static str| IndexError::Provide {
-            atom: snippet(atom),
-            reason,
-        };
-        if dep.conflict {
-            return Err(fail("a provide cannot be a conflict (`!`)"));
-        }
-        if dep.tag.is_some() {
-            return Err(fail("a provide cannot carry a repository tag"));
-        }
-        let version = match dep.op {
-            Op::Any => None,
-            Op::Eq => Some(Version::new(dep.version)),
-            _ => return Err(fail("only `=` may give a provide's version")),
-        };
+        let (name, version) = DepRef::parse_provide(atom)?;
         Ok(Provide {
-            name: dep.name,
-            version,
+            name: name.to_owned(),
+            version: version.map(Version::new),
         })
     }
 

@@ -5,9 +5,12 @@
 
 mod dep;
 mod parse;
+mod view;
 
-pub use dep::{join, DepMatch, Dependency, Op, Provide};
+pub use dep::{join, DepMatch, DepRef, Dependency, Op, Provide};
 pub use parse::parse_apkindex;
+pub use view::{ParsedIndex, MAX_VIEW_TEXT};
+pub(crate) use view::{RawAtom, RawEntry, Span};
 
 /// Base64 as apk decodes `C:`: the standard alphabet with padding, but the unused low
 /// bits of the last symbol need not be zero (`Q1...Z=` and `Q1...Y=` name the same
@@ -131,6 +134,14 @@ pub enum IndexError {
         /// The atom's error.
         source: Box<IndexError>,
     },
+    /// The text is too large to be read for resolving.
+    #[error("APKINDEX is {size} bytes, more than the {limit} bytes an index may have")]
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// A package stanza lacks a mandatory field.
     #[error("APKINDEX package ending at line {line} has no `{field}:` field; the index is damaged, fetch it again")]
     MissingField {
@@ -144,7 +155,7 @@ pub enum IndexError {
 impl IndexError {
     /// The same error with its line number moved down by `lines` (for a chunk of a
     /// larger text).
-    fn shifted(self, lines: usize) -> IndexError {
+    pub(crate) fn shifted(self, lines: usize) -> IndexError {
         match self {
             IndexError::NotAField { line, found } => IndexError::NotAField {
                 line: line + lines,
@@ -174,7 +185,9 @@ impl IndexError {
                 line: line + lines,
                 field,
             },
-            atom @ (IndexError::Dependency { .. } | IndexError::Provide { .. }) => atom,
+            other @ (IndexError::Dependency { .. }
+            | IndexError::Provide { .. }
+            | IndexError::TooLarge { .. }) => other,
         }
     }
 }

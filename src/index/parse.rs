@@ -132,67 +132,36 @@ impl Stanza {
 
     fn add(&mut self, field: u8, value: &str, line: usize) -> Result<(), IndexError> {
         let field_char = char::from(field);
-        let bad = |problem: &'static str| IndexError::BadValue {
-            line,
-            field: field_char,
-            problem,
-            value: snippet(value),
-        };
         let atoms = |source: IndexError| IndexError::BadAtom {
             line,
             field: field_char,
             source: Box::new(source),
         };
+        let number = check_scalar(field, value, line)?;
         let pkg = &mut self.pkg;
         match field {
-            b'C' => {
-                if !is_checksum(value) {
-                    return Err(bad(
-                        "must be `Q1` and the base64 of a SHA-1, or a hex digest",
-                    ));
-                }
-                pkg.checksum = value.to_owned();
-            }
+            b'C' => pkg.checksum = value.to_owned(),
             b'P' => {
-                if !is_package_name(value) {
-                    return Err(bad(
-                        "must be a package name of letters, digits and `+ - . _`, not starting with `.` or `-`",
-                    ));
-                }
                 pkg.name = value.to_owned();
                 self.has_name = true;
             }
             b'V' => {
-                if value.is_empty() || !version::is_valid(value) {
-                    return Err(bad("must be an apk version"));
-                }
                 pkg.version = Version::new(value);
                 self.has_version = true;
             }
             b'A' => pkg.arch = value.to_owned(),
-            b'S' => pkg.size = number(value).ok_or_else(|| bad("must be a decimal number"))?,
-            b'I' => {
-                pkg.installed_size = number(value).ok_or_else(|| bad("must be a decimal number"))?
-            }
+            b'S' => pkg.size = number,
+            b'I' => pkg.installed_size = number,
             b'T' => pkg.description = value.to_owned(),
             b'U' => pkg.url = value.to_owned(),
             b'L' => pkg.license = value.to_owned(),
             b'o' => pkg.origin = value.to_owned(),
             b'm' => pkg.maintainer = value.to_owned(),
-            b't' => {
-                pkg.build_time = number(value).ok_or_else(|| bad("must be a decimal number"))?
-            }
+            b't' => pkg.build_time = number,
             b'c' => pkg.commit = value.to_owned(),
-            b'k' => {
-                pkg.provider_priority = Some(
-                    small_number(value).ok_or_else(|| bad("must be a 32-bit decimal number"))?,
-                )
-            }
-            b'q' => {
-                pkg.replaces_priority = Some(
-                    small_number(value).ok_or_else(|| bad("must be a 32-bit decimal number"))?,
-                )
-            }
+            // check_scalar refused anything above 32 bits.
+            b'k' => pkg.provider_priority = Some(number as u32),
+            b'q' => pkg.replaces_priority = Some(number as u32),
             b'D' => push_atoms(&mut pkg.depends, value, Dependency::parse).map_err(atoms)?,
             b'i' => push_atoms(&mut pkg.install_if, value, Dependency::parse).map_err(atoms)?,
             b'r' => push_atoms(&mut pkg.replaces, value, Dependency::parse).map_err(atoms)?,
@@ -216,6 +185,57 @@ impl Stanza {
         }
         Ok(self.pkg)
     }
+}
+
+/// Checks the value of a scalar field (`C P V S I t k q`) and returns its number (0
+/// for the others); shared by both readers so that they refuse the same indexes.
+pub(super) fn check_scalar(field: u8, value: &str, line: usize) -> Result<u64, IndexError> {
+    let bad = |problem: &'static str| IndexError::BadValue {
+        line,
+        field: char::from(field),
+        problem,
+        value: snippet(value),
+    };
+    match field {
+        b'C' if !is_checksum(value) => Err(bad(
+            "must be `Q1` and the base64 of a SHA-1, or a hex digest",
+        )),
+        b'P' if !is_package_name(value) => Err(bad(
+            "must be a package name of letters, digits and `+ - . _`, not starting with `.` or `-`",
+        )),
+        b'V' if value.is_empty() || !version::is_valid(value) => Err(bad("must be an apk version")),
+        b'S' | b'I' | b't' => number(value).ok_or_else(|| bad("must be a decimal number")),
+        b'k' | b'q' => small_number(value)
+            .map(u64::from)
+            .ok_or_else(|| bad("must be a 32-bit decimal number")),
+        _ => Ok(0),
+    }
+}
+
+/// Upper-case fields that do not make a package uninstallable: those both readers know,
+/// and the installed-database ones apk skips in repository indexes.
+pub(super) fn is_known_field(field: u8) -> bool {
+    matches!(
+        field,
+        b'C' | b'P'
+            | b'V'
+            | b'A'
+            | b'S'
+            | b'I'
+            | b'T'
+            | b'U'
+            | b'L'
+            | b'D'
+            | b'F'
+            | b'M'
+            | b'R'
+            | b'Z'
+    )
+}
+
+/// The one package of `stanza` (its lines, without blank ones).
+pub(super) fn parse_one(stanza: &str, repo: usize) -> Option<Package> {
+    parse_chunk(stanza, repo).ok()?.into_iter().next()
 }
 
 fn push_atoms<T>(

@@ -7,8 +7,8 @@
 
 use super::{Mirror, Repository, RepositoryError, DEFAULT_KEY_URL};
 use crate::archive::{self, Signed};
-use crate::cache::{Bucket, Cache, IndexEntry, INDEX_BUCKET, KEY_BUCKET};
-use crate::index::{parse_apkindex, Package};
+use crate::cache::{Bucket, Cache, IndexEntry, ParsedStore, INDEX_BUCKET, KEY_BUCKET};
+use crate::index::{parse_apkindex, Package, ParsedIndex};
 use crate::report::Reporter;
 use crate::transport::{Conditional, Transport, TransportOptions, Validators};
 use crate::trust::{pin_for, Keyring, TrustError, TrustedKey};
@@ -59,7 +59,7 @@ impl Default for IndexOptions {
     }
 }
 
-/// A verified, parsed index.
+/// A verified, checked index.
 #[derive(Debug, Clone)]
 pub struct LoadedIndex {
     /// Position of the repository in the list given (what [`Package::repo`] holds).
@@ -68,10 +68,18 @@ pub struct LoadedIndex {
     pub url: String,
     /// The `DESCRIPTION` file (e.g. `v3.19.1-78-g...`), trimmed.
     pub description: String,
-    /// The packages, in index order.
-    pub packages: Vec<Package>,
+    /// The index text with what resolving reads of it.
+    pub index: ParsedIndex,
     /// The key that verified the index; `None` when accepted by `--allow-untrusted`.
     pub key: Option<TrustedKey>,
+}
+
+impl LoadedIndex {
+    /// Every package in full, in index order (read from the text on each call: a build
+    /// only needs the planned ones, which the resolver makes itself).
+    pub fn packages(&self) -> Vec<Package> {
+        self.index.packages(self.repo)
+    }
 }
 
 /// Loads the index of every repository for `arch`, in parallel, in the given order.
@@ -109,7 +117,12 @@ pub fn load_indexes_with(
         }
         _ => None,
     };
+    let parsed = options
+        .cache_dir
+        .as_deref()
+        .map(|dir| ParsedStore::new(dir, !options.offline));
     let loader = Loader {
+        parsed: parsed.as_ref(),
         transport,
         arch,
         keyring,
@@ -160,6 +173,7 @@ fn is_not_found(err: &RepositoryError) -> bool {
 }
 
 struct Loader<'a> {
+    parsed: Option<&'a ParsedStore>,
     transport: &'a Transport,
     arch: &'a str,
     keyring: &'a Keyring,
@@ -257,12 +271,35 @@ impl Loader<'_> {
         };
         let signed = archive::split_signature(&bytes).map_err(archive_err)?;
         let key = self.check_trust(&url, &signed)?;
-        let (description, text) = read_index_tar(signed.rest, &url)?;
-        let packages =
-            parse_apkindex(&text, position).map_err(|source| RepositoryError::Index {
-                url: url.clone(),
-                source,
-            })?;
+        // Only now, verified, may the bytes name a parsed form: the key is their digest.
+        let digest = self.parsed.map(|_| ParsedStore::key(&bytes));
+        let hit = match (self.parsed, &digest) {
+            (Some(store), Some(digest)) => store.read(digest),
+            _ => None,
+        };
+        let (description, index) = match hit {
+            Some(hit) => {
+                self.reporter
+                    .info(&format!("`{url}`: using the parsed form the cache holds"));
+                hit
+            }
+            None => {
+                let (description, text) = read_index_tar(signed.rest, &url)?;
+                let index = ParsedIndex::parse(text).map_err(|source| RepositoryError::Index {
+                    url: url.clone(),
+                    source,
+                })?;
+                if let (Some(store), Some(digest)) = (self.parsed, &digest) {
+                    if let Err(err) = store.write(digest, &description, &index) {
+                        self.reporter.info(&format!(
+                            "cannot keep the parsed form of `{url}`: {}",
+                            crate::report::error_chain(&err)
+                        ));
+                    }
+                }
+                (description, index)
+            }
+        };
         // Only a verified (or knowingly accepted) index is worth keeping.
         if let (Some(bucket), Some(fresh)) = (self.bucket, fresh) {
             IndexEntry {
@@ -275,13 +312,13 @@ impl Loader<'_> {
         }
         self.reporter.info(&format!(
             "`{url}`: {} packages ({description})",
-            packages.len()
+            index.len()
         ));
         Ok(LoadedIndex {
             repo: position,
             url,
             description,
-            packages,
+            index,
             key,
         })
     }
@@ -534,7 +571,8 @@ fn unreachable(err: &crate::transport::TransportError) -> bool {
     }
 }
 
-/// Inflates the index tar and returns `DESCRIPTION` and `APKINDEX`.
+/// Inflates the index tar and returns `DESCRIPTION` and `APKINDEX`; the text is moved
+/// to the front of the inflated buffer rather than copied out of it.
 fn read_index_tar(rest: &[u8], url: &str) -> Result<(String, String), RepositoryError> {
     let archive_err = |source| RepositoryError::Archive {
         url: url.to_string(),
@@ -556,7 +594,7 @@ fn read_index_tar(rest: &[u8], url: &str) -> Result<(String, String), Repository
         }));
     }
     let mut description = String::new();
-    let mut text = None;
+    let mut text: Option<Result<std::ops::Range<usize>, Vec<u8>>> = None;
     let mut seen = Vec::new();
     let mut tar = tar::Archive::new(&tar_bytes[..]);
     let entries = tar
@@ -570,29 +608,48 @@ fn read_index_tar(rest: &[u8], url: &str) -> Result<(String, String), Repository
             continue;
         }
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let size = entry.size().min(tar_bytes.len() as u64) as usize;
-        let mut content = Vec::with_capacity(size);
         match name.as_str() {
-            "DESCRIPTION" | "APKINDEX" => {
+            "DESCRIPTION" => {
+                let mut content = Vec::new();
                 entry
                     .read_to_end(&mut content)
                     .map_err(|e| archive_err(archive::ArchiveError::Tar(e)))?;
+                description = String::from_utf8_lossy(&content).trim().to_string();
             }
-            _ => {
-                seen.push(name);
-                continue;
+            "APKINDEX" => {
+                // The types apk reads are stored plainly: the data is the next `size`
+                // bytes of the archive.
+                let start = entry.raw_file_position() as usize;
+                let end = start.checked_add(entry.size() as usize);
+                match end.filter(|&end| end <= tar_bytes.len()) {
+                    Some(end) => text = Some(Ok(start..end)),
+                    None => {
+                        let mut content = Vec::new();
+                        entry
+                            .read_to_end(&mut content)
+                            .map_err(|e| archive_err(archive::ArchiveError::Tar(e)))?;
+                        text = Some(Err(content));
+                    }
+                }
             }
-        }
-        let content = match String::from_utf8(content) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        };
-        if name == "DESCRIPTION" {
-            description = content.trim().to_string();
-        } else {
-            text = Some(content);
+            _ => seen.push(name),
         }
     }
+    let text = text.map(|found| {
+        let bytes = match found {
+            Ok(range) => {
+                let len = range.len();
+                tar_bytes.copy_within(range, 0);
+                tar_bytes.truncate(len);
+                tar_bytes
+            }
+            Err(content) => content,
+        };
+        match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }
+    });
     let text = text.ok_or_else(|| RepositoryError::MissingApkindex {
         url: url.to_string(),
         detail: if seen.is_empty() {

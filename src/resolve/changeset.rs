@@ -179,7 +179,7 @@ impl Walk<'_, '_, '_> {
         let u = self.s.u;
         let p = u.pkg(pkg);
         if dep.name == p.name {
-            return u.is_provided(dep, Some(pkg), Some(p.src.version.as_str()));
+            return u.is_provided(dep, Some(pkg), Some(p.src.version));
         }
         match u.provides(pkg).iter().find(|d| d.name == dep.name) {
             Some(d) => u.is_provided(dep, Some(pkg), d.version),

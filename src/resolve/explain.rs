@@ -140,7 +140,7 @@ impl Context<'_, '_, '_, '_> {
         let mut out = Vec::new();
         for w in self.world {
             if w.atom.name == name {
-                out.push((format!("world[{}]", w.atom.source), w.atom));
+                out.push((format!("world[{}]", u.dep_of(&w.atom)), w.atom));
             }
         }
         let mut seen = HashSet::new();
@@ -153,7 +153,7 @@ impl Context<'_, '_, '_, '_> {
             }
             for d in u.depends(p) {
                 if d.name == name {
-                    out.push((format!("{}[{}]", self.label(p), d.source), *d));
+                    out.push((format!("{}[{}]", self.label(p), u.dep_of(d)), *d));
                 }
             }
         }
@@ -195,7 +195,7 @@ impl Context<'_, '_, '_, '_> {
     }
 
     fn not_installable(&self, pkg: PkgId) -> Option<String> {
-        let src = self.s.u.pkg(pkg).src;
+        let src = &self.s.u.pkg(pkg).src;
         if src.uninstallable {
             return Some(
                 "it is marked uninstallable: its index entry has a field this resolver \
@@ -246,7 +246,7 @@ impl Context<'_, '_, '_, '_> {
             }
             Disqualified::DependencyUnsatisfiable { dep_index } => {
                 let dep = &u.depends(pkg)[dep_index as usize];
-                format!("its dependency `{}` cannot be satisfied", dep.source)
+                format!("its dependency `{}` cannot be satisfied", u.dep_of(dep))
             }
             Disqualified::ProvidesTransitivity => {
                 "it does not provide a name that every other candidate of a required name provides"
@@ -313,7 +313,7 @@ impl Context<'_, '_, '_, '_> {
                     }
                     None => format!("nothing can be selected for `{}`", u.text(dep.name)),
                 };
-                details.push(format!("requires `{}`, but {got}", dep.source));
+                details.push(format!("requires `{}`, but {got}", u.dep_of(dep)));
             }
             Some(Broken::Propagated { dep_index }) => {
                 let dep = &u.depends(pkg)[dep_index as usize];
@@ -323,7 +323,7 @@ impl Context<'_, '_, '_, '_> {
                     .unwrap_or_else(|| "nothing".to_owned());
                 details.push(format!(
                     "requires `{}`, provided by {by}, which cannot be installed",
-                    dep.source
+                    u.dep_of(dep)
                 ));
             }
             // Shared names are listed below for every kind of failure.
@@ -347,7 +347,7 @@ impl Context<'_, '_, '_, '_> {
     fn requirements_of(&self, pkg: PkgId) -> (Vec<String>, Vec<String>) {
         let u = self.s.u;
         let (mut breaks, mut satisfies) = (Vec::new(), Vec::new());
-        let own = std::iter::once((u.pkg(pkg).name, Some(u.pkg(pkg).src.version.as_str())))
+        let own = std::iter::once((u.pkg(pkg).name, Some(u.pkg(pkg).src.version)))
             .chain(u.provides(pkg).iter().map(|d| (d.name, d.version)));
         for (name, version) in own {
             for (who, atom) in self.requirements(name) {

@@ -22,9 +22,9 @@ mod universe;
 
 pub use explain::{Problem, ProblemKind};
 
-use crate::index::{Dependency, Package};
+use crate::index::{Dependency, Package, ParsedIndex};
 use solver::{Solver, Tags, WorldAtom};
-use universe::{PkgId, Universe, MAX_REPOS};
+use universe::{PkgId, Source, Universe, MAX_REPOS};
 
 /// How to resolve, besides the packages and the request.
 #[derive(Debug, Clone, Default)]
@@ -79,6 +79,15 @@ pub enum ResolveError {
         /// The limit.
         max: usize,
     },
+    /// A planned package's index entry did not read back whole (a damaged parsed form).
+    #[error(
+        "the index entry of `{package}` cannot be read again; run `sysroot-mk cache clean` \
+         or pass `--no-cache`"
+    )]
+    Unreadable {
+        /// `name-version` of the package.
+        package: String,
+    },
     /// No consistent choice exists; each problem names a request or package and why.
     #[error("unable to select packages:\n{}", explain::render(.problems))]
     Unsatisfiable {
@@ -104,7 +113,32 @@ pub fn resolve(
     world: &[Dependency],
     opts: &ResolveOptions,
 ) -> Result<Plan, ResolveError> {
-    let (changes, pinned_tags) = solve(packages, world, opts, &InstalledState::default())?;
+    plan_of(solve(
+        &[Source::Packages(packages)],
+        world,
+        opts,
+        &InstalledState::default(),
+    )?)
+}
+
+/// [`resolve`] over checked indexes read in place, each with its repository position
+/// (what [`Package::repo`] would hold), in repository order: what a build uses, since
+/// it makes [`Package`]s only of the packages planned.
+pub fn resolve_indexes(
+    indexes: &[(&ParsedIndex, usize)],
+    world: &[Dependency],
+    opts: &ResolveOptions,
+) -> Result<Plan, ResolveError> {
+    let sources: Vec<Source<'_>> = indexes
+        .iter()
+        .map(|&(index, repo)| Source::Index(index, repo))
+        .collect();
+    plan_of(solve(&sources, world, opts, &InstalledState::default())?)
+}
+
+fn plan_of(
+    (changes, pinned_tags): (Vec<Change>, Vec<Option<String>>),
+) -> Result<Plan, ResolveError> {
     Ok(Plan {
         packages: changes.iter().filter_map(|c| c.new.clone()).collect(),
         pinned_tags,
@@ -157,7 +191,7 @@ pub fn resolve_update(
     opts: &ResolveOptions,
     installed: &InstalledState,
 ) -> Result<Vec<Change>, ResolveError> {
-    Ok(solve(packages, world, opts, installed)?.0)
+    Ok(solve(&[Source::Packages(packages)], world, opts, installed)?.0)
 }
 
 /// Stack for the change-set walk, which recurses as deep as the longest dependency chain
@@ -167,7 +201,7 @@ const SOLVE_STACK: usize = 1 << 30;
 type Solved = Result<(Vec<Change>, Vec<Option<String>>), ResolveError>;
 
 fn solve(
-    packages: &[Package],
+    packages: &[Source<'_>],
     world: &[Dependency],
     opts: &ResolveOptions,
     installed: &InstalledState,
@@ -188,15 +222,15 @@ fn solve(
 }
 
 fn solve_here(
-    packages: &[Package],
+    packages: &[Source<'_>],
     world: &[Dependency],
     opts: &ResolveOptions,
     installed: &InstalledState,
 ) -> Solved {
-    if let Some(p) = packages.iter().find(|p| p.repo >= MAX_REPOS) {
+    if let Some((package, repo)) = universe::first_beyond(packages, MAX_REPOS) {
         return Err(ResolveError::TooManyRepositories {
-            package: p.name_version(),
-            repo: p.repo,
+            package,
+            repo,
             max: MAX_REPOS,
         });
     }
@@ -218,7 +252,7 @@ fn solve_here(
         tags: installed.tags.iter().map(tag_id).collect(),
     };
     let mut u = Universe::build_installed(&seed, packages, opts.arch.as_deref());
-    let atoms: Vec<_> = world.iter().map(|d| u.atom(d)).collect();
+    let atoms: Vec<_> = world.iter().map(|d| u.atom(d.into())).collect();
     let world_atoms: Vec<WorldAtom<'_>> = atoms
         .into_iter()
         .zip(tag_of)
@@ -248,15 +282,25 @@ fn solve_here(
         0 => None,
         id => Some(tags.names[id].clone()),
     };
-    let changes: Vec<Change> = solver
-        .changeset
-        .iter()
-        .map(|&(old, new)| Change {
-            old: old.and_then(|o| position.get(u.pkg(o).src.checksum.as_str()).copied()),
-            new: new.map(|n| u.pkg(n).src.clone()),
+    let mut changes = Vec::with_capacity(solver.changeset.len());
+    for &(old, new) in &solver.changeset {
+        let new_package = match new {
+            Some(n) => Some(
+                u.pkg(n)
+                    .src
+                    .to_package()
+                    .ok_or_else(|| ResolveError::Unreadable {
+                        package: u.pkg_label(n),
+                    })?,
+            ),
+            None => None,
+        };
+        changes.push(Change {
+            old: old.and_then(|o| position.get(u.pkg(o).src.checksum).copied()),
+            new: new_package,
             new_tag: new.and_then(tag_name),
-        })
-        .collect();
+        });
+    }
     let pinned = solver.changes.iter().map(|&p| tag_name(p)).collect();
     Ok((changes, pinned))
 }
@@ -268,16 +312,13 @@ struct RepoTags {
     allowed_repos: Vec<u64>,
 }
 
-fn repository_tags(packages: &[Package], opts: &ResolveOptions) -> RepoTags {
+fn repository_tags(packages: &[Source<'_>], opts: &ResolveOptions) -> RepoTags {
     let mut t = RepoTags {
         names: vec![String::new()],
         allowed_repos: vec![0],
     };
-    let repos = packages
-        .iter()
-        .map(|p| p.repo + 1)
-        .max()
-        .unwrap_or(0)
+    let repos = universe::max_repo(packages)
+        .map_or(0, |r| r + 1)
         .max(opts.repo_tags.len())
         .min(MAX_REPOS);
     for pos in 0..repos {

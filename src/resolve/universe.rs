@@ -13,7 +13,7 @@ use std::ops::Range;
 
 use rustc_hash::FxHashMap;
 
-use crate::index::{Dependency, Op, Package};
+use crate::index::{DepRef, Dependency, Op, Package, ParsedIndex};
 
 /// Index of a name in the [`Universe`] (creation order, as apk creates names).
 pub(crate) type NameId = u32;
@@ -41,13 +41,201 @@ pub(crate) enum Accept<'a> {
     },
 }
 
-/// A dependency, install_if condition or world entry with its name interned.
+/// A dependency, install_if condition or world entry with its name interned; kept
+/// small (there are ~100,000 of them): the name and tag texts are in the universe
+/// ([`Universe::dep_of`] gives the atom as written).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Atom<'a> {
     pub name: NameId,
+    /// Index in the universe's tag texts, 0 for none.
+    tag: u32,
     pub conflict: bool,
-    /// The atom as written, for messages.
-    pub source: &'a Dependency,
+    op: Op,
+    version: &'a str,
+}
+
+/// Where the packages come from: owned ones (tests, lockfiles, an update's installed
+/// set) or the checked indexes of a build, read in place.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// Packages, each carrying its repository position.
+    Packages(&'a [Package]),
+    /// One index and its repository position.
+    Index(&'a ParsedIndex, usize),
+}
+
+/// What the resolver reads of a package, borrowed from wherever it lives.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Record<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub arch: &'a str,
+    pub checksum: &'a str,
+    pub provider_priority: Option<u32>,
+    pub uninstallable: bool,
+    pub repo: usize,
+    origin: Origin<'a>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Origin<'a> {
+    Owned(&'a Package),
+    Indexed(&'a ParsedIndex, u32),
+}
+
+impl Record<'_> {
+    /// The whole package (an index's is read again from its stanza); `None` when that
+    /// stanza no longer reads, which only a damaged parsed form could cause.
+    pub fn to_package(self) -> Option<Package> {
+        match self.origin {
+            Origin::Owned(p) => Some(p.clone()),
+            Origin::Indexed(index, i) => index
+                .package(i as usize, self.repo)
+                .filter(|p| p.name == self.name && p.version.as_str() == self.version),
+        }
+    }
+
+    /// `name-version`.
+    pub fn name_version(&self) -> String {
+        format!("{}-{}", self.name, self.version)
+    }
+}
+
+/// One package of a source with its atom lists.
+struct Item<'a> {
+    record: Record<'a>,
+    installed_size: u64,
+    depends: AtomList<'a>,
+    provides: AtomList<'a>,
+    install_if: AtomList<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum AtomList<'a> {
+    Deps(&'a [Dependency]),
+    Provides(&'a [crate::index::Provide]),
+    Raw(&'a ParsedIndex, &'a [crate::index::RawAtom]),
+}
+
+impl<'a> AtomList<'a> {
+    fn for_each(self, mut f: impl FnMut(DepRef<'a>)) {
+        match self {
+            AtomList::Deps(deps) => deps.iter().for_each(|d| f(d.into())),
+            AtomList::Provides(ps) => ps.iter().for_each(|p| {
+                f(DepRef {
+                    name: &p.name,
+                    op: if p.version.is_some() { Op::Eq } else { Op::Any },
+                    version: p.version.as_ref().map_or("", |v| v.as_str()),
+                    conflict: false,
+                    tag: None,
+                })
+            }),
+            AtomList::Raw(index, atoms) => atoms.iter().for_each(|a| f(index.dep(a))),
+        }
+    }
+}
+
+impl<'a> Source<'a> {
+    fn len(&self) -> usize {
+        match self {
+            Source::Packages(p) => p.len(),
+            Source::Index(i, _) => i.len(),
+        }
+    }
+
+    /// How many dependency and install_if atoms its packages have, about.
+    fn atom_count(&self) -> usize {
+        match self {
+            Source::Packages(p) => p.iter().map(|p| p.depends.len() + p.install_if.len()).sum(),
+            Source::Index(i, _) => i
+                .entries
+                .iter()
+                .map(|e| {
+                    (e.depends.end - e.depends.start + e.install_if.end - e.install_if.start)
+                        as usize
+                })
+                .sum(),
+        }
+    }
+
+    fn max_repo(&self) -> Option<usize> {
+        match self {
+            Source::Packages(p) => p.iter().map(|p| p.repo).max(),
+            Source::Index(i, repo) => (!i.is_empty()).then_some(*repo),
+        }
+    }
+
+    fn for_each(self, mut f: impl FnMut(Item<'a>)) {
+        match self {
+            Source::Packages(packages) => {
+                for p in packages {
+                    f(Item {
+                        record: Record {
+                            name: &p.name,
+                            version: p.version.as_str(),
+                            arch: &p.arch,
+                            checksum: &p.checksum,
+                            provider_priority: p.provider_priority,
+                            uninstallable: p.uninstallable,
+                            repo: p.repo,
+                            origin: Origin::Owned(p),
+                        },
+                        installed_size: p.installed_size,
+                        depends: AtomList::Deps(&p.depends),
+                        provides: AtomList::Provides(&p.provides),
+                        install_if: AtomList::Deps(&p.install_if),
+                    })
+                }
+            }
+            Source::Index(index, repo) => {
+                for (i, e) in index.entries.iter().enumerate() {
+                    f(Item {
+                        record: Record {
+                            name: index.str(e.name),
+                            version: index.str(e.version),
+                            arch: index.str(e.arch),
+                            checksum: index.str(e.checksum),
+                            provider_priority: e.provider_priority,
+                            uninstallable: e.uninstallable,
+                            repo,
+                            origin: Origin::Indexed(index, i as u32),
+                        },
+                        installed_size: e.installed_size,
+                        depends: AtomList::Raw(index, index.atoms(e.depends)),
+                        provides: AtomList::Raw(index, index.atoms(e.provides)),
+                        install_if: AtomList::Raw(index, index.atoms(e.install_if)),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// The highest repository position of `sources`.
+pub(crate) fn max_repo(sources: &[Source<'_>]) -> Option<usize> {
+    sources.iter().filter_map(Source::max_repo).max()
+}
+
+/// The first package (`name-version`, position) of `sources` above `limit`.
+pub(crate) fn first_beyond(sources: &[Source<'_>], limit: usize) -> Option<(String, usize)> {
+    for source in sources {
+        match *source {
+            Source::Packages(ps) => {
+                if let Some(p) = ps.iter().find(|p| p.repo >= limit) {
+                    return Some((p.name_version(), p.repo));
+                }
+            }
+            Source::Index(index, repo) if repo >= limit => {
+                let e = index.entries.first()?;
+                return Some((
+                    format!("{}-{}", index.str(e.name), index.str(e.version)),
+                    repo,
+                ));
+            }
+            Source::Index(..) => {}
+        }
+    }
+    None
 }
 
 /// One way a name can be satisfied: a package, with the version it provides the name at
@@ -69,7 +257,7 @@ pub(crate) struct Provides<'a> {
 #[derive(Debug)]
 pub(crate) struct Pkg<'a> {
     /// The copy from the lowest repository.
-    pub src: &'a Package,
+    pub src: Record<'a>,
     pub name: NameId,
     /// Bit `repo + 1` for every repository listing this package (bit 0 is apk's cache).
     pub repos: u64,
@@ -143,6 +331,8 @@ impl<T: Copy> PerName<T> {
 #[derive(Debug, Default)]
 pub(crate) struct Universe<'a> {
     texts: Vec<&'a str>,
+    /// Tags of atoms (`name@tag`); the first entry stands for none.
+    tags: Vec<&'a str>,
     index: FxHashMap<&'a str, NameId>,
     pub pkgs: Vec<Pkg<'a>>,
     atoms: Vec<Atom<'a>>,
@@ -182,7 +372,7 @@ impl<'a> Universe<'a> {
     /// `noarch` and packages without `A:` fit every architecture.
     #[cfg(test)]
     pub fn build(packages: &'a [Package], arch: Option<&str>) -> Universe<'a> {
-        Universe::build_installed(&Installed::default(), packages, arch)
+        Universe::build_installed(&Installed::default(), &[Source::Packages(packages)], arch)
     }
 
     /// [`Universe::build`] for a root that already holds packages: the names of its world
@@ -191,92 +381,36 @@ impl<'a> Universe<'a> {
     /// merges into it, as apk merges them.
     pub fn build_installed(
         installed: &Installed<'a>,
-        packages: &'a [Package],
+        sources: &[Source<'a>],
         arch: Option<&str>,
     ) -> Universe<'a> {
+        let count: usize = sources.iter().map(Source::len).sum();
+        // Sized up front: growing the largest tables by doubling briefly holds both
+        // copies, at the moment the memory use peaks.
+        let atoms: usize = sources.iter().map(Source::atom_count).sum();
         let mut u = Universe {
-            texts: Vec::with_capacity(packages.len() * 2),
-            pkgs: Vec::with_capacity(packages.len()),
-            atoms: Vec::with_capacity(packages.len() * 4),
-            provides: Vec::with_capacity(packages.len() * 2),
+            texts: Vec::with_capacity(count * 5 / 2),
+            tags: vec![""],
+            pkgs: Vec::with_capacity(count),
+            atoms: Vec::with_capacity(atoms + installed.packages.len() * 8),
+            provides: Vec::with_capacity(count * 3 / 2),
             ..Universe::default()
         };
-        u.index.reserve(packages.len() * 2);
+        u.index.reserve(count * 2);
         let mut by_checksum: FxHashMap<ChecksumKey<'a>, PkgId> = FxHashMap::default();
-        by_checksum.reserve(packages.len());
+        by_checksum.reserve(count);
 
         for name in &installed.world_names {
             u.intern(name);
         }
-        let installed_count = installed.packages.len();
-        for (position, package) in installed.packages.iter().chain(packages).enumerate() {
-            let is_installed = position < installed_count;
-            let bit = if is_installed {
-                0
-            } else {
-                1u64 << (package.repo.min(MAX_REPOS - 1) + 1)
-            };
-            let duplicate = if package.checksum.is_empty() {
-                None
-            } else {
-                by_checksum
-                    .get(&ChecksumKey::of(&package.checksum))
-                    .copied()
-            };
-            if let Some(existing) = duplicate {
-                // apk creates names while it parses, even for a duplicate it then
-                // drops; creation order decides ties in its name hash table.
-                u.intern(&package.name);
-                for d in package.depends.iter().chain(&package.install_if) {
-                    u.intern(&d.name);
-                }
-                for p in &package.provides {
-                    u.intern(&p.name);
-                }
-                let pkg = &mut u.pkgs[existing as usize];
-                pkg.repos |= bit;
-                if !pkg.installed && package.repo < pkg.src.repo {
-                    pkg.src = package;
-                }
-                continue;
-            }
-            // Field order of an index stanza: P, D, p, i.
-            let name = u.intern(&package.name);
-            let depends = u.push_atoms(&package.depends);
-            let provides_start = u.provides.len() as u32;
-            for p in &package.provides {
-                let provided = u.intern(&p.name);
-                let version = p.version.as_ref().map(|v| v.as_str());
-                u.provides.push(Provides {
-                    name: provided,
-                    version,
-                });
-            }
-            let provides = provides_start..u.provides.len() as u32;
-            let install_if = u.push_atoms(&package.install_if);
-            let id = u.pkgs.len() as PkgId;
-            if !package.checksum.is_empty() {
-                by_checksum.insert(ChecksumKey::of(&package.checksum), id);
-            }
-            let installable = !package.uninstallable && arch_fits(&package.arch, arch);
-            u.pkgs.push(Pkg {
-                src: package,
-                name,
-                repos: bit,
-                depends,
-                provides,
-                install_if,
-                installable,
-                empty: package.installed_size == 0,
-                installed: is_installed,
-                installed_tag: if is_installed {
-                    installed.tags.get(position).copied().unwrap_or(0)
-                } else {
-                    0
-                },
+        let mut position = 0;
+        let seed = Source::Packages(installed.packages);
+        for source in std::iter::once(&seed).chain(sources) {
+            source.for_each(|item| {
+                u.add(item, position, installed, &mut by_checksum, arch);
+                position += 1;
             });
         }
-
         let n = u.texts.len();
         let u_ref = &u;
         // apk registers a package under its own name first, then under each provide.
@@ -285,7 +419,7 @@ impl<'a> Universe<'a> {
                 p.name,
                 Provider {
                     pkg: id as PkgId,
-                    version: Some(p.src.version.as_str()),
+                    version: Some(p.src.version),
                 },
             );
             std::iter::once(own).chain(u_ref.provides(id as PkgId).iter().map(move |d| {
@@ -321,6 +455,83 @@ impl<'a> Universe<'a> {
         u
     }
 
+    fn add(
+        &mut self,
+        item: Item<'a>,
+        position: usize,
+        installed: &Installed<'a>,
+        by_checksum: &mut FxHashMap<ChecksumKey<'a>, PkgId>,
+        arch: Option<&str>,
+    ) {
+        let package = item.record;
+        let is_installed = position < installed.packages.len();
+        let bit = if is_installed {
+            0
+        } else {
+            1u64 << (package.repo.min(MAX_REPOS - 1) + 1)
+        };
+        let duplicate = if package.checksum.is_empty() {
+            None
+        } else {
+            by_checksum.get(&ChecksumKey::of(package.checksum)).copied()
+        };
+        if let Some(existing) = duplicate {
+            // apk creates names while it parses, even for a duplicate it then
+            // drops; creation order decides ties in its name hash table.
+            self.intern(package.name);
+            item.depends.for_each(|d| {
+                self.intern(d.name);
+            });
+            item.install_if.for_each(|d| {
+                self.intern(d.name);
+            });
+            item.provides.for_each(|p| {
+                self.intern(p.name);
+            });
+            let pkg = &mut self.pkgs[existing as usize];
+            pkg.repos |= bit;
+            if !pkg.installed && package.repo < pkg.src.repo {
+                pkg.src = package;
+            }
+            return;
+        }
+        // Field order of an index stanza: P, D, p, i.
+        let name = self.intern(package.name);
+        let depends = self.push_atoms(item.depends);
+        let provides_start = self.provides.len() as u32;
+        item.provides.for_each(|p| {
+            let provided = self.intern(p.name);
+            let version = (p.op == Op::Eq).then_some(p.version);
+            self.provides.push(Provides {
+                name: provided,
+                version,
+            });
+        });
+        let provides = provides_start..self.provides.len() as u32;
+        let install_if = self.push_atoms(item.install_if);
+        let id = self.pkgs.len() as PkgId;
+        if !package.checksum.is_empty() {
+            by_checksum.insert(ChecksumKey::of(package.checksum), id);
+        }
+        let installable = !package.uninstallable && arch_fits(package.arch, arch);
+        self.pkgs.push(Pkg {
+            src: package,
+            name,
+            repos: bit,
+            depends,
+            provides,
+            install_if,
+            installable,
+            empty: item.installed_size == 0,
+            installed: is_installed,
+            installed_tag: if is_installed {
+                installed.tags.get(position).copied().unwrap_or(0)
+            } else {
+                0
+            },
+        });
+    }
+
     /// The id of `text`, creating the name if needed.
     fn intern(&mut self, text: &'a str) -> NameId {
         if let Some(&id) = self.index.get(text) {
@@ -336,12 +547,32 @@ impl<'a> Universe<'a> {
     }
 
     /// Interns a dependency atom that is not part of a package (a world entry).
-    pub fn atom(&mut self, dep: &'a Dependency) -> Atom<'a> {
-        let name = self.intern(&dep.name);
+    pub fn atom(&mut self, dep: DepRef<'a>) -> Atom<'a> {
+        let name = self.intern(dep.name);
+        let tag = match dep.tag {
+            None => 0,
+            Some(tag) => {
+                self.tags.push(tag);
+                (self.tags.len() - 1) as u32
+            }
+        };
         Atom {
             name,
+            tag,
             conflict: dep.conflict,
-            source: dep,
+            op: dep.op,
+            version: dep.version,
+        }
+    }
+
+    /// The atom as written, for messages and matching.
+    pub fn dep_of(&self, atom: &Atom<'a>) -> DepRef<'a> {
+        DepRef {
+            name: self.text(atom.name),
+            op: atom.op,
+            version: atom.version,
+            conflict: atom.conflict,
+            tag: (atom.tag != 0).then(|| self.tags.get(atom.tag as usize).copied().unwrap_or("")),
         }
     }
 
@@ -456,10 +687,10 @@ impl<'a> Universe<'a> {
         let Some(pkg) = pkg else {
             return atom.conflict;
         };
-        match accept_of(atom.source) {
+        match accept_of(&self.dep_of(atom)) {
             // apk compares identities without looking at the conflict flag.
             Accept::Checksum(sum) => {
-                ChecksumKey::of(&self.pkgs[pkg as usize].src.checksum) == ChecksumKey::of(sum)
+                ChecksumKey::of(self.pkgs[pkg as usize].src.checksum) == ChecksumKey::of(sum)
             }
             Accept::Any => !atom.conflict,
             Accept::Version {
@@ -478,12 +709,12 @@ impl<'a> Universe<'a> {
         self.pkgs[id as usize].src.name_version()
     }
 
-    fn push_atoms(&mut self, deps: &'a [Dependency]) -> Range<u32> {
+    fn push_atoms(&mut self, deps: AtomList<'a>) -> Range<u32> {
         let start = self.atoms.len() as u32;
-        for dep in deps {
+        deps.for_each(|dep| {
             let atom = self.atom(dep);
             self.atoms.push(atom);
-        }
+        });
         start..self.atoms.len() as u32
     }
 }
@@ -530,10 +761,10 @@ pub(crate) fn compare_bits(a: &str, b: &str, fuzzy: bool) -> u8 {
 
 /// What `dep` accepts; derived on use rather than stored, which keeps the atoms of the
 /// ~150,000 dependencies of a full index small.
-pub(crate) fn accept_of(dep: &Dependency) -> Accept<'_> {
+pub(crate) fn accept_of<'a>(dep: &DepRef<'a>) -> Accept<'a> {
     let (mask, fuzzy) = match dep.op {
         Op::Any => return Accept::Any,
-        Op::Checksum => return Accept::Checksum(&dep.version),
+        Op::Checksum => return Accept::Checksum(dep.version),
         Op::Eq => (VER_EQUAL, false),
         Op::Lt => (VER_LESS, false),
         Op::Le => (VER_LESS | VER_EQUAL, false),
@@ -546,7 +777,7 @@ pub(crate) fn accept_of(dep: &Dependency) -> Accept<'_> {
     Accept::Version {
         mask,
         fuzzy,
-        version: &dep.version,
+        version: dep.version,
     }
 }
 

@@ -49,7 +49,7 @@ fn load_one(repo: &Repository, ring: &Keyring, options: &IndexOptions) -> Vec<Pa
     load_indexes(std::slice::from_ref(repo), "x86_64", ring, options, &Silent)
         .unwrap()
         .remove(0)
-        .packages
+        .packages()
 }
 
 fn options(cache: Option<&Path>) -> FetchOptions {

@@ -62,7 +62,7 @@ fn served() -> Served {
     )
     .unwrap()
     .remove(0)
-    .packages;
+    .packages();
     Served {
         server,
         dir,

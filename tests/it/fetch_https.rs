@@ -195,10 +195,10 @@ fn https_repository_is_trusted_through_ssl_cert_file() {
     // With SSL_CERT_FILE naming the CA: indexes and packages come over TLS.
     std::env::set_var("SSL_CERT_FILE", prefix.path().join("ca.pem"));
     let loaded = load_indexes(&repos, "x86_64", &ring, &options, &Silent).unwrap();
-    assert_eq!(loaded[0].packages.len(), 2);
+    assert_eq!(loaded[0].packages().len(), 2);
     let cache = tempfile::tempdir().unwrap();
     let fetched = fetch_packages(
-        &loaded[0].packages,
+        &loaded[0].packages(),
         &repos,
         "x86_64",
         &FetchOptions {

@@ -246,7 +246,7 @@ fn one_connection_carries_the_index_and_every_package_in_turn() {
     };
     let fetched = fetch_packages_with(
         &transport,
-        &loaded.packages,
+        &loaded.packages(),
         &repos,
         "x86_64",
         &fetch(1),
@@ -266,7 +266,7 @@ fn one_connection_carries_the_index_and_every_package_in_turn() {
     let again = Transport::new(quick_transport());
     fetch_packages_with(
         &again,
-        &loaded.packages,
+        &loaded.packages(),
         &repos,
         "x86_64",
         &fetch(16),
@@ -322,7 +322,7 @@ fn a_server_that_closes_every_connection_gets_few_at_once() {
     };
     let fetched = fetch_packages_with(
         &transport,
-        &loaded.packages,
+        &loaded.packages(),
         &repos,
         "x86_64",
         &options,

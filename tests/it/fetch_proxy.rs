@@ -39,7 +39,7 @@ fn http_proxy_from_the_environment_carries_requests_unless_no_proxy_says_otherwi
     // The host does not exist: only the proxy can answer.
     let repos = [Repository::parse("http://repo.sysroot-mk.invalid/main").unwrap()];
     let loaded = load_indexes(&repos, "x86_64", &ring, &options, &Silent).unwrap();
-    assert_eq!(loaded[0].packages.len(), 1);
+    assert_eq!(loaded[0].packages().len(), 1);
     let log = proxy.log();
     assert_eq!(log.len(), 1);
     assert!(

@@ -41,6 +41,7 @@ mod foreign_scripts;
 mod image_oci;
 mod image_registry;
 mod image_tar;
+mod index_cache;
 mod index_dep;
 mod index_installed;
 mod index_parse;

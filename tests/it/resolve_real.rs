@@ -12,8 +12,8 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use sysroot_mk::index::{parse_apkindex, Dependency, Package};
-use sysroot_mk::resolve::{resolve, ResolveError, ResolveOptions};
+use sysroot_mk::index::{parse_apkindex, Dependency, Package, ParsedIndex};
+use sysroot_mk::resolve::{resolve, resolve_indexes, Plan, ResolveError, ResolveOptions};
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -82,6 +82,59 @@ fn expected(label: &str) -> Option<Vec<String>> {
         return None;
     }
     Some(text.lines().map(str::to_owned).collect())
+}
+
+/// The world and options of a request.
+fn world_and_options(req: &Request) -> (Vec<Dependency>, ResolveOptions) {
+    let world: Vec<Dependency> = req
+        .words
+        .iter()
+        .map(|w| Dependency::parse(w).expect("request parses"))
+        .collect();
+    let repo_tags = match req.repos.as_str() {
+        "main,@community" => vec![None, Some("community".to_owned())],
+        _ => vec![],
+    };
+    let opts = ResolveOptions {
+        arch: Some("x86_64".to_owned()),
+        repo_tags,
+    };
+    (world, opts)
+}
+
+/// The same indexes checked and read in place, as a build reads them.
+struct Views {
+    main: ParsedIndex,
+    community: ParsedIndex,
+    small: ParsedIndex,
+}
+
+fn views() -> Option<&'static Views> {
+    static VIEWS: OnceLock<Option<Views>> = OnceLock::new();
+    VIEWS
+        .get_or_init(|| {
+            let read = |path: &Path| {
+                let text = apkindex_text_or_skip(path)?;
+                Some(ParsedIndex::parse(text).expect("index parses"))
+            };
+            Some(Views {
+                main: read(&v3_19_index("main"))?,
+                community: read(&v3_19_index("community"))?,
+                small: read(&shared().join("v3.19/main/x86_64/APKINDEX.tar.gz"))?,
+            })
+        })
+        .as_ref()
+}
+
+fn ours_in_place(views: &Views, req: &Request) -> Result<Plan, ResolveError> {
+    let sources: Vec<(&ParsedIndex, usize)> = match req.repos.as_str() {
+        "main" => vec![(&views.main, 0)],
+        "main,community" | "main,@community" => vec![(&views.main, 0), (&views.community, 1)],
+        "small" => vec![(&views.small, 0)],
+        other => panic!("unknown repos {other}"),
+    };
+    let (world, opts) = world_and_options(req);
+    resolve_indexes(&sources, &world, &opts)
 }
 
 fn ours(repos: &Repos, req: &Request) -> Result<Vec<String>, ResolveError> {
@@ -185,6 +238,33 @@ fn every_recorded_request_matches_apk() {
         all.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A build resolves over the indexes read in place and makes packages only of what it
+/// plans: every request gives the very plan (every field of every package) or the very
+/// error that resolving over fully parsed packages gives.
+#[test]
+fn every_recorded_request_plans_the_same_from_indexes_read_in_place() {
+    let (Some(repos), Some(views)) = (repos(), views()) else {
+        return;
+    };
+    let all = requests();
+    assert!(all.len() > 20);
+    for req in &all {
+        let (world, opts) = world_and_options(req);
+        let packages = match req.repos.as_str() {
+            "main" => &repos.main,
+            "small" => &repos.small,
+            _ => &repos.main_community,
+        };
+        let owned = resolve(packages, &world, &opts);
+        let in_place = ours_in_place(views, req);
+        match (owned, in_place) {
+            (Ok(a), Ok(b)) => assert!(a == b, "{}: the plans differ", req.label),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{}", req.label),
+            (a, b) => panic!("{}: {:?} against {:?}", req.label, a.is_ok(), b.is_ok()),
+        }
+    }
 }
 
 #[test]

@@ -49,7 +49,7 @@ fn non_canonical_checksums_load_and_verify_but_wrong_bytes_still_fail() {
     )
     .expect("apk accepts non-canonical base64 in `C:`")
     .remove(0)
-    .packages;
+    .packages();
     assert_eq!(packages[0].checksum, good.checksum);
 
     let fetch = |p| {

@@ -292,6 +292,11 @@ impl Reporter for Recorder {
 }
 
 impl Recorder {
+    /// The informational messages so far.
+    pub fn infos(&self) -> Vec<String> {
+        self.infos.lock().unwrap().clone()
+    }
+
     /// The warnings so far.
     pub fn warnings(&self) -> Vec<String> {
         self.warnings.lock().unwrap().clone()

@@ -329,7 +329,7 @@ impl<'u, 'a> Solver<'u, 'a> {
         }
         // Latest version of the package's own name.
         if ua.name == ub.name {
-            match crate::version::compare(ua.src.version.as_str(), ub.src.version.as_str()) {
+            match crate::version::compare(ua.src.version, ub.src.version) {
                 std::cmp::Ordering::Less => return -1,
                 std::cmp::Ordering::Greater => return 1,
                 std::cmp::Ordering::Equal => {}
@@ -340,8 +340,8 @@ impl<'u, 'a> Solver<'u, 'a> {
         if r != 0 {
             return r;
         }
-        let prio = |p: &crate::index::Package| i64::from(p.provider_priority.unwrap_or(0));
-        let r = prio(ua.src) - prio(ub.src);
+        let prio = |p: &super::universe::Record<'_>| i64::from(p.provider_priority.unwrap_or(0));
+        let r = prio(&ua.src) - prio(&ub.src);
         if r != 0 {
             return r;
         }
@@ -419,7 +419,7 @@ impl<'u, 'a> Solver<'u, 'a> {
             self.mark_error(Some(pkg), Broken::NotSelectable);
         }
         let p = u.pkg(pkg);
-        self.assign_name(p.name, Some(pkg), Some(p.src.version.as_str()));
+        self.assign_name(p.name, Some(pkg), Some(p.src.version));
         for d in u.provides(pkg) {
             self.assign_name(d.name, Some(pkg), d.version);
         }

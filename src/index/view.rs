@@ -1,0 +1,436 @@
+//! An `APKINDEX` read for resolving: the text kept whole in one buffer, and per package
+//! only the byte ranges of what the resolver looks at.
+//!
+//! Reading an index into [`Package`]s allocates a dozen strings per package and one per
+//! atom (~200,000 for main+community), which costs more than inflating it and doubles
+//! the memory. A resolution only ever needs the few hundred packages it picks as
+//! [`Package`]s: [`ParsedIndex::package`] reads those again from their own stanza.
+//! The tables hold offsets rather than references, so the form owns its text (it
+//! moves freely) and can be written to and read back from the cache as it is.
+//!
+//! The text is checked exactly as [`parse_apkindex`](super::parse_apkindex) checks it,
+//! with the same errors: both share the field and atom validation.
+
+use std::ops::Range;
+
+use super::parse::check_scalar;
+use super::{dep::split_atoms, snippet, DepRef, IndexError, Op, Package};
+
+/// A byte range of the text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    /// Where `part`, a slice of `text` (whose length fits in u32), lies in it; an empty
+    /// part (which may be a literal `""`) is the empty span.
+    fn of(text: &str, part: &str) -> Span {
+        if part.is_empty() {
+            return Span::default();
+        }
+        let start = (part.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+        debug_assert!(start + part.len() <= text.len());
+        Span {
+            start: start as u32,
+            end: (start + part.len()) as u32,
+        }
+    }
+
+    fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// What the resolver needs of one package.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RawEntry {
+    /// The stanza's lines, to read the whole [`Package`] again.
+    pub stanza: Span,
+    pub name: Span,
+    pub version: Span,
+    pub arch: Span,
+    pub checksum: Span,
+    pub installed_size: u64,
+    /// `k:`, when present.
+    pub provider_priority: Option<u32>,
+    pub uninstallable: bool,
+    /// Ranges of [`ParsedIndex::atoms`].
+    pub depends: Span,
+    pub provides: Span,
+    pub install_if: Span,
+}
+
+/// One atom of `D:`, `i:` or `p:`; the tag's span is empty when there is none (an
+/// empty tag is refused when read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawAtom {
+    pub name: Span,
+    pub version: Span,
+    pub tag: Span,
+    pub op: Op,
+    pub conflict: bool,
+}
+
+/// A checked `APKINDEX` text with the tables the resolver reads.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ParsedIndex {
+    pub(crate) text: String,
+    pub(crate) entries: Vec<RawEntry>,
+    pub(crate) atoms: Vec<RawAtom>,
+}
+
+impl std::fmt::Debug for ParsedIndex {
+    /// Sizes only: the text runs to megabytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParsedIndex")
+            .field("text_bytes", &self.text.len())
+            .field("packages", &self.entries.len())
+            .field("atoms", &self.atoms.len())
+            .finish()
+    }
+}
+
+/// Largest text the 32-bit offsets can address.
+pub const MAX_VIEW_TEXT: usize = u32::MAX as usize;
+
+impl ParsedIndex {
+    /// Checks `text` as [`parse_apkindex`](super::parse_apkindex) does and records where
+    /// each package's fields are.
+    pub fn parse(text: String) -> Result<ParsedIndex, IndexError> {
+        if text.len() > MAX_VIEW_TEXT {
+            return Err(IndexError::TooLarge {
+                size: text.len() as u64,
+                limit: MAX_VIEW_TEXT as u64,
+            });
+        }
+        // One pass on this thread: the tables are a fraction of what parsed packages
+        // took, and reading chunks in parallel would hold them twice while merging,
+        // when the memory use peaks (3.5 MB more for main+community). The indexes of
+        // several repositories are read in parallel anyway.
+        let mut out = Tables::default();
+        read_chunk(&text, &text, &mut out)?;
+        Ok(ParsedIndex {
+            text,
+            entries: out.entries,
+            atoms: out.atoms,
+        })
+    }
+
+    /// How many packages the index lists.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it lists none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The `APKINDEX` text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Every package, as [`parse_apkindex`](super::parse_apkindex) reads them.
+    pub fn packages(&self, repo: usize) -> Vec<Package> {
+        // The text was checked when this form was made (or read back from the cache,
+        // which checks it again): it parses.
+        super::parse_apkindex(&self.text, repo).unwrap_or_default()
+    }
+
+    /// Package `i` (index order) in full, read again from its stanza.
+    pub fn package(&self, i: usize, repo: usize) -> Option<Package> {
+        let entry = self.entries.get(i)?;
+        let stanza = self.text.get(entry.stanza.range())?;
+        super::parse::parse_one(stanza, repo)
+    }
+
+    /// The text of `span` (empty if it does not fit, which a checked form never has).
+    pub(crate) fn str(&self, span: Span) -> &str {
+        self.text.get(span.range()).unwrap_or_default()
+    }
+
+    /// The atoms of `span`.
+    pub(crate) fn atoms(&self, span: Span) -> &[RawAtom] {
+        self.atoms.get(span.range()).unwrap_or_default()
+    }
+
+    /// An atom with its parts.
+    pub(crate) fn dep(&self, atom: &RawAtom) -> DepRef<'_> {
+        DepRef {
+            name: self.str(atom.name),
+            op: atom.op,
+            version: self.str(atom.version),
+            conflict: atom.conflict,
+            tag: (atom.tag.end > atom.tag.start).then(|| self.str(atom.tag)),
+        }
+    }
+
+    /// Checks that every span lies within the text on character boundaries and every
+    /// atom range within the atoms: what a form read back from bytes must hold before
+    /// use (it then reads as a freshly parsed one would, never out of bounds).
+    pub(crate) fn spans_fit(&self) -> bool {
+        let text_ok = |s: Span| s.start <= s.end && self.text.get(s.range()).is_some();
+        let atoms_ok = |s: Span| s.start <= s.end && (s.end as usize) <= self.atoms.len();
+        self.entries.iter().all(|e| {
+            [e.stanza, e.name, e.version, e.arch, e.checksum]
+                .into_iter()
+                .all(text_ok)
+                && [e.depends, e.provides, e.install_if]
+                    .into_iter()
+                    .all(atoms_ok)
+        }) && self
+            .atoms
+            .iter()
+            .all(|a| [a.name, a.version, a.tag].into_iter().all(text_ok))
+    }
+}
+
+#[derive(Default)]
+struct Tables {
+    entries: Vec<RawEntry>,
+    atoms: Vec<RawAtom>,
+}
+
+/// One package being read; its atoms wait here so that each list is one range.
+#[derive(Default)]
+struct Pending {
+    entry: RawEntry,
+    first_line: Option<usize>,
+    last_line_end: usize,
+    has_name: bool,
+    has_version: bool,
+    depends: Vec<RawAtom>,
+    provides: Vec<RawAtom>,
+    install_if: Vec<RawAtom>,
+}
+
+/// Reads the packages of `chunk` (a run of whole packages of `text`) into `out`; line
+/// numbers in errors count from the chunk's start.
+fn read_chunk(text: &str, chunk: &str, out: &mut Tables) -> Result<(), IndexError> {
+    out.entries.reserve(chunk.len() / 400 + 1);
+    out.atoms.reserve(chunk.len() / 60 + 1);
+    let mut p = Pending::default();
+    let mut line_no = 0;
+    for line in chunk.split('\n') {
+        line_no += 1;
+        if line.len() < 2 {
+            if p.first_line.is_some() {
+                finish(text, &mut p, line_no, out)?;
+            }
+            continue;
+        }
+        let bytes = line.as_bytes();
+        if bytes[1] != b':' {
+            return Err(IndexError::NotAField {
+                line: line_no,
+                found: snippet(line),
+            });
+        }
+        let start = line.as_ptr() as usize - text.as_ptr() as usize;
+        p.first_line.get_or_insert(start);
+        p.last_line_end = start + line.len();
+        add(text, &mut p, bytes[0], &line[2..], line_no)?;
+    }
+    if p.first_line.is_some() {
+        finish(text, &mut p, line_no, out)?;
+    }
+    Ok(())
+}
+
+fn add(text: &str, p: &mut Pending, field: u8, value: &str, line: usize) -> Result<(), IndexError> {
+    let atoms = |source: IndexError| IndexError::BadAtom {
+        line,
+        field: char::from(field),
+        source: Box::new(source),
+    };
+    let span = |part: &str| Span::of(text, part);
+    let dep_atom = |d: DepRef<'_>| RawAtom {
+        name: span(d.name),
+        version: span(d.version),
+        tag: d.tag.map_or_else(Span::default, span),
+        op: d.op,
+        conflict: d.conflict,
+    };
+    let scalar = check_scalar(field, value, line)?;
+    let e = &mut p.entry;
+    match field {
+        b'C' => e.checksum = span(value),
+        b'P' => {
+            e.name = span(value);
+            p.has_name = true;
+        }
+        b'V' => {
+            e.version = span(value);
+            p.has_version = true;
+        }
+        b'A' => e.arch = span(value),
+        b'I' => e.installed_size = scalar,
+        b'k' => e.provider_priority = Some(scalar as u32),
+        b'D' | b'i' | b'r' => {
+            for atom in split_atoms(value) {
+                let dep = DepRef::parse(atom).map_err(atoms)?;
+                match field {
+                    b'D' => p.depends.push(dep_atom(dep)),
+                    b'i' => p.install_if.push(dep_atom(dep)),
+                    // Replaces take no part in resolving: only checked.
+                    _ => {}
+                }
+            }
+        }
+        b'p' => {
+            for atom in split_atoms(value) {
+                let (name, version) = DepRef::parse_provide(atom).map_err(atoms)?;
+                p.provides.push(RawAtom {
+                    name: span(name),
+                    version: version.map_or_else(Span::default, span),
+                    tag: Span::default(),
+                    op: if version.is_some() { Op::Eq } else { Op::Any },
+                    conflict: false,
+                });
+            }
+        }
+        c if super::parse::is_known_field(c) || c.is_ascii_lowercase() => {}
+        _ => e.uninstallable = true,
+    }
+    Ok(())
+}
+
+fn finish(text: &str, p: &mut Pending, line: usize, out: &mut Tables) -> Result<(), IndexError> {
+    if !p.has_name {
+        return Err(IndexError::MissingField { line, field: 'P' });
+    }
+    if !p.has_version {
+        return Err(IndexError::MissingField { line, field: 'V' });
+    }
+    let start = p.first_line.unwrap_or(0);
+    let end = (p.last_line_end + 1).min(text.len());
+    let mut push = |list: &mut Vec<RawAtom>| {
+        let from = out.atoms.len() as u32;
+        out.atoms.append(list);
+        Span {
+            start: from,
+            end: out.atoms.len() as u32,
+        }
+    };
+    let mut entry = p.entry;
+    // Field order of the resolver's tables: D, p, i.
+    entry.depends = push(&mut p.depends);
+    entry.provides = push(&mut p.provides);
+    entry.install_if = push(&mut p.install_if);
+    entry.stanza = Span {
+        start: start as u32,
+        end: end as u32,
+    };
+    out.entries.push(entry);
+    p.entry = RawEntry::default();
+    p.first_line = None;
+    p.has_name = false;
+    p.has_version = false;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "C:Q1AAAAAAAAAAAAAAAAAAAAAAAAAAE=\nP:a\nV:1.0-r0\nA:x86_64\nI:10\nk:5\n\
+D:b>=1 !c so:libc.musl-x86_64.so.1\np:cmd:a=1.0-r0 virt\ni:d e=2\nr:old\nT:text\n\n\
+P:b\nV:2\nX:new\nD:x\nD:y\n\nP:c\nV:3";
+
+    #[test]
+    fn every_package_reads_back_as_the_owned_parser_reads_it() {
+        let view = ParsedIndex::parse(TEXT.to_owned()).unwrap();
+        let owned = super::super::parse_apkindex(TEXT, 4).unwrap();
+        assert_eq!(view.len(), owned.len());
+        for (i, p) in owned.iter().enumerate() {
+            assert_eq!(view.package(i, 4).as_ref(), Some(p));
+            let e = &view.entries[i];
+            assert_eq!(view.str(e.name), p.name);
+            assert_eq!(view.str(e.version), p.version.as_str());
+            assert_eq!(view.str(e.checksum), p.checksum);
+            assert_eq!(e.provider_priority, p.provider_priority);
+            assert_eq!(e.uninstallable, p.uninstallable);
+            let deps: Vec<_> = view
+                .atoms(e.depends)
+                .iter()
+                .map(|a| view.dep(a).to_owned())
+                .collect();
+            assert_eq!(deps, p.depends);
+            let iif: Vec<_> = view
+                .atoms(e.install_if)
+                .iter()
+                .map(|a| view.dep(a).to_owned())
+                .collect();
+            assert_eq!(iif, p.install_if);
+            let provides: Vec<_> = view
+                .atoms(e.provides)
+                .iter()
+                .map(|a| {
+                    (
+                        view.str(a.name),
+                        (a.op == Op::Eq).then(|| view.str(a.version)),
+                    )
+                })
+                .collect();
+            let want: Vec<_> = p
+                .provides
+                .iter()
+                .map(|p| (p.name.as_str(), p.version.as_ref().map(|v| v.as_str())))
+                .collect();
+            assert_eq!(provides, want);
+        }
+        assert!(view.spans_fit());
+        assert_eq!(view.packages(4), owned);
+    }
+
+    #[test]
+    fn errors_are_those_of_the_owned_parser() {
+        for bad in [
+            "P:a\nV:x y\n",
+            "P:a\n",
+            "V:1\n",
+            "P:a\nV:1\nD:b>=\n",
+            "P:a\nV:1\np:b>1\n",
+            "P:a\nV:1\nS:12x\n",
+            "P:a\nV:1\nnot a field\n",
+            "P:/etc\nV:1\n",
+            "P:a\nV:1\nC:Q1short\n",
+            "P:a\nV:1\nk:99999999999\n",
+        ] {
+            let owned = super::super::parse_apkindex(bad, 0).unwrap_err();
+            let view = ParsedIndex::parse(bad.to_owned()).unwrap_err();
+            assert_eq!(view, owned, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_large_text_reads_as_the_parallel_owned_parser_reads_it() {
+        let mut text = String::new();
+        for i in 0..6000 {
+            text.push_str(&format!(
+                "P:p{i}\nV:1.{i}-r0\nT:{}\nD:so:libc.musl-x86_64.so.1 d{i}>=1\np:cmd:p{i}=1\n\n",
+                "x".repeat(200)
+            ));
+        }
+        assert!(
+            text.len() > 1 << 20,
+            "large enough for the owned parser's chunks"
+        );
+        let view = ParsedIndex::parse(text.clone()).unwrap();
+        assert_eq!(
+            view.packages(1),
+            super::super::parse_apkindex(&text, 1).unwrap()
+        );
+        // The first error of the text, whichever chunk of the owned parser holds it.
+        let mut lines: Vec<String> = text.split('\n').map(str::to_owned).collect();
+        lines[6 * 4321 + 1] = "V:1.0-bad".to_owned();
+        lines[6 * 5000] = "garbage".to_owned();
+        let broken = lines.join("\n");
+        let owned = super::super::parse_apkindex(&broken, 0).unwrap_err();
+        assert_eq!(ParsedIndex::parse(broken).unwrap_err(), owned);
+        assert!(matches!(owned, IndexError::BadValue { line, .. } if line == 6 * 4321 + 2));
+    }
+}

@@ -1,0 +1,156 @@
+//! The parsed-index cache on the real v3.19 indexes: a warm run plans exactly what a cold
+//! one does, a damaged entry is parsed around, and a warm entry never stands in for a
+//! signature the keyring does not accept. Skipped when `../shared` is absent.
+
+use crate::shared_data::v3_19_index;
+use crate::support::{keyring_of, quick_index_options, shared_or_skip, Recorder};
+
+use std::path::{Path, PathBuf};
+use sysroot_mk::index::{Dependency, ParsedIndex};
+use sysroot_mk::repository::{load_indexes, IndexOptions, LoadedIndex, Repository};
+use sysroot_mk::resolve::{resolve_indexes, Plan, ResolveOptions};
+
+const HIT: &str = "using the parsed form the cache holds";
+
+/// main and community laid out as local repositories under `root`.
+fn repositories(root: &Path) -> Vec<Repository> {
+    ["main", "community"]
+        .iter()
+        .map(|name| {
+            let dir = root.join(name).join("x86_64");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::copy(v3_19_index(name), dir.join("APKINDEX.tar.gz")).unwrap();
+            Repository::parse(&root.join(name).display().to_string()).unwrap()
+        })
+        .collect()
+}
+
+fn load(repos: &[Repository], cache: Option<&Path>, recorder: &Recorder) -> Vec<LoadedIndex> {
+    let shared = shared_or_skip().unwrap();
+    let ring = keyring_of(&[&shared.join("keys/x86_64")], "x86_64");
+    let options = IndexOptions {
+        cache_dir: cache.map(Path::to_path_buf),
+        ..quick_index_options()
+    };
+    load_indexes(repos, "x86_64", &ring, &options, recorder).unwrap()
+}
+
+fn plan(indexes: &[LoadedIndex], what: &str) -> Plan {
+    let sources: Vec<(&ParsedIndex, usize)> = indexes.iter().map(|i| (&i.index, i.repo)).collect();
+    let world = [Dependency::parse(what).unwrap()];
+    let opts = ResolveOptions {
+        arch: Some("x86_64".to_owned()),
+        repo_tags: vec![],
+    };
+    resolve_indexes(&sources, &world, &opts).unwrap()
+}
+
+fn hits(recorder: &Recorder) -> usize {
+    recorder.infos().iter().filter(|m| m.contains(HIT)).count()
+}
+
+fn parsed_entries(cache: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(cache.join("v1/parsed"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+#[test]
+fn a_warm_run_plans_exactly_what_a_cold_run_does() {
+    if shared_or_skip().is_none() || !v3_19_index("community").exists() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repos = repositories(&tmp.path().join("repos"));
+    let cache = tmp.path().join("cache");
+
+    let cold = load(&repos, None, &Recorder::default());
+    assert!(!cache.exists());
+    let first = Recorder::default();
+    let filling = load(&repos, Some(&cache), &first);
+    assert_eq!(hits(&first), 0);
+    assert_eq!(parsed_entries(&cache).len(), 2, "both indexes are kept");
+    let second = Recorder::default();
+    let warm = load(&repos, Some(&cache), &second);
+    assert_eq!(hits(&second), 2, "{:?}", second.infos());
+
+    for (c, w) in cold.iter().zip(filling.iter().chain(&warm)) {
+        assert_eq!(c.index, w.index);
+        assert_eq!(c.description, w.description);
+    }
+    for what in ["gnome", "gcc", "alpine-base"] {
+        let want = plan(&cold, what);
+        assert!(want.packages.len() > 10);
+        assert_eq!(plan(&warm, what), want, "{what}");
+    }
+    assert_eq!(cold[0].packages(), warm[0].packages());
+}
+
+#[test]
+fn a_damaged_parsed_entry_is_parsed_around() {
+    if shared_or_skip().is_none() || !v3_19_index("community").exists() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repos = repositories(&tmp.path().join("repos"));
+    let cache = tmp.path().join("cache");
+    let cold = load(&repos, None, &Recorder::default());
+    load(&repos, Some(&cache), &Recorder::default());
+    // One byte of each entry's text changed in place (same size): `P:gnome` becomes
+    // `P:gnomf` where it occurs, or any byte past the header otherwise.
+    for entry in parsed_entries(&cache) {
+        let mut bytes = std::fs::read(&entry).unwrap();
+        let at = bytes
+            .windows(8)
+            .position(|w| w == b"\nP:gnome")
+            .map_or(4096, |i| i + 7);
+        bytes[at] ^= 0x03;
+        std::fs::remove_file(&entry).unwrap();
+        std::fs::write(&entry, &bytes).unwrap();
+    }
+    let recorder = Recorder::default();
+    let again = load(&repos, Some(&cache), &recorder);
+    assert_eq!(hits(&recorder), 0, "a damaged entry was used");
+    for (c, a) in cold.iter().zip(&again) {
+        assert_eq!(c.index, a.index);
+    }
+    assert_eq!(plan(&again, "gnome"), plan(&cold, "gnome"));
+    // The entries were written anew: the next run uses them.
+    let recorder = Recorder::default();
+    load(&repos, Some(&cache), &recorder);
+    assert_eq!(hits(&recorder), 2);
+}
+
+#[test]
+fn a_warm_entry_does_not_stand_in_for_the_signature() {
+    let Some(shared) = shared_or_skip() else {
+        return;
+    };
+    if !v3_19_index("community").exists() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repos = repositories(&tmp.path().join("repos"));
+    let cache = tmp.path().join("cache");
+    load(&repos, Some(&cache), &Recorder::default());
+    assert_eq!(parsed_entries(&cache).len(), 2);
+    // A keyring without the Alpine key: the warm cache changes nothing.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        crate::support::fixture_keys().join(crate::support::TEST_KEY),
+        other.path().join(crate::support::TEST_KEY),
+    )
+    .unwrap();
+    let ring = keyring_of(&[other.path()], "x86_64");
+    let options = IndexOptions {
+        cache_dir: Some(cache.clone()),
+        ..quick_index_options()
+    };
+    let Err(err) = load_indexes(&repos, "x86_64", &ring, &options, &Recorder::default()) else {
+        panic!("an index signed by an untrusted key was accepted");
+    };
+    assert!(err.to_string().contains("alpine-devel"), "{err}");
+    let _ = shared;
+}
