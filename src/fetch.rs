@@ -366,7 +366,12 @@ impl Fetcher<'_> {
                         path: path.clone(),
                         source,
                     })?;
-                Ok(downloaded)
+                // The rename changed the change time: the stamp is taken again, from the
+                // handle that was verified, so it names that very inode as it is now. A
+                // file another run puts under the name, or any write to this one, has
+                // another stamp, and the installer hashes it again.
+                let stamp = crate::package::FileStamp::of(&partial).ok();
+                Ok((downloaded, stamp))
             });
             // A download cut off by the network stays, for the next run to resume (it
             // is verified before use); anything else that failed is discarded.
@@ -377,11 +382,9 @@ impl Fetcher<'_> {
                 let _ = bucket.remove(&partial_name);
             }
             drop(live);
-            let downloaded = result?;
+            let (downloaded, stamp) = result?;
             self.reporter.download_finished(&name);
-            // Verified under another name (renaming changes the stamp, and another run
-            // may hold the same entry): checked again.
-            return Ok(fetched(path, Origin::Downloaded, downloaded, None, None));
+            return Ok(fetched(path, Origin::Downloaded, downloaded, None, stamp));
         }
         // The temporary folder is ours alone and the handle goes out only after the
         // file verified, so it is written under its final name: no rename, and the

@@ -11,6 +11,7 @@ use sysroot_mk::fetch::{
     cache_key, fetch_packages, FetchError, FetchOptions, FetchedPackage, Origin,
 };
 use sysroot_mk::index::Package;
+use sysroot_mk::package::FileStamp;
 use sysroot_mk::report::{Reporter, Silent};
 use sysroot_mk::repository::{load_indexes, IndexOptions, Repository};
 use sysroot_mk::trust::Keyring;
@@ -190,6 +191,9 @@ fn http_packages_land_in_the_cache_and_are_reused() {
         let (bucket, key) = bucket_and_key(cache.path(), p);
         assert_eq!(f.path, bucket.join(format!("{key}.apk")));
         assert_eq!(std::fs::metadata(&f.path).unwrap().len(), p.size);
+        // Verified once: the stamp handed to the installer is the file's as it now is.
+        let now = FileStamp::of(&std::fs::File::open(&f.path).unwrap()).unwrap();
+        assert_eq!(f.verified, Some(now), "the installer would hash it again");
     }
     let total: u64 = s.packages.iter().map(|p| p.size).sum();
     assert_eq!(*recorder.bytes.lock().unwrap(), total);
