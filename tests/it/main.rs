@@ -1,8 +1,8 @@
-//! Most integration tests, as one binary: each file of this folder is a module, so the
-//! crate is linked into one test program instead of one per file. The helpers they share
-//! stay one folder up, where the test files that need a process of their own (they change
-//! the working directory or rely on per-process state such as the hosts a run saw fail)
-//! declare them too.
+//! The integration tests, as one binary: each file of this folder is a module, so the
+//! crate is linked into one test program instead of one per file. Tests run on threads
+//! of one process, so none may change process-wide state (environment, working
+//! directory, signal handlers): one that must re-runs itself in a child process
+//! (`support::in_own_process`, `support::test_in_child`).
 
 #[path = "../enter_support/mod.rs"]
 mod enter_support;
@@ -48,11 +48,15 @@ mod install_alpine;
 mod install_hostile;
 mod install_rules;
 mod layout_skeleton;
+mod lock_offline;
 mod lock_real;
+mod output_staging;
 mod package_verify;
+mod repository;
 mod resolve_cases;
 mod resolve_real;
 mod safety_cache;
+mod safety_force;
 mod safety_interrupt;
 mod safety_lenient;
 mod safety_output;
