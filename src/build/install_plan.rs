@@ -50,6 +50,7 @@ pub(super) fn install_plan(
     }
 
     resolved.fetch(options, Some(root.clone()), reporter)?;
+    let skipped = std::mem::take(&mut resolved.skipped);
     let Resolved {
         plan,
         repositories: repos,
@@ -75,6 +76,7 @@ pub(super) fn install_plan(
     // of the extraction and while scripts run; nothing of a package is used before it
     // verified, and a failure anywhere removes the whole staging tree.
     let files: Vec<PathBuf> = fetched.iter().map(|f| f.path.clone()).collect();
+    reporter.scripts_planned(runner.planned_scripts(&plan.packages, &files));
     // Cache hits were hashed whole by the fetcher: not again while unchanged.
     let prefetch = install::Prefetch::new(&plan.packages, &files, PREFETCH_BUDGET)
         .trusting(fetched.iter().map(|f| f.verified).collect());
@@ -156,7 +158,7 @@ pub(super) fn install_plan(
     }
     let world_names: Vec<String> = world.iter().map(|d| d.to_string()).collect();
     db::write_database_at(&root, &installed, &world_names, arch, epoch)?;
-    let repositories = repository_lines(options, repos)?;
+    let repositories = repository_lines(options, repos, &skipped)?;
     layout::write_repositories(&root, &repositories)?;
     layout::install_keys(&root, &keys)?;
     layout::ensure_ca_bundle(&root, None, reporter)?;

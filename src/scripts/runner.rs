@@ -14,7 +14,7 @@
 //! arguments and `f:s` bookkeeping of apk hold whichever runs them.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::host::ScriptHost;
 use super::pending::PendingScript;
@@ -182,6 +182,34 @@ impl Runner {
                  (`sysroot-mk binfmt register {arch}` adds one)"
             ))),
         }
+    }
+
+    /// How many scripts a fresh install of `packages` (whose `.apk` files are `files`,
+    /// same order) runs with this runner: their pre- and post-install scripts and the
+    /// triggers of packages with trigger globs, as `install_plan` and
+    /// [`Runner::run_triggers`] run them (none for `I:0` packages); 0 when deferring.
+    /// Read ahead of verification, for a progress total only.
+    pub fn planned_scripts(&self, packages: &[crate::index::Package], files: &[PathBuf]) -> usize {
+        if !self.runs() {
+            return 0;
+        }
+        let counts = |(pkg, file): (&crate::index::Package, &PathBuf)| {
+            if pkg.installed_size == 0 {
+                return 0;
+            }
+            let Ok((info, actions)) = crate::package::peek_control(file) else {
+                return 0;
+            };
+            actions
+                .iter()
+                .filter(|a| match a.as_str() {
+                    "pre-install" | "post-install" => true,
+                    "trigger" => !info.triggers.is_empty(),
+                    _ => false,
+                })
+                .count()
+        };
+        packages.iter().zip(files).map(counts).sum()
     }
 
     /// Whether scripts run now (rather than being recorded).

@@ -151,7 +151,11 @@ fn start_nginx(nginx: &Path, prefix: &Path, served: &Path) -> (Nginx, u16) {
 
 #[test]
 fn https_repository_is_trusted_through_ssl_cert_file() {
-    support::in_own_process(module_path!(), "https_repository_is_trusted_through_ssl_cert_file", loads_over_tls);
+    support::in_own_process(
+        module_path!(),
+        "https_repository_is_trusted_through_ssl_cert_file",
+        loads_over_tls,
+    );
 }
 
 fn loads_over_tls() {

@@ -12,7 +12,11 @@ use sysroot_mk::repository::{load_indexes, Repository};
 
 #[test]
 fn http_proxy_from_the_environment_carries_requests_unless_no_proxy_says_otherwise() {
-    support::in_own_process(module_path!(), "http_proxy_from_the_environment_carries_requests_unless_no_proxy_says_otherwise", proxied_loads);
+    support::in_own_process(
+        module_path!(),
+        "http_proxy_from_the_environment_carries_requests_unless_no_proxy_says_otherwise",
+        proxied_loads,
+    );
 }
 
 fn proxied_loads() {

@@ -72,7 +72,10 @@ pub fn in_own_process(module: &str, name: &str, body: impl FnOnce()) {
         body();
         return;
     }
-    let out = test_in_child(module, name).env(MARK, name).output().unwrap();
+    let out = test_in_child(module, name)
+        .env(MARK, name)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprint!("{stderr}");
@@ -81,7 +84,10 @@ pub fn in_own_process(module: &str, name: &str, body: impl FnOnce()) {
         stdout.contains("running 1 test"),
         "`{name}` did not run in its own process: {stdout}"
     );
-    assert!(out.status.success(), "`{name}` in its own process: {stdout}{stderr}");
+    assert!(
+        out.status.success(),
+        "`{name}` in its own process: {stdout}{stderr}"
+    );
 }
 
 /// `fixtures/keys`.
