@@ -4,24 +4,14 @@
 //! directory, signal handlers): one that must re-runs itself in a child process
 //! (`support::in_own_process`, `support::test_in_child`).
 
-#[path = "../enter_support/mod.rs"]
-mod enter_support;
-#[path = "../foreign_support/mod.rs"]
-mod foreign_support;
-#[path = "../image_support/mod.rs"]
-mod image_support;
-#[path = "../install_common/mod.rs"]
-mod install_common;
-#[path = "../resolve_support/mod.rs"]
-mod resolve_support;
-#[path = "../shared_data/mod.rs"]
-mod shared_data;
 #[path = "../support/mod.rs"]
 mod support;
-#[path = "../tree_support/mod.rs"]
-mod tree_support;
-#[path = "../update_support/mod.rs"]
-mod update_support;
+// The helpers are one module, `support`; these names are the ones the tests use.
+use support::{
+    enter as enter_support, foreign as foreign_support, image as image_support,
+    install as install_common, resolve as resolve_support, shared_data, tree as tree_support,
+    update as update_support,
+};
 
 mod binfmt;
 mod build_e2e;

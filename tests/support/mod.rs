@@ -1,8 +1,18 @@
 //! Test helpers: signed fixture indexes and packages built with the test keys in
-//! `fixtures/keys`, a reporter that records what it is told, and a small HTTP server.
+//! `fixtures/keys`, a reporter that records what it is told, a small HTTP server
+//! ([`http`]), running a test in a process of its own, and the helpers of each group of
+//! tests in a submodule of their own.
 #![allow(dead_code)]
 
+pub mod enter;
+pub mod foreign;
 pub mod http;
+pub mod image;
+pub mod install;
+pub mod resolve;
+pub mod shared_data;
+pub mod tree;
+pub mod update;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
