@@ -42,6 +42,7 @@ mod lock_offline;
 mod lock_real;
 mod output_staging;
 mod package_verify;
+mod progress_totals;
 mod repository;
 mod resolve_cases;
 mod resolve_real;
