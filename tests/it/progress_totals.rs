@@ -56,11 +56,6 @@ fn the_scripts_planned_are_the_scripts_run_or_skipped() {
     );
     update_support::write_repo(&tmp.path().join("demo"), &[&demo]);
     let keys = support::keys_dir(&[support::TEST_KEY]);
-    std::fs::copy(
-        shared.join("keys/x86_64").join(support::ALPINE_X86_64_KEY),
-        keys.path().join(support::ALPINE_X86_64_KEY),
-    )
-    .unwrap();
     let options = BuildOptions {
         arch: sysroot_mk::arch::Arch::resolve("x86_64").unwrap().0,
         dir: tmp.path().join("sysroot"),
@@ -72,7 +67,7 @@ fn the_scripts_planned_are_the_scripts_run_or_skipped() {
             ],
             repositories_file: None,
         },
-        keys_dirs: vec![keys.path().to_path_buf()],
+        keys_dirs: vec![keys.path().to_path_buf(), shared.join("keys/x86_64")],
         allow_untrusted: false,
         cache_dir: None,
         no_scripts: false,
