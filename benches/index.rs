@@ -2,7 +2,7 @@
 //! (23,030 packages, 9.7 MB of text). Run: `cargo bench --bench index`.
 //! apk 2.14 needs about 0.5 s to load and list the same indexes.
 
-#[path = "../tests/shared_data/mod.rs"]
+#[path = "../tests/support/shared_data.rs"]
 mod shared_data;
 
 use shared_data::{apkindex_text, shared, v3_19_index};

@@ -1,5 +1,9 @@
 //! Private mount namespaces: how the scripts' `/proc` and the host binfmt_misc table
 //! get mounted without the host's mount table ever seeing them.
+//!
+//! Through libc rather than rustix: these run in cloned children before exec, where
+//! only raw system calls on arguments prepared beforehand are safe, and their callers
+//! (`scripts::proc`, `scripts::child`) make their own mounts with libc for that reason.
 
 /// Moves the calling thread into a mount namespace of its own whose mounts do not
 /// propagate back to the host (`unshare(CLONE_NEWNS)`, which implies `CLONE_FS`, then

@@ -47,6 +47,12 @@ pub trait Reporter: Send + Sync {
     fn package_installed(&self, _name: &str) {}
     /// A package script (`name-version.action`) starts running.
     fn script_started(&self, _script: &str) {}
+    /// The build will run `count` package scripts: the install scripts and the trigger of
+    /// every package that has one, known before the first starts. Each then either
+    /// starts ([`Reporter::script_started`]) or is skipped ([`Reporter::script_skipped`]).
+    fn scripts_planned(&self, _count: usize) {}
+    /// A planned script does not run: a trigger whose globs matched no directory.
+    fn script_skipped(&self, _script: &str) {}
 }
 
 /// A reporter that drops everything (`-q`, and library callers that don't care).

@@ -58,6 +58,7 @@ pub(super) fn install_plan(
         reporter.stage(Stage::Download);
         reporter.planned(&resolved.plan.packages);
     }
+    let skipped = std::mem::take(&mut resolved.skipped);
     let Resolved {
         plan,
         repositories: repos,
@@ -106,6 +107,30 @@ pub(super) fn install_plan(
         (None, Some(_)) => prefetch = prefetch.after(&ready),
         (None, None) => {}
     }
+    // The scripts' total, for the progress display, is read from the control members
+    // ahead of verification: at once when every file is here, else just before the
+    // first script runs (waiting for the downloads then, not before extracting).
+    let runs = runner.runs();
+    let mut announced = false;
+    let mut announce_scripts = || {
+        if std::mem::replace(&mut announced, true) {
+            return;
+        }
+        if let Some(downloads) = &downloads {
+            (0..plan.packages.len()).for_each(|i| {
+                downloads.ready(i);
+            });
+        }
+        let count = if runs {
+            scripts::count_planned_scripts(&plan.packages, &files)
+        } else {
+            0
+        };
+        reporter.scripts_planned(count);
+    };
+    if downloads.is_none() {
+        announce_scripts();
+    }
     let broken_scripts = std::thread::scope(|scope| {
         if let Some(downloads) = &downloads {
             for _ in 0..downloads.jobs() {
@@ -142,8 +167,13 @@ pub(super) fn install_plan(
             &prefetch,
             &mut runner,
             &mut installer,
+            &mut announce_scripts,
             reporter,
         );
+        // Triggers are scripts too: the total is out before they run.
+        if result.is_ok() {
+            announce_scripts();
+        }
         prefetch.stop();
         if let Some(downloads) = &downloads {
             downloads.stop();
@@ -206,7 +236,7 @@ pub(super) fn install_plan(
     }
     let world_names: Vec<String> = world.iter().map(|d| d.to_string()).collect();
     db::write_database_at(&root, &installed, &world_names, arch, epoch)?;
-    let repositories = repository_lines(options, repos)?;
+    let repositories = repository_lines(options, repos, &skipped)?;
     layout::write_repositories(&root, &repositories)?;
     layout::install_keys(&root, &keys)?;
     layout::ensure_ca_bundle(&root, None, reporter)?;
@@ -237,7 +267,9 @@ const PREFETCH_BUDGET: u64 = 256 * 1024 * 1024;
 
 /// Extracts the plan batch by batch with the install scripts between batches; returns,
 /// per package, whether one of its scripts failed (apk's `f:s`). `verified(i)` gives
-/// package `i` once it passed verification.
+/// package `i` once it passed verification; `announce_scripts` is called before each
+/// script that runs.
+#[allow(clippy::too_many_arguments)]
 fn extract_all<'v>(
     root: &std::path::Path,
     packages: &[Package],
@@ -245,6 +277,7 @@ fn extract_all<'v>(
     prefetch: &install::Prefetch<'_>,
     runner: &mut scripts::Runner,
     installer: &mut install::Installer,
+    announce_scripts: &mut dyn FnMut(),
     reporter: &dyn Reporter,
 ) -> Result<Vec<bool>, BuildError> {
     let run_scripts = runner.runs();
@@ -266,6 +299,7 @@ fn extract_all<'v>(
             end += 1;
         }
         if run_scripts {
+            announce_scripts();
             broken_scripts[start] |= run_package_script(
                 runner,
                 root,
@@ -278,6 +312,7 @@ fn extract_all<'v>(
         installer.extract_prefetched(&pairs[start..end], start, prefetch, reporter)?;
         check_interrupted()?;
         if run_scripts {
+            announce_scripts();
             let last = end - 1;
             broken_scripts[last] |= run_package_script(
                 runner,

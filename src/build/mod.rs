@@ -100,6 +100,10 @@ pub struct Resolved {
     transport: crate::transport::Transport,
     started: Instant,
     fetched: Option<Vec<fetch::FetchedPackage>>,
+    /// Positions in `repositories` of optional repositories whose index is missing (a
+    /// warning): left out of the sysroot's `etc/apk/repositories`, where its own apk
+    /// would fail on them.
+    skipped: Vec<usize>,
 }
 
 impl Resolved {
@@ -122,6 +126,7 @@ impl Resolved {
             transport: crate::transport::Transport::new(Default::default()),
             started: Instant::now(),
             fetched: None,
+            skipped: Vec::new(),
         }
     }
 
@@ -350,6 +355,7 @@ pub fn install(
 fn repository_lines(
     options: &BuildOptions,
     repos: &[repository::Repository],
+    skipped: &[usize],
 ) -> Result<Vec<String>, BuildError> {
     if let Some(lines) = &options.repositories_out {
         return Ok(lines.clone());
@@ -369,7 +375,9 @@ fn repository_lines(
     }
     Ok(repos
         .iter()
-        .map(|r| match &r.tag {
+        .enumerate()
+        .filter(|(i, _)| !skipped.contains(i))
+        .map(|(_, r)| match &r.tag {
             Some(tag) => format!("@{} {}", tag.trim_start_matches('@'), r.url),
             None => r.url.clone(),
         })

@@ -17,6 +17,9 @@ pub fn resolve(options: &BuildOptions, reporter: &dyn Reporter) -> Result<Resolv
     let world = parse_world(&options.packages)?;
     let repos = select_repositories(&options.repos)?;
     let (transport, indexes) = IndexSource::of(options).load(&repos, reporter)?;
+    let skipped = (0..repos.len())
+        .filter(|i| !indexes.iter().any(|index| index.repo == *i))
+        .collect();
 
     reporter.stage(Stage::Resolve);
     let keys = unique_keys(&indexes);
@@ -40,6 +43,7 @@ pub fn resolve(options: &BuildOptions, reporter: &dyn Reporter) -> Result<Resolv
         transport,
         started,
         fetched: None,
+        skipped,
     })
 }
 
@@ -117,6 +121,7 @@ pub fn resolve_locked(
         transport,
         started,
         fetched: None,
+        skipped: Vec::new(),
     })
 }
 

@@ -44,8 +44,8 @@ struct Bars {
     /// warm cache never show it.
     bytes: Mutex<Option<ProgressBar>>,
     packages: Mutex<Option<ProgressBar>>,
-    /// Added when the first script runs: which packages have scripts is known only once
-    /// they are opened, so this phase counts rather than fills.
+    /// Added when a build announces its scripts, with their number as its total; a run
+    /// that announces none (an update) gets a counter when the first script runs.
     scripts: Mutex<Option<ProgressBar>>,
     /// What the plan fetches, counted before the bar exists too.
     fetch: Mutex<FetchTotals>,
@@ -119,7 +119,8 @@ fn complete_if_full(bar: &ProgressBar) {
 
 const BYTES_TEMPLATE: &str = "{prefix:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}";
 const PACKAGES_TEMPLATE: &str = "{prefix:>10} [{bar:30}] {pos}/{len} {msg}";
-const SCRIPTS_TEMPLATE: &str = "{prefix:>10} {pos} run {msg} ({elapsed})";
+const SCRIPTS_TEMPLATE: &str = "{prefix:>10} [{bar:30}] {pos}/{len} {msg}";
+const SCRIPTS_COUNTER_TEMPLATE: &str = "{prefix:>10} {pos} run {msg} ({elapsed})";
 
 impl TerminalReporter {
     /// Bars only when stderr is a terminal and not under `-q`.
@@ -169,7 +170,8 @@ impl Reporter for TerminalReporter {
     fn stage(&self, stage: Stage) {
         if let (Stage::Finish, Some(bars)) = (stage, &self.bars) {
             // The scripts phase is over: its last frame keeps the count and the last
-            // script (`finish` would move the count to the bar's length).
+            // script (`finish` would move the count to the bar's length, and a bar
+            // with a total is full already: each planned script ran or was skipped).
             if let Some(bar) = Bars::get(&bars.scripts) {
                 bar.abandon();
             }
@@ -250,16 +252,34 @@ impl Reporter for TerminalReporter {
         }
     }
 
+    fn scripts_planned(&self, count: usize) {
+        if let Some(bars) = self.bars.as_ref().filter(|_| count > 0) {
+            bars.add(&bars.scripts, SCRIPTS_TEMPLATE, "scripts", count as u64);
+        }
+    }
+
     fn script_started(&self, script: &str) {
         if let Some(bar) = self
             .bars
             .as_ref()
-            .and_then(|b| b.add(&b.scripts, SCRIPTS_TEMPLATE, "scripts", 0))
+            .and_then(|b| b.add(&b.scripts, SCRIPTS_COUNTER_TEMPLATE, "scripts", 0))
         {
             bar.inc(1);
             bar.set_message(script.to_string());
         }
         // Under `-v` the library's own line (`Executing ...`) names it once.
+    }
+
+    fn script_skipped(&self, script: &str) {
+        if let Some(bar) = self.bars.as_ref().and_then(|b| Bars::get(&b.scripts)) {
+            bar.inc(1);
+            bar.set_message(format!("{script} (matched nothing)"));
+        }
+        if self.verbosity == Verbosity::Verbose {
+            self.line(&format!(
+                "skipped {script}: its trigger globs match no directory"
+            ));
+        }
     }
 
     fn package_installed(&self, name: &str) {

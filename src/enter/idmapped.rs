@@ -21,6 +21,9 @@ use rustix::mount::OpenTreeFlags;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
+// The mount and namespace calls go through rustix; `mount_setattr`, which rustix 1.1
+// does not wrap, is the one raw system call (through libc).
+
 /// `mount_setattr`'s flag for an id-mapped mount.
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
@@ -92,7 +95,10 @@ fn user_namespace_with(map: &IdMap) -> std::io::Result<OwnedFd> {
         ForkResult::Child => {
             drop(ready_r);
             drop(done_w);
-            let ok = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).is_ok();
+            // SAFETY: no `FILES` flag, so no descriptor table is split from another thread.
+            let ok = unsafe {
+                rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWUSER).is_ok()
+            };
             let _ = nix::unistd::write(&ready_w, if ok { b"y" } else { b"n" });
             let mut byte = [0u8; 1];
             // Waits until the parent has what it needs (EOF).

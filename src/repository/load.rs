@@ -153,7 +153,8 @@ pub fn load_indexes_with(
     // Said only once the build goes on: next to a fatal error it would only distract.
     for (err, repo) in missing {
         reporter.warn(&format!(
-            "{}; going on without `{}`",
+            "{}; going on without `{}` (a sysroot built now leaves it out of its \
+             `etc/apk/repositories`)",
             crate::report::error_chain(&err),
             repo.url
         ));

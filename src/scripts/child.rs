@@ -1,5 +1,9 @@
 //! Starting a script in the chroot (clone with shared memory, like posix_spawn), and
 //! collecting its output and exit status.
+//!
+//! The child's system calls (clone, unshare, mount, chroot, exec) go through libc alone:
+//! it runs on the parent's memory before exec, where only raw calls on arguments
+//! prepared beforehand are safe, and its namespace setup is `crate::mountns`'s.
 
 use super::{MAX_OUTPUT, SCRIPT_PATH};
 use std::ffi::CString;

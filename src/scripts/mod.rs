@@ -116,6 +116,30 @@ use proc::SHARED_PROC;
 pub use runner::{DeferReason, Runner};
 pub use triggers::{reconcile_exec_dir, run_triggers, trigger_arguments, trigger_arguments_in};
 
+/// How many scripts a fresh install of `packages` (whose `.apk` files are `files`, same
+/// order) runs when scripts run: their pre- and post-install scripts and the triggers of
+/// packages with trigger globs, as a build runs them (none for `I:0` packages). Read
+/// ahead of verification, for a progress total only.
+pub fn count_planned_scripts(packages: &[crate::index::Package], files: &[PathBuf]) -> usize {
+    let counts = |(pkg, file): (&crate::index::Package, &PathBuf)| {
+        if pkg.installed_size == 0 {
+            return 0;
+        }
+        let Ok((info, actions)) = crate::package::peek_control(file) else {
+            return 0;
+        };
+        actions
+            .iter()
+            .filter(|a| match a.as_str() {
+                "pre-install" | "post-install" => true,
+                "trigger" => !info.triggers.is_empty(),
+                _ => false,
+            })
+            .count()
+    };
+    packages.iter().zip(files).map(counts).sum()
+}
+
 /// The file name apk gives a script in `lib/apk/exec`: `<name>-<version>.<action>`.
 pub fn script_file_name(pkg: &InstalledPackage, action: ScriptAction) -> String {
     format!(

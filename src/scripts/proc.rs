@@ -1,4 +1,8 @@
 //! `/proc` mounted once in the root for all the scripts of a build.
+//!
+//! Its mounts use libc, as `crate::mountns` (which makes the namespace they go into, and
+//! also serves cloned children before exec) and `child.rs` (which mounts `/proc` the
+//! same way when there is no shared one) do: one crate for one job.
 
 use std::ffi::CString;
 use std::io::{self};

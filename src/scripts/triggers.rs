@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rustix::fs::OFlags;
 
-use super::{Runner, ScriptError, ScriptOutcome, EXEC_DIR};
+use super::{script_file_name, Runner, ScriptError, ScriptOutcome, EXEC_DIR};
 use crate::db::{InstalledPackage, ScriptAction};
 use crate::report::Reporter;
 use crate::rootfs::RootDir;
@@ -94,6 +94,10 @@ impl Runner {
             }
             let args = trigger_arguments(installed, &installed[i].triggers);
             if args.is_empty() {
+                if installed[i].script(ScriptAction::Trigger).is_some() {
+                    reporter
+                        .script_skipped(&script_file_name(&installed[i], ScriptAction::Trigger));
+                }
                 continue;
             }
             let pkg = &mut installed[i];

@@ -287,3 +287,69 @@ fn on_a_terminal_the_scripts_have_a_progress_line() {
         "{screen}"
     );
 }
+
+#[test]
+fn every_common_arch_alias_gets_its_note() {
+    let Some(repo) = or_skip(local_repo()) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    for (alias, alpine) in [
+        ("arm64", "aarch64"),
+        ("i386", "x86"),
+        ("i686", "x86"),
+        ("armv6", "armhf"),
+        ("ppc64el", "ppc64le"),
+    ] {
+        let mut args = vec!["plan", "--arch", alias];
+        args.extend(repo.iter().map(String::as_str));
+        // The shared repository is x86_64 only: the plan fails, after the note.
+        let out = run_in(tmp.path(), &args);
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("`{alias}` is called `{alpine}` in Alpine")),
+            "{alias}: {err}"
+        );
+        assert!(!err.contains("unknown architecture"), "{alias}: {err}");
+    }
+}
+
+#[test]
+fn a_plan_that_fails_says_planning_not_building() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-repo");
+    let missing = missing.to_str().unwrap();
+    for args in [
+        vec!["plan", "--arch", "x86_64", "--repo", missing, "musl"],
+        // The old spelling, where it is unambiguous: DIR is named, no package follows.
+        vec!["--arch", "x86_64", "--repo", missing, "--simulate", "./t"],
+    ] {
+        let out = run_in(tmp.path(), &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("planning `"), "{args:?}: {err}");
+        assert!(!err.contains("building `"), "{args:?}: {err}");
+        assert!(!tmp.path().join("t").exists());
+    }
+}
+
+#[test]
+fn binfmt_register_without_root_says_root_is_needed() {
+    if !is_root() {
+        return skip("needs root to run the tool as `nobody`");
+    }
+    let out = {
+        use std::os::unix::process::CommandExt;
+        bin()
+            .args(["binfmt", "register", "aarch64"])
+            .uid(65534)
+            .gid(65534)
+            .env("HOME", "/")
+            .output()
+            .unwrap()
+    };
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("needs root"), "{err}");
+    assert!(!err.contains("Permission denied (os error"), "{err}");
+}

@@ -127,6 +127,46 @@ fn a_branch_without_community_is_a_warning_and_repos_picks_the_repositories() {
 }
 
 #[test]
+fn a_skipped_repository_is_left_out_of_the_sysroots_repositories() {
+    let Some(alpine) = enter_support::alpine() else {
+        return skip("../shared/alpine is missing");
+    };
+    if !is_root() {
+        return skip("needs root for a build with owners");
+    }
+    // The shared data is a mirror whose v3.19 has `main` only.
+    let server = TestServer::serve(&alpine);
+    let tmp = tempfile::tempdir().unwrap();
+    let sysroot = tmp.path().join("sysroot");
+    let out = bin()
+        .args(["build", "--mirror", &server.base, "--branch", "v3.19"])
+        .args([
+            "--arch",
+            "x86_64",
+            "--no-cache",
+            "--no-scripts",
+            "--keys-dir",
+        ])
+        .arg(alpine.join("keys/x86_64"))
+        .arg(&sysroot)
+        .arg("musl")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("v3.19/community")
+            && err.contains("leaves it out of its `etc/apk/repositories`"),
+        "{err}"
+    );
+    // The sysroot's own apk would fail on a repository without an index.
+    assert_eq!(
+        std::fs::read_to_string(sysroot.join("etc/apk/repositories")).unwrap(),
+        format!("{}/v3.19/main\n", server.base)
+    );
+}
+
+#[test]
 fn no_index_for_the_arch_names_the_published_ones_and_the_close_one() {
     let tmp = tempfile::tempdir().unwrap();
     let hello = [package("hello")];
@@ -333,17 +373,52 @@ fn on_a_terminal_the_bar_knows_its_totals_from_the_plan_and_ends_full() {
     assert!(frames.iter().all(|(_, t)| t == total), "{frames:?}");
     let (last, _) = frames.last().unwrap();
     assert_eq!(last, total, "{frames:?}");
-    // The package count is fixed too, and ends complete; the scripts have their phase.
-    let counts: Vec<&str> = screen
-        .split_whitespace()
-        .filter(|w| {
-            let parts: Vec<&str> = w.split('/').collect();
-            parts.len() == 2 && parts.iter().all(|n| n.parse::<u32>().is_ok())
-        })
+    // The package count is fixed too, and ends complete.
+    let installs = counts_of("install", &screen);
+    assert!(!installs.is_empty(), "{screen:?}");
+    assert!(installs.iter().all(|c| c.ends_with("/25")), "{installs:?}");
+    assert_eq!(
+        installs.last().map(String::as_str),
+        Some("25/25"),
+        "{screen:?}"
+    );
+    // The scripts have a phase of their own, whose total is there from its first frame:
+    // alpine-base runs 5 (busybox's post-install and trigger, alpine-baselayout's pre-
+    // and post-install, openrc's post-install); it ends complete.
+    let scripts = counts_of("scripts", &screen);
+    assert_eq!(
+        scripts.first().map(String::as_str),
+        Some("0/5"),
+        "{scripts:?}"
+    );
+    assert!(scripts.iter().all(|c| c.ends_with("/5")), "{scripts:?}");
+    assert_eq!(
+        scripts.last().map(String::as_str),
+        Some("5/5"),
+        "{scripts:?}"
+    );
+}
+
+/// Every `N/M` count drawn on the bar labelled `label` (`install`, `scripts`), in order.
+fn counts_of(label: &str, screen: &str) -> Vec<String> {
+    let words: Vec<&str> = screen
+        .split(|c: char| c.is_whitespace() || c == '\u{1b}' || c == '[' || c == ']')
+        .filter(|w| !w.is_empty())
         .collect();
-    assert!(counts.iter().all(|c| c.ends_with("/25")), "{counts:?}");
-    assert_eq!(counts.last(), Some(&"25/25"), "{screen:?}");
-    assert!(screen.contains("scripts"), "{screen:?}");
+    let mut current = "";
+    let mut counts = Vec::new();
+    for word in words {
+        if word == "install" || word == "scripts" {
+            current = word;
+            continue;
+        }
+        let parts: Vec<&str> = word.split('/').collect();
+        if current == label && parts.len() == 2 && parts.iter().all(|n| n.parse::<u32>().is_ok()) {
+            counts.push(word.to_string());
+            current = "";
+        }
+    }
+    counts
 }
 
 #[test]

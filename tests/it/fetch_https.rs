@@ -1,7 +1,8 @@
 //! HTTPS against a real nginx on 127.0.0.1 with a test CA made by the `openssl` CLI.
 //! Skipped (with the reason) when nginx or openssl is not installed.
 //!
-//! This file holds one test on purpose: it sets `SSL_CERT_FILE` for its process.
+//! The test sets `SSL_CERT_FILE`, so it runs in a process of its own (the variable would
+//! outlive its temporary CA for every other test of the shared process).
 
 use crate::support;
 
@@ -150,6 +151,14 @@ fn start_nginx(nginx: &Path, prefix: &Path, served: &Path) -> (Nginx, u16) {
 
 #[test]
 fn https_repository_is_trusted_through_ssl_cert_file() {
+    support::in_own_process(
+        module_path!(),
+        "https_repository_is_trusted_through_ssl_cert_file",
+        loads_over_tls,
+    );
+}
+
+fn loads_over_tls() {
     let Some(nginx) = find_program("nginx") else {
         eprintln!("skipped: nginx is not installed");
         return;

@@ -1,5 +1,6 @@
-//! `HTTP_PROXY` and `NO_PROXY` from the environment are honoured. One test in this file
-//! on purpose: it sets proxy variables for its process.
+//! `HTTP_PROXY` and `NO_PROXY` from the environment are honoured. The test sets proxy
+//! variables, so it runs in a process of its own: in the shared test process they would
+//! send every later HTTP request of other tests to a proxy that is gone.
 
 use crate::support;
 
@@ -11,6 +12,14 @@ use sysroot_mk::repository::{load_indexes, Repository};
 
 #[test]
 fn http_proxy_from_the_environment_carries_requests_unless_no_proxy_says_otherwise() {
+    support::in_own_process(
+        module_path!(),
+        "http_proxy_from_the_environment_carries_requests_unless_no_proxy_says_otherwise",
+        proxied_loads,
+    );
+}
+
+fn proxied_loads() {
     let served = tempfile::tempdir().unwrap();
     let packages = [FixturePackage::new("alpha", "1.0-r0", b"a")];
     write_repo(

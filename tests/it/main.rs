@@ -1,27 +1,17 @@
-//! Most integration tests, as one binary: each file of this folder is a module, so the
-//! crate is linked into one test program instead of one per file. The helpers they share
-//! stay one folder up, where the test files that need a process of their own (they change
-//! the working directory or rely on per-process state such as the hosts a run saw fail)
-//! declare them too.
+//! The integration tests, as one binary: each file of this folder is a module, so the
+//! crate is linked into one test program instead of one per file. Tests run on threads
+//! of one process, so none may change process-wide state (environment, working
+//! directory, signal handlers): one that must re-runs itself in a child process
+//! (`support::in_own_process`, `support::test_in_child`).
 
-#[path = "../enter_support/mod.rs"]
-mod enter_support;
-#[path = "../foreign_support/mod.rs"]
-mod foreign_support;
-#[path = "../image_support/mod.rs"]
-mod image_support;
-#[path = "../install_common/mod.rs"]
-mod install_common;
-#[path = "../resolve_support/mod.rs"]
-mod resolve_support;
-#[path = "../shared_data/mod.rs"]
-mod shared_data;
 #[path = "../support/mod.rs"]
 mod support;
-#[path = "../tree_support/mod.rs"]
-mod tree_support;
-#[path = "../update_support/mod.rs"]
-mod update_support;
+// The helpers are one module, `support`; these names are the ones the tests use.
+use support::{
+    enter as enter_support, foreign as foreign_support, image as image_support,
+    install as install_common, resolve as resolve_support, shared_data, tree as tree_support,
+    update as update_support,
+};
 
 mod binfmt;
 mod build_e2e;
@@ -50,11 +40,16 @@ mod install_alpine;
 mod install_hostile;
 mod install_rules;
 mod layout_skeleton;
+mod lock_offline;
 mod lock_real;
+mod output_staging;
 mod package_verify;
+mod progress_totals;
+mod repository;
 mod resolve_cases;
 mod resolve_real;
 mod safety_cache;
+mod safety_force;
 mod safety_interrupt;
 mod safety_lenient;
 mod safety_output;

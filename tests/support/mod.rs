@@ -1,8 +1,18 @@
 //! Test helpers: signed fixture indexes and packages built with the test keys in
-//! `fixtures/keys`, a reporter that records what it is told, and a small HTTP server.
+//! `fixtures/keys`, a reporter that records what it is told, a small HTTP server
+//! ([`http`]), running a test in a process of its own, and the helpers of each group of
+//! tests in a submodule of their own.
 #![allow(dead_code)]
 
+pub mod enter;
+pub mod foreign;
 pub mod http;
+pub mod image;
+pub mod install;
+pub mod resolve;
+pub mod shared_data;
+pub mod tree;
+pub mod update;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -44,6 +54,50 @@ pub fn shared_or_skip() -> Option<PathBuf> {
         eprintln!("skipped: ../shared/alpine is absent");
     }
     found
+}
+
+/// This test binary, told to run only the test `name` of the module whose
+/// `module_path!()` is `module`: a test that needs a process of its own (signal
+/// handlers, a working directory, `HOME`) runs its body there. The first path segment
+/// is the crate, which libtest's test names leave out.
+pub fn test_in_child(module: &str, name: &str) -> std::process::Command {
+    let module = module.split_once("::").map_or("", |(_, rest)| rest);
+    let full = if module.is_empty() {
+        name.to_string()
+    } else {
+        format!("{module}::{name}")
+    };
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", &full, "--nocapture", "--test-threads=1"]);
+    cmd
+}
+
+/// Runs `body`, the test `name` of the module whose `module_path!()` is `module`, in a
+/// process of its own: for a test that changes process-wide state other tests read
+/// (the environment: proxies, `SSL_CERT_FILE`). The calling test re-runs itself there and
+/// passes when that run does; its output is passed on, so a `skipped:` line shows.
+pub fn in_own_process(module: &str, name: &str, body: impl FnOnce()) {
+    const MARK: &str = "SYSROOT_MK_TEST_OWN_PROCESS";
+    if std::env::var_os(MARK).is_some_and(|v| v == name) {
+        body();
+        return;
+    }
+    let out = test_in_child(module, name)
+        .env(MARK, name)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprint!("{stderr}");
+    // A filter that matched nothing would pass without running the body.
+    assert!(
+        stdout.contains("running 1 test"),
+        "`{name}` did not run in its own process: {stdout}"
+    );
+    assert!(
+        out.status.success(),
+        "`{name}` in its own process: {stdout}{stderr}"
+    );
 }
 
 /// `fixtures/keys`.

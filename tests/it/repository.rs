@@ -1,6 +1,6 @@
 //! Loading repository indexes: local and HTTP, trusted and not, cached and revalidated.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use support::http::{Fault, TestServer};

@@ -137,6 +137,18 @@ pub fn scripted_package(
     entries: &[TestEntry],
     scripts: &[(&str, &str)],
 ) -> ScriptedPackage {
+    scripted_package_with(name, version, entries, scripts, "")
+}
+
+/// [`scripted_package`] with `pkginfo` (`key = value` lines) added to its `.PKGINFO`
+/// (`triggers = /dir/*`, say).
+pub fn scripted_package_with(
+    name: &str,
+    version: &str,
+    entries: &[TestEntry],
+    scripts: &[(&str, &str)],
+    pkginfo: &str,
+) -> ScriptedPackage {
     use base64::Engine;
     use sha1::Digest;
     let mut data_tar = tar_of(entries);
@@ -145,7 +157,7 @@ pub fn scripted_package(
     let datahash = hex::encode(sha2::Sha256::digest(&data));
     let size: usize = entries.iter().map(|e| e.data.len()).sum();
     let pkginfo = format!(
-        "pkgname = {name}\npkgver = {version}\npkgdesc = test\nurl = https://example.invalid\nbuilddate = 1700000000\nsize = {size}\narch = x86_64\norigin = {name}\nlicense = MIT\ndatahash = {datahash}\n"
+        "pkgname = {name}\npkgver = {version}\npkgdesc = test\nurl = https://example.invalid\nbuilddate = 1700000000\nsize = {size}\narch = x86_64\norigin = {name}\nlicense = MIT\ndatahash = {datahash}\n{pkginfo}"
     );
     let mut control: Vec<(String, Vec<u8>)> = vec![(".PKGINFO".into(), pkginfo.into_bytes())];
     for (action, body) in scripts {

@@ -129,13 +129,7 @@ fn sigterm_during_a_build_leaves_nothing() {
     let parent = tempfile::tempdir().unwrap();
     let dest = parent.path().join("out");
     let ready = dest.with_extension("ready");
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "signal_child_helper",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let mut child = crate::support::test_in_child(module_path!(), "signal_child_helper")
         .env("SYSROOT_MK_SIGNAL_CHILD_DEST", &dest)
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -3,8 +3,8 @@
 //! changed lockfile or a repository that lost a package fails clearly, and an offline
 //! build with a cold cache fails with one line and writes nothing.
 
-mod support;
-mod tree_support;
+use crate::support;
+use crate::tree_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -112,13 +112,7 @@ fn create_child_helper() {
 }
 
 fn create_in_child(dest: &Path, cwd: &Path, home: &Path) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "create_child_helper",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let out = crate::support::test_in_child(module_path!(), "create_child_helper")
         .env("SYSROOT_MK_FORCE_CHILD_DEST", dest)
         .env("HOME", home)
         .current_dir(cwd)
