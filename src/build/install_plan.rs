@@ -298,7 +298,7 @@ fn extract_all<'v>(
             }
             end += 1;
         }
-        if run_scripts {
+        if run_scripts && runs_script(pairs[start], ScriptAction::PreInstall) {
             announce_scripts();
             broken_scripts[start] |= run_package_script(
                 runner,
@@ -311,9 +311,9 @@ fn extract_all<'v>(
         }
         installer.extract_prefetched(&pairs[start..end], start, prefetch, reporter)?;
         check_interrupted()?;
-        if run_scripts {
+        let last = end - 1;
+        if run_scripts && runs_script(pairs[last], ScriptAction::PostInstall) {
             announce_scripts();
-            let last = end - 1;
             broken_scripts[last] |= run_package_script(
                 runner,
                 root,
@@ -352,8 +352,17 @@ fn extends_batch(
     if !run_scripts {
         return true;
     }
-    let runs = |i: usize, action| pairs[i].0.installed_size != 0 && has_script(pairs[i].1, action);
-    !runs(end - 1, ScriptAction::PostInstall) && !runs(end, ScriptAction::PreInstall)
+    !runs_script(pairs[end - 1], ScriptAction::PostInstall)
+        && !runs_script(pairs[end], ScriptAction::PreInstall)
+}
+
+/// Whether the package has the script and it is run: apk does not open packages with
+/// `I:0`, so it neither records nor runs their scripts.
+fn runs_script(
+    (pkg, verified): (&Package, &package::VerifiedPackage),
+    action: ScriptAction,
+) -> bool {
+    pkg.installed_size != 0 && has_script(verified, action)
 }
 
 fn has_script(package: &package::VerifiedPackage, action: ScriptAction) -> bool {
@@ -372,8 +381,7 @@ fn run_package_script(
     installer: &mut install::Installer,
     reporter: &dyn Reporter,
 ) -> Result<bool, BuildError> {
-    // apk does not open packages with `I:0`, so it neither records nor runs their scripts.
-    if pkg.installed_size == 0 || !has_script(verified, action) {
+    if !runs_script((pkg, verified), action) {
         return Ok(false);
     }
     let mut record = db::InstalledPackage::new(pkg.clone());
