@@ -11,6 +11,7 @@ pub mod image;
 pub mod install;
 pub mod resolve;
 pub mod shared_data;
+pub mod tls;
 pub mod tree;
 pub mod update;
 
