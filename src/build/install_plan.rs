@@ -94,9 +94,10 @@ pub(super) fn install_plan(
     // The runner is finished (its mounts gone) before the staging directory is
     // committed or removed.
     let mut runner = scripts::Runner::for_build(&root, options.arch, options.no_scripts, reporter)?;
-    // Each package is verified, then inflated, on background threads in plan order, ahead
-    // of the extraction and while scripts run; nothing of a package is used before it
-    // verified, and a failure anywhere removes the whole staging tree.
+    // Background threads read each package once, in plan order, ahead of the extraction
+    // and while scripts run: its control member is verified before its scripts are used,
+    // its data member is inflated into the installer's scratch folder and verified before
+    // anything of it is placed; a failure anywhere removes the whole staging tree.
     let ready = |i: usize| downloads.as_ref().and_then(|d| d.ready(i));
     let mut prefetch = installer.prefetch(&plan.packages, &files, PREFETCH_BUDGET);
     match (&prefetched, &downloads) {
