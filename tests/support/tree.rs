@@ -73,8 +73,13 @@ pub fn user_workspace(uid: u32, gid: u32) -> (tempfile::TempDir, PathBuf, PathBu
     std::fs::create_dir(&work).unwrap();
     std::os::unix::fs::chown(&work, Some(uid), Some(gid)).unwrap();
     let exe = tmp.path().join("sysroot-mk");
-    std::fs::copy(env!("CARGO_BIN_EXE_sysroot-mk"), &exe).unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A hard link where it can be, not a copy: the copy's write descriptor, inherited by a
+    // child that another test thread forks meanwhile, makes running the copy fail with
+    // "Text file busy" until that child execs (seen in CI).
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_sysroot-mk"), &exe).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_sysroot-mk"), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     (tmp, work, exe)
 }
 
