@@ -389,37 +389,26 @@ impl VerifiedPackage {
 /// The `.PKGINFO` and script actions (`pre-install`, `trigger`...) of the `.apk` file at
 /// `path`, read without verifying anything: only for estimates made ahead of the real
 /// work (how many scripts a build will run, so a progress bar knows its total), never
-/// to act on. Reads the start of the file, or all of it when the control member
-/// reaches further.
+/// to act on. Reads the signature and control members only, as
+/// [`VerifiedPackage::open_streaming`] reads them.
 pub fn peek_control(path: &Path) -> Result<(PkgInfo, Vec<String>), PackageError> {
     use std::io::Read;
-    /// Enough for the signature and control members of nearly every package.
-    const HEAD: u64 = 256 * 1024;
     let package = path.display().to_string();
-    let read = |limit: u64| -> Result<Vec<u8>, PackageError> {
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(limit).read_to_end(&mut bytes))
-            .map_err(|source| PackageError::Read {
-                package: package.clone(),
-                path: package.clone(),
-                source,
-            })?;
-        Ok(bytes)
-    };
-    let control = |bytes: &[u8]| -> Result<Vec<u8>, ArchiveError> {
-        let signed = archive::split_signature(bytes)?;
-        Ok(archive::read_first_member(signed.rest, MAX_CONTROL_MEMBER)?.0)
-    };
-    let head = read(HEAD)?;
-    let tar = match control(&head) {
-        Err(_) if head.len() as u64 == HEAD => control(&read(MAX_PACKAGE_FILE)?),
-        result => result,
-    }
-    .map_err(|source| PackageError::Archive {
+    let read_err = |source| PackageError::Read {
         package: package.clone(),
+        path: package.clone(),
         source,
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut reader = std::io::BufReader::new(file.take(MAX_PACKAGE_FILE));
+    let head = stream::read_head(&mut reader).map_err(read_err)?;
+    let tar = archive::split_signature(&head)
+        .and_then(|signed| archive::read_first_member(signed.rest, MAX_CONTROL_MEMBER))
+        .map_err(|source| PackageError::Archive {
+            package: package.clone(),
+            source,
+        })?
+        .0;
     let (info, scripts) = read_control(&package, &tar)?;
     Ok((info, scripts.into_iter().map(|s| s.action).collect()))
 }

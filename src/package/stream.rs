@@ -109,8 +109,8 @@ impl VerifiedPackage {
 }
 
 /// The raw bytes of the members before the data member: the signature member if there
-/// is one, and the control member.
-fn read_head(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
+/// is one, and the control member; `reader` is left at the data member.
+pub(super) fn read_head(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
     let mut head = read_member(reader)?;
     let signed = crate::archive::split_signature(&head).map_err(io::Error::other)?;
     if signed.signature.is_some() {
