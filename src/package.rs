@@ -254,33 +254,21 @@ impl FileStamp {
 }
 
 impl VerifiedPackage {
-    /// Reads and verifies the `.apk` at `path` against `expected` (its index entry).
+    /// Reads and verifies the `.apk` at `path` against `expected` (its index entry). The
+    /// installer reads packages with [`open_streaming`](Self::open_streaming) instead,
+    /// which holds no data member and may trust a fetcher's stamp.
     pub fn open(expected: &Package, path: &Path) -> Result<VerifiedPackage, PackageError> {
-        VerifiedPackage::open_trusting(expected, path, None)
-    }
-
-    /// As [`open`](Self::open), but when the file is still the one `verified` stamped
-    /// (the fetcher hashed it whole moments ago), its data member is not hashed again.
-    /// Everything else is checked as always.
-    pub fn open_trusting(
-        expected: &Package,
-        path: &Path,
-        verified: Option<FileStamp>,
-    ) -> Result<VerifiedPackage, PackageError> {
         use std::io::Read;
         let read_err = |source| PackageError::Read {
             package: expected.name_version(),
             path: path.display().to_string(),
             source,
         };
-        let file = std::fs::File::open(path).map_err(read_err)?;
-        // Stamped before reading: a change while reading shows in a later stamp.
-        let unchanged = verified.is_some() && verified == FileStamp::of(&file).ok();
         let mut bytes = Vec::new();
-        file.take(MAX_PACKAGE_FILE)
-            .read_to_end(&mut bytes)
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_PACKAGE_FILE).read_to_end(&mut bytes))
             .map_err(read_err)?;
-        VerifiedPackage::check(expected, bytes, !unchanged)
+        VerifiedPackage::check(expected, bytes, true)
     }
 
     /// Verifies the bytes of an `.apk` against `expected` (its index entry).

@@ -75,6 +75,7 @@ impl VerifiedPackage {
             source,
         };
         let file = std::fs::File::open(path).map_err(read_err)?;
+        // Stamped before reading: a change while reading shows in a later stamp.
         let mut unchanged = verified.is_some() && verified == FileStamp::of(&file).ok();
         let mut reader = BufReader::with_capacity(64 * 1024, file.take(MAX_PACKAGE_FILE));
         let package = match read_head(&mut reader) {
