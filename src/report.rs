@@ -53,13 +53,22 @@ pub trait Reporter: Send + Sync {
     fn scripts_planned(&self, _count: usize) {}
     /// A planned script does not run: a trigger whose globs matched no directory.
     fn script_skipped(&self, _script: &str) {}
+    /// Whether totals are shown: work done only to compute one (reading every package's
+    /// control member ahead for [`Reporter::scripts_planned`]) is skipped when not.
+    fn shows_totals(&self) -> bool {
+        true
+    }
 }
 
 /// A reporter that drops everything (`-q`, and library callers that don't care).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Silent;
 
-impl Reporter for Silent {}
+impl Reporter for Silent {
+    fn shows_totals(&self) -> bool {
+        false
+    }
+}
 
 /// An error and its causes on one line (`a: b: c`), for messages that go through a
 /// [`Reporter`] instead of being returned: error types state only their own level and

@@ -108,11 +108,11 @@ pub(super) fn install_plan(
         (None, Some(_)) => prefetch = prefetch.after(&ready),
         (None, None) => {}
     }
-    // The scripts' total, for the progress display, is read from the control members
-    // ahead of verification: at once when every file is here, else just before the
-    // first script runs (waiting for the downloads then, not before extracting).
+    // The scripts' total, for the progress display (when there is one), is read from the
+    // control members ahead of verification: at once when every file is here, else just
+    // before the first script runs (waiting for the downloads then, not before extracting).
     let runs = runner.runs();
-    let mut announced = false;
+    let mut announced = !reporter.shows_totals();
     let mut announce_scripts = || {
         if std::mem::replace(&mut announced, true) {
             return;

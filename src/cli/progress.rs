@@ -252,6 +252,10 @@ impl Reporter for TerminalReporter {
         }
     }
 
+    fn shows_totals(&self) -> bool {
+        self.bars.is_some()
+    }
+
     fn scripts_planned(&self, count: usize) {
         if let Some(bars) = self.bars.as_ref().filter(|_| count > 0) {
             bars.add(&bars.scripts, SCRIPTS_TEMPLATE, "scripts", count as u64);
