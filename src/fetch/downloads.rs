@@ -154,6 +154,18 @@ impl<'a> Downloads<'a> {
     /// [`Downloads::stop`] was called or the run is interrupted.
     pub fn work(&self) {
         self.lock().working += 1;
+        // Leaves the count even when a fetch panics, or `wait` would wait for this thread
+        // forever; a panic also halts the others (the panic itself reaches the scope).
+        struct Leave<'d, 'a>(&'d Downloads<'a>);
+        impl Drop for Leave<'_, '_> {
+            fn drop(&mut self) {
+                let mut state = self.0.lock();
+                state.working -= 1;
+                state.halted |= std::thread::panicking();
+                self.0.changed.notify_all();
+            }
+        }
+        let _leave = Leave(self);
         loop {
             if self.lock().halted || crate::output::interrupted() {
                 break;
@@ -175,8 +187,6 @@ impl<'a> Downloads<'a> {
             }
             self.changed.notify_all();
         }
-        self.lock().working -= 1;
-        self.changed.notify_all();
     }
 
     /// Package `index` once fetched and verified, waiting for it; `None` when it failed
@@ -232,5 +242,64 @@ impl<'a> Downloads<'a> {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Reporter;
+    use crate::repository::Repository;
+    use crate::transport::{Transport, TransportOptions};
+
+    /// A reporter whose every finished download is a bug.
+    struct Panics;
+    impl Reporter for Panics {
+        fn download_finished(&self, _name: &str) {
+            panic!("a bug while fetching");
+        }
+    }
+
+    #[test]
+    fn a_worker_that_panics_fails_the_waits_instead_of_hanging_them() {
+        let repo_dir = tempfile::tempdir().expect("tempdir");
+        let package = Package {
+            name: "one".into(),
+            version: crate::version::Version::new("1-r0"),
+            ..Package::default()
+        };
+        std::fs::create_dir(repo_dir.path().join("x86_64")).expect("arch folder");
+        std::fs::write(
+            repo_dir.path().join("x86_64").join(package.file_name()),
+            b"",
+        )
+        .expect("package file");
+        let repos = vec![Repository::parse(&repo_dir.path().display().to_string()).expect("repo")];
+        let (done, outcome) = std::sync::mpsc::channel();
+        // The wait runs on a thread of its own, so that a hang fails this test instead
+        // of stalling the suite.
+        std::thread::spawn(move || {
+            let transport = Transport::new(TransportOptions::default());
+            let packages = [package];
+            // Taken as it is: the fetch reaches the reporter without checking the file.
+            let options = FetchOptions {
+                verify_local: false,
+                ..FetchOptions::default()
+            };
+            let downloads =
+                Downloads::new(&transport, &packages, &repos, "x86_64", &options, &Panics)
+                    .expect("downloads");
+            let scope = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                std::thread::scope(|scope| {
+                    scope.spawn(|| downloads.work());
+                    let _ = done.send(downloads.wait(0).is_none());
+                })
+            }));
+            assert!(scope.is_err(), "the worker's panic reaches the scope");
+        });
+        let never = outcome
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the wait returned");
+        assert!(never, "a package whose worker panicked is never there");
     }
 }

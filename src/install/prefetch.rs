@@ -58,6 +58,8 @@ struct State {
     /// The package the extraction waits for (or will take next).
     wanted: usize,
     stopped: bool,
+    /// A worker thread panicked: what it held will never come.
+    crashed: bool,
 }
 
 impl<'a> Prefetch<'a> {
@@ -86,6 +88,7 @@ impl<'a> Prefetch<'a> {
                 held: 0,
                 wanted: 0,
                 stopped: false,
+                crashed: false,
             }),
             changed: Condvar::new(),
         }
@@ -112,6 +115,20 @@ impl<'a> Prefetch<'a> {
     /// The loop of one background thread: returns when every package is inflated or
     /// [`Prefetch::stop`] was called.
     pub fn work(&self) {
+        // A panic here (a bug) must not leave the extraction waiting for a package that
+        // this thread will never deliver: it stops everything, and the waits say so.
+        struct Crash<'p, 'a>(&'p Prefetch<'a>);
+        impl Drop for Crash<'_, '_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    let mut state = self.0.lock();
+                    state.crashed = true;
+                    state.stopped = true;
+                    self.0.changed.notify_all();
+                }
+            }
+        }
+        let _crash = Crash(self);
         loop {
             let index = self.next.fetch_add(1, Ordering::Relaxed);
             let (Some(pkg), Some(file)) = (self.packages.get(index), self.files.get(index)) else {
@@ -208,6 +225,13 @@ impl<'a> Prefetch<'a> {
             if let Some(err) = state.refused[index].take() {
                 return Err(err);
             }
+            if state.crashed {
+                return Err(PackageError::Read {
+                    package: self.packages[index].name_version(),
+                    path: self.files[index].display().to_string(),
+                    source: std::io::Error::other(CRASHED),
+                });
+            }
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
     }
@@ -226,6 +250,9 @@ impl<'a> Prefetch<'a> {
             if index >= state.slots.len() {
                 return Err(InstallError::NotPrefetched { index });
             }
+            if state.crashed {
+                return Err(InstallError::Unverified { index });
+            }
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
     }
@@ -234,6 +261,9 @@ impl<'a> Prefetch<'a> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// Why a package never came: a worker thread panicked.
+const CRASHED: &str = "the thread verifying packages stopped on an internal error";
 
 /// What a package is expected to inflate to: its installed size (the index's `I:`, known
 /// before the file is read).
@@ -314,6 +344,44 @@ mod tests {
         let packages: Vec<Package> = ALPINE_BASE.lines().map(|nv| index[nv].clone()).collect();
         let files = packages.iter().map(|p| repo.join(p.file_name())).collect();
         Some((packages, files))
+    }
+
+    #[test]
+    fn a_worker_that_panics_fails_the_waits_instead_of_hanging_them() {
+        let packages: Vec<Package> = ["one", "two"]
+            .iter()
+            .map(|name| Package {
+                name: name.to_string(),
+                installed_size: 1,
+                ..Package::default()
+            })
+            .collect();
+        let files = vec![PathBuf::from("/nonexistent/one.apk"); 2];
+        let (_tmp, scratch) = scratch();
+        let (done, outcome) = std::sync::mpsc::channel();
+        // The waits run on a thread of their own, so that a hang fails this test
+        // instead of stalling the suite.
+        std::thread::spawn(move || {
+            let ready = |_: usize| -> Option<Option<FileStamp>> { panic!("a bug in a worker") };
+            let prefetch = Prefetch::new(&packages, &files, u64::MAX, scratch).after(&ready);
+            let scope = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                std::thread::scope(|scope| {
+                    scope.spawn(|| prefetch.work());
+                    let verified = prefetch.verified(1).map(|_| ()).map_err(|e| e.to_string());
+                    let taken = prefetch.take(0).map(|_| ()).map_err(|e| e.to_string());
+                    let _ = done.send((verified, taken));
+                })
+            }));
+            assert!(scope.is_err(), "the worker's panic reaches the scope");
+        });
+        let (verified, taken) = outcome
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the waits returned");
+        assert!(
+            verified.as_ref().is_err_and(|e| e.contains("two")),
+            "{verified:?}"
+        );
+        assert!(taken.is_err(), "{taken:?}");
     }
 
     #[test]
