@@ -89,11 +89,6 @@ pub(super) fn install_plan(
 
     reporter.stage(Stage::Install);
     reporter.install_started(plan.packages.len());
-    // Natively, scripts run from this thread with one `/proc` for all of them, as apk
-    // mounts it once; foreign ones through a helper with qemu; else they are recorded.
-    // The runner is finished (its mounts gone) before the staging directory is
-    // committed or removed.
-    let mut runner = scripts::Runner::for_build(&root, options.arch, options.no_scripts, reporter)?;
     // Background threads read each package once, in plan order, ahead of the extraction
     // and while scripts run: its control member is verified before its scripts are used,
     // its data member is inflated into the installer's scratch folder and verified before
@@ -111,9 +106,8 @@ pub(super) fn install_plan(
     // The scripts' total, for the progress display (when there is one), is read from the
     // control members ahead of verification: at once when every file is here, else just
     // before the first script runs (waiting for the downloads then, not before extracting).
-    let runs = runner.runs();
     let mut announced = !reporter.shows_totals();
-    let mut announce_scripts = || {
+    let mut announce_scripts = |runs: bool| {
         if std::mem::replace(&mut announced, true) {
             return;
         }
@@ -129,10 +123,7 @@ pub(super) fn install_plan(
         };
         reporter.scripts_planned(count);
     };
-    if downloads.is_none() {
-        announce_scripts();
-    }
-    let broken_scripts = std::thread::scope(|scope| {
+    let extracted = std::thread::scope(|scope| {
         if let Some(downloads) = &downloads {
             for _ in 0..downloads.jobs() {
                 scope.spawn(|| downloads.work());
@@ -141,6 +132,27 @@ pub(super) fn install_plan(
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         for _ in 0..workers.min(plan.packages.len()) {
             scope.spawn(|| prefetch.work());
+        }
+        // Natively, scripts run from this thread with one `/proc` for all of them, as
+        // apk mounts it once; foreign ones through a helper with qemu; else they are
+        // recorded. Made while the first packages are inflated (it touches only `proc`
+        // and `dev` of the root); it is finished (its mounts gone) before the staging
+        // directory is committed or removed.
+        let mut runner =
+            match scripts::Runner::for_build(&root, options.arch, options.no_scripts, reporter) {
+                Ok(runner) => runner,
+                Err(err) => {
+                    prefetch.stop();
+                    if let Some(downloads) = &downloads {
+                        downloads.stop();
+                    }
+                    return Err(err.into());
+                }
+            };
+        let runs = runner.runs();
+        let mut announce_scripts = || announce_scripts(runs);
+        if downloads.is_none() {
+            announce_scripts();
         }
         let verified = |i: usize| -> Result<&package::VerifiedPackage, BuildError> {
             prefetch.verified(i).map_err(|source| {
@@ -179,14 +191,14 @@ pub(super) fn install_plan(
         if let Some(downloads) = &downloads {
             downloads.stop();
         }
-        result
+        result.map(|broken| (runner, broken))
     });
     // Downloads without a cache live in a temporary folder as long as these handles.
     let fetched = match downloads {
         Some(downloads) => downloads.finish(),
         None => Ok(prefetched.unwrap_or_default()),
     };
-    let broken_scripts = broken_scripts?;
+    let (mut runner, broken_scripts) = extracted?;
     let fetched = fetched?;
     let downloaded_bytes = fetched.iter().map(|f| f.downloaded).sum();
     drop(fetched);
