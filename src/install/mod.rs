@@ -187,7 +187,14 @@ pub struct Installer {
     root: RootDir,
     root_path: PathBuf,
     opts: InstallOptions,
+    /// Inflates the packages of a batch that were not prefetched.
     workers: workers::Workers,
+    /// Places files, links and directories: the calling thread alone. Renames out of the
+    /// scratch folder move between directories, which the kernel serializes on one lock
+    /// per filesystem, and creations in one directory share that directory's lock; with
+    /// two threads the second mostly spun on them (alpine-base, 30 interleaved runs: 8%
+    /// more CPU on ext4, 5% more on tmpfs, and 3-5% more wall time).
+    placing: workers::Workers,
     ids: IdCache,
     state: State,
     /// Directories marked for spreading (`""` is the root), to unmark at the end.
@@ -221,6 +228,7 @@ impl Installer {
             root_path: root.to_path_buf(),
             opts,
             workers: workers::Workers::new(jobs),
+            placing: workers::Workers::new(1),
             ids: IdCache::default(),
             state: State::default(),
             spread: std::sync::Mutex::new(Vec::new()),
@@ -309,7 +317,7 @@ impl Installer {
             .map_err(|source| self.io_err("(scratch folder)", "remove", "", source))?;
         self.unspread()?;
         let dirs = self.state.reconciled_dirs();
-        self.workers.run(dirs.len(), |i| {
+        self.placing.run(dirs.len(), |i| {
             let (path, acl) = &dirs[i];
             self.root
                 .set_owner_mode(path, self.owner(acl), acl.mode)

@@ -1,12 +1,12 @@
-//! Running a phase's independent filesystem jobs on a few threads.
+//! Running a phase's independent jobs on a few threads.
 //!
-//! A phase is a few dozen to a few thousand jobs of one or two syscalls each, and an
-//! install has dozens of phases (directories by depth, files, links, renames, per chunk).
-//! A work-stealing pool suits that badly: between phases its idle workers spin
+//! A work-stealing pool suits short phases badly: between phases its idle workers spin
 //! (`sched_yield`, over a thousand calls per alpine-base build, taking CPU from the
 //! threads that verify and inflate). Here small phases run on the calling thread, and
 //! larger ones on threads that exist only for the phase, taking jobs from a shared
-//! counter, the caller among them; nothing waits by spinning.
+//! counter, the caller among them; nothing waits by spinning. The installer inflates
+//! packages that were not prefetched this way; it places files with one thread (see
+//! `Installer::placing`).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;

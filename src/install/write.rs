@@ -35,7 +35,7 @@ impl Installer {
             depths.sort_unstable();
             depths.dedup();
             for depth in depths {
-                self.workers.each(
+                self.placing.each(
                     &plan.dirs,
                     |_, d| d.path.matches('/').count() == depth,
                     |_, d| {
@@ -143,11 +143,11 @@ impl Installer {
                 };
                 result.map_err(|source| self.io_err(&package, "write", &path, source))
             };
-            self.workers
+            self.placing
                 .each(&plan.writes, |_, w| !is_link(&w), |i, w| write((i, w)))?;
-            self.workers
+            self.placing
                 .each(&plan.writes, |_, w| is_link(&w), |i, w| write((i, w)))?;
-            self.workers.each(
+            self.placing.each(
                 &plan.writes,
                 |_, w| !direct(w),
                 |i, w| {
