@@ -8,10 +8,16 @@
 //! The tables hold offsets rather than references, so the form owns its text (it
 //! moves freely) and can be written to and read back from the cache as it is.
 //!
+//! Every name a package answers to or refers to is numbered once per index
+//! ([`ParsedIndex::names`]): the resolver interns each distinct name of an index once,
+//! not each of its ~150,000 mentions, and a cached form keeps the numbering.
+//!
 //! The text is checked exactly as [`parse_apkindex`](super::parse_apkindex) checks it,
 //! with the same errors: both share the field and atom validation.
 
 use std::ops::Range;
+
+use rustc_hash::FxHashMap;
 
 use super::parse::check_scalar;
 use super::{dep::split_atoms, snippet, DepRef, IndexError, Op, Package};
@@ -48,7 +54,8 @@ impl Span {
 pub(crate) struct RawEntry {
     /// The stanza's lines, to read the whole [`Package`] again.
     pub stanza: Span,
-    pub name: Span,
+    /// Position in [`ParsedIndex::names`].
+    pub name: u32,
     pub version: Span,
     pub arch: Span,
     pub checksum: Span,
@@ -66,7 +73,8 @@ pub(crate) struct RawEntry {
 /// empty tag is refused when read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RawAtom {
-    pub name: Span,
+    /// Position in [`ParsedIndex::names`].
+    pub name: u32,
     pub version: Span,
     pub tag: Span,
     pub op: Op,
@@ -79,6 +87,8 @@ pub struct ParsedIndex {
     pub(crate) text: String,
     pub(crate) entries: Vec<RawEntry>,
     pub(crate) atoms: Vec<RawAtom>,
+    /// The distinct names of the index (package names, and those of its atoms).
+    pub(crate) names: Vec<Span>,
 }
 
 impl std::fmt::Debug for ParsedIndex {
@@ -88,6 +98,7 @@ impl std::fmt::Debug for ParsedIndex {
             .field("text_bytes", &self.text.len())
             .field("packages", &self.entries.len())
             .field("atoms", &self.atoms.len())
+            .field("names", &self.names.len())
             .finish()
     }
 }
@@ -109,12 +120,16 @@ impl ParsedIndex {
         // took, and reading chunks in parallel would hold them twice while merging,
         // when the memory use peaks (3.5 MB more for main+community). The indexes of
         // several repositories are read in parallel anyway.
-        let mut out = Tables::default();
-        read_chunk(&text, &text, &mut out)?;
+        let (entries, atoms, names) = {
+            let mut out = Tables::default();
+            read_chunk(&text, &text, &mut out)?;
+            (out.entries, out.atoms, out.names.spans)
+        };
         Ok(ParsedIndex {
             text,
-            entries: out.entries,
-            atoms: out.atoms,
+            entries,
+            atoms,
+            names,
         })
     }
 
@@ -152,15 +167,29 @@ impl ParsedIndex {
         self.text.get(span.range()).unwrap_or_default()
     }
 
+    /// Name `id` of [`ParsedIndex::names`] (empty if there is none, which a checked
+    /// form never has).
+    pub(crate) fn name(&self, id: u32) -> &str {
+        self.names
+            .get(id as usize)
+            .map_or("", |&span| self.str(span))
+    }
+
+    /// How many distinct names the index has.
+    pub(crate) fn name_count(&self) -> usize {
+        self.names.len()
+    }
+
     /// The atoms of `span`.
     pub(crate) fn atoms(&self, span: Span) -> &[RawAtom] {
         self.atoms.get(span.range()).unwrap_or_default()
     }
 
     /// An atom with its parts.
+    #[cfg(test)]
     pub(crate) fn dep(&self, atom: &RawAtom) -> DepRef<'_> {
         DepRef {
-            name: self.str(atom.name),
+            name: self.name(atom.name),
             op: atom.op,
             version: self.str(atom.version),
             conflict: atom.conflict,
@@ -168,30 +197,67 @@ impl ParsedIndex {
         }
     }
 
-    /// Checks that every span lies within the text on character boundaries and every
-    /// atom range within the atoms: what a form read back from bytes must hold before
-    /// use (it then reads as a freshly parsed one would, never out of bounds).
+    /// An atom with its parts but its name (left empty), which reads no text for the
+    /// many atoms without a version.
+    pub(crate) fn dep_unnamed(&self, atom: &RawAtom) -> DepRef<'_> {
+        DepRef {
+            name: "",
+            op: atom.op,
+            version: self.str(atom.version),
+            conflict: atom.conflict,
+            tag: (atom.tag.end > atom.tag.start).then(|| self.str(atom.tag)),
+        }
+    }
+
+    /// Checks that every span lies within the text on character boundaries, every
+    /// atom range within the atoms and every name number within the names: what a
+    /// form read back from bytes must hold before use (it then reads as a freshly
+    /// parsed one would, never out of bounds).
     pub(crate) fn spans_fit(&self) -> bool {
         let text_ok = |s: Span| s.start <= s.end && self.text.get(s.range()).is_some();
         let atoms_ok = |s: Span| s.start <= s.end && (s.end as usize) <= self.atoms.len();
-        self.entries.iter().all(|e| {
-            [e.stanza, e.name, e.version, e.arch, e.checksum]
-                .into_iter()
-                .all(text_ok)
-                && [e.depends, e.provides, e.install_if]
-                    .into_iter()
-                    .all(atoms_ok)
-        }) && self
-            .atoms
-            .iter()
-            .all(|a| [a.name, a.version, a.tag].into_iter().all(text_ok))
+        let name_ok = |id: u32| (id as usize) < self.names.len();
+        self.names.iter().all(|&s| text_ok(s))
+            && self.entries.iter().all(|e| {
+                name_ok(e.name)
+                    && [e.stanza, e.version, e.arch, e.checksum]
+                        .into_iter()
+                        .all(text_ok)
+                    && [e.depends, e.provides, e.install_if]
+                        .into_iter()
+                        .all(atoms_ok)
+            })
+            && self
+                .atoms
+                .iter()
+                .all(|a| name_ok(a.name) && text_ok(a.version) && text_ok(a.tag))
     }
 }
 
 #[derive(Default)]
-struct Tables {
+struct Tables<'t> {
     entries: Vec<RawEntry>,
     atoms: Vec<RawAtom>,
+    names: Names<'t>,
+}
+
+/// The names met so far, numbered in order of appearance.
+#[derive(Default)]
+struct Names<'t> {
+    ids: FxHashMap<&'t str, u32>,
+    spans: Vec<Span>,
+}
+
+impl<'t> Names<'t> {
+    /// The number of `name`, a slice of `text`.
+    fn id(&mut self, text: &str, name: &'t str) -> u32 {
+        let next = self.spans.len() as u32;
+        let id = *self.ids.entry(name).or_insert(next);
+        if id == next {
+            self.spans.push(Span::of(text, name));
+        }
+        id
+    }
 }
 
 /// One package being read; its atoms wait here so that each list is one range.
@@ -209,9 +275,12 @@ struct Pending {
 
 /// Reads the packages of `chunk` (a run of whole packages of `text`) into `out`; line
 /// numbers in errors count from the chunk's start.
-fn read_chunk(text: &str, chunk: &str, out: &mut Tables) -> Result<(), IndexError> {
+fn read_chunk<'t>(text: &str, chunk: &'t str, out: &mut Tables<'t>) -> Result<(), IndexError> {
     out.entries.reserve(chunk.len() / 400 + 1);
     out.atoms.reserve(chunk.len() / 60 + 1);
+    // Real indexes have a distinct name for about every 170 bytes of text.
+    out.names.ids.reserve(chunk.len() / 150 + 1);
+    out.names.spans.reserve(chunk.len() / 150 + 1);
     let mut p = Pending::default();
     let mut line_no = 0;
     for line in chunk.split('\n') {
@@ -232,7 +301,7 @@ fn read_chunk(text: &str, chunk: &str, out: &mut Tables) -> Result<(), IndexErro
         let start = line.as_ptr() as usize - text.as_ptr() as usize;
         p.first_line.get_or_insert(start);
         p.last_line_end = start + line.len();
-        add(text, &mut p, bytes[0], &line[2..], line_no)?;
+        add(text, &mut p, &mut out.names, bytes[0], &line[2..], line_no)?;
     }
     if p.first_line.is_some() {
         finish(text, &mut p, line_no, out)?;
@@ -240,15 +309,22 @@ fn read_chunk(text: &str, chunk: &str, out: &mut Tables) -> Result<(), IndexErro
     Ok(())
 }
 
-fn add(text: &str, p: &mut Pending, field: u8, value: &str, line: usize) -> Result<(), IndexError> {
+fn add<'t>(
+    text: &str,
+    p: &mut Pending,
+    names: &mut Names<'t>,
+    field: u8,
+    value: &'t str,
+    line: usize,
+) -> Result<(), IndexError> {
     let atoms = |source: IndexError| IndexError::BadAtom {
         line,
         field: char::from(field),
         source: Box::new(source),
     };
     let span = |part: &str| Span::of(text, part);
-    let dep_atom = |d: DepRef<'_>| RawAtom {
-        name: span(d.name),
+    let dep_atom = |names: &mut Names<'t>, d: DepRef<'t>| RawAtom {
+        name: names.id(text, d.name),
         version: span(d.version),
         tag: d.tag.map_or_else(Span::default, span),
         op: d.op,
@@ -259,7 +335,7 @@ fn add(text: &str, p: &mut Pending, field: u8, value: &str, line: usize) -> Resu
     match field {
         b'C' => e.checksum = span(value),
         b'P' => {
-            e.name = span(value);
+            e.name = names.id(text, value);
             p.has_name = true;
         }
         b'V' => {
@@ -273,8 +349,8 @@ fn add(text: &str, p: &mut Pending, field: u8, value: &str, line: usize) -> Resu
             for atom in split_atoms(value) {
                 let dep = DepRef::parse(atom).map_err(atoms)?;
                 match field {
-                    b'D' => p.depends.push(dep_atom(dep)),
-                    b'i' => p.install_if.push(dep_atom(dep)),
+                    b'D' => p.depends.push(dep_atom(names, dep)),
+                    b'i' => p.install_if.push(dep_atom(names, dep)),
                     // Replaces take no part in resolving: only checked.
                     _ => {}
                 }
@@ -284,7 +360,7 @@ fn add(text: &str, p: &mut Pending, field: u8, value: &str, line: usize) -> Resu
             for atom in split_atoms(value) {
                 let (name, version) = DepRef::parse_provide(atom).map_err(atoms)?;
                 p.provides.push(RawAtom {
-                    name: span(name),
+                    name: names.id(text, name),
                     version: version.map_or_else(Span::default, span),
                     tag: Span::default(),
                     op: if version.is_some() { Op::Eq } else { Op::Any },
@@ -348,7 +424,7 @@ P:b\nV:2\nX:new\nD:x\nD:y\n\nP:c\nV:3";
         for (i, p) in owned.iter().enumerate() {
             assert_eq!(view.package(i, 4).as_ref(), Some(p));
             let e = &view.entries[i];
-            assert_eq!(view.str(e.name), p.name);
+            assert_eq!(view.name(e.name), p.name);
             assert_eq!(view.str(e.version), p.version.as_str());
             assert_eq!(view.str(e.checksum), p.checksum);
             assert_eq!(e.provider_priority, p.provider_priority);
@@ -370,7 +446,7 @@ P:b\nV:2\nX:new\nD:x\nD:y\n\nP:c\nV:3";
                 .iter()
                 .map(|a| {
                     (
-                        view.str(a.name),
+                        view.name(a.name),
                         (a.op == Op::Eq).then(|| view.str(a.version)),
                     )
                 })
