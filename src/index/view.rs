@@ -116,11 +116,12 @@ impl ParsedIndex {
                 limit: MAX_VIEW_TEXT as u64,
             });
         }
-        // One pass on this thread: the tables are a fraction of what parsed packages
-        // took, and reading chunks in parallel would hold them twice while merging,
-        // when the memory use peaks (3.5 MB more for main+community). The indexes of
-        // several repositories are read in parallel anyway.
-        let (entries, atoms, names) = {
+        // A large text is read in two halves, one per core: the largest index is read
+        // last, when the others are done, so the second core would idle. More pieces
+        // would hold more tables twice while merging, when the memory use peaks.
+        let (entries, atoms, names) = if text.len() >= HALVES_MIN_BYTES {
+            read_halves(&text)?
+        } else {
             let mut out = Tables::default();
             read_chunk(&text, &text, &mut out)?;
             (out.entries, out.atoms, out.names.spans)
@@ -217,21 +218,79 @@ impl ParsedIndex {
         let text_ok = |s: Span| s.start <= s.end && self.text.get(s.range()).is_some();
         let atoms_ok = |s: Span| s.start <= s.end && (s.end as usize) <= self.atoms.len();
         let name_ok = |id: u32| (id as usize) < self.names.len();
-        self.names.iter().all(|&s| text_ok(s))
-            && self.entries.iter().all(|e| {
-                name_ok(e.name)
-                    && [e.stanza, e.version, e.arch, e.checksum]
-                        .into_iter()
-                        .all(text_ok)
-                    && [e.depends, e.provides, e.install_if]
-                        .into_iter()
-                        .all(atoms_ok)
-            })
-            && self
-                .atoms
-                .iter()
-                .all(|a| name_ok(a.name) && text_ok(a.version) && text_ok(a.tag))
+        // Both halves read all over the text: one core each.
+        let (packages, atoms) = rayon::join(
+            || {
+                self.names.iter().all(|&s| text_ok(s))
+                    && self.entries.iter().all(|e| {
+                        name_ok(e.name)
+                            && [e.stanza, e.version, e.arch, e.checksum]
+                                .into_iter()
+                                .all(text_ok)
+                            && [e.depends, e.provides, e.install_if]
+                                .into_iter()
+                                .all(atoms_ok)
+                    })
+            },
+            || {
+                self.atoms
+                    .iter()
+                    .all(|a| name_ok(a.name) && text_ok(a.version) && text_ok(a.tag))
+            },
+        );
+        packages && atoms
     }
+}
+
+/// Texts from this size on are read in two halves.
+const HALVES_MIN_BYTES: usize = 1 << 20;
+
+/// Reads `text` in two halves in parallel, cut at a blank line, and joins their tables
+/// (the second half's names and atom ranges renumbered after the first's); the first
+/// error in the text is the one returned, with its line number in the whole text.
+#[allow(clippy::type_complexity)]
+fn read_halves(text: &str) -> Result<(Vec<RawEntry>, Vec<RawAtom>, Vec<Span>), IndexError> {
+    let bytes = text.as_bytes();
+    let middle = text.len() / 2;
+    // Just after a newline followed by a blank line: a package never spans the cut.
+    let cut = bytes[middle..]
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map_or(text.len(), |i| middle + i + 1);
+    let (first, second) = text.split_at(cut);
+    let read = |chunk| {
+        let mut out = Tables::default();
+        read_chunk(text, chunk, &mut out).map(|()| out)
+    };
+    let (a, b) = rayon::join(|| read(first), || read(second));
+    let mut a = a?;
+    let b = b.map_err(|e| e.shifted(first.bytes().filter(|&c| c == b'\n').count()))?;
+    let mut names = a.names;
+    let renumber: Vec<u32> = b
+        .names
+        .spans
+        .iter()
+        .map(|&span| names.id(text, &text[span.range()]))
+        .collect();
+    let name = |id: u32| renumber.get(id as usize).copied().unwrap_or(u32::MAX);
+    let offset = a.atoms.len() as u32;
+    let shift = |s: Span| Span {
+        start: s.start + offset,
+        end: s.end + offset,
+    };
+    a.entries.extend(b.entries.iter().map(|e| RawEntry {
+        name: name(e.name),
+        depends: shift(e.depends),
+        provides: shift(e.provides),
+        install_if: shift(e.install_if),
+        ..*e
+    }));
+    drop(b.entries);
+    a.atoms.extend(b.atoms.iter().map(|at| RawAtom {
+        name: name(at.name),
+        ..*at
+    }));
+    Ok((a.entries, a.atoms, names.spans))
 }
 
 #[derive(Default)]
@@ -508,5 +567,60 @@ P:b\nV:2\nX:new\nD:x\nD:y\n\nP:c\nV:3";
         let owned = super::super::parse_apkindex(&broken, 0).unwrap_err();
         assert_eq!(ParsedIndex::parse(broken).unwrap_err(), owned);
         assert!(matches!(owned, IndexError::BadValue { line, .. } if line == 6 * 4321 + 2));
+        // An error in each half: the first half's is the one reported.
+        lines[6 * 1000 + 1] = "V:also-bad".to_owned();
+        let broken = lines.join("\n");
+        let err = ParsedIndex::parse(broken.clone()).unwrap_err();
+        assert_eq!(err, super::super::parse_apkindex(&broken, 0).unwrap_err());
+        assert!(matches!(err, IndexError::BadValue { line, .. } if line == 6 * 1000 + 2));
+    }
+
+    /// Each package's name, version and atoms as read through the tables.
+    fn described(view: &ParsedIndex) -> Vec<String> {
+        view.entries
+            .iter()
+            .map(|e| {
+                let mut out = format!("{}-{}", view.name(e.name), view.str(e.version));
+                for list in [e.depends, e.provides, e.install_if] {
+                    out.push('|');
+                    for a in view.atoms(list) {
+                        out.push_str(&format!(" {}", view.dep(a).to_owned()));
+                    }
+                }
+                out
+            })
+            .collect()
+    }
+
+    #[test]
+    fn halves_read_as_one_pass_reads() {
+        let mut text = String::new();
+        for i in 0..6000 {
+            // Names shared across the halves, names new in the second, versions, tags.
+            text.push_str(&format!(
+                "P:p{i}\nV:1.{i}-r0\nT:{}\nD:so:libc.musl-x86_64.so.1 d{}>=1 !c{i}@edge\n\
+                 p:cmd:p{i}=1 v{}\ni:p{} x\n\n",
+                "x".repeat(150),
+                i % 700,
+                i / 3,
+                (i + 1) % 6000
+            ));
+        }
+        assert!(text.len() >= HALVES_MIN_BYTES);
+        let halves = ParsedIndex::parse(text.clone()).unwrap();
+        let mut one = Tables::default();
+        read_chunk(&text, &text, &mut one).unwrap();
+        let one = ParsedIndex {
+            text: text.clone(),
+            entries: one.entries,
+            atoms: one.atoms,
+            names: one.names.spans,
+        };
+        assert_eq!(described(&halves), described(&one));
+        assert!(halves.spans_fit());
+        // Each name is numbered once, whichever half met it first.
+        let mut seen = std::collections::HashSet::new();
+        assert!(halves.names.iter().all(|&n| seen.insert(halves.str(n))));
+        assert_eq!(halves.names.len(), one.names.len());
     }
 }
