@@ -258,11 +258,17 @@ fn read_halves(text: &str) -> Result<(Vec<RawEntry>, Vec<RawAtom>, Vec<Span>), I
         .position(|w| w == b"\n\n")
         .map_or(text.len(), |i| middle + i + 1);
     let (first, second) = text.split_at(cut);
-    let read = |chunk| {
+    let read = |chunk, whole: bool| {
         let mut out = Tables::default();
+        if whole {
+            // The first half's tables receive the second's: sized for both up front
+            // (capacity never written is never touched), not grown by copying.
+            out.entries.reserve(text.len() / 400 + 1);
+            out.atoms.reserve(text.len() / 60 + 1);
+        }
         read_chunk(text, chunk, &mut out).map(|()| out)
     };
-    let (a, b) = rayon::join(|| read(first), || read(second));
+    let (a, b) = rayon::join(|| read(first, true), || read(second, false));
     let mut a = a?;
     let b = b.map_err(|e| e.shifted(first.bytes().filter(|&c| c == b'\n').count()))?;
     let mut names = a.names;
@@ -337,9 +343,9 @@ struct Pending {
 fn read_chunk<'t>(text: &str, chunk: &'t str, out: &mut Tables<'t>) -> Result<(), IndexError> {
     out.entries.reserve(chunk.len() / 400 + 1);
     out.atoms.reserve(chunk.len() / 60 + 1);
-    // Real indexes have a distinct name for about every 170 bytes of text.
-    out.names.ids.reserve(chunk.len() / 150 + 1);
-    out.names.spans.reserve(chunk.len() / 150 + 1);
+    // Real indexes have a distinct name for every 160-190 bytes of text.
+    out.names.ids.reserve(chunk.len() / 120 + 1);
+    out.names.spans.reserve(chunk.len() / 120 + 1);
     let mut p = Pending::default();
     let mut line_no = 0;
     for line in chunk.split('\n') {
