@@ -97,15 +97,19 @@ impl ParsedStore {
         Some(hit)
     }
 
-    /// Keeps `index` under `key` (texts under [`PARSED_MIN_TEXT`] are not worth it).
+    /// Keeps `index` under `key`, numbering its names first (texts under
+    /// [`PARSED_MIN_TEXT`] are not worth it).
     pub fn write(
         &self,
         key: &str,
         description: &str,
-        index: &ParsedIndex,
+        index: &mut ParsedIndex,
     ) -> Result<(), CacheError> {
         if !self.writable || index.text.len() < PARSED_MIN_TEXT {
             return Ok(());
+        }
+        if index.name_count() == 0 {
+            index.number_names();
         }
         let bucket = Cache::open(&self.root)?.bucket_dir(PARSED_BUCKET)?;
         bucket.write_atomic(key, &encode(description, index))
@@ -188,7 +192,7 @@ fn encode(description: &str, index: &ParsedIndex) -> Vec<u8> {
         for s in [e.stanza, e.version, e.arch, e.checksum] {
             span(&mut out, s);
         }
-        out.extend_from_slice(&e.name.to_le_bytes());
+        out.extend_from_slice(&e.name_id.to_le_bytes());
         out.extend_from_slice(&e.installed_size.to_le_bytes());
         out.extend_from_slice(&e.provider_priority.unwrap_or(0).to_le_bytes());
         out.push(u8::from(e.provider_priority.is_some()) | u8::from(e.uninstallable) << 1);
@@ -198,7 +202,7 @@ fn encode(description: &str, index: &ParsedIndex) -> Vec<u8> {
     }
     let atoms_at = out.len();
     for a in &index.atoms {
-        out.extend_from_slice(&a.name.to_le_bytes());
+        out.extend_from_slice(&a.name_id.to_le_bytes());
         span(&mut out, a.version);
         span(&mut out, a.tag);
         out.push(OPS.iter().position(|&op| op == a.op).unwrap_or(0) as u8);
@@ -258,31 +262,44 @@ fn read_entry(file: &std::fs::File) -> Option<(String, ParsedIndex)> {
     let text = read_part(&mut file, h.text)?;
     let (description, rest) = tables.split_at(h.description);
     let (entries, rest) = rest.split_at(h.entries * ENTRY);
-    let (atoms, names) = rest.split_at(h.atoms * ATOM);
+    let (atoms, names_raw) = rest.split_at(h.atoms * ATOM);
+    // An entry's or atom's name is the numbered name it refers to: the two cannot
+    // disagree, and a number beyond the names is a miss.
+    let names: Vec<Span> = names_raw
+        .chunks_exact(NAME)
+        .map(|b| span_at(b, 0))
+        .collect();
+    let name = |id: u32| names.get(id as usize).copied();
     // Checking and decoding take longer than reading (~25 ms for community, on the
     // critical path of a warm run): the two halves run on both cores.
     let (checked, tables) = rayon::join(
         || {
-            let sum = checksum(&[description, entries, atoms, names, &text]);
+            let sum = checksum(&[description, entries, atoms, names_raw, &text]);
             (sum == h.sum).then(|| String::from_utf8(text).ok())?
         },
         || {
             let atoms = atoms
                 .chunks_exact(ATOM)
-                .map(decode_atom)
+                .map(|b| decode_atom(b, name))
                 .collect::<Option<_>>()?;
-            let entries = entries.chunks_exact(ENTRY).map(decode_entry).collect();
-            let names = names.chunks_exact(NAME).map(|b| span_at(b, 0)).collect();
-            Some((entries, atoms, names))
+            let entries = entries
+                .chunks_exact(ENTRY)
+                .map(|b| decode_entry(b, name))
+                .collect::<Option<_>>()?;
+            Some((entries, atoms))
         },
     );
-    let (entries, atoms, names) = tables?;
+    let (entries, atoms) = tables?;
     let index = ParsedIndex {
         text: checked?,
         entries,
         atoms,
         names,
     };
+    // Numbered when written: an entry without names cannot be used as one.
+    if index.names.is_empty() && !index.entries.is_empty() {
+        return None;
+    }
     if !index.spans_fit() {
         return None;
     }
@@ -309,28 +326,34 @@ fn span_at(b: &[u8], at: usize) -> Span {
     }
 }
 
-/// One entry record (exactly [`ENTRY`] bytes, as `chunks_exact` hands them).
-fn decode_entry(b: &[u8]) -> RawEntry {
+/// One entry record (exactly [`ENTRY`] bytes, as `chunks_exact` hands them); `None`
+/// for a name number `name` does not know.
+fn decode_entry(b: &[u8], name: impl Fn(u32) -> Option<Span>) -> Option<RawEntry> {
     let flags = b.get(48).copied().unwrap_or(0);
-    RawEntry {
+    let name_id = u32_at(b, 32);
+    Some(RawEntry {
         stanza: span_at(b, 0),
         version: span_at(b, 8),
         arch: span_at(b, 16),
         checksum: span_at(b, 24),
-        name: u32_at(b, 32),
+        name: name(name_id)?,
+        name_id,
         installed_size: u64_at(b, 36),
         provider_priority: (flags & 1 != 0).then(|| u32_at(b, 44)),
         uninstallable: flags & 2 != 0,
         depends: span_at(b, 49),
         provides: span_at(b, 57),
         install_if: span_at(b, 65),
-    }
+    })
 }
 
-/// One atom record (exactly [`ATOM`] bytes); `None` for an unknown operator.
-fn decode_atom(b: &[u8]) -> Option<RawAtom> {
+/// One atom record (exactly [`ATOM`] bytes); `None` for an unknown operator or name
+/// number.
+fn decode_atom(b: &[u8], name: impl Fn(u32) -> Option<Span>) -> Option<RawAtom> {
+    let name_id = u32_at(b, 0);
     Some(RawAtom {
-        name: u32_at(b, 0),
+        name: name(name_id)?,
+        name_id,
         version: span_at(b, 4),
         tag: span_at(b, 12),
         op: *OPS.get(*b.get(20)? as usize)?,
@@ -358,9 +381,9 @@ mod tests {
     fn an_entry_reads_back_as_written() {
         let dir = tempfile::tempdir().unwrap();
         let store = ParsedStore::new(&dir.path().join("c"), true);
-        let index = sample();
+        let mut index = sample();
         assert!(index.text.len() >= PARSED_MIN_TEXT);
-        store.write("k", "v3.19 desc", &index).unwrap();
+        store.write("k", "v3.19 desc", &mut index).unwrap();
         let (description, back) = store.read("k").expect("hit");
         assert_eq!(description, "v3.19 desc");
         assert_eq!(back, index);
@@ -378,8 +401,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("c");
         let store = ParsedStore::new(&root, true);
-        let index = sample();
-        store.write("k", "d", &index).unwrap();
+        let mut index = sample();
+        store.write("k", "d", &mut index).unwrap();
         let path = root.join("v1").join(PARSED_BUCKET).join("k");
         let whole = std::fs::read(&path).unwrap();
         let put = |bytes: &[u8]| {
@@ -474,7 +497,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("c");
         let store = ParsedStore::new(&root, true);
-        store.write("k", "v3.19.1-643", &sample()).unwrap();
+        store.write("k", "v3.19.1-643", &mut sample()).unwrap();
         let listed = manage::list(&root).unwrap();
         let parsed: Vec<_> = listed
             .iter()
@@ -491,7 +514,7 @@ mod tests {
         let day = Some(std::time::Duration::from_secs(86400));
         assert_eq!(manage::prune(&root, day, later).unwrap().entries, 1);
         assert!(store.read("k").is_none());
-        store.write("k", "d", &sample()).unwrap();
+        store.write("k", "d", &mut sample()).unwrap();
         assert_eq!(manage::clean(&root).unwrap().entries, 1);
         assert!(store.read("k").is_none());
     }
@@ -500,12 +523,12 @@ mod tests {
     fn small_texts_and_read_only_stores_write_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("c");
-        let small = ParsedIndex::parse("P:a\nV:1\n".to_owned()).unwrap();
+        let mut small = ParsedIndex::parse("P:a\nV:1\n".to_owned()).unwrap();
         ParsedStore::new(&root, true)
-            .write("k", "", &small)
+            .write("k", "", &mut small)
             .unwrap();
         ParsedStore::new(&root, false)
-            .write("k", "", &sample())
+            .write("k", "", &mut sample())
             .unwrap();
         assert!(!root.exists());
     }

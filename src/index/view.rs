@@ -8,9 +8,10 @@
 //! The tables hold offsets rather than references, so the form owns its text (it
 //! moves freely) and can be written to and read back from the cache as it is.
 //!
-//! Every name a package answers to or refers to is numbered once per index
-//! ([`ParsedIndex::names`]): the resolver interns each distinct name of an index once,
-//! not each of its ~150,000 mentions, and a cached form keeps the numbering.
+//! A form kept in the cache also numbers every distinct name of the index
+//! ([`ParsedIndex::number_names`]): the resolver then interns each name once per index,
+//! not at each of its ~150,000 mentions. Numbering costs about what it saves, so a
+//! form read only once (`--no-cache`) is not numbered.
 //!
 //! The text is checked exactly as [`parse_apkindex`](super::parse_apkindex) checks it,
 //! with the same errors: both share the field and atom validation.
@@ -54,8 +55,9 @@ impl Span {
 pub(crate) struct RawEntry {
     /// The stanza's lines, to read the whole [`Package`] again.
     pub stanza: Span,
-    /// Position in [`ParsedIndex::names`].
-    pub name: u32,
+    pub name: Span,
+    /// Position of the name in [`ParsedIndex::names`], when numbered.
+    pub name_id: u32,
     pub version: Span,
     pub arch: Span,
     pub checksum: Span,
@@ -73,8 +75,9 @@ pub(crate) struct RawEntry {
 /// empty tag is refused when read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RawAtom {
-    /// Position in [`ParsedIndex::names`].
-    pub name: u32,
+    pub name: Span,
+    /// Position of the name in [`ParsedIndex::names`], when numbered.
+    pub name_id: u32,
     pub version: Span,
     pub tag: Span,
     pub op: Op,
@@ -87,7 +90,8 @@ pub struct ParsedIndex {
     pub(crate) text: String,
     pub(crate) entries: Vec<RawEntry>,
     pub(crate) atoms: Vec<RawAtom>,
-    /// The distinct names of the index (package names, and those of its atoms).
+    /// The distinct names of the index (package names, and those of its atoms), once
+    /// numbered; empty otherwise.
     pub(crate) names: Vec<Span>,
 }
 
@@ -119,19 +123,59 @@ impl ParsedIndex {
         // A large text is read in two halves, one per core: the largest index is read
         // last, when the others are done, so the second core would idle. More pieces
         // would hold more tables twice while merging, when the memory use peaks.
-        let (entries, atoms, names) = if text.len() >= HALVES_MIN_BYTES {
+        let (entries, atoms) = if text.len() >= HALVES_MIN_BYTES {
             read_halves(&text)?
         } else {
             let mut out = Tables::default();
             read_chunk(&text, &text, &mut out)?;
-            (out.entries, out.atoms, out.names.spans)
+            (out.entries, out.atoms)
         };
         Ok(ParsedIndex {
             text,
             entries,
             atoms,
-            names,
+            names: Vec::new(),
         })
+    }
+
+    /// Numbers the distinct names of the index ([`ParsedIndex::names`], and each
+    /// entry's and atom's `name_id`): worth it for a form kept in the cache.
+    pub fn number_names(&mut self) {
+        let ParsedIndex {
+            text,
+            entries,
+            atoms,
+            names,
+        } = self;
+        let mut ids: FxHashMap<&str, u32> = FxHashMap::default();
+        // Real indexes have a distinct name for every 160-190 bytes of text.
+        ids.reserve(text.len() / 120 + 1);
+        names.clear();
+        let mut id_of = |span: Span| {
+            let next = names.len() as u32;
+            let id = *ids
+                .entry(text.get(span.range()).unwrap_or_default())
+                .or_insert(next);
+            if id == next {
+                names.push(span);
+            }
+            id
+        };
+        // Each name's span becomes that of its first mention, as a form read back
+        // from the cache has it (which stores only the numbers).
+        for e in entries.iter_mut() {
+            e.name_id = id_of(e.name);
+        }
+        for a in atoms.iter_mut() {
+            a.name_id = id_of(a.name);
+        }
+        let first = |id: u32, own: Span| names.get(id as usize).copied().unwrap_or(own);
+        for e in entries.iter_mut() {
+            e.name = first(e.name_id, e.name);
+        }
+        for a in atoms.iter_mut() {
+            a.name = first(a.name_id, a.name);
+        }
     }
 
     /// How many packages the index lists.
@@ -169,14 +213,14 @@ impl ParsedIndex {
     }
 
     /// Name `id` of [`ParsedIndex::names`] (empty if there is none, which a checked
-    /// form never has).
+    /// numbered form never has).
     pub(crate) fn name(&self, id: u32) -> &str {
         self.names
             .get(id as usize)
             .map_or("", |&span| self.str(span))
     }
 
-    /// How many distinct names the index has.
+    /// How many distinct names the index has (0 when not numbered).
     pub(crate) fn name_count(&self) -> usize {
         self.names.len()
     }
@@ -190,7 +234,7 @@ impl ParsedIndex {
     #[cfg(test)]
     pub(crate) fn dep(&self, atom: &RawAtom) -> DepRef<'_> {
         DepRef {
-            name: self.name(atom.name),
+            name: self.str(atom.name),
             op: atom.op,
             version: self.str(atom.version),
             conflict: atom.conflict,
@@ -211,19 +255,21 @@ impl ParsedIndex {
     }
 
     /// Checks that every span lies within the text on character boundaries, every
-    /// atom range within the atoms and every name number within the names: what a
-    /// form read back from bytes must hold before use (it then reads as a freshly
-    /// parsed one would, never out of bounds).
+    /// atom range within the atoms and, when numbered, every name number within the
+    /// names: what a form read back from bytes must hold before use (it then reads as
+    /// a freshly parsed one would, never out of bounds).
     pub(crate) fn spans_fit(&self) -> bool {
         let text_ok = |s: Span| s.start <= s.end && self.text.get(s.range()).is_some();
         let atoms_ok = |s: Span| s.start <= s.end && (s.end as usize) <= self.atoms.len();
-        let name_ok = |id: u32| (id as usize) < self.names.len();
+        let numbered = !self.names.is_empty();
+        let name_ok =
+            |name: Span, id: u32| text_ok(name) && (!numbered || (id as usize) < self.names.len());
         // Both halves read all over the text: one core each.
         let (packages, atoms) = rayon::join(
             || {
                 self.names.iter().all(|&s| text_ok(s))
                     && self.entries.iter().all(|e| {
-                        name_ok(e.name)
+                        name_ok(e.name, e.name_id)
                             && [e.stanza, e.version, e.arch, e.checksum]
                                 .into_iter()
                                 .all(text_ok)
@@ -235,21 +281,23 @@ impl ParsedIndex {
             || {
                 self.atoms
                     .iter()
-                    .all(|a| name_ok(a.name) && text_ok(a.version) && text_ok(a.tag))
+                    .all(|a| name_ok(a.name, a.name_id) && text_ok(a.version) && text_ok(a.tag))
             },
         );
         packages && atoms
     }
 }
 
+/// `name_id` of a form whose names are not numbered.
+pub(crate) const NOT_NUMBERED: u32 = u32::MAX;
+
 /// Texts from this size on are read in two halves.
 const HALVES_MIN_BYTES: usize = 1 << 20;
 
 /// Reads `text` in two halves in parallel, cut at a blank line, and joins their tables
-/// (the second half's names and atom ranges renumbered after the first's); the first
-/// error in the text is the one returned, with its line number in the whole text.
-#[allow(clippy::type_complexity)]
-fn read_halves(text: &str) -> Result<(Vec<RawEntry>, Vec<RawAtom>, Vec<Span>), IndexError> {
+/// (the second half's atom ranges moved after the first's); the first error in the
+/// text is the one returned, with its line number in the whole text.
+fn read_halves(text: &str) -> Result<(Vec<RawEntry>, Vec<RawAtom>), IndexError> {
     let bytes = text.as_bytes();
     let middle = text.len() / 2;
     // Just after a newline followed by a blank line: a package never spans the cut.
@@ -271,58 +319,26 @@ fn read_halves(text: &str) -> Result<(Vec<RawEntry>, Vec<RawAtom>, Vec<Span>), I
     let (a, b) = rayon::join(|| read(first, true), || read(second, false));
     let mut a = a?;
     let b = b.map_err(|e| e.shifted(first.bytes().filter(|&c| c == b'\n').count()))?;
-    let mut names = a.names;
-    let renumber: Vec<u32> = b
-        .names
-        .spans
-        .iter()
-        .map(|&span| names.id(text, &text[span.range()]))
-        .collect();
-    let name = |id: u32| renumber.get(id as usize).copied().unwrap_or(u32::MAX);
     let offset = a.atoms.len() as u32;
     let shift = |s: Span| Span {
         start: s.start + offset,
         end: s.end + offset,
     };
     a.entries.extend(b.entries.iter().map(|e| RawEntry {
-        name: name(e.name),
         depends: shift(e.depends),
         provides: shift(e.provides),
         install_if: shift(e.install_if),
         ..*e
     }));
     drop(b.entries);
-    a.atoms.extend(b.atoms.iter().map(|at| RawAtom {
-        name: name(at.name),
-        ..*at
-    }));
-    Ok((a.entries, a.atoms, names.spans))
+    a.atoms.extend(b.atoms);
+    Ok((a.entries, a.atoms))
 }
 
 #[derive(Default)]
-struct Tables<'t> {
+struct Tables {
     entries: Vec<RawEntry>,
     atoms: Vec<RawAtom>,
-    names: Names<'t>,
-}
-
-/// The names met so far, numbered in order of appearance.
-#[derive(Default)]
-struct Names<'t> {
-    ids: FxHashMap<&'t str, u32>,
-    spans: Vec<Span>,
-}
-
-impl<'t> Names<'t> {
-    /// The number of `name`, a slice of `text`.
-    fn id(&mut self, text: &str, name: &'t str) -> u32 {
-        let next = self.spans.len() as u32;
-        let id = *self.ids.entry(name).or_insert(next);
-        if id == next {
-            self.spans.push(Span::of(text, name));
-        }
-        id
-    }
 }
 
 /// One package being read; its atoms wait here so that each list is one range.
@@ -340,12 +356,9 @@ struct Pending {
 
 /// Reads the packages of `chunk` (a run of whole packages of `text`) into `out`; line
 /// numbers in errors count from the chunk's start.
-fn read_chunk<'t>(text: &str, chunk: &'t str, out: &mut Tables<'t>) -> Result<(), IndexError> {
+fn read_chunk(text: &str, chunk: &str, out: &mut Tables) -> Result<(), IndexError> {
     out.entries.reserve(chunk.len() / 400 + 1);
     out.atoms.reserve(chunk.len() / 60 + 1);
-    // Real indexes have a distinct name for every 160-190 bytes of text.
-    out.names.ids.reserve(chunk.len() / 120 + 1);
-    out.names.spans.reserve(chunk.len() / 120 + 1);
     let mut p = Pending::default();
     let mut line_no = 0;
     for line in chunk.split('\n') {
@@ -366,7 +379,7 @@ fn read_chunk<'t>(text: &str, chunk: &'t str, out: &mut Tables<'t>) -> Result<()
         let start = line.as_ptr() as usize - text.as_ptr() as usize;
         p.first_line.get_or_insert(start);
         p.last_line_end = start + line.len();
-        add(text, &mut p, &mut out.names, bytes[0], &line[2..], line_no)?;
+        add(text, &mut p, bytes[0], &line[2..], line_no)?;
     }
     if p.first_line.is_some() {
         finish(text, &mut p, line_no, out)?;
@@ -374,22 +387,16 @@ fn read_chunk<'t>(text: &str, chunk: &'t str, out: &mut Tables<'t>) -> Result<()
     Ok(())
 }
 
-fn add<'t>(
-    text: &str,
-    p: &mut Pending,
-    names: &mut Names<'t>,
-    field: u8,
-    value: &'t str,
-    line: usize,
-) -> Result<(), IndexError> {
+fn add(text: &str, p: &mut Pending, field: u8, value: &str, line: usize) -> Result<(), IndexError> {
     let atoms = |source: IndexError| IndexError::BadAtom {
         line,
         field: char::from(field),
         source: Box::new(source),
     };
     let span = |part: &str| Span::of(text, part);
-    let dep_atom = |names: &mut Names<'t>, d: DepRef<'t>| RawAtom {
-        name: names.id(text, d.name),
+    let dep_atom = |d: DepRef<'_>| RawAtom {
+        name: span(d.name),
+        name_id: NOT_NUMBERED,
         version: span(d.version),
         tag: d.tag.map_or_else(Span::default, span),
         op: d.op,
@@ -400,7 +407,7 @@ fn add<'t>(
     match field {
         b'C' => e.checksum = span(value),
         b'P' => {
-            e.name = names.id(text, value);
+            e.name = span(value);
             p.has_name = true;
         }
         b'V' => {
@@ -414,8 +421,8 @@ fn add<'t>(
             for atom in split_atoms(value) {
                 let dep = DepRef::parse(atom).map_err(atoms)?;
                 match field {
-                    b'D' => p.depends.push(dep_atom(names, dep)),
-                    b'i' => p.install_if.push(dep_atom(names, dep)),
+                    b'D' => p.depends.push(dep_atom(dep)),
+                    b'i' => p.install_if.push(dep_atom(dep)),
                     // Replaces take no part in resolving: only checked.
                     _ => {}
                 }
@@ -425,7 +432,8 @@ fn add<'t>(
             for atom in split_atoms(value) {
                 let (name, version) = DepRef::parse_provide(atom).map_err(atoms)?;
                 p.provides.push(RawAtom {
-                    name: names.id(text, name),
+                    name: span(name),
+                    name_id: NOT_NUMBERED,
                     version: version.map_or_else(Span::default, span),
                     tag: Span::default(),
                     op: if version.is_some() { Op::Eq } else { Op::Any },
@@ -489,7 +497,7 @@ P:b\nV:2\nX:new\nD:x\nD:y\n\nP:c\nV:3";
         for (i, p) in owned.iter().enumerate() {
             assert_eq!(view.package(i, 4).as_ref(), Some(p));
             let e = &view.entries[i];
-            assert_eq!(view.name(e.name), p.name);
+            assert_eq!(view.str(e.name), p.name);
             assert_eq!(view.str(e.version), p.version.as_str());
             assert_eq!(view.str(e.checksum), p.checksum);
             assert_eq!(e.provider_priority, p.provider_priority);
@@ -511,7 +519,7 @@ P:b\nV:2\nX:new\nD:x\nD:y\n\nP:c\nV:3";
                 .iter()
                 .map(|a| {
                     (
-                        view.name(a.name),
+                        view.str(a.name),
                         (a.op == Op::Eq).then(|| view.str(a.version)),
                     )
                 })
@@ -586,7 +594,7 @@ P:b\nV:2\nX:new\nD:x\nD:y\n\nP:c\nV:3";
         view.entries
             .iter()
             .map(|e| {
-                let mut out = format!("{}-{}", view.name(e.name), view.str(e.version));
+                let mut out = format!("{}-{}", view.str(e.name), view.str(e.version));
                 for list in [e.depends, e.provides, e.install_if] {
                     out.push('|');
                     for a in view.atoms(list) {
@@ -620,13 +628,29 @@ P:b\nV:2\nX:new\nD:x\nD:y\n\nP:c\nV:3";
             text: text.clone(),
             entries: one.entries,
             atoms: one.atoms,
-            names: one.names.spans,
+            names: Vec::new(),
         };
         assert_eq!(described(&halves), described(&one));
         assert!(halves.spans_fit());
-        // Each name is numbered once, whichever half met it first.
+    }
+
+    #[test]
+    fn numbering_gives_each_distinct_name_one_number() {
+        let mut view = ParsedIndex::parse(TEXT.to_owned()).unwrap();
+        assert_eq!(view.name_count(), 0);
+        view.number_names();
         let mut seen = std::collections::HashSet::new();
-        assert!(halves.names.iter().all(|&n| seen.insert(halves.str(n))));
-        assert_eq!(halves.names.len(), one.names.len());
+        assert!(view.names.iter().all(|&n| seen.insert(view.str(n))));
+        // a b c so:libc.musl-x86_64.so.1 cmd:a virt d e x y
+        assert_eq!(view.name_count(), 10);
+        for e in &view.entries {
+            assert_eq!(view.name(e.name_id), view.str(e.name));
+        }
+        for a in &view.atoms {
+            assert_eq!(view.name(a.name_id), view.str(a.name));
+        }
+        assert!(view.spans_fit());
+        view.atoms[0].name_id = 10;
+        assert!(!view.spans_fit(), "a number beyond the names was accepted");
     }
 }

@@ -119,9 +119,9 @@ enum AtomList<'a> {
     Raw(&'a ParsedIndex, &'a [crate::index::RawAtom]),
 }
 
-/// The name of an atom: its text, or its number in an index, whose text is read only
-/// when the name is interned for the first time (reading it for each of the ~200,000
-/// atoms of main+community, all over ~10 MB of text, cost more than interning).
+/// The name of an atom: its text, or its number in an index whose names are numbered
+/// (one read from the cache), whose text is then read only when the name is interned
+/// for the first time.
 #[derive(Clone, Copy)]
 enum NameOf<'a> {
     Text(&'a str),
@@ -154,9 +154,17 @@ impl<'a> AtomList<'a> {
                     NameOf::Text(&p.name),
                 )
             }),
-            AtomList::Raw(index, atoms) => atoms
-                .iter()
-                .for_each(|a| f(index.dep_unnamed(a), NameOf::Local(index, a.name))),
+            AtomList::Raw(index, atoms) => {
+                let numbered = index.name_count() > 0;
+                atoms.iter().for_each(|a| {
+                    let name = if numbered {
+                        NameOf::Local(index, a.name_id)
+                    } else {
+                        NameOf::Text(index.str(a.name))
+                    };
+                    f(index.dep_unnamed(a), name)
+                })
+            }
         }
     }
 }
@@ -223,10 +231,11 @@ impl<'a> Source<'a> {
                 }
             }
             Source::Index(index, repo) => {
+                let numbered = index.name_count() > 0;
                 for (i, e) in index.entries.iter().enumerate() {
                     f(Item {
                         record: Record {
-                            name: index.name(e.name),
+                            name: index.str(e.name),
                             version: index.str(e.version),
                             arch: index.str(e.arch),
                             checksum: index.str(e.checksum),
@@ -235,7 +244,11 @@ impl<'a> Source<'a> {
                             repo,
                             origin: Origin::Indexed(index, i as u32),
                         },
-                        local_name: NameOf::Local(index, e.name),
+                        local_name: if numbered {
+                            NameOf::Local(index, e.name_id)
+                        } else {
+                            NameOf::Text(index.str(e.name))
+                        },
                         installed_size: e.installed_size,
                         depends: AtomList::Raw(index, index.atoms(e.depends)),
                         provides: AtomList::Raw(index, index.atoms(e.provides)),
@@ -264,7 +277,7 @@ pub(crate) fn first_beyond(sources: &[Source<'_>], limit: usize) -> Option<(Stri
             Source::Index(index, repo) if repo >= limit => {
                 let e = index.entries.first()?;
                 return Some((
-                    format!("{}-{}", index.name(e.name), index.str(e.version)),
+                    format!("{}-{}", index.str(e.name), index.str(e.version)),
                     repo,
                 ));
             }
