@@ -7,8 +7,10 @@
 //! written whole (temporary file, rename) and checked whole when read: a fixed header
 //! with the length of every part (which must add up to the file's size), a 64-bit
 //! checksum of the parts, then the text (valid UTF-8) and tables whose every offset
-//! must fall within the text. Anything else is a miss, and the index is parsed as if the
-//! entry were not there.
+//! must fall within the text and every name number within the names. Anything else is
+//! a miss, and the index is parsed as if the entry were not there. The checksum is not
+//! a seal: whoever can write the cache folder can write a well-formed entry that
+//! describes another index text; the checks make any entry safe to read, not true.
 //!
 //! Layout, little-endian: magic (16 bytes), description length (u32), text length
 //! (u64), entries (u32), atoms (u32), names (u32), checksum (u64); then the

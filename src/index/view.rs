@@ -85,7 +85,7 @@ pub(crate) struct RawAtom {
 }
 
 /// A checked `APKINDEX` text with the tables the resolver reads.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct ParsedIndex {
     pub(crate) text: String,
     pub(crate) entries: Vec<RawEntry>,
@@ -94,6 +94,34 @@ pub struct ParsedIndex {
     /// numbered; empty otherwise.
     pub(crate) names: Vec<Span>,
 }
+
+/// Two forms are equal when they read the same: same text, same tables, each name
+/// the same text (whether numbered, and where a name's span points, do not matter).
+impl PartialEq for ParsedIndex {
+    fn eq(&self, other: &ParsedIndex) -> bool {
+        let unnamed_entry = |e: &RawEntry| RawEntry {
+            name: Span::default(),
+            name_id: 0,
+            ..*e
+        };
+        let unnamed_atom = |a: &RawAtom| RawAtom {
+            name: Span::default(),
+            name_id: 0,
+            ..*a
+        };
+        self.text == other.text
+            && self.entries.len() == other.entries.len()
+            && self.atoms.len() == other.atoms.len()
+            && self.entries.iter().zip(&other.entries).all(|(a, b)| {
+                unnamed_entry(a) == unnamed_entry(b) && self.str(a.name) == other.str(b.name)
+            })
+            && self.atoms.iter().zip(&other.atoms).all(|(a, b)| {
+                unnamed_atom(a) == unnamed_atom(b) && self.str(a.name) == other.str(b.name)
+            })
+    }
+}
+
+impl Eq for ParsedIndex {}
 
 impl std::fmt::Debug for ParsedIndex {
     /// Sizes only: the text runs to megabytes.
@@ -638,7 +666,12 @@ P:b\nV:2\nX:new\nD:x\nD:y\n\nP:c\nV:3";
     fn numbering_gives_each_distinct_name_one_number() {
         let mut view = ParsedIndex::parse(TEXT.to_owned()).unwrap();
         assert_eq!(view.name_count(), 0);
+        let plain = view.clone();
         view.number_names();
+        assert_eq!(view, plain, "numbering changes how nothing reads");
+        let mut other = view.clone();
+        other.atoms[0].name = other.entries[2].name;
+        assert_ne!(other, plain, "a different name read the same");
         let mut seen = std::collections::HashSet::new();
         assert!(view.names.iter().all(|&n| seen.insert(view.str(n))));
         // a b c so:libc.musl-x86_64.so.1 cmd:a virt d e x y
