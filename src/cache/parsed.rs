@@ -7,15 +7,19 @@
 //! written whole (temporary file, rename) and checked whole when read: a fixed header
 //! with the length of every part (which must add up to the file's size), a 64-bit
 //! checksum of the parts, then the text (valid UTF-8) and tables whose every offset
-//! must fall within the text. Anything else is a miss, and the index is parsed as if the
-//! entry were not there.
+//! must fall within the text and every name number within the names. Anything else is
+//! a miss, and the index is parsed as if the entry were not there. The checksum is not
+//! a seal: whoever can write the cache folder can write a well-formed entry that
+//! describes another index text; the checks make any entry safe to read, not true.
 //!
 //! Layout, little-endian: magic (16 bytes), description length (u32), text length
-//! (u64), entries (u32), atoms (u32), checksum (u64); then the description, the text,
-//! the entries and the atoms in fixed-size records. The checksum is rustc-hash's
-//! `FxHasher` over the four parts: it is there to catch damage (a torn or flipped
-//! entry), not forgery — trust comes from the signature checked before every lookup —
-//! and it hashes ~12 MB several times faster than a CRC without hardware support.
+//! (u64), entries (u32), atoms (u32), names (u32), checksum (u64); then the
+//! description, the entries, the atoms and the names in fixed-size records, and the
+//! text last, so that it is read straight into its own buffer. The checksum is
+//! rustc-hash's `FxHasher` over the five parts: it is there to catch damage (a torn
+//! or flipped entry), not forgery — trust comes from the signature checked before
+//! every lookup — and it hashes ~12 MB several times faster than a CRC without
+//! hardware support.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -26,10 +30,12 @@ use crate::index::{Op, ParsedIndex, RawAtom, RawEntry, Span};
 /// Bucket of parsed indexes.
 pub const PARSED_BUCKET: &str = "parsed";
 
-const MAGIC: &[u8; 16] = b"srmk parsed v1\n\0";
-const HEADER: usize = 16 + 4 + 8 + 4 + 4 + 8;
-const ENTRY: usize = 5 * 8 + 8 + 4 + 1 + 3 * 8;
-const ATOM: usize = 3 * 8 + 2;
+/// v2 numbers the names of an index; a v1 entry is a miss, replaced when next parsed.
+const MAGIC: &[u8; 16] = b"srmk parsed v2\n\0";
+const HEADER: usize = 16 + 4 + 8 + 4 + 4 + 4 + 8;
+const ENTRY: usize = 4 * 8 + 4 + 8 + 4 + 1 + 3 * 8;
+const ATOM: usize = 4 + 2 * 8 + 2;
+const NAME: usize = 8;
 /// Largest entry read (the largest index text, with its tables, fits well within).
 const MAX_ENTRY: u64 = 2 << 30;
 /// Texts smaller than this parse faster than their entry is read: not kept.
@@ -93,15 +99,19 @@ impl ParsedStore {
         Some(hit)
     }
 
-    /// Keeps `index` under `key` (texts under [`PARSED_MIN_TEXT`] are not worth it).
+    /// Keeps `index` under `key`, numbering its names first (texts under
+    /// [`PARSED_MIN_TEXT`] are not worth it).
     pub fn write(
         &self,
         key: &str,
         description: &str,
-        index: &ParsedIndex,
+        index: &mut ParsedIndex,
     ) -> Result<(), CacheError> {
         if !self.writable || index.text.len() < PARSED_MIN_TEXT {
             return Ok(());
+        }
+        if index.name_count() == 0 {
+            index.number_names();
         }
         let bucket = Cache::open(&self.root)?.bucket_dir(PARSED_BUCKET)?;
         bucket.write_atomic(key, &encode(description, index))
@@ -124,6 +134,7 @@ struct Header {
     text: usize,
     entries: usize,
     atoms: usize,
+    names: usize,
     sum: u64,
 }
 
@@ -132,53 +143,58 @@ impl Header {
         if &head[..16] != MAGIC {
             return None;
         }
-        let u32_at = |at: usize| u32::from_le_bytes(head[at..at + 4].try_into().unwrap_or([0; 4]));
-        let text = u64::from_le_bytes(head[20..28].try_into().ok()?);
+        let text = u64_at(head, 20);
         Some(Header {
-            description: u32_at(16) as usize,
+            description: u32_at(head, 16) as usize,
             text: usize::try_from(text).ok()?,
-            entries: u32_at(28) as usize,
-            atoms: u32_at(32) as usize,
-            sum: u64::from_le_bytes(head[36..44].try_into().ok()?),
+            entries: u32_at(head, 28) as usize,
+            atoms: u32_at(head, 32) as usize,
+            names: u32_at(head, 36) as usize,
+            sum: u64_at(head, 40),
         })
+    }
+
+    /// The size of the description and tables, `None` on overflow.
+    fn tables(&self) -> Option<usize> {
+        self.description
+            .checked_add(self.entries.checked_mul(ENTRY)?)?
+            .checked_add(self.atoms.checked_mul(ATOM)?)?
+            .checked_add(self.names.checked_mul(NAME)?)
     }
 
     /// The size of the whole entry, `None` on overflow.
     fn total(&self) -> Option<u64> {
-        let tables = self
-            .entries
-            .checked_mul(ENTRY)?
-            .checked_add(self.atoms.checked_mul(ATOM)?)?;
         (HEADER as u64)
-            .checked_add(self.description as u64)?
-            .checked_add(self.text as u64)?
-            .checked_add(tables as u64)
+            .checked_add(self.tables()? as u64)?
+            .checked_add(self.text as u64)
     }
 }
 
 fn encode(description: &str, index: &ParsedIndex) -> Vec<u8> {
     let body_len = description.len()
-        + index.text.len()
         + index.entries.len() * ENTRY
-        + index.atoms.len() * ATOM;
+        + index.atoms.len() * ATOM
+        + index.names.len() * NAME
+        + index.text.len();
     let mut out = Vec::with_capacity(HEADER + body_len);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(description.len() as u32).to_le_bytes());
     out.extend_from_slice(&(index.text.len() as u64).to_le_bytes());
     out.extend_from_slice(&(index.entries.len() as u32).to_le_bytes());
     out.extend_from_slice(&(index.atoms.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(index.names.len() as u32).to_le_bytes());
     out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(description.as_bytes());
-    out.extend_from_slice(index.text.as_bytes());
     let entries_at = out.len();
     let span = |out: &mut Vec<u8>, s: Span| {
         out.extend_from_slice(&s.start.to_le_bytes());
         out.extend_from_slice(&s.end.to_le_bytes());
     };
     for e in &index.entries {
-        for s in [e.stanza, e.name, e.version, e.arch, e.checksum] {
+        for s in [e.stanza, e.version, e.arch, e.checksum] {
             span(&mut out, s);
         }
+        out.extend_from_slice(&e.name_id.to_le_bytes());
         out.extend_from_slice(&e.installed_size.to_le_bytes());
         out.extend_from_slice(&e.provider_priority.unwrap_or(0).to_le_bytes());
         out.push(u8::from(e.provider_priority.is_some()) | u8::from(e.uninstallable) << 1);
@@ -188,18 +204,24 @@ fn encode(description: &str, index: &ParsedIndex) -> Vec<u8> {
     }
     let atoms_at = out.len();
     for a in &index.atoms {
-        for s in [a.name, a.version, a.tag] {
-            span(&mut out, s);
-        }
+        out.extend_from_slice(&a.name_id.to_le_bytes());
+        span(&mut out, a.version);
+        span(&mut out, a.tag);
         out.push(OPS.iter().position(|&op| op == a.op).unwrap_or(0) as u8);
         out.push(u8::from(a.conflict));
     }
-    let text_at = HEADER + description.len();
+    let names_at = out.len();
+    for &n in &index.names {
+        span(&mut out, n);
+    }
+    let text_at = out.len();
+    out.extend_from_slice(index.text.as_bytes());
     let sum = checksum(&[
-        &out[HEADER..text_at],
-        &out[text_at..entries_at],
+        &out[HEADER..entries_at],
         &out[entries_at..atoms_at],
-        &out[atoms_at..],
+        &out[atoms_at..names_at],
+        &out[names_at..text_at],
+        &out[text_at..],
     ]);
     out[HEADER - 8..HEADER].copy_from_slice(&sum.to_le_bytes());
     out
@@ -216,6 +238,14 @@ fn checksum(parts: &[&[u8]]) -> u64 {
     h.finish()
 }
 
+/// Reads exactly `len` bytes into a fresh buffer (filled by the reads, not zeroed first).
+fn read_part(file: &mut impl Read, len: usize) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(len).ok()?;
+    file.take(len as u64).read_to_end(&mut buf).ok()?;
+    (buf.len() == len).then_some(buf)
+}
+
 /// Reads and checks a whole entry from `file`.
 fn read_entry(file: &std::fs::File) -> Option<(String, ParsedIndex)> {
     let size = file.metadata().ok()?.len();
@@ -230,34 +260,65 @@ fn read_entry(file: &std::fs::File) -> Option<(String, ParsedIndex)> {
     if h.total()? != size {
         return None;
     }
-    let mut part = |len: usize| -> Option<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        file.read_exact(&mut buf).ok()?;
-        Some(buf)
+    let tables = read_part(&mut file, h.tables()?)?;
+    let text = read_part(&mut file, h.text)?;
+    let (description, rest) = tables.split_at(h.description);
+    let (entries, rest) = rest.split_at(h.entries * ENTRY);
+    let (atoms, names_raw) = rest.split_at(h.atoms * ATOM);
+    // An entry's or atom's name is the numbered name it refers to: the two cannot
+    // disagree, and a number beyond the names is a miss.
+    let names: Vec<Span> = names_raw
+        .chunks_exact(NAME)
+        .map(|b| span_at(b, 0))
+        .collect();
+    let name = |id: u32| names.get(id as usize).copied();
+    // Checking and decoding take longer than reading (~25 ms for community, on the
+    // critical path of a warm run): the two halves run on both cores.
+    let (checked, tables) = rayon::join(
+        || {
+            let sum = checksum(&[description, entries, atoms, names_raw, &text]);
+            (sum == h.sum).then(|| String::from_utf8(text).ok())?
+        },
+        || {
+            let atoms = atoms
+                .chunks_exact(ATOM)
+                .map(|b| decode_atom(b, name))
+                .collect::<Option<_>>()?;
+            let entries = entries
+                .chunks_exact(ENTRY)
+                .map(|b| decode_entry(b, name))
+                .collect::<Option<_>>()?;
+            Some((entries, atoms))
+        },
+    );
+    let (entries, atoms) = tables?;
+    let index = ParsedIndex {
+        text: checked?,
+        entries,
+        atoms,
+        names,
     };
-    let description = part(h.description)?;
-    let text = part(h.text)?;
-    let entries = part(h.entries * ENTRY)?;
-    let atoms = part(h.atoms * ATOM)?;
-    if checksum(&[&description, &text, &entries, &atoms]) != h.sum {
+    // Numbered when written: an entry without names cannot be used as one.
+    if index.names.is_empty() && !index.entries.is_empty() {
         return None;
     }
-    let index = ParsedIndex {
-        text: String::from_utf8(text).ok()?,
-        entries: entries.chunks_exact(ENTRY).map(decode_entry).collect(),
-        atoms: atoms
-            .chunks_exact(ATOM)
-            .map(decode_atom)
-            .collect::<Option<_>>()?,
-    };
     if !index.spans_fit() {
         return None;
     }
-    Some((String::from_utf8(description).ok()?, index))
+    Some((std::str::from_utf8(description).ok()?.to_owned(), index))
 }
 
+/// The u32 at `at` (0 past the end, which the fixed record sizes rule out).
 fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    b.get(at..at + 4)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
 }
 
 fn span_at(b: &[u8], at: usize) -> Span {
@@ -267,33 +328,38 @@ fn span_at(b: &[u8], at: usize) -> Span {
     }
 }
 
-/// One entry record (exactly [`ENTRY`] bytes, as `chunks_exact` hands them).
-fn decode_entry(b: &[u8]) -> RawEntry {
-    let flags = b[52];
-    let size = u64::from(u32_at(b, 40)) | u64::from(u32_at(b, 44)) << 32;
-    RawEntry {
+/// One entry record (exactly [`ENTRY`] bytes, as `chunks_exact` hands them); `None`
+/// for a name number `name` does not know.
+fn decode_entry(b: &[u8], name: impl Fn(u32) -> Option<Span>) -> Option<RawEntry> {
+    let flags = b.get(48).copied().unwrap_or(0);
+    let name_id = u32_at(b, 32);
+    Some(RawEntry {
         stanza: span_at(b, 0),
-        name: span_at(b, 8),
-        version: span_at(b, 16),
-        arch: span_at(b, 24),
-        checksum: span_at(b, 32),
-        installed_size: size,
-        provider_priority: (flags & 1 != 0).then(|| u32_at(b, 48)),
+        version: span_at(b, 8),
+        arch: span_at(b, 16),
+        checksum: span_at(b, 24),
+        name: name(name_id)?,
+        name_id,
+        installed_size: u64_at(b, 36),
+        provider_priority: (flags & 1 != 0).then(|| u32_at(b, 44)),
         uninstallable: flags & 2 != 0,
-        depends: span_at(b, 53),
-        provides: span_at(b, 61),
-        install_if: span_at(b, 69),
-    }
+        depends: span_at(b, 49),
+        provides: span_at(b, 57),
+        install_if: span_at(b, 65),
+    })
 }
 
-/// One atom record (exactly [`ATOM`] bytes); `None` for an unknown operator.
-fn decode_atom(b: &[u8]) -> Option<RawAtom> {
+/// One atom record (exactly [`ATOM`] bytes); `None` for an unknown operator or name
+/// number.
+fn decode_atom(b: &[u8], name: impl Fn(u32) -> Option<Span>) -> Option<RawAtom> {
+    let name_id = u32_at(b, 0);
     Some(RawAtom {
-        name: span_at(b, 0),
-        version: span_at(b, 8),
-        tag: span_at(b, 16),
-        op: *OPS.get(b[24] as usize)?,
-        conflict: b[25] != 0,
+        name: name(name_id)?,
+        name_id,
+        version: span_at(b, 4),
+        tag: span_at(b, 12),
+        op: *OPS.get(*b.get(20)? as usize)?,
+        conflict: *b.get(21)? != 0,
     })
 }
 
@@ -317,9 +383,9 @@ mod tests {
     fn an_entry_reads_back_as_written() {
         let dir = tempfile::tempdir().unwrap();
         let store = ParsedStore::new(&dir.path().join("c"), true);
-        let index = sample();
+        let mut index = sample();
         assert!(index.text.len() >= PARSED_MIN_TEXT);
-        store.write("k", "v3.19 desc", &index).unwrap();
+        store.write("k", "v3.19 desc", &mut index).unwrap();
         let (description, back) = store.read("k").expect("hit");
         assert_eq!(description, "v3.19 desc");
         assert_eq!(back, index);
@@ -337,8 +403,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("c");
         let store = ParsedStore::new(&root, true);
-        let index = sample();
-        store.write("k", "d", &index).unwrap();
+        let mut index = sample();
+        store.write("k", "d", &mut index).unwrap();
         let path = root.join("v1").join(PARSED_BUCKET).join("k");
         let whole = std::fs::read(&path).unwrap();
         let put = |bytes: &[u8]| {
@@ -347,7 +413,8 @@ mod tests {
         };
         // One flipped bit in the text: only the checksum can tell.
         let mut flipped = whole.clone();
-        flipped[HEADER + 1 + 100] ^= 0x01;
+        let last = whole.len() - 100;
+        flipped[last] ^= 0x01;
         put(&flipped);
         assert!(store.read("k").is_none(), "a flipped bit was accepted");
         // Truncated anywhere, or grown.
@@ -359,27 +426,68 @@ mod tests {
         longer.push(0);
         put(&longer);
         assert!(store.read("k").is_none());
-        // A hostile header: huge counts, offsets out of the text (checksum made valid).
+        // A hostile header: huge counts.
         let mut huge = whole.clone();
         huge[28..32].copy_from_slice(&u32::MAX.to_le_bytes());
         put(&huge);
         assert!(store.read("k").is_none());
-        let mut outside = whole.clone();
-        let entries_at = HEADER + 1 + index.text.len();
-        outside[entries_at + 12..entries_at + 16].copy_from_slice(&u32::MAX.to_le_bytes());
-        let text_at = HEADER + 1;
+        // Hostile tables with a valid checksum: each must be refused by the bounds
+        // checks, never read out of bounds or taken as another name.
+        let entries_at = HEADER + 1;
         let atoms_at = entries_at + index.entries.len() * ENTRY;
-        let sum = checksum(&[
-            &outside[HEADER..text_at],
-            &outside[text_at..entries_at],
-            &outside[entries_at..atoms_at],
-            &outside[atoms_at..],
-        ]);
-        outside[HEADER - 8..HEADER].copy_from_slice(&sum.to_le_bytes());
-        put(&outside);
+        let names_at = atoms_at + index.atoms.len() * ATOM;
+        let text_at = names_at + index.names.len() * NAME;
+        let resum = |bytes: &mut Vec<u8>| {
+            let sum = checksum(&[
+                &bytes[HEADER..entries_at],
+                &bytes[entries_at..atoms_at],
+                &bytes[atoms_at..names_at],
+                &bytes[names_at..text_at],
+                &bytes[text_at..],
+            ]);
+            bytes[HEADER - 8..HEADER].copy_from_slice(&sum.to_le_bytes());
+        };
+        let names = index.names.len() as u32;
+        let hostile: [(&str, usize, u32); 6] = [
+            (
+                "an entry's version beyond the text",
+                entries_at + 12,
+                u32::MAX,
+            ),
+            (
+                "an entry's name number beyond the names",
+                entries_at + 32,
+                names,
+            ),
+            ("an atom's name number beyond the names", atoms_at, names),
+            ("an atom's version beyond the text", atoms_at + 8, u32::MAX),
+            ("a name beyond the text", names_at + 4, u32::MAX),
+            ("an atom list beyond the atoms", entries_at + 53, u32::MAX),
+        ];
+        for (what, at, value) in hostile {
+            let mut bad = whole.clone();
+            bad[at..at + 4].copy_from_slice(&value.to_le_bytes());
+            resum(&mut bad);
+            put(&bad);
+            assert!(store.read("k").is_none(), "{what} was accepted");
+        }
+        let mut bad_op = whole.clone();
+        bad_op[atoms_at + 20] = OPS.len() as u8;
+        resum(&mut bad_op);
+        put(&bad_op);
         assert!(
             store.read("k").is_none(),
-            "an offset beyond the text was accepted"
+            "an unknown operator was accepted"
+        );
+        // The same rewriting with a value in bounds is read: the checks above, not
+        // the rewriting, made those misses.
+        let mut fine = whole.clone();
+        fine[atoms_at..atoms_at + 4].copy_from_slice(&(names - 1).to_le_bytes());
+        resum(&mut fine);
+        put(&fine);
+        assert!(
+            store.read("k").is_some(),
+            "an in-bounds rewrite was refused"
         );
         put(&whole);
         assert_eq!(store.read("k").map(|(_, i)| i), Some(index));
@@ -391,7 +499,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("c");
         let store = ParsedStore::new(&root, true);
-        store.write("k", "v3.19.1-643", &sample()).unwrap();
+        store.write("k", "v3.19.1-643", &mut sample()).unwrap();
         let listed = manage::list(&root).unwrap();
         let parsed: Vec<_> = listed
             .iter()
@@ -408,7 +516,7 @@ mod tests {
         let day = Some(std::time::Duration::from_secs(86400));
         assert_eq!(manage::prune(&root, day, later).unwrap().entries, 1);
         assert!(store.read("k").is_none());
-        store.write("k", "d", &sample()).unwrap();
+        store.write("k", "d", &mut sample()).unwrap();
         assert_eq!(manage::clean(&root).unwrap().entries, 1);
         assert!(store.read("k").is_none());
     }
@@ -417,12 +525,12 @@ mod tests {
     fn small_texts_and_read_only_stores_write_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("c");
-        let small = ParsedIndex::parse("P:a\nV:1\n".to_owned()).unwrap();
+        let mut small = ParsedIndex::parse("P:a\nV:1\n".to_owned()).unwrap();
         ParsedStore::new(&root, true)
-            .write("k", "", &small)
+            .write("k", "", &mut small)
             .unwrap();
         ParsedStore::new(&root, false)
-            .write("k", "", &sample())
+            .write("k", "", &mut sample())
             .unwrap();
         assert!(!root.exists());
     }

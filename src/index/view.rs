@@ -8,10 +8,17 @@
 //! The tables hold offsets rather than references, so the form owns its text (it
 //! moves freely) and can be written to and read back from the cache as it is.
 //!
+//! A form kept in the cache also numbers every distinct name of the index
+//! ([`ParsedIndex::number_names`]): the resolver then interns each name once per index,
+//! not at each of its ~150,000 mentions. Numbering costs about what it saves, so a
+//! form read only once (`--no-cache`) is not numbered.
+//!
 //! The text is checked exactly as [`parse_apkindex`](super::parse_apkindex) checks it,
 //! with the same errors: both share the field and atom validation.
 
 use std::ops::Range;
+
+use rustc_hash::FxHashMap;
 
 use super::parse::check_scalar;
 use super::{dep::split_atoms, snippet, DepRef, IndexError, Op, Package};
@@ -49,6 +56,8 @@ pub(crate) struct RawEntry {
     /// The stanza's lines, to read the whole [`Package`] again.
     pub stanza: Span,
     pub name: Span,
+    /// Position of the name in [`ParsedIndex::names`], when numbered.
+    pub name_id: u32,
     pub version: Span,
     pub arch: Span,
     pub checksum: Span,
@@ -67,6 +76,8 @@ pub(crate) struct RawEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RawAtom {
     pub name: Span,
+    /// Position of the name in [`ParsedIndex::names`], when numbered.
+    pub name_id: u32,
     pub version: Span,
     pub tag: Span,
     pub op: Op,
@@ -74,12 +85,43 @@ pub(crate) struct RawAtom {
 }
 
 /// A checked `APKINDEX` text with the tables the resolver reads.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct ParsedIndex {
     pub(crate) text: String,
     pub(crate) entries: Vec<RawEntry>,
     pub(crate) atoms: Vec<RawAtom>,
+    /// The distinct names of the index (package names, and those of its atoms), once
+    /// numbered; empty otherwise.
+    pub(crate) names: Vec<Span>,
 }
+
+/// Two forms are equal when they read the same: same text, same tables, each name
+/// the same text (whether numbered, and where a name's span points, do not matter).
+impl PartialEq for ParsedIndex {
+    fn eq(&self, other: &ParsedIndex) -> bool {
+        let unnamed_entry = |e: &RawEntry| RawEntry {
+            name: Span::default(),
+            name_id: 0,
+            ..*e
+        };
+        let unnamed_atom = |a: &RawAtom| RawAtom {
+            name: Span::default(),
+            name_id: 0,
+            ..*a
+        };
+        self.text == other.text
+            && self.entries.len() == other.entries.len()
+            && self.atoms.len() == other.atoms.len()
+            && self.entries.iter().zip(&other.entries).all(|(a, b)| {
+                unnamed_entry(a) == unnamed_entry(b) && self.str(a.name) == other.str(b.name)
+            })
+            && self.atoms.iter().zip(&other.atoms).all(|(a, b)| {
+                unnamed_atom(a) == unnamed_atom(b) && self.str(a.name) == other.str(b.name)
+            })
+    }
+}
+
+impl Eq for ParsedIndex {}
 
 impl std::fmt::Debug for ParsedIndex {
     /// Sizes only: the text runs to megabytes.
@@ -88,6 +130,7 @@ impl std::fmt::Debug for ParsedIndex {
             .field("text_bytes", &self.text.len())
             .field("packages", &self.entries.len())
             .field("atoms", &self.atoms.len())
+            .field("names", &self.names.len())
             .finish()
     }
 }
@@ -105,17 +148,62 @@ impl ParsedIndex {
                 limit: MAX_VIEW_TEXT as u64,
             });
         }
-        // One pass on this thread: the tables are a fraction of what parsed packages
-        // took, and reading chunks in parallel would hold them twice while merging,
-        // when the memory use peaks (3.5 MB more for main+community). The indexes of
-        // several repositories are read in parallel anyway.
-        let mut out = Tables::default();
-        read_chunk(&text, &text, &mut out)?;
+        // A large text is read in two halves, one per core: the largest index is read
+        // last, when the others are done, so the second core would idle. More pieces
+        // would hold more tables twice while merging, when the memory use peaks.
+        let (entries, atoms) = if text.len() >= HALVES_MIN_BYTES {
+            read_halves(&text)?
+        } else {
+            let mut out = Tables::default();
+            read_chunk(&text, &text, &mut out)?;
+            (out.entries, out.atoms)
+        };
         Ok(ParsedIndex {
             text,
-            entries: out.entries,
-            atoms: out.atoms,
+            entries,
+            atoms,
+            names: Vec::new(),
         })
+    }
+
+    /// Numbers the distinct names of the index ([`ParsedIndex::names`], and each
+    /// entry's and atom's `name_id`): worth it for a form kept in the cache.
+    pub fn number_names(&mut self) {
+        let ParsedIndex {
+            text,
+            entries,
+            atoms,
+            names,
+        } = self;
+        let mut ids: FxHashMap<&str, u32> = FxHashMap::default();
+        // Real indexes have a distinct name for every 160-190 bytes of text.
+        ids.reserve(text.len() / 120 + 1);
+        names.clear();
+        let mut id_of = |span: Span| {
+            let next = names.len() as u32;
+            let id = *ids
+                .entry(text.get(span.range()).unwrap_or_default())
+                .or_insert(next);
+            if id == next {
+                names.push(span);
+            }
+            id
+        };
+        // Each name's span becomes that of its first mention, as a form read back
+        // from the cache has it (which stores only the numbers).
+        for e in entries.iter_mut() {
+            e.name_id = id_of(e.name);
+        }
+        for a in atoms.iter_mut() {
+            a.name_id = id_of(a.name);
+        }
+        let first = |id: u32, own: Span| names.get(id as usize).copied().unwrap_or(own);
+        for e in entries.iter_mut() {
+            e.name = first(e.name_id, e.name);
+        }
+        for a in atoms.iter_mut() {
+            a.name = first(a.name_id, a.name);
+        }
     }
 
     /// How many packages the index lists.
@@ -152,12 +240,26 @@ impl ParsedIndex {
         self.text.get(span.range()).unwrap_or_default()
     }
 
+    /// Name `id` of [`ParsedIndex::names`] (empty if there is none, which a checked
+    /// numbered form never has).
+    pub(crate) fn name(&self, id: u32) -> &str {
+        self.names
+            .get(id as usize)
+            .map_or("", |&span| self.str(span))
+    }
+
+    /// How many distinct names the index has (0 when not numbered).
+    pub(crate) fn name_count(&self) -> usize {
+        self.names.len()
+    }
+
     /// The atoms of `span`.
     pub(crate) fn atoms(&self, span: Span) -> &[RawAtom] {
         self.atoms.get(span.range()).unwrap_or_default()
     }
 
     /// An atom with its parts.
+    #[cfg(test)]
     pub(crate) fn dep(&self, atom: &RawAtom) -> DepRef<'_> {
         DepRef {
             name: self.str(atom.name),
@@ -168,24 +270,97 @@ impl ParsedIndex {
         }
     }
 
-    /// Checks that every span lies within the text on character boundaries and every
-    /// atom range within the atoms: what a form read back from bytes must hold before
-    /// use (it then reads as a freshly parsed one would, never out of bounds).
+    /// An atom with its parts but its name (left empty), which reads no text for the
+    /// many atoms without a version.
+    pub(crate) fn dep_unnamed(&self, atom: &RawAtom) -> DepRef<'_> {
+        DepRef {
+            name: "",
+            op: atom.op,
+            version: self.str(atom.version),
+            conflict: atom.conflict,
+            tag: (atom.tag.end > atom.tag.start).then(|| self.str(atom.tag)),
+        }
+    }
+
+    /// Checks that every span lies within the text on character boundaries, every
+    /// atom range within the atoms and, when numbered, every name number within the
+    /// names: what a form read back from bytes must hold before use (it then reads as
+    /// a freshly parsed one would, never out of bounds).
     pub(crate) fn spans_fit(&self) -> bool {
         let text_ok = |s: Span| s.start <= s.end && self.text.get(s.range()).is_some();
         let atoms_ok = |s: Span| s.start <= s.end && (s.end as usize) <= self.atoms.len();
-        self.entries.iter().all(|e| {
-            [e.stanza, e.name, e.version, e.arch, e.checksum]
-                .into_iter()
-                .all(text_ok)
-                && [e.depends, e.provides, e.install_if]
-                    .into_iter()
-                    .all(atoms_ok)
-        }) && self
-            .atoms
-            .iter()
-            .all(|a| [a.name, a.version, a.tag].into_iter().all(text_ok))
+        let numbered = !self.names.is_empty();
+        let name_ok =
+            |name: Span, id: u32| text_ok(name) && (!numbered || (id as usize) < self.names.len());
+        // Both halves read all over the text: one core each.
+        let (packages, atoms) = rayon::join(
+            || {
+                self.names.iter().all(|&s| text_ok(s))
+                    && self.entries.iter().all(|e| {
+                        name_ok(e.name, e.name_id)
+                            && [e.stanza, e.version, e.arch, e.checksum]
+                                .into_iter()
+                                .all(text_ok)
+                            && [e.depends, e.provides, e.install_if]
+                                .into_iter()
+                                .all(atoms_ok)
+                    })
+            },
+            || {
+                self.atoms
+                    .iter()
+                    .all(|a| name_ok(a.name, a.name_id) && text_ok(a.version) && text_ok(a.tag))
+            },
+        );
+        packages && atoms
     }
+}
+
+/// `name_id` of a form whose names are not numbered.
+pub(crate) const NOT_NUMBERED: u32 = u32::MAX;
+
+/// Texts from this size on are read in two halves.
+const HALVES_MIN_BYTES: usize = 1 << 20;
+
+/// Reads `text` in two halves in parallel, cut at a blank line, and joins their tables
+/// (the second half's atom ranges moved after the first's); the first error in the
+/// text is the one returned, with its line number in the whole text.
+fn read_halves(text: &str) -> Result<(Vec<RawEntry>, Vec<RawAtom>), IndexError> {
+    let bytes = text.as_bytes();
+    let middle = text.len() / 2;
+    // Just after a newline followed by a blank line: a package never spans the cut.
+    let cut = bytes[middle..]
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map_or(text.len(), |i| middle + i + 1);
+    let (first, second) = text.split_at(cut);
+    let read = |chunk, whole: bool| {
+        let mut out = Tables::default();
+        if whole {
+            // The first half's tables receive the second's: sized for both up front
+            // (capacity never written is never touched), not grown by copying.
+            out.entries.reserve(text.len() / 400 + 1);
+            out.atoms.reserve(text.len() / 60 + 1);
+        }
+        read_chunk(text, chunk, &mut out).map(|()| out)
+    };
+    let (a, b) = rayon::join(|| read(first, true), || read(second, false));
+    let mut a = a?;
+    let b = b.map_err(|e| e.shifted(first.bytes().filter(|&c| c == b'\n').count()))?;
+    let offset = a.atoms.len() as u32;
+    let shift = |s: Span| Span {
+        start: s.start + offset,
+        end: s.end + offset,
+    };
+    a.entries.extend(b.entries.iter().map(|e| RawEntry {
+        depends: shift(e.depends),
+        provides: shift(e.provides),
+        install_if: shift(e.install_if),
+        ..*e
+    }));
+    drop(b.entries);
+    a.atoms.extend(b.atoms);
+    Ok((a.entries, a.atoms))
 }
 
 #[derive(Default)]
@@ -249,6 +424,7 @@ fn add(text: &str, p: &mut Pending, field: u8, value: &str, line: usize) -> Resu
     let span = |part: &str| Span::of(text, part);
     let dep_atom = |d: DepRef<'_>| RawAtom {
         name: span(d.name),
+        name_id: NOT_NUMBERED,
         version: span(d.version),
         tag: d.tag.map_or_else(Span::default, span),
         op: d.op,
@@ -285,6 +461,7 @@ fn add(text: &str, p: &mut Pending, field: u8, value: &str, line: usize) -> Resu
                 let (name, version) = DepRef::parse_provide(atom).map_err(atoms)?;
                 p.provides.push(RawAtom {
                     name: span(name),
+                    name_id: NOT_NUMBERED,
                     version: version.map_or_else(Span::default, span),
                     tag: Span::default(),
                     op: if version.is_some() { Op::Eq } else { Op::Any },
@@ -432,5 +609,81 @@ P:b\nV:2\nX:new\nD:x\nD:y\n\nP:c\nV:3";
         let owned = super::super::parse_apkindex(&broken, 0).unwrap_err();
         assert_eq!(ParsedIndex::parse(broken).unwrap_err(), owned);
         assert!(matches!(owned, IndexError::BadValue { line, .. } if line == 6 * 4321 + 2));
+        // An error in each half: the first half's is the one reported.
+        lines[6 * 1000 + 1] = "V:also-bad".to_owned();
+        let broken = lines.join("\n");
+        let err = ParsedIndex::parse(broken.clone()).unwrap_err();
+        assert_eq!(err, super::super::parse_apkindex(&broken, 0).unwrap_err());
+        assert!(matches!(err, IndexError::BadValue { line, .. } if line == 6 * 1000 + 2));
+    }
+
+    /// Each package's name, version and atoms as read through the tables.
+    fn described(view: &ParsedIndex) -> Vec<String> {
+        view.entries
+            .iter()
+            .map(|e| {
+                let mut out = format!("{}-{}", view.str(e.name), view.str(e.version));
+                for list in [e.depends, e.provides, e.install_if] {
+                    out.push('|');
+                    for a in view.atoms(list) {
+                        out.push_str(&format!(" {}", view.dep(a).to_owned()));
+                    }
+                }
+                out
+            })
+            .collect()
+    }
+
+    #[test]
+    fn halves_read_as_one_pass_reads() {
+        let mut text = String::new();
+        for i in 0..6000 {
+            // Names shared across the halves, names new in the second, versions, tags.
+            text.push_str(&format!(
+                "P:p{i}\nV:1.{i}-r0\nT:{}\nD:so:libc.musl-x86_64.so.1 d{}>=1 !c{i}@edge\n\
+                 p:cmd:p{i}=1 v{}\ni:p{} x\n\n",
+                "x".repeat(150),
+                i % 700,
+                i / 3,
+                (i + 1) % 6000
+            ));
+        }
+        assert!(text.len() >= HALVES_MIN_BYTES);
+        let halves = ParsedIndex::parse(text.clone()).unwrap();
+        let mut one = Tables::default();
+        read_chunk(&text, &text, &mut one).unwrap();
+        let one = ParsedIndex {
+            text: text.clone(),
+            entries: one.entries,
+            atoms: one.atoms,
+            names: Vec::new(),
+        };
+        assert_eq!(described(&halves), described(&one));
+        assert!(halves.spans_fit());
+    }
+
+    #[test]
+    fn numbering_gives_each_distinct_name_one_number() {
+        let mut view = ParsedIndex::parse(TEXT.to_owned()).unwrap();
+        assert_eq!(view.name_count(), 0);
+        let plain = view.clone();
+        view.number_names();
+        assert_eq!(view, plain, "numbering changes how nothing reads");
+        let mut other = view.clone();
+        other.atoms[0].name = other.entries[2].name;
+        assert_ne!(other, plain, "a different name read the same");
+        let mut seen = std::collections::HashSet::new();
+        assert!(view.names.iter().all(|&n| seen.insert(view.str(n))));
+        // a b c so:libc.musl-x86_64.so.1 cmd:a virt d e x y
+        assert_eq!(view.name_count(), 10);
+        for e in &view.entries {
+            assert_eq!(view.name(e.name_id), view.str(e.name));
+        }
+        for a in &view.atoms {
+            assert_eq!(view.name(a.name_id), view.str(a.name));
+        }
+        assert!(view.spans_fit());
+        view.atoms[0].name_id = 10;
+        assert!(!view.spans_fit(), "a number beyond the names was accepted");
     }
 }

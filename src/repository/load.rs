@@ -286,12 +286,13 @@ impl Loader<'_> {
             }
             None => {
                 let (description, text) = read_index_tar(signed.rest, &url)?;
-                let index = ParsedIndex::parse(text).map_err(|source| RepositoryError::Index {
-                    url: url.clone(),
-                    source,
-                })?;
+                let mut index =
+                    ParsedIndex::parse(text).map_err(|source| RepositoryError::Index {
+                        url: url.clone(),
+                        source,
+                    })?;
                 if let (Some(store), Some(digest)) = (self.parsed, &digest) {
-                    if let Err(err) = store.write(digest, &description, &index) {
+                    if let Err(err) = store.write(digest, &description, &mut index) {
                         self.reporter.info(&format!(
                             "cannot keep the parsed form of `{url}`: {}",
                             crate::report::error_chain(&err)

@@ -104,6 +104,8 @@ impl Record<'_> {
 /// One package of a source with its atom lists.
 struct Item<'a> {
     record: Record<'a>,
+    /// Its name, as [`AtomList::for_each`] gives atoms' names.
+    local_name: NameOf<'a>,
     installed_size: u64,
     depends: AtomList<'a>,
     provides: AtomList<'a>,
@@ -117,20 +119,52 @@ enum AtomList<'a> {
     Raw(&'a ParsedIndex, &'a [crate::index::RawAtom]),
 }
 
-impl<'a> AtomList<'a> {
-    fn for_each(self, mut f: impl FnMut(DepRef<'a>)) {
+/// The name of an atom: its text, or its number in an index whose names are numbered
+/// (one read from the cache), whose text is then read only when the name is interned
+/// for the first time.
+#[derive(Clone, Copy)]
+enum NameOf<'a> {
+    Text(&'a str),
+    Local(&'a ParsedIndex, u32),
+}
+
+impl<'a> NameOf<'a> {
+    fn text(self) -> &'a str {
         match self {
-            AtomList::Deps(deps) => deps.iter().for_each(|d| f(d.into())),
+            NameOf::Text(text) => text,
+            NameOf::Local(index, id) => index.name(id),
+        }
+    }
+}
+
+impl<'a> AtomList<'a> {
+    /// Each atom with its name; the atom's own `name` is empty for an index's atoms.
+    fn for_each(self, mut f: impl FnMut(DepRef<'a>, NameOf<'a>)) {
+        match self {
+            AtomList::Deps(deps) => deps.iter().for_each(|d| f(d.into(), NameOf::Text(&d.name))),
             AtomList::Provides(ps) => ps.iter().for_each(|p| {
-                f(DepRef {
-                    name: &p.name,
-                    op: if p.version.is_some() { Op::Eq } else { Op::Any },
-                    version: p.version.as_ref().map_or("", |v| v.as_str()),
-                    conflict: false,
-                    tag: None,
-                })
+                f(
+                    DepRef {
+                        name: &p.name,
+                        op: if p.version.is_some() { Op::Eq } else { Op::Any },
+                        version: p.version.as_ref().map_or("", |v| v.as_str()),
+                        conflict: false,
+                        tag: None,
+                    },
+                    NameOf::Text(&p.name),
+                )
             }),
-            AtomList::Raw(index, atoms) => atoms.iter().for_each(|a| f(index.dep(a))),
+            AtomList::Raw(index, atoms) => {
+                let numbered = index.name_count() > 0;
+                atoms.iter().for_each(|a| {
+                    let name = if numbered {
+                        NameOf::Local(index, a.name_id)
+                    } else {
+                        NameOf::Text(index.str(a.name))
+                    };
+                    f(index.dep_unnamed(a), name)
+                })
+            }
         }
     }
 }
@@ -158,6 +192,14 @@ impl<'a> Source<'a> {
         }
     }
 
+    /// How many distinct names an index source numbers (0 for owned packages).
+    fn local_names(&self) -> usize {
+        match self {
+            Source::Packages(_) => 0,
+            Source::Index(i, _) => i.name_count(),
+        }
+    }
+
     fn max_repo(&self) -> Option<usize> {
         match self {
             Source::Packages(p) => p.iter().map(|p| p.repo).max(),
@@ -180,6 +222,7 @@ impl<'a> Source<'a> {
                             repo: p.repo,
                             origin: Origin::Owned(p),
                         },
+                        local_name: NameOf::Text(&p.name),
                         installed_size: p.installed_size,
                         depends: AtomList::Deps(&p.depends),
                         provides: AtomList::Provides(&p.provides),
@@ -188,6 +231,7 @@ impl<'a> Source<'a> {
                 }
             }
             Source::Index(index, repo) => {
+                let numbered = index.name_count() > 0;
                 for (i, e) in index.entries.iter().enumerate() {
                     f(Item {
                         record: Record {
@@ -199,6 +243,11 @@ impl<'a> Source<'a> {
                             uninstallable: e.uninstallable,
                             repo,
                             origin: Origin::Indexed(index, i as u32),
+                        },
+                        local_name: if numbered {
+                            NameOf::Local(index, e.name_id)
+                        } else {
+                            NameOf::Text(index.str(e.name))
                         },
                         installed_size: e.installed_size,
                         depends: AtomList::Raw(index, index.atoms(e.depends)),
@@ -362,6 +411,9 @@ pub(crate) struct Installed<'a> {
 /// Marks a bucket not computed yet (real buckets are below 20,000).
 const NO_BUCKET: u32 = u32::MAX;
 
+/// Marks an index's name not interned yet.
+const NO_NAME: NameId = NameId::MAX;
+
 /// Repository positions this table can represent (bit 0 is reserved, as in apk).
 pub(crate) const MAX_REPOS: usize = 63;
 
@@ -405,9 +457,14 @@ impl<'a> Universe<'a> {
         }
         let mut position = 0;
         let seed = Source::Packages(installed.packages);
+        // Each index numbers its names: each is looked up in the table once per index,
+        // not at each of its mentions; names are still created in the order met.
+        let mut memo = Vec::new();
         for source in std::iter::once(&seed).chain(sources) {
+            memo.clear();
+            memo.resize(source.local_names(), NO_NAME);
             source.for_each(|item| {
-                u.add(item, position, installed, &mut by_checksum, arch);
+                u.add(item, position, installed, &mut by_checksum, arch, &mut memo);
                 position += 1;
             });
         }
@@ -462,6 +519,7 @@ impl<'a> Universe<'a> {
         installed: &Installed<'a>,
         by_checksum: &mut FxHashMap<ChecksumKey<'a>, PkgId>,
         arch: Option<&str>,
+        memo: &mut [NameId],
     ) {
         let package = item.record;
         let is_installed = position < installed.packages.len();
@@ -478,15 +536,15 @@ impl<'a> Universe<'a> {
         if let Some(existing) = duplicate {
             // apk creates names while it parses, even for a duplicate it then
             // drops; creation order decides ties in its name hash table.
-            self.intern(package.name);
-            item.depends.for_each(|d| {
-                self.intern(d.name);
+            self.intern_in(memo, item.local_name);
+            item.depends.for_each(|_, name| {
+                self.intern_in(memo, name);
             });
-            item.install_if.for_each(|d| {
-                self.intern(d.name);
+            item.install_if.for_each(|_, name| {
+                self.intern_in(memo, name);
             });
-            item.provides.for_each(|p| {
-                self.intern(p.name);
+            item.provides.for_each(|_, name| {
+                self.intern_in(memo, name);
             });
             let pkg = &mut self.pkgs[existing as usize];
             pkg.repos |= bit;
@@ -496,11 +554,11 @@ impl<'a> Universe<'a> {
             return;
         }
         // Field order of an index stanza: P, D, p, i.
-        let name = self.intern(package.name);
-        let depends = self.push_atoms(item.depends);
+        let name = self.intern_in(memo, item.local_name);
+        let depends = self.push_atoms(item.depends, memo);
         let provides_start = self.provides.len() as u32;
-        item.provides.for_each(|p| {
-            let provided = self.intern(p.name);
+        item.provides.for_each(|p, name| {
+            let provided = self.intern_in(memo, name);
             let version = (p.op == Op::Eq).then_some(p.version);
             self.provides.push(Provides {
                 name: provided,
@@ -508,7 +566,7 @@ impl<'a> Universe<'a> {
             });
         });
         let provides = provides_start..self.provides.len() as u32;
-        let install_if = self.push_atoms(item.install_if);
+        let install_if = self.push_atoms(item.install_if, memo);
         let id = self.pkgs.len() as PkgId;
         if !package.checksum.is_empty() {
             by_checksum.insert(ChecksumKey::of(package.checksum), id);
@@ -546,9 +604,30 @@ impl<'a> Universe<'a> {
         id
     }
 
+    /// The id of `name`; `memo` maps the numbers of the names of the index being read
+    /// to ids (or [`NO_NAME`]), so that each is looked up once.
+    fn intern_in(&mut self, memo: &mut [NameId], name: NameOf<'a>) -> NameId {
+        let slot = match name {
+            NameOf::Local(_, local) => memo.get_mut(local as usize),
+            NameOf::Text(_) => None,
+        };
+        let Some(slot) = slot else {
+            return self.intern(name.text());
+        };
+        if *slot == NO_NAME {
+            *slot = self.intern(name.text());
+        }
+        *slot
+    }
+
     /// Interns a dependency atom that is not part of a package (a world entry).
     pub fn atom(&mut self, dep: DepRef<'a>) -> Atom<'a> {
         let name = self.intern(dep.name);
+        self.atom_named(name, dep)
+    }
+
+    /// The atom `dep`, its name interned as `name`.
+    fn atom_named(&mut self, name: NameId, dep: DepRef<'a>) -> Atom<'a> {
         let tag = match dep.tag {
             None => 0,
             Some(tag) => {
@@ -709,10 +788,11 @@ impl<'a> Universe<'a> {
         self.pkgs[id as usize].src.name_version()
     }
 
-    fn push_atoms(&mut self, deps: AtomList<'a>) -> Range<u32> {
+    fn push_atoms(&mut self, deps: AtomList<'a>, memo: &mut [NameId]) -> Range<u32> {
         let start = self.atoms.len() as u32;
-        deps.for_each(|dep| {
-            let atom = self.atom(dep);
+        deps.for_each(|dep, name| {
+            let name = self.intern_in(memo, name);
+            let atom = self.atom_named(name, dep);
             self.atoms.push(atom);
         });
         start..self.atoms.len() as u32
@@ -729,12 +809,58 @@ enum ChecksumKey<'a> {
 }
 
 impl<'a> ChecksumKey<'a> {
+    /// The key of what `decode_q1` decodes (that decoder allocates, once per package).
     fn of(checksum: &'a str) -> ChecksumKey<'a> {
-        match crate::package::decode_q1(checksum) {
-            Some(digest) => ChecksumKey::Digest(digest),
-            None => ChecksumKey::Text(checksum),
+        use base64::Engine;
+        let Some(b64) = checksum.strip_prefix("Q1") else {
+            return ChecksumKey::Text(checksum);
+        };
+        if let Some(digest) = decode_sha1_b64(b64.as_bytes()) {
+            return ChecksumKey::Digest(digest);
+        }
+        let mut digest = [0u8; 21];
+        match crate::index::LENIENT_BASE64.decode_slice(b64, &mut digest) {
+            Ok(20) => {
+                let mut out = [0u8; 20];
+                out.copy_from_slice(&digest[..20]);
+                ChecksumKey::Digest(out)
+            }
+            _ => ChecksumKey::Text(checksum),
         }
     }
+}
+
+/// The common spelling of a SHA-1 in base64 (27 symbols and one `=`), decoded as the
+/// lenient engine decodes it (the two unused bits of the last symbol ignored), a few
+/// times faster; `None` for anything else, which the engine then reads.
+fn decode_sha1_b64(b64: &[u8]) -> Option<[u8; 20]> {
+    let (symbols, pad) = b64.split_at_checked(27)?;
+    if pad != b"=" {
+        return None;
+    }
+    let value = |c: u8| -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        }))
+    };
+    let mut out = [0u8; 20];
+    // Six groups of four symbols give 18 bytes; the last three symbols give two.
+    for (group, bytes) in symbols.chunks_exact(4).zip(out.chunks_exact_mut(3)) {
+        let mut v = 0u32;
+        for &c in group {
+            v = v << 6 | value(c)?;
+        }
+        bytes.copy_from_slice(&v.to_be_bytes()[1..]);
+    }
+    let tail = symbols.get(24..27)?;
+    let v = (value(tail[0])? << 12 | value(tail[1])? << 6 | value(tail[2])?) >> 2;
+    out[18..].copy_from_slice(&(v as u16).to_be_bytes());
+    Some(out)
 }
 
 /// Whether a package built for `pkg_arch` installs on `target` (any when `None`).
@@ -803,6 +929,44 @@ mod tests {
             provider_priority: None,
             depends: deps.iter().map(|d| Dependency::any(*d)).collect(),
             ..Package::default()
+        }
+    }
+
+    #[test]
+    fn the_fast_checksum_key_is_the_decoders() {
+        let mut digest = [0u8; 20];
+        for seed in 0..400u32 {
+            for (i, b) in digest.iter_mut().enumerate() {
+                *b = (seed.wrapping_mul(2654435761).rotate_left(i as u32 * 3) >> 7) as u8;
+            }
+            let canonical = crate::package::encode_q1(&digest);
+            let want = crate::package::decode_q1(&canonical).map(ChecksumKey::Digest);
+            assert_eq!(Some(ChecksumKey::of(&canonical)), want, "{canonical}");
+            // The unused low bits of the last symbol set: the same digest.
+            let mut lenient = canonical.clone().into_bytes();
+            let last = lenient.len() - 2;
+            let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let at = alphabet.iter().position(|&c| c == lenient[last]).unwrap();
+            lenient[last] = alphabet[at | 3];
+            let lenient = String::from_utf8(lenient).unwrap();
+            assert_eq!(
+                ChecksumKey::of(&lenient),
+                ChecksumKey::of(&canonical),
+                "{lenient}"
+            );
+        }
+        // Not base64, or another length: the text, as the decoder leaves it.
+        for odd in [
+            "Q1!AAAAAAAAAAAAAAAAAAAAAAAAAE=",
+            "Q1AAAA",
+            "abc",
+            "Q1AAAAAAAAAAAAAAAAAAAAAAAAAAE",
+        ] {
+            let want = match crate::package::decode_q1(odd) {
+                Some(d) => ChecksumKey::Digest(d),
+                None => ChecksumKey::Text(odd),
+            };
+            assert_eq!(ChecksumKey::of(odd), want, "{odd}");
         }
     }
 
