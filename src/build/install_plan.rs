@@ -133,27 +133,6 @@ pub(super) fn install_plan(
         for _ in 0..workers.min(plan.packages.len()) {
             scope.spawn(|| prefetch.work());
         }
-        // Natively, scripts run from this thread with one `/proc` for all of them, as
-        // apk mounts it once; foreign ones through a helper with qemu; else they are
-        // recorded. Made while the first packages are inflated (it touches only `proc`
-        // and `dev` of the root); it is finished (its mounts gone) before the staging
-        // directory is committed or removed.
-        let mut runner =
-            match scripts::Runner::for_build(&root, options.arch, options.no_scripts, reporter) {
-                Ok(runner) => runner,
-                Err(err) => {
-                    prefetch.stop();
-                    if let Some(downloads) = &downloads {
-                        downloads.stop();
-                    }
-                    return Err(err.into());
-                }
-            };
-        let runs = runner.runs();
-        let mut announce_scripts = || announce_scripts(runs);
-        if downloads.is_none() {
-            announce_scripts();
-        }
         let verified = |i: usize| -> Result<&package::VerifiedPackage, BuildError> {
             prefetch.verified(i).map_err(|source| {
                 // A package that could not be fetched: say why, not that it is unreadable.
@@ -173,25 +152,39 @@ pub(super) fn install_plan(
                 }
             })
         };
-        let result = extract_all(
-            &root,
-            &plan.packages,
-            &verified,
-            &prefetch,
-            &mut runner,
-            &mut installer,
-            &mut announce_scripts,
-            reporter,
-        );
-        // Triggers are scripts too: the total is out before they run.
-        if result.is_ok() {
+        let extracted = (|| -> Result<(scripts::Runner, Vec<bool>), BuildError> {
+            // Natively, scripts run from this thread with one `/proc` for all of them, as
+            // apk mounts it once; foreign ones through a helper with qemu; else they are
+            // recorded. Made while the first packages are inflated (it touches only
+            // `proc` and `dev` of the root); it is finished (its mounts gone) before the
+            // staging directory is committed or removed.
+            let mut runner =
+                scripts::Runner::for_build(&root, options.arch, options.no_scripts, reporter)?;
+            let runs = runner.runs();
+            let mut announce_scripts = || announce_scripts(runs);
+            if downloads.is_none() {
+                announce_scripts();
+            }
+            let broken = extract_all(
+                &root,
+                &plan.packages,
+                &verified,
+                &prefetch,
+                &mut runner,
+                &mut installer,
+                &mut announce_scripts,
+                reporter,
+            )?;
+            // Triggers are scripts too: the total is out before they run.
             announce_scripts();
-        }
+            Ok((runner, broken))
+        })();
+        // Also after an error: the workers return once their current package is done.
         prefetch.stop();
         if let Some(downloads) = &downloads {
             downloads.stop();
         }
-        result.map(|broken| (runner, broken))
+        extracted
     });
     // Downloads without a cache live in a temporary folder as long as these handles.
     let fetched = match downloads {
