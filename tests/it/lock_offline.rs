@@ -632,33 +632,20 @@ fn offline_uses_a_pinned_key_cached_online_and_fetches_none() {
 
 #[test]
 fn the_build_splits_at_the_plan() {
-    use sysroot_mk::build::{self, BuildOptions, RepoSelection};
+    use sysroot_mk::build::{self, BuildOptions};
     use sysroot_mk::image::{Destination, Format};
     let Some(shared) = support::shared_or_skip() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
     let options = BuildOptions {
-        arch: sysroot_mk::arch::Arch::resolve("x86_64").unwrap().0,
-        dir: tmp.path().join("sysroot"),
-        packages: vec!["musl".into()],
-        repos: RepoSelection::Explicit {
-            repos: vec![shared.join("v3.19/main").display().to_string()],
-            repositories_file: None,
-        },
-        keys_dirs: vec![shared.join("keys/x86_64")],
-        allow_untrusted: false,
-        cache_dir: None,
         no_scripts: true,
-        force: false,
-        repositories_out: None,
-        relative_links: false,
-        output: Format::Directory,
-        source_date_epoch: None,
-        reproducible: false,
-        offline: false,
-        lock: None,
-        locked: None,
+        ..support::build_options(
+            tmp.path().join("sysroot"),
+            &["musl"],
+            &[&shared.join("v3.19/main")],
+            vec![shared.join("keys/x86_64")],
+        )
     };
     let resolved = build::resolve(&options, &sysroot_mk::report::Silent).unwrap();
     let names: Vec<String> = resolved

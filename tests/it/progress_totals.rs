@@ -7,7 +7,7 @@ use crate::support;
 use crate::update_support;
 
 use std::sync::Mutex;
-use sysroot_mk::build::{self, BuildOptions, RepoSelection};
+use sysroot_mk::build::{self, BuildOptions};
 use sysroot_mk::image::{Destination, Format};
 use sysroot_mk::report::Reporter;
 
@@ -56,31 +56,12 @@ fn the_scripts_planned_are_the_scripts_run_or_skipped() {
     );
     update_support::write_repo(&tmp.path().join("demo"), &[&demo]);
     let keys = support::keys_dir(&[support::TEST_KEY]);
-    let options = BuildOptions {
-        arch: sysroot_mk::arch::Arch::resolve("x86_64").unwrap().0,
-        dir: tmp.path().join("sysroot"),
-        packages: vec!["busybox".into(), "demo".into()],
-        repos: RepoSelection::Explicit {
-            repos: vec![
-                shared.join("v3.19/main").display().to_string(),
-                tmp.path().join("demo").display().to_string(),
-            ],
-            repositories_file: None,
-        },
-        keys_dirs: vec![keys.path().to_path_buf(), shared.join("keys/x86_64")],
-        allow_untrusted: false,
-        cache_dir: None,
-        no_scripts: false,
-        force: false,
-        repositories_out: None,
-        relative_links: false,
-        output: Format::Directory,
-        source_date_epoch: None,
-        reproducible: false,
-        offline: false,
-        lock: None,
-        locked: None,
-    };
+    let options = support::build_options(
+        tmp.path().join("sysroot"),
+        &["busybox", "demo"],
+        &[&shared.join("v3.19/main"), &tmp.path().join("demo")],
+        vec![keys.path().to_path_buf(), shared.join("keys/x86_64")],
+    );
     let reporter = Scripts::default();
     let resolved = build::resolve(&options, &reporter).unwrap();
     let mut destination = Destination::open(&options.dir, Format::Directory, false).unwrap();
@@ -112,26 +93,13 @@ fn no_scripts_plans_none() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let options = BuildOptions {
-        arch: sysroot_mk::arch::Arch::resolve("x86_64").unwrap().0,
-        dir: tmp.path().join("sysroot"),
-        packages: vec!["busybox".into()],
-        repos: RepoSelection::Explicit {
-            repos: vec![shared.join("v3.19/main").display().to_string()],
-            repositories_file: None,
-        },
-        keys_dirs: vec![shared.join("keys/x86_64")],
-        allow_untrusted: false,
-        cache_dir: None,
         no_scripts: true,
-        force: false,
-        repositories_out: None,
-        relative_links: false,
-        output: Format::Directory,
-        source_date_epoch: None,
-        reproducible: false,
-        offline: false,
-        lock: None,
-        locked: None,
+        ..support::build_options(
+            tmp.path().join("sysroot"),
+            &["busybox"],
+            &[&shared.join("v3.19/main")],
+            vec![shared.join("keys/x86_64")],
+        )
     };
     let reporter = Scripts::default();
     let resolved = build::resolve(&options, &reporter).unwrap();

@@ -48,6 +48,38 @@ pub fn shared_alpine() -> Option<PathBuf> {
     .find(|p| p.join("README.md").is_file())
 }
 
+/// Options of an x86_64 build of `packages` into `dir` (a directory, scripts run) from
+/// the local repositories `repos`, trusting `keys_dirs`; tests change what they test.
+pub fn build_options(
+    dir: PathBuf,
+    packages: &[&str],
+    repos: &[&Path],
+    keys_dirs: Vec<PathBuf>,
+) -> sysroot_mk::build::BuildOptions {
+    sysroot_mk::build::BuildOptions {
+        arch: sysroot_mk::arch::Arch::resolve("x86_64").unwrap().0,
+        dir,
+        packages: packages.iter().map(|p| p.to_string()).collect(),
+        repos: sysroot_mk::build::RepoSelection::Explicit {
+            repos: repos.iter().map(|r| r.display().to_string()).collect(),
+            repositories_file: None,
+        },
+        keys_dirs,
+        allow_untrusted: false,
+        cache_dir: None,
+        no_scripts: false,
+        force: false,
+        repositories_out: None,
+        relative_links: false,
+        output: sysroot_mk::image::Format::Directory,
+        source_date_epoch: None,
+        reproducible: false,
+        offline: false,
+        lock: None,
+        locked: None,
+    }
+}
+
 /// The shared data, or prints the skip reason.
 pub fn shared_or_skip() -> Option<PathBuf> {
     let found = shared_alpine();
