@@ -110,9 +110,7 @@ impl ParsedStore {
         if !self.writable || index.text.len() < PARSED_MIN_TEXT {
             return Ok(());
         }
-        if index.name_count() == 0 {
-            index.number_names();
-        }
+        index.number_names();
         let bucket = Cache::open(&self.root)?.bucket_dir(PARSED_BUCKET)?;
         bucket.write_atomic(key, &encode(description, index))
     }

@@ -8,10 +8,9 @@
 //! The tables hold offsets rather than references, so the form owns its text (it
 //! moves freely) and can be written to and read back from the cache as it is.
 //!
-//! A form kept in the cache also numbers every distinct name of the index
-//! ([`ParsedIndex::number_names`]): the resolver then interns each name once per index,
-//! not at each of its ~150,000 mentions. Numbering costs about what it saves, so a
-//! form read only once (`--no-cache`) is not numbered.
+//! Every distinct name of the index is numbered ([`ParsedIndex::names`]): the resolver
+//! looks each name up once per index, not at each of its ~150,000 mentions, and finds
+//! what a request reaches without reading the rest (`resolve::universe::prune`).
 //!
 //! The text is checked exactly as [`parse_apkindex`](super::parse_apkindex) checks it,
 //! with the same errors: both share the field and atom validation.
@@ -151,58 +150,27 @@ impl ParsedIndex {
         // A large text is read in two halves, one per core: the largest index is read
         // last, when the others are done, so the second core would idle. More pieces
         // would hold more tables twice while merging, when the memory use peaks.
-        let (entries, atoms) = if text.len() >= HALVES_MIN_BYTES {
+        let (entries, atoms, names) = if text.len() >= HALVES_MIN_BYTES {
             read_halves(&text)?
         } else {
             let mut out = Tables::default();
             read_chunk(&text, &text, &mut out)?;
-            (out.entries, out.atoms)
+            let (names, _) = number(&text, &mut out.entries, &mut out.atoms);
+            (out.entries, out.atoms, names)
         };
         Ok(ParsedIndex {
             text,
             entries,
             atoms,
-            names: Vec::new(),
+            names,
         })
     }
 
     /// Numbers the distinct names of the index ([`ParsedIndex::names`], and each
-    /// entry's and atom's `name_id`): worth it for a form kept in the cache.
+    /// entry's and atom's `name_id`), if they are not numbered yet.
     pub fn number_names(&mut self) {
-        let ParsedIndex {
-            text,
-            entries,
-            atoms,
-            names,
-        } = self;
-        let mut ids: FxHashMap<&str, u32> = FxHashMap::default();
-        // Real indexes have a distinct name for every 160-190 bytes of text.
-        ids.reserve(text.len() / 120 + 1);
-        names.clear();
-        let mut id_of = |span: Span| {
-            let next = names.len() as u32;
-            let id = *ids
-                .entry(text.get(span.range()).unwrap_or_default())
-                .or_insert(next);
-            if id == next {
-                names.push(span);
-            }
-            id
-        };
-        // Each name's span becomes that of its first mention, as a form read back
-        // from the cache has it (which stores only the numbers).
-        for e in entries.iter_mut() {
-            e.name_id = id_of(e.name);
-        }
-        for a in atoms.iter_mut() {
-            a.name_id = id_of(a.name);
-        }
-        let first = |id: u32, own: Span| names.get(id as usize).copied().unwrap_or(own);
-        for e in entries.iter_mut() {
-            e.name = first(e.name_id, e.name);
-        }
-        for a in atoms.iter_mut() {
-            a.name = first(a.name_id, a.name);
+        if self.names.is_empty() {
+            self.names = number(&self.text, &mut self.entries, &mut self.atoms).0;
         }
     }
 
@@ -325,7 +293,10 @@ const HALVES_MIN_BYTES: usize = 1 << 20;
 /// Reads `text` in two halves in parallel, cut at a blank line, and joins their tables
 /// (the second half's atom ranges moved after the first's); the first error in the
 /// text is the one returned, with its line number in the whole text.
-fn read_halves(text: &str) -> Result<(Vec<RawEntry>, Vec<RawAtom>), IndexError> {
+/// Tables of both halves merged, and the names numbered.
+type Read = (Vec<RawEntry>, Vec<RawAtom>, Vec<Span>);
+
+fn read_halves(text: &str) -> Result<Read, IndexError> {
     let bytes = text.as_bytes();
     let middle = text.len() / 2;
     // Just after a newline followed by a blank line: a package never spans the cut.
@@ -342,25 +313,79 @@ fn read_halves(text: &str) -> Result<(Vec<RawEntry>, Vec<RawAtom>), IndexError> 
             out.entries.reserve(text.len() / 400 + 1);
             out.atoms.reserve(text.len() / 60 + 1);
         }
-        read_chunk(text, chunk, &mut out).map(|()| out)
+        read_chunk(text, chunk, &mut out)?;
+        // Each half numbers its own names (hashing every mention is the larger part
+        // of the work); the second's are then renumbered, one lookup per name.
+        let numbered = number(text, &mut out.entries, &mut out.atoms);
+        Ok((out, numbered))
     };
     let (a, b) = rayon::join(|| read(first, true), || read(second, false));
-    let mut a = a?;
-    let b = b.map_err(|e| e.shifted(first.bytes().filter(|&c| c == b'\n').count()))?;
+    let (mut a, (mut names, mut ids)) = a?;
+    let (b, (names_b, _)) =
+        b.map_err(|e: IndexError| e.shifted(first.bytes().filter(|&c| c == b'\n').count()))?;
+    let renumber: Vec<u32> = names_b
+        .iter()
+        .map(|&span| {
+            let next = names.len() as u32;
+            let id = *ids
+                .entry(text.get(span.range()).unwrap_or_default())
+                .or_insert(next);
+            if id == next {
+                names.push(span);
+            }
+            id
+        })
+        .collect();
+    let renumbered = |id: u32| renumber.get(id as usize).copied().unwrap_or(id);
     let offset = a.atoms.len() as u32;
     let shift = |s: Span| Span {
         start: s.start + offset,
         end: s.end + offset,
     };
     a.entries.extend(b.entries.iter().map(|e| RawEntry {
+        name_id: renumbered(e.name_id),
         depends: shift(e.depends),
         provides: shift(e.provides),
         install_if: shift(e.install_if),
         ..*e
     }));
     drop(b.entries);
-    a.atoms.extend(b.atoms);
-    Ok((a.entries, a.atoms))
+    a.atoms.extend(b.atoms.iter().map(|atom| RawAtom {
+        name_id: renumbered(atom.name_id),
+        ..*atom
+    }));
+    Ok((a.entries, a.atoms, names))
+}
+
+/// Numbers the names of `entries` and `atoms` (spans of `text`) in the order met: each
+/// distinct name gets the next number, and the span of its first mention in the
+/// names returned, with the numbers by text.
+fn number<'t>(
+    text: &'t str,
+    entries: &mut [RawEntry],
+    atoms: &mut [RawAtom],
+) -> (Vec<Span>, FxHashMap<&'t str, u32>) {
+    let mut ids: FxHashMap<&str, u32> = FxHashMap::default();
+    // Real indexes have a distinct name for every 160-190 bytes of text.
+    ids.reserve(entries.len() * 2 + 1);
+    let mut names = Vec::new();
+    let mut id_of = |span: Span| {
+        let next = names.len() as u32;
+        let id = *ids
+            .entry(text.get(span.range()).unwrap_or_default())
+            .or_insert(next);
+        if id == next {
+            names.push(span);
+        }
+        id
+    };
+    for e in entries.iter_mut() {
+        e.name_id = id_of(e.name);
+    }
+    for a in atoms.iter_mut() {
+        a.name_id = id_of(a.name);
+    }
+    (names, ids)
 }
 
 #[derive(Default)]
@@ -660,14 +685,27 @@ P:b\nV:2\nX:new\nD:x\nD:y\n\nP:c\nV:3";
         };
         assert_eq!(described(&halves), described(&one));
         assert!(halves.spans_fit());
+        // Each half numbered its names; merged, each distinct name has one number.
+        let mut numbered = one.clone();
+        numbered.number_names();
+        assert_eq!(halves.name_count(), numbered.name_count());
+        let mut seen = std::collections::HashSet::new();
+        assert!(halves.names.iter().all(|&n| seen.insert(halves.str(n))));
+        for e in &halves.entries {
+            assert_eq!(halves.name(e.name_id), halves.str(e.name));
+        }
+        for a in &halves.atoms {
+            assert_eq!(halves.name(a.name_id), halves.str(a.name));
+        }
     }
 
     #[test]
     fn numbering_gives_each_distinct_name_one_number() {
         let mut view = ParsedIndex::parse(TEXT.to_owned()).unwrap();
-        assert_eq!(view.name_count(), 0);
-        let plain = view.clone();
-        view.number_names();
+        let mut plain = view.clone();
+        plain.names.clear();
+        plain.entries.iter_mut().for_each(|e| e.name_id = 0);
+        plain.atoms.iter_mut().for_each(|a| a.name_id = 0);
         assert_eq!(view, plain, "numbering changes how nothing reads");
         let mut other = view.clone();
         other.atoms[0].name = other.entries[2].name;

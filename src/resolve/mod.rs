@@ -24,6 +24,7 @@ pub use explain::{Problem, ProblemKind};
 
 use crate::index::{Dependency, Package, ParsedIndex};
 use solver::{Solver, Tags, WorldAtom};
+use universe::prune::Pruned;
 use universe::{PkgId, Source, Universe, MAX_REPOS};
 
 /// How to resolve, besides the packages and the request.
@@ -210,22 +211,25 @@ fn solve(
         let worker = std::thread::Builder::new()
             .name("sysroot-mk-resolve".into())
             .stack_size(SOLVE_STACK)
-            .spawn_scoped(scope, || solve_here(packages, world, opts, installed));
+            .spawn_scoped(scope, || solve_here(packages, world, opts, installed, true));
         match worker {
             Ok(handle) => handle
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
             // No thread to be had: this one's stack serves ordinary indexes.
-            Err(_) => solve_here(packages, world, opts, installed),
+            Err(_) => solve_here(packages, world, opts, installed, true),
         }
     })
 }
 
+/// `narrow`: build the name table of the packages the world reaches only, where that
+/// resolves alike (a fresh root).
 fn solve_here(
     packages: &[Source<'_>],
-    world: &[Dependency],
+    world_in: &[Dependency],
     opts: &ResolveOptions,
     installed: &InstalledState,
+    narrow: bool,
 ) -> Solved {
     if let Some((package, repo)) = universe::first_beyond(packages, MAX_REPOS) {
         return Err(ResolveError::TooManyRepositories {
@@ -235,7 +239,7 @@ fn solve_here(
         });
     }
     let tags = repository_tags(packages, opts);
-    let world = world_in_apk_order(world);
+    let world = world_in_apk_order(world_in);
     let mut tag_of = Vec::with_capacity(world.len());
     for dep in &world {
         tag_of.push(world_tag(dep, &tags)?);
@@ -251,8 +255,21 @@ fn solve_here(
         packages: &installed.packages,
         tags: installed.tags.iter().map(tag_id).collect(),
     };
-    let mut u = Universe::build_installed(&seed, packages, opts.arch.as_deref());
+    // A fresh root needs only what its world reaches (see `universe::prune`).
+    let fresh = installed.packages.is_empty() && installed.world_names.is_empty();
+    let pruned = if fresh && narrow {
+        let names: Vec<&str> = world.iter().map(|d| d.name.as_str()).collect();
+        Pruned::new(packages, &names)
+    } else {
+        None
+    };
+    let narrowed = pruned.as_ref().map(Pruned::sources);
+    let sources = narrowed.as_deref().unwrap_or(packages);
+    let mut u = Universe::build_installed(&seed, sources, opts.arch.as_deref());
     let atoms: Vec<_> = world.iter().map(|d| u.atom(d.into())).collect();
+    if let Some(pruned) = &pruned {
+        u.set_creation_order(|text| pruned.creation_key(text));
+    }
     let world_atoms: Vec<WorldAtom<'_>> = atoms
         .into_iter()
         .zip(tag_of)
@@ -268,6 +285,10 @@ fn solve_here(
     solver.upgrade = installed.upgrade;
     solver.solve(&world_atoms);
     if solver.errors > 0 {
+        // The explanation walks reverse dependencies the narrowed table lacks.
+        if pruned.is_some() {
+            return solve_here(packages, world_in, opts, installed, false);
+        }
         return Err(ResolveError::Unsatisfiable {
             problems: explain::problems(&solver, &world_atoms, opts.arch.as_deref(), &tags.names),
         });
@@ -389,5 +410,7 @@ fn world_in_apk_order(world: &[Dependency]) -> Vec<Dependency> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_prune;
 #[cfg(test)]
 mod tests_update;

@@ -8,12 +8,14 @@
 //! name hash table is walked when it builds them (see [`crate::apk_hash::bucket`]).
 
 use crate::apk_hash::bucket;
+
+pub(crate) mod prune;
 use std::cell::{Cell, OnceCell};
 use std::ops::Range;
 
 use rustc_hash::FxHashMap;
 
-use crate::index::{DepRef, Dependency, Op, Package, ParsedIndex};
+use crate::index::{DepRef, Dependency, Op, Package, ParsedIndex, RawEntry};
 
 /// Index of a name in the [`Universe`] (creation order, as apk creates names).
 pub(crate) type NameId = u32;
@@ -62,6 +64,9 @@ pub(crate) enum Source<'a> {
     Packages(&'a [Package]),
     /// One index and its repository position.
     Index(&'a ParsedIndex, usize),
+    /// Some packages of a source (positions in its order, ascending), as
+    /// [`prune`] keeps them.
+    Only(&'a Source<'a>, &'a [u32]),
 }
 
 /// What the resolver reads of a package, borrowed from wherever it lives.
@@ -174,6 +179,7 @@ impl<'a> Source<'a> {
         match self {
             Source::Packages(p) => p.len(),
             Source::Index(i, _) => i.len(),
+            Source::Only(_, kept) => kept.len(),
         }
     }
 
@@ -189,6 +195,10 @@ impl<'a> Source<'a> {
                         as usize
                 })
                 .sum(),
+            // A share of the whole by package count is near enough for sizing.
+            Source::Only(inner, kept) => {
+                inner.atom_count() * kept.len() / inner.len().max(1) + kept.len()
+            }
         }
     }
 
@@ -197,6 +207,7 @@ impl<'a> Source<'a> {
         match self {
             Source::Packages(_) => 0,
             Source::Index(i, _) => i.name_count(),
+            Source::Only(inner, _) => inner.local_names(),
         }
     }
 
@@ -204,59 +215,82 @@ impl<'a> Source<'a> {
         match self {
             Source::Packages(p) => p.iter().map(|p| p.repo).max(),
             Source::Index(i, repo) => (!i.is_empty()).then_some(*repo),
+            Source::Only(inner, kept) => {
+                let last = *kept.last()?;
+                inner.item(last as usize).map(|item| item.record.repo)
+            }
+        }
+    }
+
+    /// Package `i` of the source, in its order.
+    fn item(&self, i: usize) -> Option<Item<'a>> {
+        match *self {
+            Source::Packages(packages) => packages.get(i).map(owned_item),
+            Source::Index(index, repo) => index
+                .entries
+                .get(i)
+                .map(|e| indexed_item(index, repo, i, e)),
+            Source::Only(inner, kept) => inner.item(*kept.get(i)? as usize),
         }
     }
 
     fn for_each(self, mut f: impl FnMut(Item<'a>)) {
         match self {
-            Source::Packages(packages) => {
-                for p in packages {
-                    f(Item {
-                        record: Record {
-                            name: &p.name,
-                            version: p.version.as_str(),
-                            arch: &p.arch,
-                            checksum: &p.checksum,
-                            provider_priority: p.provider_priority,
-                            uninstallable: p.uninstallable,
-                            repo: p.repo,
-                            origin: Origin::Owned(p),
-                        },
-                        local_name: NameOf::Text(&p.name),
-                        installed_size: p.installed_size,
-                        depends: AtomList::Deps(&p.depends),
-                        provides: AtomList::Provides(&p.provides),
-                        install_if: AtomList::Deps(&p.install_if),
-                    })
-                }
-            }
+            Source::Packages(packages) => packages.iter().map(owned_item).for_each(f),
             Source::Index(index, repo) => {
-                let numbered = index.name_count() > 0;
                 for (i, e) in index.entries.iter().enumerate() {
-                    f(Item {
-                        record: Record {
-                            name: index.str(e.name),
-                            version: index.str(e.version),
-                            arch: index.str(e.arch),
-                            checksum: index.str(e.checksum),
-                            provider_priority: e.provider_priority,
-                            uninstallable: e.uninstallable,
-                            repo,
-                            origin: Origin::Indexed(index, i as u32),
-                        },
-                        local_name: if numbered {
-                            NameOf::Local(index, e.name_id)
-                        } else {
-                            NameOf::Text(index.str(e.name))
-                        },
-                        installed_size: e.installed_size,
-                        depends: AtomList::Raw(index, index.atoms(e.depends)),
-                        provides: AtomList::Raw(index, index.atoms(e.provides)),
-                        install_if: AtomList::Raw(index, index.atoms(e.install_if)),
-                    })
+                    f(indexed_item(index, repo, i, e))
                 }
             }
+            Source::Only(inner, kept) => kept
+                .iter()
+                .filter_map(|&i| inner.item(i as usize))
+                .for_each(f),
         }
+    }
+}
+
+fn owned_item(p: &Package) -> Item<'_> {
+    Item {
+        record: Record {
+            name: &p.name,
+            version: p.version.as_str(),
+            arch: &p.arch,
+            checksum: &p.checksum,
+            provider_priority: p.provider_priority,
+            uninstallable: p.uninstallable,
+            repo: p.repo,
+            origin: Origin::Owned(p),
+        },
+        local_name: NameOf::Text(&p.name),
+        installed_size: p.installed_size,
+        depends: AtomList::Deps(&p.depends),
+        provides: AtomList::Provides(&p.provides),
+        install_if: AtomList::Deps(&p.install_if),
+    }
+}
+
+fn indexed_item<'a>(index: &'a ParsedIndex, repo: usize, i: usize, e: &RawEntry) -> Item<'a> {
+    Item {
+        record: Record {
+            name: index.str(e.name),
+            version: index.str(e.version),
+            arch: index.str(e.arch),
+            checksum: index.str(e.checksum),
+            provider_priority: e.provider_priority,
+            uninstallable: e.uninstallable,
+            repo,
+            origin: Origin::Indexed(index, i as u32),
+        },
+        local_name: if index.name_count() > 0 {
+            NameOf::Local(index, e.name_id)
+        } else {
+            NameOf::Text(index.str(e.name))
+        },
+        installed_size: e.installed_size,
+        depends: AtomList::Raw(index, index.atoms(e.depends)),
+        provides: AtomList::Raw(index, index.atoms(e.provides)),
+        install_if: AtomList::Raw(index, index.atoms(e.install_if)),
     }
 }
 
@@ -282,6 +316,11 @@ pub(crate) fn first_beyond(sources: &[Source<'_>], limit: usize) -> Option<(Stri
                 ));
             }
             Source::Index(..) => {}
+            Source::Only(inner, _) => {
+                if let Some(found) = first_beyond(std::slice::from_ref(inner), limit) {
+                    return Some(found);
+                }
+            }
         }
     }
     None
@@ -395,6 +434,9 @@ pub(crate) struct Universe<'a> {
     rinstall_if: Vec<OnceCell<Box<[NameId]>>>,
     /// Each name's bucket in apk's hash table, computed on first use.
     buckets: Vec<Cell<u32>>,
+    /// When the table holds only some of the packages ([`prune`]): per name, when apk
+    /// would have created it reading all of them. Empty: the ids are that order.
+    created: Vec<u64>,
 }
 
 /// What the root being updated already holds, as the universe needs it.
@@ -726,7 +768,30 @@ impl<'a> Universe<'a> {
     pub fn sort_walk_order(&self, names: &mut Vec<NameId>) {
         names.sort_unstable();
         names.dedup();
-        names.sort_unstable_by_key(|&n| (self.bucket(n), std::cmp::Reverse(n)));
+        names.sort_unstable_by_key(|&n| (self.bucket(n), std::cmp::Reverse(self.created(n))));
+    }
+
+    /// When `name` was created, relative to the others (see [`Universe::created`]).
+    fn created(&self, name: NameId) -> u64 {
+        self.created
+            .get(name as usize)
+            .copied()
+            .unwrap_or(u64::from(name))
+    }
+
+    /// Replaces the creation order of the names by `key` (names it does not know
+    /// come after all that it knows, in id order): for a table of some of the
+    /// packages, whose ids follow the order it met names in, not apk's.
+    pub fn set_creation_order(&mut self, key: impl Fn(&str) -> Option<u64>) {
+        self.created = self
+            .texts
+            .iter()
+            .enumerate()
+            .map(|(id, text)| key(text).unwrap_or(u64::MAX - (self.texts.len() - id) as u64))
+            .collect();
+        // Walks already sorted followed the old order.
+        self.rdepends.iter_mut().for_each(|c| drop(c.take()));
+        self.rinstall_if.iter_mut().for_each(|c| drop(c.take()));
     }
 
     fn bucket(&self, name: NameId) -> u32 {
@@ -908,98 +973,4 @@ pub(crate) fn accept_of<'a>(dep: &DepRef<'a>) -> Accept<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn package(name: &str, deps: &[&str]) -> Package {
-        Package {
-            checksum: format!("Q1{name}"),
-            name: name.to_owned(),
-            version: crate::version::Version::new("1-r0"),
-            arch: "x86_64".to_owned(),
-            size: 0,
-            installed_size: 0,
-            description: String::new(),
-            url: String::new(),
-            license: String::new(),
-            origin: String::new(),
-            maintainer: String::new(),
-            build_time: 0,
-            commit: String::new(),
-            provider_priority: None,
-            depends: deps.iter().map(|d| Dependency::any(*d)).collect(),
-            ..Package::default()
-        }
-    }
-
-    #[test]
-    fn the_fast_checksum_key_is_the_decoders() {
-        let mut digest = [0u8; 20];
-        for seed in 0..400u32 {
-            for (i, b) in digest.iter_mut().enumerate() {
-                *b = (seed.wrapping_mul(2654435761).rotate_left(i as u32 * 3) >> 7) as u8;
-            }
-            let canonical = crate::package::encode_q1(&digest);
-            let want = crate::package::decode_q1(&canonical).map(ChecksumKey::Digest);
-            assert_eq!(Some(ChecksumKey::of(&canonical)), want, "{canonical}");
-            // The unused low bits of the last symbol set: the same digest.
-            let mut lenient = canonical.clone().into_bytes();
-            let last = lenient.len() - 2;
-            let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-            let at = alphabet.iter().position(|&c| c == lenient[last]).unwrap();
-            lenient[last] = alphabet[at | 3];
-            let lenient = String::from_utf8(lenient).unwrap();
-            assert_eq!(
-                ChecksumKey::of(&lenient),
-                ChecksumKey::of(&canonical),
-                "{lenient}"
-            );
-        }
-        // Not base64, or another length: the text, as the decoder leaves it.
-        for odd in [
-            "Q1!AAAAAAAAAAAAAAAAAAAAAAAAAE=",
-            "Q1AAAA",
-            "abc",
-            "Q1AAAAAAAAAAAAAAAAAAAAAAAAAAE",
-        ] {
-            let want = match crate::package::decode_q1(odd) {
-                Some(d) => ChecksumKey::Digest(d),
-                None => ChecksumKey::Text(odd),
-            };
-            assert_eq!(ChecksumKey::of(odd), want, "{odd}");
-        }
-    }
-
-    #[test]
-    fn reverse_edges_follow_apk_hash_walk() {
-        // Two names in one bucket: the one created later is walked first.
-        let first = bucket("p0");
-        let twin = (1..1_000_000)
-            .map(|i| format!("p{i}"))
-            .find(|n| bucket(n) == first)
-            .expect("a bucket twin exists");
-        let mut other = (1..1_000_000)
-            .map(|i| format!("q{i}"))
-            .filter(|n| bucket(n) != first);
-        let (low, high) = (other.next().unwrap(), other.next().unwrap());
-        let (low, high) = if bucket(&low) < bucket(&high) {
-            (low, high)
-        } else {
-            (high, low)
-        };
-        let pkgs = vec![
-            package("p0", &["t"]),
-            package(&twin, &["t"]),
-            package(&high, &["t"]),
-            package(&low, &["t"]),
-        ];
-        let u = Universe::build(&pkgs, None);
-        let t = u.index["t"];
-        let got: Vec<&str> = u.rdepends(t).iter().map(|&n| u.text(n)).collect();
-        let mut want = vec![(bucket(&low), low.as_str()), (bucket(&high), high.as_str())];
-        want.push((first, twin.as_str()));
-        want.push((first, "p0"));
-        want.sort_by_key(|w| w.0);
-        assert_eq!(got, want.iter().map(|w| w.1).collect::<Vec<_>>());
-    }
-}
+mod tests;

@@ -1,0 +1,375 @@
+//! The packages a resolution from an empty root can touch, so that the name table is
+//! built of those alone.
+//!
+//! Building the table over all of main and community (25,000 packages, 150,000
+//! atoms) costs more than solving: the solver reads a few thousand names of the 50,000.
+//! It follows discovery: from a name to every package providing it; from a package to
+//! its own names, provides and dependencies; from each name a package answers to, to
+//! the names of the packages whose install_if mentions it. That closure, from the
+//! world's names, is what is kept. A name only an install_if mentions has just its
+//! state read, never its providers.
+//!
+//! Two things of the whole set still matter, and are taken from it:
+//! - apk breaks ties by the order its name hash table is walked, which follows the
+//!   order names were created while reading every index: a name's creation is (first
+//!   source naming it, the order it is first met there), [`Pruned::creation_key`].
+//! - Duplicates (the same `C:` twice) are merged into the first copy, and create
+//!   their names in another order. A set that may hold one is not narrowed.
+//!
+//! Only a fresh root is narrowed: an update reads its installed packages' reverse
+//! dependencies, which this closure does not follow.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::{Item, NameOf, Source};
+
+/// Marks a name no package of the source mentions.
+const UNRANKED: u32 = u32::MAX;
+
+/// One source's names: their numbers, the order they are met in, and which packages
+/// provide (or are triggered by) each.
+struct Directory<'a> {
+    source: &'a Source<'a>,
+    /// Every name mentioned, by text, to its number in this source.
+    ids: FxHashMap<&'a str, u32>,
+    /// Per number, the name (for a source that does not number its names itself).
+    texts: Vec<&'a str>,
+    /// Per number, the order of the name's first mention (apk's creation order).
+    rank: Vec<u32>,
+    /// Per number, the packages (positions) answering to the name.
+    providers: PerId,
+    /// Per number, the packages whose install_if mentions the name.
+    triggered: PerId,
+    /// The identities (`C:` up to its last, lenient, digit) of the packages.
+    identities: FxHashSet<&'a [u8]>,
+    /// Two packages of the source may be one.
+    duplicates: bool,
+}
+
+/// Lists of package positions by number: `items[start[i]..start[i + 1]]`.
+#[derive(Default)]
+struct PerId {
+    start: Vec<u32>,
+    items: Vec<u32>,
+}
+
+impl PerId {
+    fn build(ids: usize, pairs: &[(u32, u32)]) -> PerId {
+        let mut start = vec![0u32; ids + 1];
+        for &(id, _) in pairs {
+            start[id as usize + 1] += 1;
+        }
+        for i in 0..ids {
+            start[i + 1] += start[i];
+        }
+        let mut fill = start.clone();
+        let mut items = vec![0; pairs.len()];
+        for &(id, pkg) in pairs {
+            items[fill[id as usize] as usize] = pkg;
+            fill[id as usize] += 1;
+        }
+        PerId { start, items }
+    }
+
+    fn get(&self, id: u32) -> &[u32] {
+        let i = id as usize;
+        match (self.start.get(i), self.start.get(i + 1)) {
+            (Some(&a), Some(&b)) => self.items.get(a as usize..b as usize).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+}
+
+/// The part of a checksum that identifies a package for [`super::ChecksumKey`]: two
+/// checksums with one key agree on it (the lenient last digit is left out).
+fn identity(checksum: &str) -> &[u8] {
+    let b = checksum.as_bytes();
+    &b[..b.len().min(28)]
+}
+
+/// How a package mentions a name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mention {
+    Own,
+    Depends,
+    Provides,
+    InstallIf,
+}
+
+/// An index whose names are numbered: read through its tables directly.
+fn numbered<'a>(source: &Source<'a>) -> Option<&'a crate::index::ParsedIndex> {
+    match *source {
+        Source::Index(index, _) if index.name_count() > 0 => Some(index),
+        _ => None,
+    }
+}
+
+/// The names entry `e` of a numbered index mentions, in the universe's order: P, D, p, i.
+fn each_numbered(
+    index: &crate::index::ParsedIndex,
+    e: &crate::index::RawEntry,
+    mut f: impl FnMut(Mention, u32),
+) {
+    f(Mention::Own, e.name_id);
+    for (kind, list) in [
+        (Mention::Depends, e.depends),
+        (Mention::Provides, e.provides),
+        (Mention::InstallIf, e.install_if),
+    ] {
+        for a in index.atoms(list) {
+            f(kind, a.name_id);
+        }
+    }
+}
+
+/// [`each_numbered`] for any package.
+fn each_mention<'a>(item: &Item<'a>, mut f: impl FnMut(Mention, NameOf<'a>)) {
+    f(Mention::Own, item.local_name);
+    item.depends.for_each(|_, name| f(Mention::Depends, name));
+    item.provides.for_each(|_, name| f(Mention::Provides, name));
+    item.install_if
+        .for_each(|_, name| f(Mention::InstallIf, name));
+}
+
+impl<'a> Directory<'a> {
+    fn new(source: &'a Source<'a>) -> Directory<'a> {
+        let mut ids: FxHashMap<&'a str, u32> = FxHashMap::default();
+        // An index's numbered names are known up front; owned packages name theirs as
+        // they are met.
+        if let Source::Index(index, _) = source {
+            ids.reserve(index.name_count());
+            for id in 0..index.name_count() as u32 {
+                ids.entry(index.name(id)).or_insert(id);
+            }
+        }
+        let mut rank: Vec<u32> = vec![UNRANKED; ids.len()];
+        let mut texts = Vec::new();
+        let mut met = 0u32;
+        let mut providers = Vec::with_capacity(source.len() * 2);
+        let mut triggered = Vec::new();
+        let mut identities = FxHashSet::default();
+        identities.reserve(source.len());
+        let mut duplicates = false;
+        let mut add = |p: u32, kind: Mention, id: u32, checksum: &'a str| {
+            if rank.len() <= id as usize {
+                rank.resize(id as usize + 1, UNRANKED);
+            }
+            if rank[id as usize] == UNRANKED {
+                rank[id as usize] = met;
+                met += 1;
+            }
+            match kind {
+                Mention::Own => {
+                    providers.push((id, p));
+                    if !checksum.is_empty() && !identities.insert(identity(checksum)) {
+                        duplicates = true;
+                    }
+                }
+                Mention::Provides => providers.push((id, p)),
+                Mention::InstallIf => triggered.push((id, p)),
+                Mention::Depends => {}
+            }
+        };
+        match numbered(source) {
+            Some(index) => {
+                for (p, e) in index.entries.iter().enumerate() {
+                    let checksum = index.str(e.checksum);
+                    each_numbered(index, e, |kind, id| add(p as u32, kind, id, checksum));
+                }
+            }
+            None => {
+                let mut position = 0u32;
+                source.for_each(|item: Item<'a>| {
+                    let checksum = item.record.checksum;
+                    each_mention(&item, |kind, name| {
+                        let next = ids.len() as u32;
+                        let id = *ids.entry(name.text()).or_insert(next);
+                        if id == next {
+                            texts.push(name.text());
+                        }
+                        add(position, kind, id, checksum);
+                    });
+                    position += 1;
+                });
+            }
+        }
+        Directory {
+            source,
+            providers: PerId::build(rank.len(), &providers),
+            triggered: PerId::build(rank.len(), &triggered),
+            ids,
+            texts,
+            rank,
+            identities,
+            duplicates,
+        }
+    }
+
+    /// Name `id` of this source.
+    fn text(&self, id: u32) -> &'a str {
+        match numbered(self.source) {
+            Some(index) => index.name(id),
+            None => self.texts.get(id as usize).copied().unwrap_or_default(),
+        }
+    }
+
+    /// The names package `p` mentions, by number, in the order the universe creates
+    /// them.
+    fn each_name(&self, p: u32, mut f: impl FnMut(Mention, u32)) {
+        if let Some(index) = numbered(self.source) {
+            if let Some(e) = index.entries.get(p as usize) {
+                each_numbered(index, e, f);
+            }
+            return;
+        }
+        if let Some(item) = self.source.item(p as usize) {
+            each_mention(&item, |kind, name| {
+                if let Some(&id) = self.ids.get(name.text()) {
+                    f(kind, id);
+                }
+            });
+        }
+    }
+
+    /// The number of `text` in this source, if a package of it mentions the name.
+    fn number(&self, text: &str) -> Option<u32> {
+        let id = *self.ids.get(text)?;
+        (self.rank.get(id as usize).copied().unwrap_or(UNRANKED) != UNRANKED).then_some(id)
+    }
+}
+
+/// The packages to build the table of, per source, and the creation order of names.
+pub(crate) struct Pruned<'a> {
+    directories: Vec<Directory<'a>>,
+    kept: Vec<Vec<u32>>,
+}
+
+impl<'a> Pruned<'a> {
+    /// Narrows `sources` (in repository order) to what a resolution of `world` from an
+    /// empty root reads; `None` when they may hold duplicates, which only the whole
+    /// set resolves exactly.
+    pub fn new(sources: &'a [Source<'a>], world: &[&str]) -> Option<Pruned<'a>> {
+        use rayon::prelude::*;
+        let directories: Vec<Directory<'a>> = sources.par_iter().map(Directory::new).collect();
+        if directories.iter().any(|d| d.duplicates) {
+            return None;
+        }
+        for (later, d) in directories.iter().enumerate().skip(1) {
+            let earlier = &directories[..later];
+            if d.identities
+                .iter()
+                .any(|id| earlier.iter().any(|e| e.identities.contains(id)))
+            {
+                return None;
+            }
+        }
+        let mut keep: Vec<Vec<bool>> = sources.iter().map(|s| vec![false; s.len()]).collect();
+        // Per source and number: queued once from that source; done once walked in all.
+        let mut queued: Vec<Vec<bool>> = directories
+            .iter()
+            .map(|d| vec![false; d.rank.len()])
+            .collect();
+        let mut done = queued.clone();
+        let mut queue: Vec<(usize, u32)> = Vec::new();
+        for name in world {
+            if let Some((s, id)) = directories
+                .iter()
+                .enumerate()
+                .find_map(|(s, d)| Some((s, d.number(name)?)))
+            {
+                queued[s][id as usize] = true;
+                queue.push((s, id));
+            }
+        }
+        let mut numbers: Vec<Option<u32>> = Vec::with_capacity(directories.len());
+        while let Some((from, id)) = queue.pop() {
+            if done[from][id as usize] {
+                continue;
+            }
+            let text = directories[from].text(id);
+            numbers.clear();
+            numbers.extend(directories.iter().enumerate().map(|(s, d)| {
+                if s == from {
+                    Some(id)
+                } else {
+                    d.number(text)
+                }
+            }));
+            let provided = directories
+                .iter()
+                .zip(&numbers)
+                .any(|(d, id)| id.is_some_and(|id| !d.providers.get(id).is_empty()));
+            for (s, d) in directories.iter().enumerate() {
+                let Some(id) = numbers[s] else { continue };
+                done[s][id as usize] = true;
+                queued[s][id as usize] = true;
+                let mut push = |n: u32, queue: &mut Vec<(usize, u32)>| {
+                    if let Some(q) = queued[s].get_mut(n as usize) {
+                        if !std::mem::replace(q, true) {
+                            queue.push((s, n));
+                        }
+                    }
+                };
+                for &p in d.providers.get(id) {
+                    if std::mem::replace(&mut keep[s][p as usize], true) {
+                        continue;
+                    }
+                    // What discovery reads next: the package's names and dependencies
+                    // (its install_if names only ever have their state read).
+                    d.each_name(p, |kind, n| {
+                        if kind != Mention::InstallIf {
+                            push(n, &mut queue);
+                        }
+                    });
+                }
+                // Discovery walks, from each name a package answers to, the packages
+                // whose install_if mentions it, and discovers their names.
+                if !provided {
+                    continue;
+                }
+                for &p in d.triggered.get(id) {
+                    d.each_name(p, |kind, n| {
+                        if matches!(kind, Mention::Own | Mention::Provides) {
+                            push(n, &mut queue);
+                        }
+                    });
+                }
+            }
+        }
+        let kept = keep
+            .iter()
+            .map(|k| (0..k.len() as u32).filter(|&p| k[p as usize]).collect())
+            .collect();
+        Some(Pruned { directories, kept })
+    }
+
+    /// The sources narrowed, for [`super::Universe::build_installed`].
+    pub fn sources<'s>(&'s self) -> Vec<Source<'s>>
+    where
+        'a: 's,
+    {
+        self.directories
+            .iter()
+            .zip(&self.kept)
+            .map(|(d, kept)| Source::Only(d.source, kept))
+            .collect()
+    }
+
+    /// How many packages are kept, of how many.
+    #[cfg(test)]
+    pub fn counts(&self) -> (usize, usize) {
+        let kept = self.kept.iter().map(Vec::len).sum();
+        let all = self.directories.iter().map(|d| d.source.len()).sum();
+        (kept, all)
+    }
+
+    /// When apk would create the name `text` reading every source in order: first the
+    /// source naming it first, then the order met there. `None` for a name no source
+    /// mentions (a world entry nothing provides), created after all others.
+    pub fn creation_key(&self, text: &str) -> Option<u64> {
+        self.directories.iter().enumerate().find_map(|(s, d)| {
+            let id = d.number(text)?;
+            Some((s as u64) << 32 | u64::from(d.rank[id as usize]))
+        })
+    }
+}
