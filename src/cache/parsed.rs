@@ -278,14 +278,8 @@ fn read_entry(file: &std::fs::File) -> Option<(String, ParsedIndex)> {
             (sum == h.sum).then(|| String::from_utf8(text).ok())?
         },
         || {
-            let atoms = atoms
-                .chunks_exact(ATOM)
-                .map(|b| decode_atom(b, name))
-                .collect::<Option<_>>()?;
-            let entries = entries
-                .chunks_exact(ENTRY)
-                .map(|b| decode_entry(b, name))
-                .collect::<Option<_>>()?;
+            let atoms = decode_all(atoms, ATOM, |b| decode_atom(b, name))?;
+            let entries = decode_all(entries, ENTRY, |b| decode_entry(b, name))?;
             Some((entries, atoms))
         },
     );
@@ -304,6 +298,17 @@ fn read_entry(file: &std::fs::File) -> Option<(String, ParsedIndex)> {
         return None;
     }
     Some((std::str::from_utf8(description).ok()?.to_owned(), index))
+}
+
+/// Every `size`-byte record of `bytes`, decoded; `None` if one does not decode.
+/// (Collecting into an `Option` would lose the exact length and grow the vector by
+/// copying, megabytes for the atoms of community.)
+fn decode_all<T>(bytes: &[u8], size: usize, decode: impl Fn(&[u8]) -> Option<T>) -> Option<Vec<T>> {
+    let mut out = Vec::with_capacity(bytes.len() / size);
+    for record in bytes.chunks_exact(size) {
+        out.push(decode(record)?);
+    }
+    Some(out)
 }
 
 /// The u32 at `at` (0 past the end, which the fixed record sizes rule out).
