@@ -33,6 +33,7 @@ pub mod enter;
 pub mod fetch;
 pub mod image;
 pub mod index;
+pub mod inflate;
 pub mod install;
 pub mod layout;
 pub mod lock;

@@ -33,6 +33,12 @@ pub fn resolve(options: &BuildOptions, reporter: &dyn Reporter) -> Result<Resolv
             arch: Some(arch.to_string()),
         },
     )?;
+    // The indexes (tens of megabytes for main and community) are freed on a thread of
+    // their own: returning their pages takes milliseconds the build or the plan's
+    // output need not wait for.
+    let _ = std::thread::Builder::new()
+        .name("sysroot-mk-free".into())
+        .spawn(move || drop(indexes));
     Ok(Resolved {
         arch: options.arch,
         plan,

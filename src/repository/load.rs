@@ -573,13 +573,9 @@ fn unreachable(err: &crate::transport::TransportError) -> bool {
     }
 }
 
-/// Inflates the index tar and returns `DESCRIPTION` and `APKINDEX`; the text is moved
-/// to the front of the inflated buffer rather than copied out of it.
-fn read_index_tar(rest: &[u8], url: &str) -> Result<(String, String), RepositoryError> {
-    let archive_err = |source| RepositoryError::Archive {
-        url: url.to_string(),
-        source,
-    };
+/// The index archive inflated by streaming (what [`crate::inflate`] leaves), with its
+/// error when the stream is damaged or larger than an index may be.
+fn inflate_streaming(rest: &[u8]) -> Result<Vec<u8>, archive::ArchiveError> {
     // The gzip trailer's ISIZE (inflated size mod 2^32) of the last member sizes the
     // buffer up front: growing a ~8 MB vector by doubling costs more than inflating it.
     let hint = rest.len().checked_sub(4).map_or(0, |at| {
@@ -589,12 +585,26 @@ fn read_index_tar(rest: &[u8], url: &str) -> Result<(String, String), Repository
     MultiGzDecoder::new(rest)
         .take(MAX_INDEX_TEXT + 1)
         .read_to_end(&mut tar_bytes)
-        .map_err(|e| archive_err(archive::ArchiveError::Gzip(e)))?;
+        .map_err(archive::ArchiveError::Gzip)?;
     if tar_bytes.len() as u64 > MAX_INDEX_TEXT {
-        return Err(archive_err(archive::ArchiveError::TooLarge {
+        return Err(archive::ArchiveError::TooLarge {
             limit: MAX_INDEX_TEXT,
-        }));
+        });
     }
+    Ok(tar_bytes)
+}
+
+/// Inflates the index tar and returns `DESCRIPTION` and `APKINDEX`; the text is moved
+/// to the front of the inflated buffer rather than copied out of it.
+fn read_index_tar(rest: &[u8], url: &str) -> Result<(String, String), RepositoryError> {
+    let archive_err = |source| RepositoryError::Archive {
+        url: url.to_string(),
+        source,
+    };
+    let mut tar_bytes = match crate::inflate::gzip_members(rest, MAX_INDEX_TEXT as usize) {
+        Some(bytes) => bytes,
+        None => inflate_streaming(rest).map_err(archive_err)?,
+    };
     let mut description = String::new();
     let mut text: Option<Result<std::ops::Range<usize>, Vec<u8>>> = None;
     let mut seen = Vec::new();

@@ -141,7 +141,7 @@ fn plan_of(
     (changes, pinned_tags): (Vec<Change>, Vec<Option<String>>),
 ) -> Result<Plan, ResolveError> {
     Ok(Plan {
-        packages: changes.iter().filter_map(|c| c.new.clone()).collect(),
+        packages: changes.into_iter().filter_map(|c| c.new).collect(),
         pinned_tags,
     })
 }
