@@ -2,11 +2,14 @@
 //! builds reverse dependencies, directories while it fires triggers), the walk's order
 //! is visible in its results, so reproducing them needs the same buckets.
 
+/// How many buckets apk's name and directory tables have.
+pub const BUCKETS: u32 = 20_000;
+
 /// apk's tables of names and of directories both have 20,000 buckets keyed by murmur3
 /// (seed 5381); each bucket is a list with the newest entry first, and a walk goes
 /// bucket by bucket. So entries sort by this bucket, then newest first.
 pub fn bucket(text: &str) -> u32 {
-    murmur3_32(text.as_bytes(), 5381) % 20_000
+    murmur3_32(text.as_bytes(), 5381) % BUCKETS
 }
 
 /// MurmurHash3, x86 32-bit variant (little-endian blocks), as apk hashes keys.

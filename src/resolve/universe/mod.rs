@@ -783,11 +783,24 @@ impl<'a> Universe<'a> {
     /// come after all that it knows, in id order): for a table of some of the
     /// packages, whose ids follow the order it met names in, not apk's.
     pub fn set_creation_order(&mut self, key: impl Fn(&str) -> Option<u64>) {
-        self.created = self
-            .texts
-            .iter()
-            .enumerate()
-            .map(|(id, text)| key(text).unwrap_or(u64::MAX - (self.texts.len() - id) as u64))
+        // The order only ever breaks ties within a bucket: a name alone in its bucket
+        // keeps any key, and is not looked up.
+        let mut sharing = vec![0u8; crate::apk_hash::BUCKETS as usize];
+        for name in 0..self.texts.len() as NameId {
+            if let Some(n) = sharing.get_mut(self.bucket(name) as usize) {
+                *n = n.saturating_add(1);
+            }
+        }
+        let count = self.texts.len();
+        self.created = (0..count as NameId)
+            .map(|name| {
+                let unknown = u64::MAX - (count - name as usize) as u64;
+                if sharing.get(self.bucket(name) as usize).is_none_or(|&n| n > 1) {
+                    key(self.text(name)).unwrap_or(unknown)
+                } else {
+                    unknown
+                }
+            })
             .collect();
         // Walks already sorted followed the old order.
         self.rdepends.iter_mut().for_each(|c| drop(c.take()));
