@@ -271,13 +271,21 @@ impl Loader<'_> {
             source,
         };
         let signed = archive::split_signature(&bytes).map_err(archive_err)?;
-        let key = self.check_trust(&url, &signed)?;
-        // Only now, verified, may the bytes name a parsed form: the key is their digest.
-        let digest = self.parsed.map(|_| ParsedStore::key(&bytes));
-        let hit = match (self.parsed, &digest) {
-            (Some(store), Some(digest)) => store.read(digest),
-            _ => None,
-        };
+        // The parsed form the bytes name (their digest) is read while their signature
+        // is checked, and used only once it passed: it never stands in for an index
+        // that did not.
+        let (key, (digest, hit)) = rayon::join(
+            || self.check_trust(&url, &signed),
+            || match self.parsed {
+                Some(store) => {
+                    let digest = ParsedStore::key(&bytes);
+                    let hit = store.read(&digest);
+                    (Some(digest), hit)
+                }
+                None => (None, None),
+            },
+        );
+        let key = key?;
         let (description, index) = match hit {
             Some(hit) => {
                 self.reporter
