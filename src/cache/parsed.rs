@@ -30,8 +30,9 @@ use crate::index::{Op, ParsedIndex, RawAtom, RawEntry, Span};
 /// Bucket of parsed indexes.
 pub const PARSED_BUCKET: &str = "parsed";
 
-/// v2 numbers the names of an index; a v1 entry is a miss, replaced when next parsed.
-const MAGIC: &[u8; 16] = b"srmk parsed v2\n\0";
+/// v3 numbers the names of an index in the order they are met, which the resolver
+/// takes as their creation order; an older entry is a miss, replaced when next parsed.
+const MAGIC: &[u8; 16] = b"srmk parsed v3\n\0";
 const HEADER: usize = 16 + 4 + 8 + 4 + 4 + 4 + 8;
 const ENTRY: usize = 4 * 8 + 4 + 8 + 4 + 1 + 3 * 8;
 const ATOM: usize = 4 + 2 * 8 + 2;

@@ -90,7 +90,8 @@ pub struct ParsedIndex {
     pub(crate) entries: Vec<RawEntry>,
     pub(crate) atoms: Vec<RawAtom>,
     /// The distinct names of the index (package names, and those of its atoms), once
-    /// numbered; empty otherwise.
+    /// numbered (empty otherwise), in the order met: each package's name, then those of
+    /// its dependencies, provides and install_if.
     pub(crate) names: Vec<Span>,
 }
 
@@ -379,11 +380,26 @@ fn number<'t>(
         }
         id
     };
+    // In the order the resolver meets them: each package's name, then its
+    // dependencies, provides and install_if (so a number is also the order apk
+    // creates the name in, reading this index alone).
+    let mut numbered = vec![false; atoms.len()];
     for e in entries.iter_mut() {
         e.name_id = id_of(e.name);
+        for list in [e.depends, e.provides, e.install_if] {
+            for i in list.range() {
+                if let (Some(a), Some(done)) = (atoms.get_mut(i), numbered.get_mut(i)) {
+                    a.name_id = id_of(a.name);
+                    *done = true;
+                }
+            }
+        }
     }
-    for a in atoms.iter_mut() {
-        a.name_id = id_of(a.name);
+    // Atoms of no package (which a parsed text never has) still get a number.
+    for (a, done) in atoms.iter_mut().zip(&numbered) {
+        if !done {
+            a.name_id = id_of(a.name);
+        }
     }
     (names, ids)
 }
@@ -685,10 +701,13 @@ P:b\nV:2\nX:new\nD:x\nD:y\n\nP:c\nV:3";
         };
         assert_eq!(described(&halves), described(&one));
         assert!(halves.spans_fit());
-        // Each half numbered its names; merged, each distinct name has one number.
+        // Each half numbered its names; merged, the numbers are those of one pass.
         let mut numbered = one.clone();
         numbered.number_names();
-        assert_eq!(halves.name_count(), numbered.name_count());
+        let names = |v: &ParsedIndex| -> Vec<String> {
+            v.names.iter().map(|&n| v.str(n).to_owned()).collect()
+        };
+        assert_eq!(names(&halves), names(&numbered));
         let mut seen = std::collections::HashSet::new();
         assert!(halves.names.iter().all(|&n| seen.insert(halves.str(n))));
         for e in &halves.entries {
@@ -714,6 +733,22 @@ P:b\nV:2\nX:new\nD:x\nD:y\n\nP:c\nV:3";
         assert!(view.names.iter().all(|&n| seen.insert(view.str(n))));
         // a b c so:libc.musl-x86_64.so.1 cmd:a virt d e x y
         assert_eq!(view.name_count(), 10);
+        // Numbered in the order met: each package's name, then D, p, i.
+        let mut met: Vec<&str> = Vec::new();
+        for e in &view.entries {
+            let atoms = [e.depends, e.provides, e.install_if].map(|l| view.atoms(l));
+            for name in std::iter::once(view.str(e.name)).chain(
+                atoms
+                    .iter()
+                    .flat_map(|l| l.iter().map(|a| view.str(a.name))),
+            ) {
+                if !met.contains(&name) {
+                    met.push(name);
+                }
+            }
+        }
+        let numbered: Vec<&str> = view.names.iter().map(|&n| view.str(n)).collect();
+        assert_eq!(numbered, met);
         for e in &view.entries {
             assert_eq!(view.name(e.name_id), view.str(e.name));
         }

@@ -795,7 +795,10 @@ impl<'a> Universe<'a> {
         self.created = (0..count as NameId)
             .map(|name| {
                 let unknown = u64::MAX - (count - name as usize) as u64;
-                if sharing.get(self.bucket(name) as usize).is_none_or(|&n| n > 1) {
+                if sharing
+                    .get(self.bucket(name) as usize)
+                    .is_none_or(|&n| n > 1)
+                {
                     key(self.text(name)).unwrap_or(unknown)
                 } else {
                     unknown

@@ -23,9 +23,6 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{Item, NameOf, Source};
 
-/// Marks a name no package of the source mentions.
-const UNRANKED: u32 = u32::MAX;
-
 /// One source's names: their numbers, the order they are met in, and which packages
 /// provide (or are triggered by) each.
 struct Directory<'a> {
@@ -34,8 +31,9 @@ struct Directory<'a> {
     ids: FxHashMap<&'a str, u32>,
     /// Per number, the name (for a source that does not number its names itself).
     texts: Vec<&'a str>,
-    /// Per number, the order of the name's first mention (apk's creation order).
-    rank: Vec<u32>,
+    /// How many names the source numbers, in the order they are first met (apk's
+    /// creation order, reading this source alone).
+    count: usize,
     /// Per number, the packages (positions) answering to the name.
     providers: PerId,
     /// Per number, the packages whose install_if mentions the name.
@@ -142,40 +140,38 @@ impl<'a> Directory<'a> {
                 ids.entry(index.name(id)).or_insert(id);
             }
         }
-        let mut rank: Vec<u32> = vec![UNRANKED; ids.len()];
         let mut texts = Vec::new();
-        let mut met = 0u32;
         let mut providers = Vec::with_capacity(source.len() * 2);
         let mut triggered = Vec::new();
         let mut identities = FxHashSet::default();
         identities.reserve(source.len());
         let mut duplicates = false;
-        let mut add = |p: u32, kind: Mention, id: u32, checksum: &'a str| {
-            if rank.len() <= id as usize {
-                rank.resize(id as usize + 1, UNRANKED);
-            }
-            if rank[id as usize] == UNRANKED {
-                rank[id as usize] = met;
-                met += 1;
-            }
-            match kind {
-                Mention::Own => {
-                    providers.push((id, p));
-                    if !checksum.is_empty() && !identities.insert(identity(checksum)) {
-                        duplicates = true;
-                    }
+        let mut add = |p: u32, kind: Mention, id: u32, checksum: &'a str| match kind {
+            Mention::Own => {
+                providers.push((id, p));
+                if !checksum.is_empty() && !identities.insert(identity(checksum)) {
+                    duplicates = true;
                 }
-                Mention::Provides => providers.push((id, p)),
-                Mention::InstallIf => triggered.push((id, p)),
-                Mention::Depends => {}
             }
+            Mention::Provides => providers.push((id, p)),
+            Mention::InstallIf => triggered.push((id, p)),
+            Mention::Depends => {}
         };
-        match numbered(source) {
+        let count = match numbered(source) {
+            // Numbered in the order met when parsed: dependencies (most of the atoms)
+            // need not be read.
             Some(index) => {
                 for (p, e) in index.entries.iter().enumerate() {
-                    let checksum = index.str(e.checksum);
-                    each_numbered(index, e, |kind, id| add(p as u32, kind, id, checksum));
+                    let p = p as u32;
+                    add(p, Mention::Own, e.name_id, index.str(e.checksum));
+                    for a in index.atoms(e.provides) {
+                        add(p, Mention::Provides, a.name_id, "");
+                    }
+                    for a in index.atoms(e.install_if) {
+                        add(p, Mention::InstallIf, a.name_id, "");
+                    }
                 }
+                index.name_count()
             }
             None => {
                 let mut position = 0u32;
@@ -191,15 +187,16 @@ impl<'a> Directory<'a> {
                     });
                     position += 1;
                 });
+                ids.len()
             }
-        }
+        };
         Directory {
             source,
-            providers: PerId::build(rank.len(), &providers),
-            triggered: PerId::build(rank.len(), &triggered),
+            providers: PerId::build(count, &providers),
+            triggered: PerId::build(count, &triggered),
+            count,
             ids,
             texts,
-            rank,
             identities,
             duplicates,
         }
@@ -234,7 +231,7 @@ impl<'a> Directory<'a> {
     /// The number of `text` in this source, if a package of it mentions the name.
     fn number(&self, text: &str) -> Option<u32> {
         let id = *self.ids.get(text)?;
-        (self.rank.get(id as usize).copied().unwrap_or(UNRANKED) != UNRANKED).then_some(id)
+        ((id as usize) < self.count).then_some(id)
     }
 }
 
@@ -265,10 +262,7 @@ impl<'a> Pruned<'a> {
         }
         let mut keep: Vec<Vec<bool>> = sources.iter().map(|s| vec![false; s.len()]).collect();
         // Per source and number: queued once from that source; done once walked in all.
-        let mut queued: Vec<Vec<bool>> = directories
-            .iter()
-            .map(|d| vec![false; d.rank.len()])
-            .collect();
+        let mut queued: Vec<Vec<bool>> = directories.iter().map(|d| vec![false; d.count]).collect();
         let mut done = queued.clone();
         let mut queue: Vec<(usize, u32)> = Vec::new();
         for name in world {
@@ -369,7 +363,7 @@ impl<'a> Pruned<'a> {
     pub fn creation_key(&self, text: &str) -> Option<u64> {
         self.directories.iter().enumerate().find_map(|(s, d)| {
             let id = d.number(text)?;
-            Some((s as u64) << 32 | u64::from(d.rank[id as usize]))
+            Some((s as u64) << 32 | u64::from(id))
         })
     }
 }
