@@ -264,8 +264,10 @@ fn solve_here(
         None
     };
     let narrowed = pruned.as_ref().map(Pruned::sources);
-    let sources = narrowed.as_deref().unwrap_or(packages);
-    let mut u = Universe::build_installed(&seed, sources, opts.arch.as_deref());
+    let mut u = match &narrowed {
+        Some(sources) => Universe::build_distinct(sources, opts.arch.as_deref()),
+        None => Universe::build_installed(&seed, packages, opts.arch.as_deref()),
+    };
     let atoms: Vec<_> = world.iter().map(|d| u.atom(d.into())).collect();
     if let Some(pruned) = &pruned {
         u.set_creation_order(|text| pruned.creation_key(text));

@@ -478,6 +478,21 @@ impl<'a> Universe<'a> {
         sources: &[Source<'a>],
         arch: Option<&str>,
     ) -> Universe<'a> {
+        Universe::build_with(installed, sources, arch, true)
+    }
+
+    /// [`Universe::build`] of sources known to hold no package twice (no two with one
+    /// `C:`, as [`prune::Pruned`] checks), which therefore skips looking for copies.
+    pub fn build_distinct(sources: &[Source<'a>], arch: Option<&str>) -> Universe<'a> {
+        Universe::build_with(&Installed::default(), sources, arch, false)
+    }
+
+    fn build_with(
+        installed: &Installed<'a>,
+        sources: &[Source<'a>],
+        arch: Option<&str>,
+        merge_copies: bool,
+    ) -> Universe<'a> {
         let count: usize = sources.iter().map(Source::len).sum();
         // Sized up front: growing the largest tables by doubling briefly holds both
         // copies, at the moment the memory use peaks.
@@ -491,8 +506,11 @@ impl<'a> Universe<'a> {
             ..Universe::default()
         };
         u.index.reserve(count * 2);
-        let mut by_checksum: FxHashMap<ChecksumKey<'a>, PkgId> = FxHashMap::default();
-        by_checksum.reserve(count);
+        let mut copies: FxHashMap<ChecksumKey<'a>, PkgId> = FxHashMap::default();
+        if merge_copies {
+            copies.reserve(count);
+        }
+        let mut by_checksum = merge_copies.then_some(&mut copies);
 
         for name in &installed.world_names {
             u.intern(name);
@@ -506,7 +524,7 @@ impl<'a> Universe<'a> {
             memo.clear();
             memo.resize(source.local_names(), NO_NAME);
             source.for_each(|item| {
-                u.add(item, position, installed, &mut by_checksum, arch, &mut memo);
+                u.add(item, position, installed, by_checksum.as_deref_mut(), arch, &mut memo);
                 position += 1;
             });
         }
@@ -559,7 +577,7 @@ impl<'a> Universe<'a> {
         item: Item<'a>,
         position: usize,
         installed: &Installed<'a>,
-        by_checksum: &mut FxHashMap<ChecksumKey<'a>, PkgId>,
+        mut by_checksum: Option<&mut FxHashMap<ChecksumKey<'a>, PkgId>>,
         arch: Option<&str>,
         memo: &mut [NameId],
     ) {
@@ -570,10 +588,11 @@ impl<'a> Universe<'a> {
         } else {
             1u64 << (package.repo.min(MAX_REPOS - 1) + 1)
         };
-        let duplicate = if package.checksum.is_empty() {
-            None
-        } else {
-            by_checksum.get(&ChecksumKey::of(package.checksum)).copied()
+        let duplicate = match &by_checksum {
+            Some(copies) if !package.checksum.is_empty() => {
+                copies.get(&ChecksumKey::of(package.checksum)).copied()
+            }
+            _ => None,
         };
         if let Some(existing) = duplicate {
             // apk creates names while it parses, even for a duplicate it then
@@ -610,8 +629,10 @@ impl<'a> Universe<'a> {
         let provides = provides_start..self.provides.len() as u32;
         let install_if = self.push_atoms(item.install_if, memo);
         let id = self.pkgs.len() as PkgId;
-        if !package.checksum.is_empty() {
-            by_checksum.insert(ChecksumKey::of(package.checksum), id);
+        if let Some(copies) = by_checksum.as_deref_mut() {
+            if !package.checksum.is_empty() {
+                copies.insert(ChecksumKey::of(package.checksum), id);
+            }
         }
         let installable = !package.uninstallable && arch_fits(package.arch, arch);
         self.pkgs.push(Pkg {
