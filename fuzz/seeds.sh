@@ -7,11 +7,15 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$HERE/.."
 S="$HERE/seeds"
 rm -rf "$S"
-mkdir -p "$S"/{apkindex,version,dependency,pkginfo,package,installed}
+mkdir -p "$S"/{apkindex,version,dependency,pkginfo,package,installed,inflate}
 for d in "$REPO"/fixtures/resolve/cases/*/; do
     cp "$d/APKINDEX" "$S/apkindex/$(basename "$d")"
 done
 cp "$REPO/fixtures/db/alpine-base/installed" "$S/installed/alpine-base"
+# Gzip streams: one member, two members, an empty one.
+printf 'P:a\nV:1\n\n' | gzip -c >"$S/inflate/one"
+{ printf 'first\n' | gzip -c; printf 'second\n' | gzip -c; } >"$S/inflate/two"
+printf '' | gzip -c >"$S/inflate/empty"
 cp "$REPO/fixtures/db/empty/installed" "$S/installed/empty"
 i=0
 for v in 1.2.3-r0 1.2.3_rc1-r4 2.0a_p1 1.0_alpha2 3.11.8-r0 0.1.2.3.4 1_git20230101-r1 1.0-r0~x; do

@@ -6,10 +6,12 @@
 //! this table reproduces them: providers in the order the indexes list them (duplicates of
 //! one package, same `C:`, merged into the first), and the reverse edges in the order apk's
 //! name hash table is walked when it builds them (see [`crate::apk_hash::bucket`]).
+//!
+//! For a fresh root the table may hold only the packages the request reaches
+//! ([`prune`]); its ids then follow the order it met names in, and
+//! [`Universe::set_creation_order`] gives back the order apk would have created them in.
 
 use crate::apk_hash::bucket;
-
-pub(crate) mod prune;
 use std::cell::{Cell, OnceCell};
 use std::ops::Range;
 
@@ -17,7 +19,9 @@ use rustc_hash::FxHashMap;
 
 use crate::index::{DepRef, Dependency, Op, Package, ParsedIndex, RawEntry};
 
-/// Index of a name in the [`Universe`] (creation order, as apk creates names).
+pub(crate) mod prune;
+
+/// Index of a name in the [`Universe`] (the order the table created it in).
 pub(crate) type NameId = u32;
 /// Index of a (deduplicated) package in [`Universe::pkgs`], in index order.
 pub(crate) type PkgId = u32;
