@@ -13,6 +13,9 @@ use libdeflate_sys::{
     libdeflate_gzip_decompress_ex, libdeflate_result_LIBDEFLATE_SUCCESS,
 };
 
+/// The gzip header flag saying a CRC-16 of the header follows it.
+const GZIP_FHCRC: u8 = 0x02;
+
 /// A libdeflate decompressor, freed when dropped.
 struct Decompressor(std::ptr::NonNull<libdeflate_decompressor>);
 
@@ -45,6 +48,11 @@ pub fn gzip_members(gz: &[u8], limit: usize) -> Option<Vec<u8>> {
     let mut read = 0;
     while read < gz.len() {
         let input = &gz[read..];
+        // libdeflate skips a header checksum (FHCRC) without checking it; the
+        // streaming decoder, like apk's zlib, refuses a wrong one.
+        if input.get(3).is_none_or(|flags| flags & GZIP_FHCRC != 0) {
+            return None;
+        }
         let spare = out.spare_capacity_mut();
         let (mut used_in, mut used_out) = (0usize, 0usize);
         // SAFETY: the input and the spare capacity are valid for the lengths given;
@@ -121,5 +129,11 @@ mod tests {
         trailing.extend_from_slice(b"not gzip at all");
         assert_eq!(gzip_members(&trailing, 10 << 20), None);
         assert_eq!(gzip_members(b"", 10 << 20), None);
+        // A header checksum, which libdeflate would not check (found by fuzzing).
+        let mut with_hcrc = gzip(&data);
+        with_hcrc[3] |= GZIP_FHCRC;
+        with_hcrc.splice(10..10, [0xde, 0xad]);
+        assert!(streamed(&with_hcrc).is_err());
+        assert_eq!(gzip_members(&with_hcrc, 10 << 20), None);
     }
 }

@@ -528,7 +528,14 @@ impl<'a> Universe<'a> {
             memo.clear();
             memo.resize(source.local_names(), NO_NAME);
             source.for_each(|item| {
-                u.add(item, position, installed, by_checksum.as_deref_mut(), arch, &mut memo);
+                u.add(
+                    item,
+                    position,
+                    installed,
+                    by_checksum.as_deref_mut(),
+                    arch,
+                    &mut memo,
+                );
                 position += 1;
             });
         }
