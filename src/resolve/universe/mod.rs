@@ -588,7 +588,7 @@ impl<'a> Universe<'a> {
         item: Item<'a>,
         position: usize,
         installed: &Installed<'a>,
-        mut by_checksum: Option<&mut FxHashMap<ChecksumKey<'a>, PkgId>>,
+        by_checksum: Option<&mut FxHashMap<ChecksumKey<'a>, PkgId>>,
         arch: Option<&str>,
         memo: &mut [NameId],
     ) {
@@ -640,7 +640,7 @@ impl<'a> Universe<'a> {
         let provides = provides_start..self.provides.len() as u32;
         let install_if = self.push_atoms(item.install_if, memo);
         let id = self.pkgs.len() as PkgId;
-        if let Some(copies) = by_checksum.as_deref_mut() {
+        if let Some(copies) = by_checksum {
             if !package.checksum.is_empty() {
                 copies.insert(ChecksumKey::of(package.checksum), id);
             }
