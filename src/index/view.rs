@@ -326,16 +326,7 @@ fn read_halves(text: &str) -> Result<Read, IndexError> {
         b.map_err(|e: IndexError| e.shifted(first.bytes().filter(|&c| c == b'\n').count()))?;
     let renumber: Vec<u32> = names_b
         .iter()
-        .map(|&span| {
-            let next = names.len() as u32;
-            let id = *ids
-                .entry(text.get(span.range()).unwrap_or_default())
-                .or_insert(next);
-            if id == next {
-                names.push(span);
-            }
-            id
-        })
+        .map(|&span| number_of(text, &mut ids, &mut names, span))
         .collect();
     let renumbered = |id: u32| renumber.get(id as usize).copied().unwrap_or(id);
     let offset = a.atoms.len() as u32;
@@ -358,6 +349,24 @@ fn read_halves(text: &str) -> Result<Read, IndexError> {
     Ok((a.entries, a.atoms, names))
 }
 
+/// The number of the name at `span` of `text`: the one it has in `ids`, or the next,
+/// its span then added to `names`.
+fn number_of<'t>(
+    text: &'t str,
+    ids: &mut FxHashMap<&'t str, u32>,
+    names: &mut Vec<Span>,
+    span: Span,
+) -> u32 {
+    let next = names.len() as u32;
+    let id = *ids
+        .entry(text.get(span.range()).unwrap_or_default())
+        .or_insert(next);
+    if id == next {
+        names.push(span);
+    }
+    id
+}
+
 /// Numbers the names of `entries` and `atoms` (spans of `text`) in the order met: each
 /// distinct name gets the next number, and the span of its first mention in the
 /// names returned, with the numbers by text.
@@ -370,16 +379,7 @@ fn number<'t>(
     // Real indexes have a distinct name for every 160-190 bytes of text.
     ids.reserve(entries.len() * 2 + 1);
     let mut names = Vec::new();
-    let mut id_of = |span: Span| {
-        let next = names.len() as u32;
-        let id = *ids
-            .entry(text.get(span.range()).unwrap_or_default())
-            .or_insert(next);
-        if id == next {
-            names.push(span);
-        }
-        id
-    };
+    let mut id_of = |span: Span| number_of(text, &mut ids, &mut names, span);
     // In the order the resolver meets them: each package's name, then its
     // dependencies, provides and install_if (so a number is also the order apk
     // creates the name in, reading this index alone).
