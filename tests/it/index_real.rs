@@ -215,3 +215,26 @@ fn minirootfs_installed_databases_round_trip() {
         }
     }
 }
+
+#[test]
+fn libdeflate_inflates_the_real_indexes_whole_as_the_stream_does() {
+    use std::io::Read;
+    for repo in ["main", "community"] {
+        let path = v3_19_index(repo);
+        if !path.exists() {
+            eprintln!("skipped: {} is absent", path.display());
+            return;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let signed = sysroot_mk::archive::split_signature(&bytes).unwrap();
+        // Taken by the fast path (not left to the fallback), and the same bytes.
+        let whole = sysroot_mk::inflate::gzip_members(signed.rest, 64 << 20)
+            .unwrap_or_else(|| panic!("libdeflate left the {repo} index to streaming"));
+        let mut streamed = Vec::new();
+        flate2::read::MultiGzDecoder::new(signed.rest)
+            .read_to_end(&mut streamed)
+            .unwrap();
+        assert_eq!(whole.len(), streamed.len(), "{repo}");
+        assert!(whole == streamed, "{repo}: libdeflate and the stream differ");
+    }
+}
