@@ -216,15 +216,22 @@ fn encode(description: &str, index: &ParsedIndex) -> Vec<u8> {
     }
     let text_at = out.len();
     out.extend_from_slice(index.text.as_bytes());
-    let tables = checksum(&[
-        &out[HEADER..entries_at],
-        &out[entries_at..atoms_at],
-        &out[atoms_at..names_at],
-        &out[names_at..text_at],
-    ]);
-    let sum = entry_sum(tables, checksum(&[&out[text_at..]]));
-    out[HEADER - 8..HEADER].copy_from_slice(&sum.to_le_bytes());
+    seal(&mut out, [entries_at, atoms_at, names_at, text_at]);
     out
+}
+
+/// Writes the checksum of an encoded entry into its header; `at` are where the
+/// entries, atoms, names and text start.
+fn seal(entry: &mut [u8], at: [usize; 4]) {
+    let [entries_at, atoms_at, names_at, text_at] = at;
+    let tables = checksum(&[
+        &entry[HEADER..entries_at],
+        &entry[entries_at..atoms_at],
+        &entry[atoms_at..names_at],
+        &entry[names_at..text_at],
+    ]);
+    let sum = entry_sum(tables, checksum(&[&entry[text_at..]]));
+    entry[HEADER - 8..HEADER].copy_from_slice(&sum.to_le_bytes());
 }
 
 /// The checksum of an entry's parts, each hashed with its length.
@@ -457,16 +464,7 @@ mod tests {
         let atoms_at = entries_at + index.entries.len() * ENTRY;
         let names_at = atoms_at + index.atoms.len() * ATOM;
         let text_at = names_at + index.names.len() * NAME;
-        let resum = |bytes: &mut Vec<u8>| {
-            let tables = checksum(&[
-                &bytes[HEADER..entries_at],
-                &bytes[entries_at..atoms_at],
-                &bytes[atoms_at..names_at],
-                &bytes[names_at..text_at],
-            ]);
-            let sum = entry_sum(tables, checksum(&[&bytes[text_at..]]));
-            bytes[HEADER - 8..HEADER].copy_from_slice(&sum.to_le_bytes());
-        };
+        let resum = |bytes: &mut Vec<u8>| seal(bytes, [entries_at, atoms_at, names_at, text_at]);
         let names = index.names.len() as u32;
         let hostile: [(&str, usize, u32); 6] = [
             (

@@ -235,6 +235,9 @@ fn libdeflate_inflates_the_real_indexes_whole_as_the_stream_does() {
             .read_to_end(&mut streamed)
             .unwrap();
         assert_eq!(whole.len(), streamed.len(), "{repo}");
-        assert!(whole == streamed, "{repo}: libdeflate and the stream differ");
+        assert!(
+            whole == streamed,
+            "{repo}: libdeflate and the stream differ"
+        );
     }
 }
