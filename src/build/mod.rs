@@ -80,6 +80,33 @@ pub struct BuildOptions {
     pub locked: Option<PathBuf>,
 }
 
+impl BuildOptions {
+    /// A build of `packages` for `arch` into the directory `dir` from `repos`, with
+    /// everything else as the CLI has it by default: the default keys, no cache,
+    /// scripts run, nothing replaced, no lockfile.
+    pub fn new(arch: Arch, dir: PathBuf, packages: Vec<String>, repos: RepoSelection) -> Self {
+        BuildOptions {
+            arch,
+            dir,
+            packages,
+            repos,
+            keys_dirs: Vec::new(),
+            allow_untrusted: false,
+            cache_dir: None,
+            no_scripts: false,
+            force: false,
+            repositories_out: None,
+            relative_links: false,
+            output: Format::Directory,
+            source_date_epoch: None,
+            reproducible: false,
+            offline: false,
+            lock: None,
+            locked: None,
+        }
+    }
+}
+
 /// The first half of a build: what to install, from where, trusting which keys.
 #[derive(Debug)]
 pub struct Resolved {

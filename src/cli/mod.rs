@@ -374,23 +374,11 @@ fn options_from(
         packages
     };
     Ok(BuildOptions {
-        arch,
-        dir,
-        packages,
-        repos,
         keys_dirs: source.keys_dirs,
         allow_untrusted: source.allow_untrusted,
         offline: source.offline,
-        lock: None,
-        locked: None,
         cache_dir,
-        no_scripts: false,
-        force: false,
-        repositories_out: None,
-        relative_links: false,
-        output: sysroot_mk::image::Format::Directory,
-        source_date_epoch: None,
-        reproducible: false,
+        ..BuildOptions::new(arch, dir, packages, repos)
     })
 }
 

@@ -57,26 +57,16 @@ pub fn build_options(
     keys_dirs: Vec<PathBuf>,
 ) -> sysroot_mk::build::BuildOptions {
     sysroot_mk::build::BuildOptions {
-        arch: sysroot_mk::arch::Arch::resolve("x86_64").unwrap().0,
-        dir,
-        packages: packages.iter().map(|p| p.to_string()).collect(),
-        repos: sysroot_mk::build::RepoSelection::Explicit {
-            repos: repos.iter().map(|r| r.display().to_string()).collect(),
-            repositories_file: None,
-        },
         keys_dirs,
-        allow_untrusted: false,
-        cache_dir: None,
-        no_scripts: false,
-        force: false,
-        repositories_out: None,
-        relative_links: false,
-        output: sysroot_mk::image::Format::Directory,
-        source_date_epoch: None,
-        reproducible: false,
-        offline: false,
-        lock: None,
-        locked: None,
+        ..sysroot_mk::build::BuildOptions::new(
+            sysroot_mk::arch::Arch::resolve("x86_64").unwrap().0,
+            dir,
+            packages.iter().map(|p| p.to_string()).collect(),
+            sysroot_mk::build::RepoSelection::Explicit {
+                repos: repos.iter().map(|r| r.display().to_string()).collect(),
+                repositories_file: None,
+            },
+        )
     }
 }
 
