@@ -308,11 +308,12 @@ fn read_entry(file: &std::fs::File) -> Option<(String, ParsedIndex)> {
     if entry_sum(tables_sum, text_sum) != h.sum {
         return None;
     }
-    let index = ParsedIndex {
+    let mut index = ParsedIndex {
         text,
         entries,
         atoms,
         names,
+        ..ParsedIndex::default()
     };
     // Numbered when written: an entry without names cannot be used as one.
     if index.names.is_empty() && !index.entries.is_empty() {
@@ -321,6 +322,7 @@ fn read_entry(file: &std::fs::File) -> Option<(String, ParsedIndex)> {
     if !index.spans_fit() {
         return None;
     }
+    index.lookup = crate::index::NameLookup::of_names(&index.text, &index.names);
     Some((description, index))
 }
 

@@ -4,10 +4,12 @@
 //! [`parse_apkindex`] reads the text of an `APKINDEX` member; the atoms live in `dep`.
 
 mod dep;
+mod lookup;
 mod parse;
 mod view;
 
 pub use dep::{join, DepMatch, DepRef, Dependency, Op, Provide};
+pub(crate) use lookup::NameLookup;
 pub use parse::parse_apkindex;
 pub use view::{ParsedIndex, MAX_VIEW_TEXT};
 pub(crate) use view::{RawAtom, RawEntry, Span};

@@ -17,7 +17,7 @@
 
 use std::ops::Range;
 
-use rustc_hash::FxHashMap;
+use super::lookup::NameLookup;
 
 use super::parse::check_scalar;
 use super::{dep::split_atoms, snippet, DepRef, IndexError, Op, Package};
@@ -93,6 +93,8 @@ pub struct ParsedIndex {
     /// numbered (empty otherwise), in the order met: each package's name, then those of
     /// its dependencies, provides and install_if.
     pub(crate) names: Vec<Span>,
+    /// The numbers of [`ParsedIndex::names`] by text (empty when not numbered).
+    pub(crate) lookup: NameLookup,
 }
 
 /// Two forms are equal when they read the same: same text, same tables, each name
@@ -151,19 +153,20 @@ impl ParsedIndex {
         // A large text is read in two halves, one per core: the largest index is read
         // last, when the others are done, so the second core would idle. More pieces
         // would hold more tables twice while merging, when the memory use peaks.
-        let (entries, atoms, names) = if text.len() >= HALVES_MIN_BYTES {
+        let (entries, atoms, (names, lookup)) = if text.len() >= HALVES_MIN_BYTES {
             read_halves(&text)?
         } else {
             let mut out = Tables::default();
             read_chunk(&text, &text, &mut out)?;
-            let (names, _) = number(&text, &mut out.entries, &mut out.atoms);
-            (out.entries, out.atoms, names)
+            let numbered = number(&text, &mut out.entries, &mut out.atoms);
+            (out.entries, out.atoms, numbered)
         };
         Ok(ParsedIndex {
             text,
             entries,
             atoms,
             names,
+            lookup,
         })
     }
 
@@ -171,7 +174,7 @@ impl ParsedIndex {
     /// entry's and atom's `name_id`), if they are not numbered yet.
     pub fn number_names(&mut self) {
         if self.names.is_empty() {
-            self.names = number(&self.text, &mut self.entries, &mut self.atoms).0;
+            (self.names, self.lookup) = number(&self.text, &mut self.entries, &mut self.atoms);
         }
     }
 
@@ -215,6 +218,11 @@ impl ParsedIndex {
         self.names
             .get(id as usize)
             .map_or("", |&span| self.str(span))
+    }
+
+    /// The number of the name `text`, if the index names it (and is numbered).
+    pub(crate) fn name_number(&self, text: &str) -> Option<u32> {
+        self.lookup.get(&self.text, &self.names, text)
     }
 
     /// How many distinct names the index has (0 when not numbered).
@@ -295,7 +303,7 @@ const HALVES_MIN_BYTES: usize = 1 << 20;
 /// (the second half's atom ranges moved after the first's); the first error in the
 /// text is the one returned, with its line number in the whole text.
 /// Tables of both halves merged, and the names numbered.
-type Read = (Vec<RawEntry>, Vec<RawAtom>, Vec<Span>);
+type Read = (Vec<RawEntry>, Vec<RawAtom>, (Vec<Span>, NameLookup));
 
 fn read_halves(text: &str) -> Result<Read, IndexError> {
     let bytes = text.as_bytes();
@@ -321,12 +329,12 @@ fn read_halves(text: &str) -> Result<Read, IndexError> {
         Ok((out, numbered))
     };
     let (a, b) = rayon::join(|| read(first, true), || read(second, false));
-    let (mut a, (mut names, mut ids)) = a?;
+    let (mut a, (mut names, mut lookup)) = a?;
     let (b, (names_b, _)) =
         b.map_err(|e: IndexError| e.shifted(first.bytes().filter(|&c| c == b'\n').count()))?;
     let renumber: Vec<u32> = names_b
         .iter()
-        .map(|&span| number_of(text, &mut ids, &mut names, span))
+        .map(|&span| lookup.number(text, &mut names, span))
         .collect();
     let renumbered = |id: u32| renumber.get(id as usize).copied().unwrap_or(id);
     let offset = a.atoms.len() as u32;
@@ -346,40 +354,17 @@ fn read_halves(text: &str) -> Result<Read, IndexError> {
         name_id: renumbered(atom.name_id),
         ..*atom
     }));
-    Ok((a.entries, a.atoms, names))
-}
-
-/// The number of the name at `span` of `text`: the one it has in `ids`, or the next,
-/// its span then added to `names`.
-fn number_of<'t>(
-    text: &'t str,
-    ids: &mut FxHashMap<&'t str, u32>,
-    names: &mut Vec<Span>,
-    span: Span,
-) -> u32 {
-    let next = names.len() as u32;
-    let id = *ids
-        .entry(text.get(span.range()).unwrap_or_default())
-        .or_insert(next);
-    if id == next {
-        names.push(span);
-    }
-    id
+    Ok((a.entries, a.atoms, (names, lookup)))
 }
 
 /// Numbers the names of `entries` and `atoms` (spans of `text`) in the order met: each
 /// distinct name gets the next number, and the span of its first mention in the
-/// names returned, with the numbers by text.
-fn number<'t>(
-    text: &'t str,
-    entries: &mut [RawEntry],
-    atoms: &mut [RawAtom],
-) -> (Vec<Span>, FxHashMap<&'t str, u32>) {
-    let mut ids: FxHashMap<&str, u32> = FxHashMap::default();
-    // Real indexes have a distinct name for every 160-190 bytes of text.
-    ids.reserve(entries.len() * 2 + 1);
+/// names returned, with the table of their numbers by text.
+fn number(text: &str, entries: &mut [RawEntry], atoms: &mut [RawAtom]) -> (Vec<Span>, NameLookup) {
+    // Real indexes have about two distinct names per package.
+    let mut lookup = NameLookup::with_capacity(entries.len() * 2 + 1);
     let mut names = Vec::new();
-    let mut id_of = |span: Span| number_of(text, &mut ids, &mut names, span);
+    let mut id_of = |span: Span| lookup.number(text, &mut names, span);
     // In the order the resolver meets them: each package's name, then its
     // dependencies, provides and install_if (so a number is also the order apk
     // creates the name in, reading this index alone).
@@ -401,7 +386,7 @@ fn number<'t>(
             a.name_id = id_of(a.name);
         }
     }
-    (names, ids)
+    (names, lookup)
 }
 
 #[derive(Default)]
@@ -697,7 +682,7 @@ P:b\nV:2\nX:new\nD:x\nD:y\n\nP:c\nV:3";
             text: text.clone(),
             entries: one.entries,
             atoms: one.atoms,
-            names: Vec::new(),
+            ..ParsedIndex::default()
         };
         assert_eq!(described(&halves), described(&one));
         assert!(halves.spans_fit());

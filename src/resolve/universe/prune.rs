@@ -27,9 +27,9 @@ use super::{Item, NameOf, Source};
 /// provide (or are triggered by) each.
 struct Directory<'a> {
     source: &'a Source<'a>,
-    /// Every name mentioned, by text, to its number in this source.
+    /// For a source that does not number its names itself (owned packages): every
+    /// name mentioned, by text, to its number, and per number the name.
     ids: FxHashMap<&'a str, u32>,
-    /// Per number, the name (for a source that does not number its names itself).
     texts: Vec<&'a str>,
     /// How many names the source numbers, in the order they are first met (apk's
     /// creation order, reading this source alone).
@@ -131,15 +131,9 @@ fn each_mention<'a>(item: &Item<'a>, mut f: impl FnMut(Mention, NameOf<'a>)) {
 
 impl<'a> Directory<'a> {
     fn new(source: &'a Source<'a>) -> Directory<'a> {
+        // An index numbers its names as it is parsed, with their table by text; owned
+        // packages name theirs here, as they are met.
         let mut ids: FxHashMap<&'a str, u32> = FxHashMap::default();
-        // An index's numbered names are known up front; owned packages name theirs as
-        // they are met.
-        if let Source::Index(index, _) = source {
-            ids.reserve(index.name_count());
-            for id in 0..index.name_count() as u32 {
-                ids.entry(index.name(id)).or_insert(id);
-            }
-        }
         let mut texts = Vec::new();
         let mut providers = Vec::with_capacity(source.len() * 2);
         let mut triggered = Vec::new();
@@ -230,7 +224,10 @@ impl<'a> Directory<'a> {
 
     /// The number of `text` in this source, if a package of it mentions the name.
     fn number(&self, text: &str) -> Option<u32> {
-        let id = *self.ids.get(text)?;
+        let id = match numbered(self.source) {
+            Some(index) => index.name_number(text)?,
+            None => *self.ids.get(text)?,
+        };
         ((id as usize) < self.count).then_some(id)
     }
 }
