@@ -350,7 +350,6 @@ impl Fetcher<'_> {
             // file: take turns, and take its result if it finished meanwhile.
             let live = crate::output::LivePartial::register_shared(&partial_path);
             let mut partial = lock(bucket, &partial_name, &live)?;
-            live.locked();
             if let Some(stamp) = self.cached(package, bucket, &entry)? {
                 if partial.metadata().is_ok_and(|m| m.len() == 0) {
                     let _ = bucket.remove(&partial_name);
@@ -673,9 +672,10 @@ fn lock(
             }
             Err(e) => return Err(io_err(e)),
         };
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| io_err(e.into()))?;
-        if bucket.still_named(&file, partial) {
+        if live
+            .lock(&file, |file| bucket.still_named(file, partial))
+            .map_err(io_err)?
+        {
             return Ok(file);
         }
     }

@@ -42,7 +42,7 @@ impl LivePartial {
     }
 
     /// Registers `path`, a file other processes may hold `flock`ed; the watcher removes
-    /// it only once [`LivePartial::locked`] says we hold it, or when nobody does.
+    /// it only once [`LivePartial::lock`] took it for us, or when nobody holds it.
     pub fn register_shared(path: &Path) -> LivePartial {
         Self::push(path, false)
     }
@@ -61,12 +61,38 @@ impl LivePartial {
         create()
     }
 
-    /// This process now holds the file's lock.
-    pub fn locked(&self) {
-        if let Ok(mut live) = LIVE_FILES.lock() {
-            if let Some(entry) = live.iter_mut().find(|(p, _)| *p == self.0) {
-                entry.1 = true;
+    /// Takes `file`'s exclusive `flock`, waiting while another process holds it, and,
+    /// if `still_ours` then holds, marks the file this process's: both in one step as
+    /// the watcher sees it, which otherwise could find the file locked by this process
+    /// but not yet marked, take the lock for another process's and leave the file.
+    /// `false` when `still_ours` fails (dropping `file` releases the lock).
+    pub fn lock(
+        &self,
+        file: &std::fs::File,
+        still_ours: impl Fn(&std::fs::File) -> bool,
+    ) -> io::Result<bool> {
+        use rustix::fs::{flock, FlockOperation};
+        loop {
+            {
+                // After a signal the watcher keeps this lock: the loop ends with the
+                // process.
+                let mut live = LIVE_FILES.lock().unwrap_or_else(|e| e.into_inner());
+                match flock(file, FlockOperation::NonBlockingLockExclusive) {
+                    Ok(()) => {
+                        if !still_ours(file) {
+                            return Ok(false);
+                        }
+                        if let Some(entry) = live.iter_mut().find(|(p, _)| *p == self.0) {
+                            entry.1 = true;
+                        }
+                        return Ok(true);
+                    }
+                    Err(rustix::io::Errno::WOULDBLOCK) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
+            // Another run downloads the same package into the same file.
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
