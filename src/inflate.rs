@@ -44,6 +44,7 @@ pub fn gzip_members(gz: &[u8], limit: usize) -> Option<Vec<u8>> {
     let capacity = hint.checked_add(64 << 10)?.min(limit);
     let mut out: Vec<u8> = Vec::new();
     out.try_reserve_exact(capacity).ok()?;
+    crate::hugepages::advise(&mut out);
     let decompressor = Decompressor::new()?;
     let mut read = 0;
     while read < gz.len() {

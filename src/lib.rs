@@ -31,6 +31,7 @@ pub mod cache;
 pub mod db;
 pub mod enter;
 pub mod fetch;
+mod hugepages;
 pub mod image;
 pub mod index;
 pub mod inflate;

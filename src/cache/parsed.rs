@@ -245,13 +245,22 @@ fn checksum(parts: &[&[u8]]) -> u64 {
     h.finish()
 }
 
-/// Reads exactly `len` bytes at `offset` of `file`.
+/// Reads exactly `len` bytes at `offset` of `file`, into memory that is neither zeroed
+/// first nor faulted in a small page at a time ([`crate::hugepages`]).
 fn read_at(file: &std::fs::File, offset: u64, len: usize) -> Option<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = Vec::new();
-    buf.try_reserve_exact(len).ok()?;
-    buf.resize(len, 0);
-    file.read_exact_at(&mut buf, offset).ok()?;
+    let mut buf: Vec<u8> = crate::hugepages::vec_with_capacity(len)?;
+    while buf.len() < len {
+        let at = offset.checked_add(buf.len() as u64)?;
+        let want = len - buf.len();
+        let (filled, _) =
+            rustix::io::pread(file, &mut buf.spare_capacity_mut()[..want], at).ok()?;
+        if filled.is_empty() {
+            return None;
+        }
+        let read = filled.len();
+        // SAFETY: pread initialised the first `read` bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + read) };
+    }
     Some(buf)
 }
 
@@ -330,7 +339,7 @@ fn read_entry(file: &std::fs::File) -> Option<(String, ParsedIndex)> {
 /// (Collecting into an `Option` would lose the exact length and grow the vector by
 /// copying, megabytes for the atoms of community.)
 fn decode_all<T>(bytes: &[u8], size: usize, decode: impl Fn(&[u8]) -> Option<T>) -> Option<Vec<T>> {
-    let mut out = Vec::with_capacity(bytes.len() / size);
+    let mut out = crate::hugepages::vec_with_capacity(bytes.len() / size)?;
     for record in bytes.chunks_exact(size) {
         out.push(decode(record)?);
     }
