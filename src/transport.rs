@@ -816,7 +816,13 @@ pub fn read_local(path: &Path, max_size: u64) -> Result<Vec<u8>, TransportError>
             }
         }
     })?;
+    // Sized from the file's length up front: `take` hides it from `read_to_end`, which
+    // would otherwise grow the buffer by doubling and copying (community: ~2 ms).
     let mut bytes = Vec::new();
+    if let Ok(meta) = file.metadata() {
+        let expected = meta.len().min(max_size).saturating_add(1);
+        let _ = bytes.try_reserve_exact(usize::try_from(expected).unwrap_or(0));
+    }
     file.take(max_size.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|source| TransportError::Io {
