@@ -305,8 +305,8 @@ fn solve_here(
         0 => None,
         id => Some(tags.names[id].clone()),
     };
-    // Each planned package is read again out of its index text (a thousand for gnome,
-    // ~4 ms): on both cores, idle now.
+    // Each planned package is read again out of its index text (518 for gnome, ~4 ms):
+    // on both cores, idle now.
     let records: Vec<Option<universe::Record<'_>>> = solver
         .changeset
         .iter()
