@@ -277,13 +277,21 @@ fn pkcs1v15_verify(
     let Some(pad) = k.checked_sub(image.len()) else {
         return false;
     };
-    let mut expected = vec![0xff; k];
-    expected[0] = 0x00;
-    expected[1] = 0x01;
-    expected[k - t_len - 1] = 0x00;
-    expected[k - t_len..k - digest.len()].copy_from_slice(digest_info);
-    expected[k - digest.len()..].copy_from_slice(digest);
+    let expected = pkcs1v15_encoding(k, digest_info, digest);
     expected[..pad].iter().all(|&b| b == 0) && expected[pad..] == image[..]
+}
+
+/// EMSA-PKCS1-v1_5 (RFC 8017, 9.2): `00 01 FF.. 00 DigestInfo digest`, `k` bytes, for
+/// `k` at least 11 more than the DigestInfo and digest together.
+fn pkcs1v15_encoding(k: usize, digest_info: &[u8], digest: &[u8]) -> Vec<u8> {
+    let t_len = digest_info.len() + digest.len();
+    let mut em = vec![0xff; k];
+    em[0] = 0x00;
+    em[1] = 0x01;
+    em[k - t_len - 1] = 0x00;
+    em[k - t_len..k - digest.len()].copy_from_slice(digest_info);
+    em[k - digest.len()..].copy_from_slice(digest);
+    em
 }
 
 fn parse_pem(pem: &[u8]) -> Result<RsaPublicKey, String> {
@@ -657,18 +665,6 @@ mod tests {
         out
     }
 
-    /// `00 01 FF.. 00 prefix digest`, `k` bytes.
-    fn encode(k: usize, prefix: &[u8], digest: &[u8]) -> Vec<u8> {
-        let t = prefix.len() + digest.len();
-        let mut em = vec![0xff; k];
-        em[0] = 0;
-        em[1] = 1;
-        em[k - t - 1] = 0;
-        em[k - t..k - digest.len()].copy_from_slice(prefix);
-        em[k - digest.len()..].copy_from_slice(digest);
-        em
-    }
-
     #[test]
     fn pkcs1_verification_takes_the_exact_encoding_and_nothing_else() {
         for name in [
@@ -680,8 +676,8 @@ mod tests {
             let k = public.n().bits().div_ceil(8);
             let sha1 = Sha1::digest(b"an index");
             let sha256 = Sha256::digest(b"an index");
-            // What the rsa crate signs, this accepts; and the same for a raw signature
-            // of the encoding built here, so the forgeries below differ only in it.
+            // What the rsa crate signs, this accepts, and the rsa crate signs the encoding
+            // built here: the forgeries below differ from a good signature only in it.
             for (prefix, digest, signed) in [
                 (
                     SHA1_DIGEST_INFO,
@@ -696,9 +692,12 @@ mod tests {
             ] {
                 let signed = signed.expect("signs");
                 assert!(pkcs1v15_verify(public, prefix, digest, &signed), "{name}");
-                assert_eq!(raw_sign(&private, &encode(k, prefix, digest)), signed);
+                assert_eq!(
+                    raw_sign(&private, &pkcs1v15_encoding(k, prefix, digest)),
+                    signed
+                );
             }
-            let good = raw_sign(&private, &encode(k, SHA1_DIGEST_INFO, &sha1));
+            let good = raw_sign(&private, &pkcs1v15_encoding(k, SHA1_DIGEST_INFO, &sha1));
             let refused = |sig: &[u8], why: &str| {
                 assert!(
                     !pkcs1v15_verify(public, SHA1_DIGEST_INFO, &sha1, sig),
@@ -712,13 +711,13 @@ mod tests {
                 &Sha1::digest(b"another"),
                 &good
             ));
-            let as_sha256 = raw_sign(&private, &encode(k, SHA256_DIGEST_INFO, &sha256));
+            let as_sha256 = raw_sign(&private, &pkcs1v15_encoding(k, SHA256_DIGEST_INFO, &sha256));
             refused(&as_sha256, "a SHA-256 signature as SHA-1");
             // Encodings that a parsing verifier might let through.
-            let mut em = encode(k, SHA1_DIGEST_INFO, &sha1);
+            let mut em = pkcs1v15_encoding(k, SHA1_DIGEST_INFO, &sha1);
             em[5] = 0xfe;
             refused(&raw_sign(&private, &em), "a padding byte that is not FF");
-            let mut em = encode(k, SHA1_DIGEST_INFO, &sha1);
+            let mut em = pkcs1v15_encoding(k, SHA1_DIGEST_INFO, &sha1);
             em[1] = 0x02;
             refused(&raw_sign(&private, &em), "block type 2");
             // DigestInfo and digest moved up, garbage after them (Bleichenbacher 2006).
@@ -736,7 +735,7 @@ mod tests {
                 0x30, 0x1f, 0x30, 0x07, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x04, 0x14,
             ];
             refused(
-                &raw_sign(&private, &encode(k, &short_prefix, &sha1)),
+                &raw_sign(&private, &pkcs1v15_encoding(k, &short_prefix, &sha1)),
                 "no NULL",
             );
             // Representatives out of range and lengths other than the modulus's.
