@@ -250,12 +250,19 @@ fn on_a_terminal_the_session_gets_a_pty_of_its_own() {
         dir.path().display(),
         inner.replace('\'', "'\\''")
     );
-    let out = Command::new("script")
+    // `script`'s stdin stays open and silent: at its end `script` would type an EOF
+    // into the terminal, whose echo (`^@`) could land in the middle of the output.
+    let mut child = Command::new("script")
         .args(["-qec", &line, "/dev/null"])
         .env("PATH", "/host/only:/usr/bin:/bin")
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let silent = child.stdin.take();
+    let out = child.wait_with_output().unwrap();
+    drop(silent);
     let text = stdout(&out).replace('\r', "");
     assert_eq!(out.status.code(), Some(5), "{text}");
     assert!(text.contains("TTY=/dev/pts/"), "{text}");
