@@ -33,18 +33,27 @@ impl Drop for Decompressor {
     }
 }
 
+/// Deflate turns one byte into at most 1,032 (a run of 258-byte matches coded in two
+/// bits each).
+const MAX_RATIO: usize = 1032;
+
+/// The size the gzip stream `gz` says it inflates to: its last member's trailer
+/// (`ISIZE`, the size modulo 2^32, exact for a single member under 4 GiB, which an
+/// index is), but never more than deflate can make of `gz`. A hint to size a buffer
+/// with, not a fact: the trailer is as untrusted as the rest.
+pub fn size_hint(gz: &[u8]) -> Option<usize> {
+    let tail: [u8; 4] = gz.get(gz.len().checked_sub(4)?..)?.try_into().ok()?;
+    let claimed = u32::from_le_bytes(tail) as usize;
+    Some(claimed.min(gz.len().saturating_mul(MAX_RATIO)))
+}
+
 /// The concatenated contents of the gzip members of `gz`, if libdeflate inflates
 /// them all within `limit` bytes; `None` otherwise (the caller then inflates by
 /// streaming, which reports any error).
 pub fn gzip_members(gz: &[u8], limit: usize) -> Option<Vec<u8>> {
-    // ISIZE is the last member's size modulo 2^32: exact for a single member under
-    // 4 GiB, which an index is; a few more bytes are left for the other members.
-    let tail: [u8; 4] = gz.get(gz.len().checked_sub(4)?..)?.try_into().ok()?;
-    let hint = u32::from_le_bytes(tail) as usize;
-    let capacity = hint.checked_add(64 << 10)?.min(limit);
-    let mut out: Vec<u8> = Vec::new();
-    out.try_reserve_exact(capacity).ok()?;
-    crate::hugepages::advise(&mut out);
+    // A few more bytes than the last member's size are left for the other members.
+    let capacity = size_hint(gz)?.checked_add(64 << 10)?.min(limit);
+    let mut out: Vec<u8> = crate::hugepages::vec_with_capacity(capacity)?;
     let decompressor = Decompressor::new()?;
     let mut read = 0;
     while read < gz.len() {
@@ -108,6 +117,18 @@ mod tests {
         for gz in [gzip(&one), two, gzip(b"")] {
             assert_eq!(gzip_members(&gz, 10 << 20), Some(streamed(&gz).unwrap()));
         }
+    }
+
+    #[test]
+    fn the_size_hint_is_the_trailer_bounded_by_what_deflate_can_make() {
+        let gz = gzip(&vec![7u8; 200_000]);
+        assert_eq!(size_hint(&gz), Some(200_000));
+        // A trailer claiming 4 GiB of a few hundred bytes.
+        let mut lying = gz.clone();
+        let at = lying.len() - 4;
+        lying[at..].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(size_hint(&lying), Some(lying.len() * MAX_RATIO));
+        assert_eq!(size_hint(b"abc"), None);
     }
 
     #[test]

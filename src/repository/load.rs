@@ -584,12 +584,11 @@ fn unreachable(err: &crate::transport::TransportError) -> bool {
 /// The index archive inflated by streaming (what [`crate::inflate`] leaves), with its
 /// error when the stream is damaged or larger than an index may be.
 fn inflate_streaming(rest: &[u8]) -> Result<Vec<u8>, archive::ArchiveError> {
-    // The gzip trailer's ISIZE (inflated size mod 2^32) of the last member sizes the
-    // buffer up front: growing a ~8 MB vector by doubling costs more than inflating it.
-    let hint = rest.len().checked_sub(4).map_or(0, |at| {
-        u32::from_le_bytes([rest[at], rest[at + 1], rest[at + 2], rest[at + 3]])
-    });
-    let mut tar_bytes = Vec::with_capacity((hint as u64).min(MAX_INDEX_TEXT) as usize + 1024);
+    // Sized up front from the trailer: growing a ~8 MB vector by doubling costs more
+    // than inflating it. A hint that cannot be had is only slower.
+    let hint = crate::inflate::size_hint(rest).unwrap_or(0);
+    let mut tar_bytes = Vec::new();
+    let _ = tar_bytes.try_reserve_exact(hint.min(MAX_INDEX_TEXT as usize) + 1024);
     MultiGzDecoder::new(rest)
         .take(MAX_INDEX_TEXT + 1)
         .read_to_end(&mut tar_bytes)
