@@ -21,7 +21,7 @@ pub(crate) fn vec_with_capacity<T>(capacity: usize) -> Option<Vec<T>> {
 }
 
 /// Advises the spare capacity of `v` for huge pages, if it is large enough to hold one.
-pub(crate) fn advise<T>(v: &mut Vec<T>) {
+fn advise<T>(v: &mut Vec<T>) {
     let spare = v.spare_capacity_mut();
     let bytes = std::mem::size_of_val(spare);
     if bytes < WORTH {
