@@ -211,6 +211,43 @@ fn real_indexes_verify_with_their_arch_keys() {
 }
 
 #[test]
+fn a_real_index_changed_in_one_byte_or_with_one_signature_bit_flipped_is_refused() {
+    let Some(shared) = shared_or_skip() else {
+        return;
+    };
+    // Large SHA-1 indexes, which sysroot-mk verifies itself rather than through ring.
+    let ring = keyring_of(&[&shared.join("keys/x86_64")], "x86_64");
+    for rel in [
+        "indexes/v3.19-x86_64/main-APKINDEX.tar.gz",
+        "indexes/v3.19-x86_64/community-APKINDEX.tar.gz",
+    ] {
+        let bytes = real_index(&shared, rel);
+        let signed = split_signature(&bytes).unwrap();
+        assert!(ring.verify_signed(&signed).is_ok(), "{rel}");
+        let mut body = signed.rest.to_vec();
+        let middle = body.len() / 2;
+        body[middle] ^= 0x01;
+        let changed = sysroot_mk::archive::Signed {
+            rest: &body,
+            ..signed.clone()
+        };
+        let err = ring.verify_signed(&changed).unwrap_err();
+        assert!(
+            matches!(err, TrustError::BadSignature { .. }),
+            "{rel}: {err}"
+        );
+        let mut forged = signed.clone();
+        let signature = forged.signature.as_mut().unwrap();
+        signature.bytes[100] ^= 0x01;
+        let err = ring.verify_signed(&forged).unwrap_err();
+        assert!(
+            matches!(err, TrustError::BadSignature { .. }),
+            "{rel}: {err}"
+        );
+    }
+}
+
+#[test]
 fn real_indexes_are_refused_with_an_empty_or_wrong_arch_keys_dir() {
     let Some(shared) = shared_or_skip() else {
         return;
