@@ -9,7 +9,7 @@
 //! the advice changes nothing.
 
 /// Below this a buffer spans no whole huge page worth asking for.
-const WORTH: usize = 4 << 20;
+const WORTH: usize = 2 << 20;
 
 /// A vector with room for `capacity` elements (exactly), whose spare room is advised
 /// for huge pages when it is large; `None` when the memory cannot be had.

@@ -157,6 +157,18 @@ impl TrustedKey {
 
     /// Checks `signature` over `signed_bytes` with this key.
     pub fn verify(&self, signature: &Signature, signed_bytes: &[u8]) -> Result<(), TrustError> {
+        self.verify_with(signature, signed_bytes, None)
+    }
+
+    /// [`TrustedKey::verify`], `sha1` being the SHA-1 of `signed_bytes` when the caller
+    /// has it already: a SHA-1 signature that ring would not check is checked against it
+    /// rather than hashing the bytes again.
+    fn verify_with(
+        &self,
+        signature: &Signature,
+        signed_bytes: &[u8],
+        sha1: Option<&[u8; 20]>,
+    ) -> Result<(), TrustError> {
         let verified = match self.ring_params(signature.algorithm, signed_bytes.len()) {
             // ring's modular exponentiation is about 15 times faster than the pure-Rust
             // one, and an index's signature is checked before anything else can start.
@@ -172,7 +184,9 @@ impl TrustedKey {
                 SignatureAlgorithm::Sha1 => pkcs1v15_verify(
                     &self.key,
                     SHA1_DIGEST_INFO,
-                    &Sha1::digest(signed_bytes),
+                    &sha1
+                        .copied()
+                        .unwrap_or_else(|| Sha1::digest(signed_bytes).into()),
                     &signature.bytes,
                 ),
                 SignatureAlgorithm::Sha256 => pkcs1v15_verify(
@@ -500,22 +514,42 @@ impl Keyring {
         signature: &Signature,
         signed_bytes: &[u8],
     ) -> Result<&TrustedKey, TrustError> {
+        self.verify_with(signature, signed_bytes, None)
+    }
+
+    fn verify_with(
+        &self,
+        signature: &Signature,
+        signed_bytes: &[u8],
+        sha1: Option<&[u8; 20]>,
+    ) -> Result<&TrustedKey, TrustError> {
         let key = self
             .get(&signature.key_name)
             .ok_or_else(|| TrustError::UnknownKey {
                 key: signature.key_name.clone(),
                 known: self.keys.iter().map(|k| k.name.clone()).collect(),
             })?;
-        key.verify(signature, signed_bytes)?;
+        key.verify_with(signature, signed_bytes, sha1)?;
         Ok(key)
     }
 
     /// Verifies a split archive as apk does: the first signature whose key is trusted
     /// decides. Returns the key that verified it.
     pub fn verify_signed(&self, signed: &Signed<'_>) -> Result<&TrustedKey, TrustError> {
+        self.verify_signed_sha1(signed, None)
+    }
+
+    /// [`Keyring::verify_signed`], `sha1` being the SHA-1 of `signed.rest` when the
+    /// caller computed it already (the parsed-index cache is named by it): a digest of
+    /// other bytes would be verified in their place, so it is for this crate only.
+    pub(crate) fn verify_signed_sha1(
+        &self,
+        signed: &Signed<'_>,
+        sha1: Option<&[u8; 20]>,
+    ) -> Result<&TrustedKey, TrustError> {
         let mut first_error = None;
         for signature in signed.signatures() {
-            match self.verify(signature, signed.rest) {
+            match self.verify_with(signature, signed.rest, sha1) {
                 Ok(key) => return Ok(key),
                 Err(err @ TrustError::BadSignature { .. }) => return Err(err),
                 Err(err) => {
@@ -640,6 +674,16 @@ mod tests {
                     changed[0] ^= 1;
                     assert!(matches!(
                         key.verify(&signature, &changed),
+                        Err(TrustError::BadSignature { .. })
+                    ));
+                    // With the SHA-1 of the bytes handed in (as the index loader does), the
+                    // same verdicts.
+                    let sha1_of = |b: &[u8]| -> [u8; 20] { Sha1::digest(b).into() };
+                    assert!(key
+                        .verify_with(&signature, data, Some(&sha1_of(data)))
+                        .is_ok());
+                    assert!(matches!(
+                        key.verify_with(&signature, &changed, Some(&sha1_of(&changed))),
                         Err(TrustError::BadSignature { .. })
                     ));
                     let mut forged = signature.clone();

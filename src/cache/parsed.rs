@@ -1,9 +1,9 @@
 //! Parsed indexes: an index's text with its resolver tables, so that a run over an
 //! index read before skips inflating and checking it.
 //!
-//! An entry is named after the SHA-256 of the `APKINDEX.tar.gz` bytes and looked up
-//! only after those bytes passed signature verification in this run, under this run's
-//! keyring: the parsed form never stands in for an unverified index. Entries are
+//! An entry is named after the SHA-1 of the signed part of the `APKINDEX.tar.gz` and
+//! used only once those bytes passed signature verification in this run, under this
+//! run's keyring: the parsed form never stands in for an unverified index. Entries are
 //! written whole (temporary file, rename) and checked whole when read: a fixed header
 //! with the length of every part (which must add up to the file's size), a 64-bit
 //! checksum of the parts, then the text (valid UTF-8) and tables whose every offset
@@ -13,31 +13,38 @@
 //! describes another index text; the checks make any entry safe to read, not true.
 //!
 //! Layout, little-endian: magic (16 bytes), description length (u32), text length
-//! (u64), entries (u32), atoms (u32), names (u32), checksum (u64); then the
-//! description, the entries, the atoms and the names in fixed-size records, and the
-//! text last, so that it is read straight into its own buffer. The checksum is
-//! rustc-hash's `FxHasher` over the four table parts and, apart, over the text (the
-//! two are read and checked at once), combined: it is there to catch damage (a torn
-//! or flipped entry), not forgery — trust comes from the signature checked before
-//! every use — and it hashes ~12 MB several times faster than a CRC without hardware
-//! support.
+//! (u64), entries (u32), atoms (u32), names (u32), provider and trigger list items
+//! (u32 each), identities (u32), checksum (u64); then the description, the entries,
+//! the atoms and the names in fixed-size records, the name directory
+//! ([`crate::index::NameDirectory`]: the list starts and items of providers, those of
+//! triggers, the identity hashes), and the text last, so that it is read straight into
+//! its own buffer. The checksum is XXH3 over the table parts and, apart, over the text
+//! (the two are read and checked at once), each part preceded by its length,
+//! combined: it is there to catch damage (a torn or flipped entry), not forgery (trust
+//! comes from the signature checked before every use), and it hashes ~12 MB in well
+//! under a millisecond.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::{Bucket, Cache, CacheError};
-use crate::index::{Op, ParsedIndex, RawAtom, RawEntry, Span};
+use crate::index::{
+    name_hash, AsciiBlocks, NameDirectory, NameLookup, Op, ParsedIndex, PerId, RawAtom, RawEntry,
+    Span,
+};
 
 /// Bucket of parsed indexes.
 pub const PARSED_BUCKET: &str = "parsed";
 
-/// v3 numbers the names of an index in the order they are met, which the resolver
-/// takes as their creation order; an older entry is a miss, replaced when next parsed.
-const MAGIC: &[u8; 16] = b"srmk parsed v3\n\0";
-const HEADER: usize = 16 + 4 + 8 + 4 + 4 + 4 + 8;
+/// v3 numbered the names of an index in the order they are met, which the resolver
+/// takes as their creation order; v4 sums with XXH3 rather than FxHash (its sum of a
+/// part read in pieces is that of the part read whole) and keeps the name directory.
+/// An older entry is a miss, replaced when next parsed.
+const MAGIC: &[u8; 16] = b"srmk parsed v4\n\0";
+const HEADER: usize = 16 + 4 + 8 + 4 + 4 + 4 + 3 * 4 + 8;
 const ENTRY: usize = 4 * 8 + 4 + 8 + 4 + 1 + 3 * 8;
 const ATOM: usize = 4 + 2 * 8 + 2;
-const NAME: usize = 8;
+const NAME: usize = 8 + 4;
 /// Largest entry read (the largest index text, with its tables, fits well within).
 const MAX_ENTRY: u64 = 2 << 30;
 /// Texts smaller than this parse faster than their entry is read: not kept.
@@ -75,10 +82,14 @@ impl ParsedStore {
         }
     }
 
-    /// The entry name of the index whose `APKINDEX.tar.gz` is `archive`.
-    pub fn key(archive: &[u8]) -> String {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(archive))
+    /// The entry name of the index whose signed part (what follows the signature
+    /// member of its `APKINDEX.tar.gz`, all its text comes from) has the SHA-1
+    /// `signed_sha1`, the digest apk's signature covers. A collision would already pass
+    /// that signature, so the name is as strong as the trust in the entry's index; the
+    /// digest is computed once for both (a SHA-256 of the whole archive was ~2 ms of a
+    /// warm run's critical path).
+    pub fn key(signed_sha1: &[u8; 20]) -> String {
+        hex::encode(signed_sha1)
     }
 
     fn existing_bucket(&self) -> Option<Bucket> {
@@ -113,8 +124,17 @@ impl ParsedStore {
             return Ok(());
         }
         index.number_names();
+        let none;
+        let directory = match index.directory() {
+            Some(directory) => directory,
+            // An index without names (nor packages).
+            None => {
+                none = NameDirectory::of_pairs(0, &[], &[], Vec::new());
+                &none
+            }
+        };
         let bucket = Cache::open(&self.root)?.bucket_dir(PARSED_BUCKET)?;
-        bucket.write_atomic(key, &encode(description, index))
+        bucket.write_atomic(key, &encode(description, index, directory))
     }
 }
 
@@ -135,6 +155,10 @@ struct Header {
     entries: usize,
     atoms: usize,
     names: usize,
+    /// Items of the provider lists, of the trigger lists, identities.
+    providers: usize,
+    triggered: usize,
+    identities: usize,
     sum: u64,
 }
 
@@ -150,8 +174,20 @@ impl Header {
             entries: u32_at(head, 28) as usize,
             atoms: u32_at(head, 32) as usize,
             names: u32_at(head, 36) as usize,
-            sum: u64_at(head, 40),
+            providers: u32_at(head, 40) as usize,
+            triggered: u32_at(head, 44) as usize,
+            identities: u32_at(head, 48) as usize,
+            sum: u64_at(head, 52),
         })
+    }
+
+    /// The size of the name directory: two lists with a start per name (and one
+    /// more), their items, the identities; `None` on overflow.
+    fn directory(&self) -> Option<usize> {
+        let starts = self.names.checked_add(1)?.checked_mul(2 * 4)?;
+        starts
+            .checked_add(self.providers.checked_add(self.triggered)?.checked_mul(4)?)?
+            .checked_add(self.identities.checked_mul(8)?)
     }
 
     /// The size of the description and tables, `None` on overflow.
@@ -159,7 +195,8 @@ impl Header {
         self.description
             .checked_add(self.entries.checked_mul(ENTRY)?)?
             .checked_add(self.atoms.checked_mul(ATOM)?)?
-            .checked_add(self.names.checked_mul(NAME)?)
+            .checked_add(self.names.checked_mul(NAME)?)?
+            .checked_add(self.directory()?)
     }
 
     /// The size of the whole entry, `None` on overflow.
@@ -170,19 +207,33 @@ impl Header {
     }
 }
 
-fn encode(description: &str, index: &ParsedIndex) -> Vec<u8> {
-    let body_len = description.len()
-        + index.entries.len() * ENTRY
-        + index.atoms.len() * ATOM
-        + index.names.len() * NAME
-        + index.text.len();
-    let mut out = Vec::with_capacity(HEADER + body_len);
+/// An index's entry; its names must be numbered (the directory follows them).
+fn encode(description: &str, index: &ParsedIndex, directory: &NameDirectory) -> Vec<u8> {
+    let h = Header {
+        description: description.len(),
+        text: index.text.len(),
+        entries: index.entries.len(),
+        atoms: index.atoms.len(),
+        names: index.names.len(),
+        providers: directory.providers.items.len(),
+        triggered: directory.triggered.items.len(),
+        identities: directory.identities.len(),
+        sum: 0,
+    };
+    let mut out = Vec::with_capacity(HEADER + h.tables().unwrap_or(0) + h.text);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(description.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(index.text.len() as u64).to_le_bytes());
-    out.extend_from_slice(&(index.entries.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(index.atoms.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(index.names.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(h.description as u32).to_le_bytes());
+    out.extend_from_slice(&(h.text as u64).to_le_bytes());
+    for count in [
+        h.entries,
+        h.atoms,
+        h.names,
+        h.providers,
+        h.triggered,
+        h.identities,
+    ] {
+        out.extend_from_slice(&(count as u32).to_le_bytes());
+    }
     out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(description.as_bytes());
     let entries_at = out.len();
@@ -210,39 +261,65 @@ fn encode(description: &str, index: &ParsedIndex) -> Vec<u8> {
         out.push(OPS.iter().position(|&op| op == a.op).unwrap_or(0) as u8);
         out.push(u8::from(a.conflict));
     }
-    let names_at = out.len();
+    let mut parts = vec![entries_at, atoms_at, out.len()];
     for &n in &index.names {
         span(&mut out, n);
+        out.extend_from_slice(&name_hash(index.str(n)).to_le_bytes());
     }
-    let text_at = out.len();
+    for list in [&directory.providers, &directory.triggered] {
+        for part in [&list.start, &list.items] {
+            parts.push(out.len());
+            part.iter()
+                .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        }
+    }
+    parts.push(out.len());
+    for id in &directory.identities {
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    parts.push(out.len());
     out.extend_from_slice(index.text.as_bytes());
-    seal(&mut out, [entries_at, atoms_at, names_at, text_at]);
+    seal(&mut out, &parts);
     out
 }
 
-/// Writes the checksum of an encoded entry into its header; `at` are where the
-/// entries, atoms, names and text start.
-fn seal(entry: &mut [u8], at: [usize; 4]) {
-    let [entries_at, atoms_at, names_at, text_at] = at;
-    let tables = checksum(&[
-        &entry[HEADER..entries_at],
-        &entry[entries_at..atoms_at],
-        &entry[atoms_at..names_at],
-        &entry[names_at..text_at],
-    ]);
-    let sum = entry_sum(tables, checksum(&[&entry[text_at..]]));
+/// Writes the checksum of an encoded entry into its header; `parts` are where each
+/// table part after the description starts, and last where the text starts.
+fn seal(entry: &mut [u8], parts: &[usize]) {
+    let text_at = parts.last().copied().unwrap_or(HEADER);
+    let mut tables = Sum::default();
+    let mut from = HEADER;
+    for &to in parts {
+        let part = &entry[from..to];
+        tables.start(part.len());
+        tables.add(part);
+        from = to;
+    }
+    let mut text = Sum::default();
+    text.start(entry.len() - text_at);
+    text.add(&entry[text_at..]);
+    let sum = entry_sum(tables.finish(), text.finish());
     entry[HEADER - 8..HEADER].copy_from_slice(&sum.to_le_bytes());
 }
 
-/// The checksum of an entry's parts, each hashed with its length.
-fn checksum(parts: &[&[u8]]) -> u64 {
-    use std::hash::Hasher;
-    let mut h = rustc_hash::FxHasher::default();
-    for part in parts {
-        h.write_usize(part.len());
-        h.write(part);
+/// The checksum of an entry's parts, each hashed with its length first; a part may be
+/// added in pieces (the same sum as whole), so that tables are checked as they are
+/// read and decoded a piece at a time.
+#[derive(Default)]
+struct Sum(xxhash_rust::xxh3::Xxh3);
+
+impl Sum {
+    fn start(&mut self, len: usize) {
+        self.0.update(&(len as u64).to_le_bytes());
     }
-    h.finish()
+
+    fn add(&mut self, piece: &[u8]) {
+        self.0.update(piece);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.digest()
+    }
 }
 
 /// Reads exactly `len` bytes at `offset` of `file`, into memory that is neither zeroed
@@ -285,65 +362,147 @@ fn read_entry(file: &std::fs::File) -> Option<(String, ParsedIndex)> {
         return None;
     }
     let tables_len = h.tables()?;
-    // Reading, checking and decoding take ~15 ms for community, on the critical path
+    let entries_at = (HEADER + h.description) as u64;
+    let atoms_at = entries_at + (h.entries * ENTRY) as u64;
+    let names_at = atoms_at + (h.atoms * ATOM) as u64;
+    // Reading, checking and decoding take ~10 ms for community, on the critical path
     // of a warm run: the tables and the text are read and checked on both cores.
     let (tables, text) = rayon::join(
         || {
-            let tables = read_at(file, HEADER as u64, tables_len)?;
-            let (description, rest) = tables.split_at(h.description);
-            let (entries, rest) = rest.split_at(h.entries * ENTRY);
-            let (atoms, names_raw) = rest.split_at(h.atoms * ATOM);
             // An entry's or atom's name is the numbered name it refers to: the two
-            // cannot disagree, and a number beyond the names is a miss.
+            // cannot disagree, and a number beyond the names is a miss. The names
+            // are read first for that, and summed last, in file order.
+            let names_raw = read_at(file, names_at, h.names * NAME)?;
             let names: Vec<Span> = names_raw
                 .chunks_exact(NAME)
                 .map(|b| span_at(b, 0))
                 .collect();
+            // Made from the kept hashes while the other core reads the text.
+            let hashes: Vec<u32> = names_raw.chunks_exact(NAME).map(|b| u32_at(b, 8)).collect();
+            let lookup = NameLookup::of_hashes(&hashes);
             let name = |id: u32| names.get(id as usize).copied();
-            let decoded_atoms = decode_all(atoms, ATOM, |b| decode_atom(b, name))?;
-            let decoded_entries = decode_all(entries, ENTRY, |b| decode_entry(b, name))?;
-            let sum = checksum(&[description, entries, atoms, names_raw]);
-            let description = std::str::from_utf8(description).ok()?.to_owned();
-            Some((description, decoded_entries, decoded_atoms, names, sum))
+            let mut sum = Sum::default();
+            let description = read_at(file, HEADER as u64, h.description)?;
+            sum.start(description.len());
+            sum.add(&description);
+            let mut records = Records::new(file, &mut sum);
+            let entries =
+                records.decode(entries_at, h.entries, ENTRY, |b| decode_entry(b, name))?;
+            let atoms = records.decode(atoms_at, h.atoms, ATOM, |b| decode_atom(b, name))?;
+            records.sum.start(names_raw.len());
+            records.sum.add(&names_raw);
+            let mut at = names_at + names_raw.len() as u64;
+            let mut list = |count: usize| {
+                let starts = records.decode(at, h.names + 1, 4, |b| Some(u32_at(b, 0)))?;
+                at += starts.len() as u64 * 4;
+                let items = records.decode(at, count, 4, |b| Some(u32_at(b, 0)))?;
+                at += items.len() as u64 * 4;
+                Some(PerId {
+                    start: starts,
+                    items,
+                })
+            };
+            let providers = list(h.providers)?;
+            let triggered = list(h.triggered)?;
+            let identities = records.decode(at, h.identities, 8, |b| Some(u64_at(b, 0)))?;
+            let directory = NameDirectory {
+                providers,
+                triggered,
+                identities,
+            };
+            // Lists that would name a package or a name the index lacks are a miss.
+            if !directory.fits(h.names, h.entries) {
+                return None;
+            }
+            let description = String::from_utf8(description).ok()?;
+            Some((
+                description,
+                entries,
+                atoms,
+                (names, lookup),
+                directory,
+                sum.finish(),
+            ))
         },
         || {
-            let text = read_at(file, (HEADER + tables_len) as u64, h.text)?;
-            let sum = checksum(&[&text]);
-            Some((String::from_utf8(text).ok()?, sum))
+            let text = read_at(file, HEADER as u64 + tables_len as u64, h.text)?;
+            let mut sum = Sum::default();
+            sum.start(text.len());
+            sum.add(&text);
+            let text = String::from_utf8(text).ok()?;
+            let ascii = AsciiBlocks::of(&text);
+            Some((text, ascii, sum.finish()))
         },
     );
-    let (description, entries, atoms, names, tables_sum) = tables?;
-    let (text, text_sum) = text?;
+    let (description, entries, atoms, (names, lookup), directory, tables_sum) = tables?;
+    let (text, ascii, text_sum) = text?;
     if entry_sum(tables_sum, text_sum) != h.sum {
         return None;
     }
-    let mut index = ParsedIndex {
+    let index = ParsedIndex {
         text,
         entries,
         atoms,
         names,
-        ..ParsedIndex::default()
+        lookup,
+        directory: directory.into(),
     };
     // Numbered when written: an entry without names cannot be used as one.
     if index.names.is_empty() && !index.entries.is_empty() {
         return None;
     }
-    if !index.spans_fit() {
+    if !index.spans_fit_with(&ascii) {
         return None;
     }
-    index.lookup = crate::index::NameLookup::of_names(&index.text, &index.names);
     Some((description, index))
 }
 
-/// Every `size`-byte record of `bytes`, decoded; `None` if one does not decode.
-/// (Collecting into an `Option` would lose the exact length and grow the vector by
-/// copying, megabytes for the atoms of community.)
-fn decode_all<T>(bytes: &[u8], size: usize, decode: impl Fn(&[u8]) -> Option<T>) -> Option<Vec<T>> {
-    let mut out = crate::hugepages::vec_with_capacity(bytes.len() / size)?;
-    for record in bytes.chunks_exact(size) {
-        out.push(decode(record)?);
+/// Fixed-size records read from an entry a piece at a time into one small buffer, each
+/// piece summed and decoded before the next is read: the tables are never held twice,
+/// raw and decoded (~4 MB of community's that only cost page faults).
+struct Records<'f, 's> {
+    file: &'f std::fs::File,
+    sum: &'s mut Sum,
+    piece: Vec<u8>,
+}
+
+/// Bytes read and decoded at a time.
+const PIECE: usize = 64 << 10;
+
+impl<'f, 's> Records<'f, 's> {
+    fn new(file: &'f std::fs::File, sum: &'s mut Sum) -> Records<'f, 's> {
+        Records {
+            file,
+            sum,
+            piece: vec![0; PIECE],
+        }
     }
-    Some(out)
+
+    /// The `count` records of `size` bytes at `offset`, decoded; `None` if one does not
+    /// decode or the file ends early.
+    fn decode<T>(
+        &mut self,
+        offset: u64,
+        count: usize,
+        size: usize,
+        decode: impl Fn(&[u8]) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        use std::os::unix::fs::FileExt;
+        let mut out = crate::hugepages::vec_with_capacity(count)?;
+        self.sum.start(count.checked_mul(size)?);
+        let per_piece = PIECE / size;
+        let mut at = offset;
+        while out.len() < count {
+            let bytes = &mut self.piece[..(count - out.len()).min(per_piece) * size];
+            self.file.read_exact_at(bytes, at).ok()?;
+            at += bytes.len() as u64;
+            self.sum.add(bytes);
+            for record in bytes.chunks_exact(size) {
+                out.push(decode(record)?);
+            }
+        }
+        Some(out)
+    }
 }
 
 /// The u32 at `at` (0 past the end, which the fixed record sizes rule out).
@@ -427,6 +586,22 @@ mod tests {
         let (description, back) = store.read("k").expect("hit");
         assert_eq!(description, "v3.19 desc");
         assert_eq!(back, index);
+        // The directory and the name table come back from the entry, not remade.
+        assert!(back.directory.get().is_some());
+        assert_eq!(back.directory(), index.directory());
+        for name in [
+            "p0",
+            "p2999",
+            "cmd:p17",
+            "so:libc.musl-x86_64.so.1",
+            "e",
+            "b",
+        ] {
+            let number = index.name_number(name);
+            assert!(number.is_some(), "{name}");
+            assert_eq!(back.name_number(name), number, "{name}");
+        }
+        assert_eq!(back.name_number("p3000"), None);
         let bucket = Cache::open_existing(&dir.path().join("c"))
             .unwrap()
             .unwrap()
@@ -474,10 +649,28 @@ mod tests {
         let entries_at = HEADER + 1;
         let atoms_at = entries_at + index.entries.len() * ENTRY;
         let names_at = atoms_at + index.atoms.len() * ATOM;
-        let text_at = names_at + index.names.len() * NAME;
-        let resum = |bytes: &mut Vec<u8>| seal(bytes, [entries_at, atoms_at, names_at, text_at]);
+        let directory = index.directory().expect("numbered").clone();
+        let starts_at = names_at + index.names.len() * NAME;
+        let provider_items_at = starts_at + (index.names.len() + 1) * 4;
+        let trigger_starts_at = provider_items_at + directory.providers.items.len() * 4;
+        let trigger_items_at = trigger_starts_at + (index.names.len() + 1) * 4;
+        let identities_at = trigger_items_at + directory.triggered.items.len() * 4;
+        let text_at = identities_at + directory.identities.len() * 8;
+        let parts = [
+            entries_at,
+            atoms_at,
+            names_at,
+            starts_at,
+            provider_items_at,
+            trigger_starts_at,
+            trigger_items_at,
+            identities_at,
+            text_at,
+        ];
+        let resum = |bytes: &mut Vec<u8>| seal(bytes, &parts);
         let names = index.names.len() as u32;
-        let hostile: [(&str, usize, u32); 6] = [
+        let packages = index.entries.len() as u32;
+        let hostile: [(&str, usize, u32); 9] = [
             (
                 "an entry's version beyond the text",
                 entries_at + 12,
@@ -492,6 +685,13 @@ mod tests {
             ("an atom's version beyond the text", atoms_at + 8, u32::MAX),
             ("a name beyond the text", names_at + 4, u32::MAX),
             ("an atom list beyond the atoms", entries_at + 53, u32::MAX),
+            (
+                "a provider beyond the packages",
+                provider_items_at,
+                packages,
+            ),
+            ("a provider list running backwards", starts_at + 4, u32::MAX),
+            ("a trigger beyond the packages", trigger_items_at, packages),
         ];
         for (what, at, value) in hostile {
             let mut bad = whole.clone();

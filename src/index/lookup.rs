@@ -16,10 +16,22 @@ use super::view::Span;
 #[derive(Clone, Default)]
 pub(crate) struct NameLookup(HashTable<u32>);
 
-fn hash(text: &str) -> u64 {
+/// The 32-bit hash of a name, which the parsed-index cache keeps with each name so
+/// that a warm run builds this table without reading the names' text.
+pub(crate) fn name_hash(text: &str) -> u32 {
     let mut h = rustc_hash::FxHasher::default();
     h.write(text.as_bytes());
-    h.finish()
+    h.finish() as u32
+}
+
+/// [`name_hash`] spread over 64 bits: the table takes its buckets from the low bits
+/// and its tags from the top seven.
+fn widen(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+fn hash(text: &str) -> u64 {
+    widen(name_hash(text))
 }
 
 /// The text of name `id`, as `names` places it in `whole` (empty if it does not fit,
@@ -37,22 +49,15 @@ impl NameLookup {
         NameLookup(HashTable::with_capacity(names))
     }
 
-    /// The table of `names` (spans of `whole`), numbered as they stand; a text named
-    /// twice keeps its first number.
-    pub fn of_names(whole: &str, names: &[Span]) -> NameLookup {
-        let mut lookup = NameLookup::with_capacity(names.len());
-        for id in 0..names.len() as u32 {
-            let text = text_of(whole, names, id);
-            let h = hash(text);
-            if lookup
-                .0
-                .find(h, |&other| text_of(whole, names, other) == text)
-                .is_none()
-            {
-                lookup
-                    .0
-                    .insert_unique(h, id, |&other| hash(text_of(whole, names, other)));
-            }
+    /// The table of names whose [`name_hash`]es are `hashes`, numbered as they stand,
+    /// for names known to be distinct (as the cache keeps them): their text is not
+    /// read. A hash that is not its name's only makes that name not found.
+    pub fn of_hashes(hashes: &[u32]) -> NameLookup {
+        let mut lookup = NameLookup::with_capacity(hashes.len());
+        for (id, &h) in hashes.iter().enumerate() {
+            lookup.0.insert_unique(widen(h), id as u32, |&other| {
+                widen(hashes.get(other as usize).copied().unwrap_or_default())
+            });
         }
         lookup
     }

@@ -4,15 +4,17 @@
 //! [`parse_apkindex`] reads the text of an `APKINDEX` member; the atoms live in `dep`.
 
 mod dep;
+mod directory;
 mod lookup;
 mod parse;
 mod view;
 
 pub use dep::{join, DepMatch, DepRef, Dependency, Op, Provide};
-pub(crate) use lookup::NameLookup;
+pub(crate) use directory::{identity_hash, NameDirectory, PerId};
+pub(crate) use lookup::{name_hash, NameLookup};
 pub use parse::parse_apkindex;
+pub(crate) use view::{AsciiBlocks, RawAtom, RawEntry, Span};
 pub use view::{ParsedIndex, MAX_VIEW_TEXT};
-pub(crate) use view::{RawAtom, RawEntry, Span};
 
 /// Base64 as apk decodes `C:`: the standard alphabet with padding, but the unused low
 /// bits of the last symbol need not be zero (`Q1...Z=` and `Q1...Y=` name the same

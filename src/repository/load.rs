@@ -271,18 +271,22 @@ impl Loader<'_> {
             source,
         };
         let signed = archive::split_signature(&bytes).map_err(archive_err)?;
-        // The parsed form the bytes name (their digest) is read while their signature
-        // is checked, and used only once it passed: it never stands in for an index
-        // that did not.
+        // The parsed form the bytes name (the SHA-1 the signature covers, hashed once
+        // for both) is read while their signature is checked, and used only once it
+        // passed: it never stands in for an index that did not.
+        let sha1: Option<[u8; 20]> = self.parsed.map(|_| {
+            use sha1::Digest;
+            sha1::Sha1::digest(signed.rest).into()
+        });
         let (key, (digest, hit)) = rayon::join(
-            || self.check_trust(&url, &signed),
-            || match self.parsed {
-                Some(store) => {
-                    let digest = ParsedStore::key(&bytes);
+            || self.check_trust(&url, &signed, sha1.as_ref()),
+            || match (self.parsed, &sha1) {
+                (Some(store), Some(sha1)) => {
+                    let digest = ParsedStore::key(sha1);
                     let hit = store.read(&digest);
                     (Some(digest), hit)
                 }
-                None => (None, None),
+                _ => (None, None),
             },
         );
         let key = key?;
@@ -429,14 +433,17 @@ impl Loader<'_> {
         }
     }
 
+    /// Verifies the index's signature; `sha1` is the SHA-1 of its signed part when
+    /// computed already.
     fn check_trust(
         &self,
         url: &str,
         signed: &Signed<'_>,
+        sha1: Option<&[u8; 20]>,
     ) -> Result<Option<TrustedKey>, RepositoryError> {
-        let result = match self.keyring.verify_signed(signed) {
+        let result = match self.keyring.verify_signed_sha1(signed, sha1) {
             Err(TrustError::UnknownKey { key, known }) => {
-                self.with_fetched_key(url, signed, key, known)
+                self.with_fetched_key(url, signed, sha1, key, known)
             }
             other => other.cloned(),
         };
@@ -483,6 +490,7 @@ impl Loader<'_> {
         &self,
         url: &str,
         signed: &Signed<'_>,
+        sha1: Option<&[u8; 20]>,
         key: String,
         known: Vec<String>,
     ) -> Result<TrustedKey, TrustError> {
@@ -511,7 +519,7 @@ impl Loader<'_> {
             if let Some(pem) = read_cached_key(bucket, &key) {
                 let origin = bucket.path().join(&key).display().to_string();
                 if ring.add_pinned(&key, &pem, &origin).unwrap_or(false) {
-                    return ring.verify_signed(signed).cloned();
+                    return ring.verify_signed_sha1(signed, sha1).cloned();
                 }
             }
         }
@@ -542,7 +550,7 @@ impl Loader<'_> {
             // A failed cache write only costs a later re-fetch.
             let _ = bucket.write_atomic(&key, &pem);
         }
-        ring.verify_signed(signed).cloned()
+        ring.verify_signed_sha1(signed, sha1).cloned()
     }
 }
 

@@ -270,7 +270,7 @@ fn solve_here(
     };
     let atoms: Vec<_> = world.iter().map(|d| u.atom(d.into())).collect();
     if let Some(pruned) = &pruned {
-        u.set_creation_order(|text| pruned.creation_key(text));
+        u.set_creation_order(|text, local| pruned.creation_key(text, local));
     }
     let world_atoms: Vec<WorldAtom<'_>> = atoms
         .into_iter()

@@ -441,7 +441,16 @@ pub(crate) struct Universe<'a> {
     /// When the table holds only some of the packages ([`prune`]): per name, when apk
     /// would have created it reading all of them. Empty: the ids are that order.
     created: Vec<u64>,
+    /// Per name, the source (position in the sources built from) and number there of
+    /// the index name it was created from, [`NOT_LOCAL`] otherwise: what
+    /// [`Universe::set_creation_order`] hands its key rather than only the text.
+    first_local: Vec<(u32, u32)>,
+    /// The position of the source being read while building.
+    reading: u32,
 }
+
+/// A name not created from an index's numbered name.
+const NOT_LOCAL: (u32, u32) = (u32::MAX, u32::MAX);
 
 /// What the root being updated already holds, as the universe needs it.
 #[derive(Debug, Default)]
@@ -524,7 +533,9 @@ impl<'a> Universe<'a> {
         // Each index numbers its names: each is looked up in the table once per index,
         // not at each of its mentions; names are still created in the order met.
         let mut memo = Vec::new();
-        for source in std::iter::once(&seed).chain(sources) {
+        for (reading, source) in std::iter::once(&seed).chain(sources).enumerate() {
+            // The seed is not one of `sources`: it wraps to u32::MAX, never local.
+            u.reading = (reading as u32).wrapping_sub(1);
             memo.clear();
             memo.resize(source.local_names(), NO_NAME);
             source.for_each(|item| {
@@ -671,6 +682,7 @@ impl<'a> Universe<'a> {
         }
         let id = self.texts.len() as NameId;
         self.texts.push(text);
+        self.first_local.push(NOT_LOCAL);
         self.rdepends.push(OnceCell::new());
         self.rinstall_if.push(OnceCell::new());
         self.buckets.push(Cell::new(NO_BUCKET));
@@ -689,7 +701,11 @@ impl<'a> Universe<'a> {
             return self.intern(name.text());
         };
         if *slot == NO_NAME {
+            let before = self.texts.len();
             *slot = self.intern(name.text());
+            if let (NameOf::Local(_, local), true) = (name, self.texts.len() > before) {
+                self.first_local[*slot as usize] = (self.reading, local);
+            }
         }
         *slot
     }
@@ -814,7 +830,9 @@ impl<'a> Universe<'a> {
     /// Replaces the creation order of the names by `key` (names it does not know
     /// come after all that it knows, in id order): for a table of some of the
     /// packages, whose ids follow the order it met names in, not apk's.
-    pub fn set_creation_order(&mut self, key: impl Fn(&str) -> Option<u64>) {
+    /// `key` has the name's text and, for a name created from an index's numbered
+    /// name, that source's position and the number.
+    pub fn set_creation_order(&mut self, key: impl Fn(&str, Option<(usize, u32)>) -> Option<u64>) {
         // The order only ever breaks ties within a bucket: a name alone in its bucket
         // keeps any key, and is not looked up.
         let mut sharing = vec![0u8; crate::apk_hash::BUCKETS as usize];
@@ -831,7 +849,13 @@ impl<'a> Universe<'a> {
                     .get(self.bucket(name) as usize)
                     .is_none_or(|&n| n > 1)
                 {
-                    key(self.text(name)).unwrap_or(unknown)
+                    let local = match self.first_local.get(name as usize) {
+                        Some(&(source, local)) if (source, local) != NOT_LOCAL => {
+                            Some((source as usize, local))
+                        }
+                        _ => None,
+                    };
+                    key(self.text(name), local).unwrap_or(unknown)
                 } else {
                     unknown
                 }

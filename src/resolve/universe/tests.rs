@@ -124,6 +124,6 @@ fn a_narrowed_table_walks_names_in_the_whole_sets_creation_order() {
     let mut narrowed = Universe::build_installed(&Installed::default(), &sources, None);
     // Met in the narrowed set's own order, the twin comes after `p0`: walked first.
     assert_eq!(walk(&narrowed), [twin.as_str(), "p0"]);
-    narrowed.set_creation_order(|text| pruned.creation_key(text));
+    narrowed.set_creation_order(|text, local| pruned.creation_key(text, local));
     assert_eq!(walk(&narrowed), whole);
 }
