@@ -157,44 +157,47 @@ impl TrustedKey {
 
     /// Checks `signature` over `signed_bytes` with this key.
     pub fn verify(&self, signature: &Signature, signed_bytes: &[u8]) -> Result<(), TrustError> {
-        self.verify_with(signature, signed_bytes, None)
+        self.verify_message(signature, Message::Bytes(signed_bytes, None))
     }
 
-    /// [`TrustedKey::verify`], `sha1` being the SHA-1 of `signed_bytes` when the caller
-    /// has it already: a SHA-1 signature that ring would not check is checked against it
-    /// rather than hashing the bytes again.
-    fn verify_with(
+    /// [`TrustedKey::verify`] of a [`Message`].
+    fn verify_message(
         &self,
         signature: &Signature,
-        signed_bytes: &[u8],
-        sha1: Option<&[u8; 20]>,
+        message: Message<'_>,
     ) -> Result<(), TrustError> {
-        let verified = match self.ring_params(signature.algorithm, signed_bytes.len()) {
-            // ring's modular exponentiation is about 15 times faster than the pure-Rust
-            // one, and an index's signature is checked before anything else can start.
-            Some(params) => ring::signature::RsaPublicKeyComponents {
-                n: self.key.n().to_bytes_be(),
-                e: self.key.e().to_bytes_be(),
+        let pkcs1 =
+            |info: &[u8], digest: &[u8]| pkcs1v15_verify(&self.key, info, digest, &signature.bytes);
+        let verified = match message {
+            Message::Bytes(bytes, sha1) => {
+                match self.ring_params(signature.algorithm, bytes.len()) {
+                    // ring's modular exponentiation is about 15 times faster than the
+                    // pure-Rust one, and an index's signature is checked before anything
+                    // else can start.
+                    Some(params) => ring::signature::RsaPublicKeyComponents {
+                        n: self.key.n().to_bytes_be(),
+                        e: self.key.e().to_bytes_be(),
+                    }
+                    .verify(params, bytes, &signature.bytes)
+                    .is_ok(),
+                    // Keys ring refuses to use (shorter than it allows for the digest, or
+                    // with an exponent out of its range) are still keys apk accepts.
+                    None => match signature.algorithm {
+                        SignatureAlgorithm::Sha1 => pkcs1(
+                            SHA1_DIGEST_INFO,
+                            &sha1.copied().unwrap_or_else(|| Sha1::digest(bytes).into()),
+                        ),
+                        SignatureAlgorithm::Sha256 => {
+                            pkcs1(SHA256_DIGEST_INFO, &Sha256::digest(bytes))
+                        }
+                    },
+                }
             }
-            .verify(params, signed_bytes, &signature.bytes)
-            .is_ok(),
-            // Keys ring refuses to use (shorter than it allows for the digest, or with an
-            // exponent out of its range) are still keys apk accepts.
-            None => match signature.algorithm {
-                SignatureAlgorithm::Sha1 => pkcs1v15_verify(
-                    &self.key,
-                    SHA1_DIGEST_INFO,
-                    &sha1
-                        .copied()
-                        .unwrap_or_else(|| Sha1::digest(signed_bytes).into()),
-                    &signature.bytes,
-                ),
-                SignatureAlgorithm::Sha256 => pkcs1v15_verify(
-                    &self.key,
-                    SHA256_DIGEST_INFO,
-                    &Sha256::digest(signed_bytes),
-                    &signature.bytes,
-                ),
+            Message::Digests(sha1, sha256) => match signature.algorithm {
+                SignatureAlgorithm::Sha1 => pkcs1(SHA1_DIGEST_INFO, sha1),
+                SignatureAlgorithm::Sha256 => {
+                    sha256.is_some_and(|digest| pkcs1(SHA256_DIGEST_INFO, digest))
+                }
             },
         };
         if verified {
@@ -233,6 +236,18 @@ impl TrustedKey {
         };
         ((min_bits..=8192).contains(&bits) && e_fits).then_some(params)
     }
+}
+
+/// What signatures are checked over.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Message<'a> {
+    /// The signed bytes, with their SHA-1 when the caller has it already (a SHA-1
+    /// signature that ring would not check is then checked against it rather than
+    /// hashing the bytes again).
+    Bytes(&'a [u8], Option<&'a [u8; 20]>),
+    /// Only the digests of bytes hashed as they were read: their SHA-1, and their
+    /// SHA-256 when a signature is over that (without it such a signature fails).
+    Digests(&'a [u8; 20], Option<&'a [u8; 32]>),
 }
 
 /// The most bytes ring checks a SHA-1 signature over. ring hashes what it verifies
@@ -514,14 +529,13 @@ impl Keyring {
         signature: &Signature,
         signed_bytes: &[u8],
     ) -> Result<&TrustedKey, TrustError> {
-        self.verify_with(signature, signed_bytes, None)
+        self.verify_message(signature, Message::Bytes(signed_bytes, None))
     }
 
-    fn verify_with(
+    fn verify_message(
         &self,
         signature: &Signature,
-        signed_bytes: &[u8],
-        sha1: Option<&[u8; 20]>,
+        message: Message<'_>,
     ) -> Result<&TrustedKey, TrustError> {
         let key = self
             .get(&signature.key_name)
@@ -529,27 +543,27 @@ impl Keyring {
                 key: signature.key_name.clone(),
                 known: self.keys.iter().map(|k| k.name.clone()).collect(),
             })?;
-        key.verify_with(signature, signed_bytes, sha1)?;
+        key.verify_message(signature, message)?;
         Ok(key)
     }
 
     /// Verifies a split archive as apk does: the first signature whose key is trusted
     /// decides. Returns the key that verified it.
     pub fn verify_signed(&self, signed: &Signed<'_>) -> Result<&TrustedKey, TrustError> {
-        self.verify_signed_sha1(signed, None)
+        self.verify_signed_message(signed, Message::Bytes(signed.rest, None))
     }
 
-    /// [`Keyring::verify_signed`], `sha1` being the SHA-1 of `signed.rest` when the
-    /// caller computed it already (the parsed-index cache is named by it): a digest of
-    /// other bytes would be verified in their place, so it is for this crate only.
-    pub(crate) fn verify_signed_sha1(
+    /// [`Keyring::verify_signed`] of `signed`'s signatures over `message`, which the
+    /// caller made of `signed.rest` (a digest of other bytes would be verified in their
+    /// place, so this is for this crate only).
+    pub(crate) fn verify_signed_message(
         &self,
         signed: &Signed<'_>,
-        sha1: Option<&[u8; 20]>,
+        message: Message<'_>,
     ) -> Result<&TrustedKey, TrustError> {
         let mut first_error = None;
         for signature in signed.signatures() {
-            match self.verify_with(signature, signed.rest, sha1) {
+            match self.verify_message(signature, message) {
                 Ok(key) => return Ok(key),
                 Err(err @ TrustError::BadSignature { .. }) => return Err(err),
                 Err(err) => {
@@ -678,14 +692,29 @@ mod tests {
                     ));
                     // With the SHA-1 of the bytes handed in (as the index loader does), the
                     // same verdicts.
+                    // The same verdicts with the SHA-1 handed in (as the index loader
+                    // does), and from the digests alone (a local index hashed as read).
                     let sha1_of = |b: &[u8]| -> [u8; 20] { Sha1::digest(b).into() };
-                    assert!(key
-                        .verify_with(&signature, data, Some(&sha1_of(data)))
-                        .is_ok());
-                    assert!(matches!(
-                        key.verify_with(&signature, &changed, Some(&sha1_of(&changed))),
-                        Err(TrustError::BadSignature { .. })
-                    ));
+                    let sha256_of = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
+                    for (bytes, good) in [(data, true), (&changed, false)] {
+                        let (sha1, sha256) = (sha1_of(bytes), sha256_of(bytes));
+                        for message in [
+                            Message::Bytes(bytes, Some(&sha1)),
+                            Message::Digests(&sha1, Some(&sha256)),
+                        ] {
+                            assert_eq!(
+                                key.verify_message(&signature, message).is_ok(),
+                                good,
+                                "{name} {algorithm:?} {message:?}"
+                            );
+                        }
+                    }
+                    // Digests without the SHA-256 a SHA-256 signature is over: refused.
+                    let without = Message::Digests(&sha1_of(data), None);
+                    assert_eq!(
+                        key.verify_message(&signature, without).is_ok(),
+                        algorithm == SignatureAlgorithm::Sha1
+                    );
                     let mut forged = signature.clone();
                     let last = forged.bytes.len() - 1;
                     forged.bytes[last] ^= 1;

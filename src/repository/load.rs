@@ -11,11 +11,13 @@ use crate::cache::{Bucket, Cache, IndexEntry, ParsedStore, INDEX_BUCKET, KEY_BUC
 use crate::index::{parse_apkindex, Package, ParsedIndex};
 use crate::report::Reporter;
 use crate::transport::{Conditional, Transport, TransportOptions, Validators};
-use crate::trust::{pin_for, Keyring, TrustError, TrustedKey};
+use crate::trust::{pin_for, Keyring, Message, TrustError, TrustedKey};
 use flate2::bufread::MultiGzDecoder;
 use rayon::prelude::*;
 use std::io::Read;
 use std::path::PathBuf;
+
+mod warm;
 
 /// Largest `APKINDEX.tar.gz` accepted (v3.19 community is 2.5 MB).
 pub const MAX_INDEX_ARCHIVE: u64 = 128 * 1024 * 1024;
@@ -265,6 +267,11 @@ impl Loader<'_> {
 
     fn load(&self, position: usize, repo: &Repository) -> Result<LoadedIndex, RepositoryError> {
         let url = repo.index_url(self.arch);
+        if !repo.is_remote() {
+            if let Some(loaded) = self.load_warm_local(position, &url)? {
+                return Ok(loaded);
+            }
+        }
         let (bytes, fresh) = self.fetch(repo, &url)?;
         let archive_err = |source| RepositoryError::Archive {
             url: url.clone(),
@@ -279,7 +286,10 @@ impl Loader<'_> {
             sha1::Sha1::digest(signed.rest).into()
         });
         let (key, (digest, hit)) = rayon::join(
-            || self.check_trust(&url, &signed, sha1.as_ref()),
+            || {
+                let message = Message::Bytes(signed.rest, sha1.as_ref());
+                self.check_trust(&url, &signed, message)
+            },
             || match (self.parsed, &sha1) {
                 (Some(store), Some(sha1)) => {
                     let digest = ParsedStore::key(sha1);
@@ -290,6 +300,7 @@ impl Loader<'_> {
             },
         );
         let key = key?;
+        self.said_verified(&url, key.as_ref());
         let (description, index) = match hit {
             Some(hit) => {
                 self.reporter
@@ -324,17 +335,40 @@ impl Loader<'_> {
             }
             .write_in(bucket, &Cache::index_key(&url))?;
         }
+        Ok(self.loaded(position, &url, description, index, key))
+    }
+
+    /// The loaded index, said.
+    fn loaded(
+        &self,
+        position: usize,
+        url: &str,
+        description: String,
+        index: ParsedIndex,
+        key: Option<TrustedKey>,
+    ) -> LoadedIndex {
         self.reporter.info(&format!(
             "`{url}`: {} packages ({description})",
             index.len()
         ));
-        Ok(LoadedIndex {
+        LoadedIndex {
             repo: position,
-            url,
+            url: url.to_string(),
             description,
             index,
             key,
-        })
+        }
+    }
+
+    /// Says which key verified the index at `url` (nothing when it was accepted
+    /// unverified: that was warned about).
+    fn said_verified(&self, url: &str, key: Option<&TrustedKey>) {
+        if let Some(key) = key {
+            self.reporter.info(&format!(
+                "`{url}` verified with `{}` from `{}`",
+                key.name, key.source
+            ));
+        }
     }
 
     /// The cached copy of the index at `url` (remote ones only).
@@ -433,28 +467,21 @@ impl Loader<'_> {
         }
     }
 
-    /// Verifies the index's signature; `sha1` is the SHA-1 of its signed part when
-    /// computed already.
+    /// Verifies the signatures of `signed` over `message`, made of its signed part.
     fn check_trust(
         &self,
         url: &str,
         signed: &Signed<'_>,
-        sha1: Option<&[u8; 20]>,
+        message: Message<'_>,
     ) -> Result<Option<TrustedKey>, RepositoryError> {
-        let result = match self.keyring.verify_signed_sha1(signed, sha1) {
+        let result = match self.keyring.verify_signed_message(signed, message) {
             Err(TrustError::UnknownKey { key, known }) => {
-                self.with_fetched_key(url, signed, sha1, key, known)
+                self.with_fetched_key(url, signed, message, key, known)
             }
             other => other.cloned(),
         };
         let err = match result {
-            Ok(key) => {
-                self.reporter.info(&format!(
-                    "`{url}` verified with `{}` from `{}`",
-                    key.name, key.source
-                ));
-                return Ok(Some(key));
-            }
+            Ok(key) => return Ok(Some(key)),
             Err(err) => err,
         };
         let err = match err {
@@ -490,7 +517,7 @@ impl Loader<'_> {
         &self,
         url: &str,
         signed: &Signed<'_>,
-        sha1: Option<&[u8; 20]>,
+        message: Message<'_>,
         key: String,
         known: Vec<String>,
     ) -> Result<TrustedKey, TrustError> {
@@ -519,7 +546,7 @@ impl Loader<'_> {
             if let Some(pem) = read_cached_key(bucket, &key) {
                 let origin = bucket.path().join(&key).display().to_string();
                 if ring.add_pinned(&key, &pem, &origin).unwrap_or(false) {
-                    return ring.verify_signed_sha1(signed, sha1).cloned();
+                    return ring.verify_signed_message(signed, message).cloned();
                 }
             }
         }
@@ -550,7 +577,7 @@ impl Loader<'_> {
             // A failed cache write only costs a later re-fetch.
             let _ = bucket.write_atomic(&key, &pem);
         }
-        ring.verify_signed_sha1(signed, sha1).cloned()
+        ring.verify_signed_message(signed, message).cloned()
     }
 }
 

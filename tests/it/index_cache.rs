@@ -177,3 +177,109 @@ fn a_warm_entry_does_not_stand_in_for_the_signature() {
     assert!(err.to_string().contains("alpine-devel"), "{err}");
     let _ = shared;
 }
+
+#[test]
+fn a_changed_archive_is_refused_even_with_an_entry_under_its_own_digest() {
+    use sha1::Digest;
+    if shared_or_skip().is_none() || !v3_19_index("community").exists() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repos = repositories(&tmp.path().join("repos"));
+    let cache = tmp.path().join("cache");
+    load(&repos, Some(&cache), &Recorder::default());
+    let archive = tmp.path().join("repos/community/x86_64/APKINDEX.tar.gz");
+    let genuine = std::fs::read(&archive).unwrap();
+    let rest_at = genuine.len()
+        - sysroot_mk::archive::split_signature(&genuine)
+            .unwrap()
+            .rest
+            .len();
+    let name = |bytes: &[u8]| hex::encode(sha1::Sha1::digest(&bytes[rest_at..]));
+    let entry = cache.join("v1/parsed").join(name(&genuine));
+    assert!(
+        entry.exists(),
+        "the entry is named by the signed part's SHA-1"
+    );
+    // The last byte changed (the gzip trailer: no parse of the text would notice before
+    // the signature), and the genuine entry planted under the changed bytes' name: a
+    // warm run hashes the file as it reads it and must refuse it on its signature.
+    let mut changed = genuine.clone();
+    *changed.last_mut().unwrap() ^= 0x40;
+    std::fs::write(&archive, &changed).unwrap();
+    std::fs::copy(&entry, cache.join("v1/parsed").join(name(&changed))).unwrap();
+    let shared = shared_or_skip().unwrap();
+    let ring = keyring_of(&[&shared.join("keys/x86_64")], "x86_64");
+    let options = IndexOptions {
+        cache_dir: Some(cache.clone()),
+        ..quick_index_options()
+    };
+    let recorder = Recorder::default();
+    let Err(err) = load_indexes(&repos, "x86_64", &ring, &options, &recorder) else {
+        panic!("a changed index was accepted through the cache");
+    };
+    assert!(
+        matches!(
+            err,
+            sysroot_mk::repository::RepositoryError::BadSignature { .. }
+        ),
+        "{err}"
+    );
+    // Put back, the same run order loads both from the cache again.
+    std::fs::write(&archive, &genuine).unwrap();
+    let recorder = Recorder::default();
+    load(&repos, Some(&cache), &recorder);
+    assert_eq!(hits(&recorder), 2);
+}
+
+#[test]
+fn a_sha256_signed_local_index_is_taken_warm_and_a_forged_signer_is_not() {
+    use crate::support::{fixture_keys, index_archive, Signer, TEST_KEY};
+    use sysroot_mk::archive::SignatureAlgorithm;
+    // Large enough to be kept (small indexes parse faster than an entry is read).
+    let text: String = (0..3000)
+        .map(|i| {
+            format!(
+                "C:Q1{:0>26}E=\nP:p{i}\nV:1.{i}-r0\nA:x86_64\nS:1\nI:1\nD:p{}\nT:{}\n\n",
+                i,
+                (i + 1) % 3000,
+                "x".repeat(60)
+            )
+        })
+        .collect();
+    assert!(text.len() > sysroot_mk::cache::PARSED_MIN_TEXT);
+    for (signer, good) in [
+        (Signer::Key(TEST_KEY, SignatureAlgorithm::Sha256), true),
+        (Signer::Key(TEST_KEY, SignatureAlgorithm::Sha1), true),
+        // Made with another fixture key's private half, naming the trusted one.
+        (Signer::Posing(crate::support::OTHER_KEY, TEST_KEY), false),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("repo/x86_64");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("APKINDEX.tar.gz"), index_archive(&text, signer)).unwrap();
+        let repos = [Repository::parse(&tmp.path().join("repo").display().to_string()).unwrap()];
+        let ring = keyring_of(&[&fixture_keys()], "x86_64");
+        let options = IndexOptions {
+            cache_dir: Some(tmp.path().join("cache")),
+            ..quick_index_options()
+        };
+        let run = |recorder: &Recorder| load_indexes(&repos, "x86_64", &ring, &options, recorder);
+        let cold = Recorder::default();
+        let first = run(&cold);
+        if !good {
+            assert!(first.is_err(), "{signer:?} was accepted");
+            // Not kept, and the next run (the warm path first) refuses it too.
+            assert!(parsed_entries(&tmp.path().join("cache")).is_empty());
+            assert!(run(&Recorder::default()).is_err());
+            continue;
+        }
+        let first = first.unwrap();
+        assert_eq!(hits(&cold), 0);
+        let warm = Recorder::default();
+        let second = run(&warm).unwrap();
+        assert_eq!(hits(&warm), 1, "{signer:?}: {:?}", warm.infos());
+        assert_eq!(first[0].index, second[0].index);
+        assert_eq!(plan(&second, "p7"), plan(&first, "p7"));
+    }
+}
