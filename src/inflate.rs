@@ -1,4 +1,5 @@
-//! Inflating a whole gzip stream held in memory, as an index's is.
+//! Inflating a whole gzip stream held in memory, as an index's is, or a whole raw
+//! deflate stream (a package's data member) into a buffer its caller keeps.
 //!
 //! The community index inflates to ~8 MB, on the critical path of every run that
 //! reads it; libdeflate does that in about a third of the time of a streaming
@@ -9,8 +10,9 @@
 //! streaming path, which gives the same result or the same error as before.
 
 use libdeflate_sys::{
-    libdeflate_alloc_decompressor, libdeflate_decompressor, libdeflate_free_decompressor,
-    libdeflate_gzip_decompress_ex, libdeflate_result_LIBDEFLATE_SUCCESS,
+    libdeflate_alloc_decompressor, libdeflate_decompressor, libdeflate_deflate_decompress_ex,
+    libdeflate_free_decompressor, libdeflate_gzip_decompress_ex,
+    libdeflate_result_LIBDEFLATE_SUCCESS,
 };
 
 /// The gzip header flag saying a CRC-16 of the header follows it.
@@ -90,6 +92,44 @@ pub fn gzip_members(gz: &[u8], limit: usize) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Inflates the raw deflate stream at the start of `deflate` (what follows is
+/// ignored, as a streaming decoder stops there too) into `out`, replacing its
+/// contents, if it inflates to at most `capacity` bytes: `out` then holds exactly the
+/// inflated bytes. `false` otherwise (too large, damaged), `out` then being garbage:
+/// the caller inflates by streaming, which reports any error. `out` keeps its memory
+/// for the next call.
+pub fn deflate_into(deflate: &[u8], capacity: usize, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    if out.try_reserve(capacity).is_err() {
+        return false;
+    }
+    let Some(decompressor) = Decompressor::new() else {
+        return false;
+    };
+    let spare = &mut out.spare_capacity_mut()[..capacity];
+    let (mut used_in, mut used_out) = (0usize, 0usize);
+    // SAFETY: the input and the first `capacity` bytes of the spare capacity are valid
+    // for the lengths given; libdeflate writes at most that many bytes there and
+    // reports how many (and how many input bytes the stream took).
+    let result = unsafe {
+        libdeflate_deflate_decompress_ex(
+            decompressor.0.as_ptr(),
+            deflate.as_ptr().cast(),
+            deflate.len(),
+            spare.as_mut_ptr().cast(),
+            spare.len(),
+            &mut used_in,
+            &mut used_out,
+        )
+    };
+    if result != libdeflate_result_LIBDEFLATE_SUCCESS {
+        return false;
+    }
+    // SAFETY: libdeflate initialised the first `used_out` (at most `capacity`) bytes.
+    unsafe { out.set_len(used_out.min(capacity)) };
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +157,31 @@ mod tests {
         for gz in [gzip(&one), two, gzip(b"")] {
             assert_eq!(gzip_members(&gz, 10 << 20), Some(streamed(&gz).unwrap()));
         }
+    }
+
+    #[test]
+    fn raw_streams_inflate_whole_as_streamed_and_what_does_not_fit_is_refused() {
+        let data: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&data).unwrap();
+        let mut raw = e.finish().unwrap();
+        // What follows the stream (a gzip trailer) is not read.
+        raw.extend_from_slice(b"trailer!");
+        let mut out = vec![1, 2, 3];
+        assert!(deflate_into(&raw, data.len(), &mut out));
+        assert_eq!(out, data);
+        assert!(
+            !deflate_into(&raw, data.len() - 1, &mut out),
+            "a byte short"
+        );
+        assert!(
+            !deflate_into(&raw[..raw.len() / 2], data.len(), &mut out),
+            "cut"
+        );
+        assert!(deflate_into(&raw, data.len() * 2, &mut out));
+        assert_eq!(out, data);
     }
 
     #[test]

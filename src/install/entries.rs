@@ -54,19 +54,63 @@ pub(crate) struct Entry {
 /// The largest `etc/passwd` or `etc/group` kept for owner lookups.
 const MAX_ID_FILE: u64 = 16 * 1024 * 1024;
 
+/// Data members inflating to at most this (as their installed size says) are
+/// inflated whole with libdeflate, twice the speed of streaming (alpine-base: every
+/// package but libcrypto3, 5.5 of its 10 MB), into buffers each inflating thread
+/// keeps: memory bounded by this, per thread.
+pub(crate) const WHOLE_MAX: u64 = 3 << 20;
+
 /// Inflates a gzip data member read from `member`, writing its files into `scratch`,
-/// and returns its entries; refuses a tar that inflates past `limit` bytes. The caller
-/// verifies the member (before or, for a stream, after): nothing here trusts it.
+/// and returns its entries; refuses a tar that inflates past `limit` bytes. `whole`:
+/// the member is expected to inflate to at most [`WHOLE_MAX`]. The caller verifies the
+/// member (before or, for a stream, after): nothing here trusts it.
 pub(crate) fn extract(
+    package: &str,
+    member: &mut dyn Read,
+    limit: u64,
+    whole: bool,
+    scratch: &Scratch,
+) -> Result<Vec<Entry>, InstallError> {
+    let archive_err = |source| InstallError::Archive {
+        package: package.to_owned(),
+        source,
+    };
+    skip_gzip_header(member).map_err(archive_err)?;
+    if !whole {
+        return stream(package, member, limit, scratch);
+    }
+    thread_local! {
+        static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+            const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    }
+    BUFFERS.with(|buffers| {
+        let (input, output) = &mut *buffers.borrow_mut();
+        input.clear();
+        member
+            .take(WHOLE_MAX + 1)
+            .read_to_end(input)
+            .map_err(archive_err)?;
+        // The trailer's size is a hint: a stream that does not fit (or a lying
+        // trailer, or damage) is streamed after all, which checks and reports.
+        let fits = input.len() as u64 <= WHOLE_MAX
+            && crate::inflate::size_hint(input).is_some_and(|size| {
+                let capacity = (size as u64).min(WHOLE_MAX).min(limit) as usize;
+                crate::inflate::deflate_into(input, capacity, output)
+            });
+        match fits {
+            true => read_entries(package, &mut &output[..], scratch),
+            false => stream(package, &mut (&input[..]).chain(member), limit, scratch),
+        }
+    })
+}
+
+/// [`extract`] by streaming the raw deflate stream `member`.
+fn stream(
     package: &str,
     member: &mut dyn Read,
     limit: u64,
     scratch: &Scratch,
 ) -> Result<Vec<Entry>, InstallError> {
-    skip_gzip_header(member).map_err(|source| InstallError::Archive {
-        package: package.to_owned(),
-        source,
-    })?;
     // The member is checked against the SHA-256 of the package's signed `datahash`, so
     // the gzip CRC-32 (4% of a build's CPU) would only check it a second time.
     let mut inflated = Bounded {
@@ -388,18 +432,42 @@ mod tests {
         member.extend_from_slice(&[0; 4]);
         member.extend_from_slice(&(tar.len() as u32).to_le_bytes());
         let (_tmp, _root, scratch) = scratch();
-        let entries = extract("p", &mut &member[..], 1 << 20, &scratch).expect("extract");
-        assert_eq!(entries.len(), 1);
-        assert_eq!(contents(&scratch, &entries[0]), text);
-        assert!(matches!(
-            extract("p", &mut &member[..], 1000, &scratch),
-            Err(InstallError::TooLarge { .. })
-        ));
-        assert!(
-            extract("p", &mut &member[..12], 1 << 20, &scratch).is_err(),
-            "truncated header accepted"
-        );
-        assert!(extract("p", &mut &b"PK\x03\x04 not gzip"[..], 1 << 20, &scratch).is_err());
+        // Streamed, and inflated whole (falling back to streaming when the trailer lies
+        // about the size, or the limit is below it): the same entries or errors.
+        let mut lying_small = member.clone();
+        let at = lying_small.len() - 4;
+        lying_small[at..].copy_from_slice(&10u32.to_le_bytes());
+        let mut lying_large = member.clone();
+        lying_large[at..].copy_from_slice(&u32::MAX.to_le_bytes());
+        for whole in [false, true] {
+            for member in [&member, &lying_small, &lying_large] {
+                let entries =
+                    extract("p", &mut &member[..], 1 << 20, whole, &scratch).expect("extract");
+                assert_eq!(entries.len(), 1);
+                assert_eq!(contents(&scratch, &entries[0]), text);
+                assert!(matches!(
+                    extract("p", &mut &member[..], 1000, whole, &scratch),
+                    Err(InstallError::TooLarge { .. })
+                ));
+            }
+            assert!(
+                extract("p", &mut &member[..12], 1 << 20, whole, &scratch).is_err(),
+                "truncated header accepted"
+            );
+            assert!(
+                extract(
+                    "p",
+                    &mut &member[..member.len() / 2],
+                    1 << 20,
+                    whole,
+                    &scratch
+                )
+                .is_err(),
+                "truncated stream accepted"
+            );
+            let not_gzip = b"PK\x03\x04 not gzip";
+            assert!(extract("p", &mut &not_gzip[..], 1 << 20, whole, &scratch).is_err());
+        }
     }
 
     #[test]

@@ -290,7 +290,8 @@ pub(super) fn load(
         .size
         .saturating_mul(4)
         .max(256 * 1024 * 1024);
-    let entries = entries::extract(&name, data_member, limit, scratch)?;
+    let whole = verified.info().size <= entries::WHOLE_MAX;
+    let entries = entries::extract(&name, data_member, limit, whole, scratch)?;
     Ok(Loaded { entries })
 }
 
