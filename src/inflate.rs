@@ -1,5 +1,5 @@
-//! Inflating a whole gzip stream held in memory, as an index's is, or a whole raw
-//! deflate stream (a package's data member) into a buffer its caller keeps.
+//! Inflating a whole gzip stream held in memory, as an index's is, or one whole gzip
+//! member (a package's data member) into a buffer its caller keeps.
 //!
 //! The community index inflates to ~8 MB, on the critical path of every run that
 //! reads it; libdeflate does that in about a third of the time of a streaming
@@ -10,9 +10,8 @@
 //! streaming path, which gives the same result or the same error as before.
 
 use libdeflate_sys::{
-    libdeflate_alloc_decompressor, libdeflate_decompressor, libdeflate_deflate_decompress_ex,
-    libdeflate_free_decompressor, libdeflate_gzip_decompress_ex,
-    libdeflate_result_LIBDEFLATE_SUCCESS,
+    libdeflate_alloc_decompressor, libdeflate_decompressor, libdeflate_free_decompressor,
+    libdeflate_gzip_decompress_ex, libdeflate_result_LIBDEFLATE_SUCCESS,
 };
 
 /// The gzip header flag saying a CRC-16 of the header follows it.
@@ -92,15 +91,16 @@ pub fn gzip_members(gz: &[u8], limit: usize) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Inflates the raw deflate stream at the start of `deflate` (what follows is
-/// ignored, as a streaming decoder stops there too) into `out`, replacing its
-/// contents, if it inflates to at most `capacity` bytes: `out` then holds exactly the
-/// inflated bytes. `false` otherwise (too large, damaged), `out` then being garbage:
-/// the caller inflates by streaming, which reports any error. `out` keeps its memory
-/// for the next call.
-pub fn deflate_into(deflate: &[u8], capacity: usize, out: &mut Vec<u8>) -> bool {
+/// Inflates the gzip member at the start of `gz` (what follows is ignored, as a
+/// streaming decoder reading one member stops there too) into `out`, replacing its
+/// contents, if it inflates to at most `capacity` bytes and its trailer's CRC-32 and
+/// size check: `out` then holds exactly the inflated bytes. `false` otherwise (too
+/// large, damaged, or a header CRC, which libdeflate would skip unchecked), `out` then
+/// being garbage: the caller inflates by streaming, which reports any error. `out`
+/// keeps its memory for the next call.
+pub fn gzip_into(gz: &[u8], capacity: usize, out: &mut Vec<u8>) -> bool {
     out.clear();
-    if out.try_reserve(capacity).is_err() {
+    if gz.get(3).is_none_or(|flags| flags & GZIP_FHCRC != 0) || out.try_reserve(capacity).is_err() {
         return false;
     }
     let Some(decompressor) = Decompressor::new() else {
@@ -110,12 +110,12 @@ pub fn deflate_into(deflate: &[u8], capacity: usize, out: &mut Vec<u8>) -> bool 
     let (mut used_in, mut used_out) = (0usize, 0usize);
     // SAFETY: the input and the first `capacity` bytes of the spare capacity are valid
     // for the lengths given; libdeflate writes at most that many bytes there and
-    // reports how many (and how many input bytes the stream took).
+    // reports how many (and how many input bytes the member took).
     let result = unsafe {
-        libdeflate_deflate_decompress_ex(
+        libdeflate_gzip_decompress_ex(
             decompressor.0.as_ptr(),
-            deflate.as_ptr().cast(),
-            deflate.len(),
+            gz.as_ptr().cast(),
+            gz.len(),
             spare.as_mut_ptr().cast(),
             spare.len(),
             &mut used_in,
@@ -160,28 +160,28 @@ mod tests {
     }
 
     #[test]
-    fn raw_streams_inflate_whole_as_streamed_and_what_does_not_fit_is_refused() {
+    fn one_member_inflates_whole_as_streamed_and_what_does_not_fit_is_refused() {
         let data: Vec<u8> = (0..300_000u32)
             .flat_map(|i| (i % 251).to_le_bytes())
             .collect();
-        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(&data).unwrap();
-        let mut raw = e.finish().unwrap();
-        // What follows the stream (a gzip trailer) is not read.
-        raw.extend_from_slice(b"trailer!");
+        let mut gz = gzip(&data);
+        // What follows the member (another one, say) is not read.
+        gz.extend(gzip(b"second"));
         let mut out = vec![1, 2, 3];
-        assert!(deflate_into(&raw, data.len(), &mut out));
+        assert!(gzip_into(&gz, data.len(), &mut out));
         assert_eq!(out, data);
-        assert!(
-            !deflate_into(&raw, data.len() - 1, &mut out),
-            "a byte short"
-        );
-        assert!(
-            !deflate_into(&raw[..raw.len() / 2], data.len(), &mut out),
-            "cut"
-        );
-        assert!(deflate_into(&raw, data.len() * 2, &mut out));
+        assert!(gzip_into(&gz, data.len() * 2, &mut out));
         assert_eq!(out, data);
+        assert!(!gzip_into(&gz, data.len() - 1, &mut out), "a byte short");
+        assert!(!gzip_into(&gz[..gz.len() / 2], data.len(), &mut out), "cut");
+        // The trailer's CRC is checked: a changed byte of it is refused.
+        let mut wrong = gzip(&data);
+        let crc_at = wrong.len() - 8;
+        wrong[crc_at] ^= 1;
+        assert!(!gzip_into(&wrong, data.len(), &mut out), "a wrong CRC");
+        let mut fhcrc = gzip(&data);
+        fhcrc[3] |= GZIP_FHCRC;
+        assert!(!gzip_into(&fhcrc, data.len(), &mut out), "a header CRC");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Whole-buffer gzip inflation (libdeflate) on arbitrary bytes: no crash, and whatever
-//! it returns is exactly what the streaming decoder reads from the same bytes, which
-//! must then succeed (it is what the caller falls back to).
+//! Whole-buffer inflation (libdeflate) on arbitrary bytes, of gzip members (an index)
+//! and of one member (a package's data): no crash, and whatever it returns is exactly
+//! what the streaming decoder reads from the same bytes, which must then succeed (it is
+//! what the caller falls back to).
 #![no_main]
 
 use std::io::Read;
@@ -8,12 +9,19 @@ use std::io::Read;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some(fast) = sysroot_mk::inflate::gzip_members(data, 1 << 20) else {
-        return;
-    };
-    let mut streamed = Vec::new();
-    flate2::read::MultiGzDecoder::new(data)
-        .read_to_end(&mut streamed)
-        .expect("libdeflate inflated what the streaming decoder refuses");
-    assert_eq!(fast, streamed);
+    if let Some(fast) = sysroot_mk::inflate::gzip_members(data, 1 << 20) {
+        let mut streamed = Vec::new();
+        flate2::read::MultiGzDecoder::new(data)
+            .read_to_end(&mut streamed)
+            .expect("libdeflate inflated what the streaming decoder refuses");
+        assert_eq!(fast, streamed);
+    }
+    let mut whole = Vec::new();
+    if sysroot_mk::inflate::gzip_into(data, 1 << 20, &mut whole) {
+        let mut streamed = Vec::new();
+        flate2::read::GzDecoder::new(data)
+            .read_to_end(&mut streamed)
+            .expect("libdeflate inflated a member the streaming decoder refuses");
+        assert_eq!(whole, streamed);
+    }
 });
