@@ -25,6 +25,37 @@ impl Decompressor {
         // SAFETY: allocates a decompressor; null only when out of memory.
         std::ptr::NonNull::new(unsafe { libdeflate_alloc_decompressor() }).map(Decompressor)
     }
+
+    /// Inflates the gzip member at the start of `input` into `out`: how many input
+    /// bytes it took and how many it wrote (initialised); `None` when libdeflate
+    /// refuses it (damage, no room) or it has a header CRC, which libdeflate would skip
+    /// unchecked where the streaming decoder, like apk's zlib, refuses a wrong one.
+    fn member(
+        &self,
+        input: &[u8],
+        out: &mut [std::mem::MaybeUninit<u8>],
+    ) -> Option<(usize, usize)> {
+        if input.get(3).is_none_or(|flags| flags & GZIP_FHCRC != 0) {
+            return None;
+        }
+        let (mut used_in, mut used_out) = (0usize, 0usize);
+        // SAFETY: the input and the output are valid for the lengths given; libdeflate
+        // writes at most `out.len()` bytes there and reports how many (and how many
+        // input bytes the member took) through the two pointers.
+        let result = unsafe {
+            libdeflate_gzip_decompress_ex(
+                self.0.as_ptr(),
+                input.as_ptr().cast(),
+                input.len(),
+                out.as_mut_ptr().cast(),
+                out.len(),
+                &mut used_in,
+                &mut used_out,
+            )
+        };
+        (result == libdeflate_result_LIBDEFLATE_SUCCESS)
+            .then_some((used_in.min(input.len()), used_out.min(out.len())))
+    }
 }
 
 impl Drop for Decompressor {
@@ -58,35 +89,13 @@ pub fn gzip_members(gz: &[u8], limit: usize) -> Option<Vec<u8>> {
     let decompressor = Decompressor::new()?;
     let mut read = 0;
     while read < gz.len() {
-        let input = &gz[read..];
-        // libdeflate skips a header checksum (FHCRC) without checking it; the
-        // streaming decoder, like apk's zlib, refuses a wrong one.
-        if input.get(3).is_none_or(|flags| flags & GZIP_FHCRC != 0) {
+        let (used_in, written) = decompressor.member(&gz[read..], out.spare_capacity_mut())?;
+        if used_in == 0 {
             return None;
         }
-        let spare = out.spare_capacity_mut();
-        let (mut used_in, mut used_out) = (0usize, 0usize);
-        // SAFETY: the input and the spare capacity are valid for the lengths given;
-        // libdeflate writes at most `spare.len()` bytes there and reports how many
-        // (and how many input bytes the member took) through the two pointers.
-        let result = unsafe {
-            libdeflate_gzip_decompress_ex(
-                decompressor.0.as_ptr(),
-                input.as_ptr().cast(),
-                input.len(),
-                spare.as_mut_ptr().cast(),
-                spare.len(),
-                &mut used_in,
-                &mut used_out,
-            )
-        };
-        if result != libdeflate_result_LIBDEFLATE_SUCCESS || used_in == 0 {
-            return None;
-        }
-        let written = used_out.min(spare.len());
         // SAFETY: libdeflate initialised the first `written` bytes of the spare capacity.
         unsafe { out.set_len(out.len() + written) };
-        read += used_in.min(input.len());
+        read += used_in;
     }
     Some(out)
 }
@@ -100,33 +109,18 @@ pub fn gzip_members(gz: &[u8], limit: usize) -> Option<Vec<u8>> {
 /// keeps its memory for the next call.
 pub fn gzip_into(gz: &[u8], capacity: usize, out: &mut Vec<u8>) -> bool {
     out.clear();
-    if gz.get(3).is_none_or(|flags| flags & GZIP_FHCRC != 0) || out.try_reserve(capacity).is_err() {
+    if out.try_reserve(capacity).is_err() {
         return false;
     }
     let Some(decompressor) = Decompressor::new() else {
         return false;
     };
-    let spare = &mut out.spare_capacity_mut()[..capacity];
-    let (mut used_in, mut used_out) = (0usize, 0usize);
-    // SAFETY: the input and the first `capacity` bytes of the spare capacity are valid
-    // for the lengths given; libdeflate writes at most that many bytes there and
-    // reports how many (and how many input bytes the member took).
-    let result = unsafe {
-        libdeflate_gzip_decompress_ex(
-            decompressor.0.as_ptr(),
-            gz.as_ptr().cast(),
-            gz.len(),
-            spare.as_mut_ptr().cast(),
-            spare.len(),
-            &mut used_in,
-            &mut used_out,
-        )
-    };
-    if result != libdeflate_result_LIBDEFLATE_SUCCESS {
+    let Some((_, written)) = decompressor.member(gz, &mut out.spare_capacity_mut()[..capacity])
+    else {
         return false;
-    }
-    // SAFETY: libdeflate initialised the first `used_out` (at most `capacity`) bytes.
-    unsafe { out.set_len(used_out.min(capacity)) };
+    };
+    // SAFETY: libdeflate initialised the first `written` bytes of the spare capacity.
+    unsafe { out.set_len(written) };
     true
 }
 

@@ -25,14 +25,36 @@ fn repositories(root: &Path) -> Vec<Repository> {
         .collect()
 }
 
+/// A temporary folder with main and community as local repositories and the path of
+/// a cache folder in it (not made); `None` without `../shared`'s indexes.
+fn main_and_community() -> Option<(tempfile::TempDir, Vec<Repository>, PathBuf)> {
+    shared_or_skip()?;
+    if !v3_19_index("community").exists() {
+        return None;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repos = repositories(&tmp.path().join("repos"));
+    let cache = tmp.path().join("cache");
+    Some((tmp, repos, cache))
+}
+
 fn load(repos: &[Repository], cache: Option<&Path>, recorder: &Recorder) -> Vec<LoadedIndex> {
+    try_load(repos, cache, recorder).unwrap()
+}
+
+/// [`load`] with the Alpine key, its error kept.
+fn try_load(
+    repos: &[Repository],
+    cache: Option<&Path>,
+    recorder: &Recorder,
+) -> Result<Vec<LoadedIndex>, sysroot_mk::repository::RepositoryError> {
     let shared = shared_or_skip().unwrap();
     let ring = keyring_of(&[&shared.join("keys/x86_64")], "x86_64");
     let options = IndexOptions {
         cache_dir: cache.map(Path::to_path_buf),
         ..quick_index_options()
     };
-    load_indexes(repos, "x86_64", &ring, &options, recorder).unwrap()
+    load_indexes(repos, "x86_64", &ring, &options, recorder)
 }
 
 fn plan(indexes: &[LoadedIndex], what: &str) -> Plan {
@@ -59,12 +81,9 @@ fn parsed_entries(cache: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_warm_run_plans_exactly_what_a_cold_run_does() {
-    if shared_or_skip().is_none() || !v3_19_index("community").exists() {
+    let Some((_tmp, repos, cache)) = main_and_community() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let repos = repositories(&tmp.path().join("repos"));
-    let cache = tmp.path().join("cache");
+    };
 
     let cold = load(&repos, None, &Recorder::default());
     assert!(!cache.exists());
@@ -113,12 +132,9 @@ fn a_warm_run_plans_exactly_what_a_cold_run_does() {
 
 #[test]
 fn a_damaged_parsed_entry_is_parsed_around() {
-    if shared_or_skip().is_none() || !v3_19_index("community").exists() {
+    let Some((_tmp, repos, cache)) = main_and_community() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let repos = repositories(&tmp.path().join("repos"));
-    let cache = tmp.path().join("cache");
+    };
     let cold = load(&repos, None, &Recorder::default());
     load(&repos, Some(&cache), &Recorder::default());
     // One byte of each entry's text changed in place (same size): `P:gnome` becomes
@@ -181,12 +197,9 @@ fn a_warm_entry_does_not_stand_in_for_the_signature() {
 #[test]
 fn a_changed_archive_is_refused_even_with_an_entry_under_its_own_digest() {
     use sha1::Digest;
-    if shared_or_skip().is_none() || !v3_19_index("community").exists() {
+    let Some((tmp, repos, cache)) = main_and_community() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let repos = repositories(&tmp.path().join("repos"));
-    let cache = tmp.path().join("cache");
+    };
     load(&repos, Some(&cache), &Recorder::default());
     let archive = tmp.path().join("repos/community/x86_64/APKINDEX.tar.gz");
     let genuine = std::fs::read(&archive).unwrap();
@@ -208,14 +221,7 @@ fn a_changed_archive_is_refused_even_with_an_entry_under_its_own_digest() {
     *changed.last_mut().unwrap() ^= 0x40;
     std::fs::write(&archive, &changed).unwrap();
     std::fs::copy(&entry, cache.join("v1/parsed").join(name(&changed))).unwrap();
-    let shared = shared_or_skip().unwrap();
-    let ring = keyring_of(&[&shared.join("keys/x86_64")], "x86_64");
-    let options = IndexOptions {
-        cache_dir: Some(cache.clone()),
-        ..quick_index_options()
-    };
-    let recorder = Recorder::default();
-    let Err(err) = load_indexes(&repos, "x86_64", &ring, &options, &recorder) else {
+    let Err(err) = try_load(&repos, Some(&cache), &Recorder::default()) else {
         panic!("a changed index was accepted through the cache");
     };
     assert!(
