@@ -424,52 +424,64 @@ mod tests {
     fn gzip_headers_with_every_optional_field_inflate_like_gzip() {
         let text = b"hello, inflater".repeat(100);
         let tar = tar_of(&[("etc/motd", b'0', &text)]);
-        let mut member = vec![0x1f, 0x8b, 8, 0x02 | 0x04 | 0x08 | 0x10, 0, 0, 0, 0, 0, 3];
-        member.extend_from_slice(&[3, 0, b'x', b'y', b'z']);
-        member.extend_from_slice(b"name\0comment\0");
-        member.extend_from_slice(&[0xaa, 0xbb]);
         let mut deflate =
             flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut deflate, &tar).expect("deflate");
-        member.extend_from_slice(&deflate.finish().expect("deflate"));
-        member.extend_from_slice(&[0; 4]);
-        member.extend_from_slice(&(tar.len() as u32).to_le_bytes());
-        let (_tmp, _root, scratch) = scratch();
-        // Streamed, and inflated whole (falling back to streaming when the trailer lies
-        // about the size, or the limit is below it): the same entries or errors.
-        let mut lying_small = member.clone();
-        let at = lying_small.len() - 4;
-        lying_small[at..].copy_from_slice(&10u32.to_le_bytes());
-        let mut lying_large = member.clone();
-        lying_large[at..].copy_from_slice(&u32::MAX.to_le_bytes());
-        for whole in [false, true] {
-            for member in [&member, &lying_small, &lying_large] {
-                let entries =
-                    extract("p", &mut &member[..], 1 << 20, whole, &scratch).expect("extract");
-                assert_eq!(entries.len(), 1);
-                assert_eq!(contents(&scratch, &entries[0]), text);
-                assert!(matches!(
-                    extract("p", &mut &member[..], 1000, whole, &scratch),
-                    Err(InstallError::TooLarge { .. })
-                ));
+        let deflated = deflate.finish().expect("deflate");
+        let mut crc = flate2::Crc::new();
+        crc.update(&tar);
+        // Extra field, name and comment, with and without a header CRC (which the whole
+        // path leaves to streaming: libdeflate would not check it).
+        let member_of = |header_crc: bool| {
+            let flags = 0x04 | 0x08 | 0x10 | if header_crc { 0x02 } else { 0 };
+            let mut member = vec![0x1f, 0x8b, 8, flags, 0, 0, 0, 0, 0, 3];
+            member.extend_from_slice(&[3, 0, b'x', b'y', b'z']);
+            member.extend_from_slice(b"name\0comment\0");
+            if header_crc {
+                member.extend_from_slice(&[0xaa, 0xbb]);
             }
-            assert!(
-                extract("p", &mut &member[..12], 1 << 20, whole, &scratch).is_err(),
-                "truncated header accepted"
-            );
-            assert!(
-                extract(
-                    "p",
-                    &mut &member[..member.len() / 2],
-                    1 << 20,
-                    whole,
-                    &scratch
-                )
-                .is_err(),
-                "truncated stream accepted"
-            );
-            let not_gzip = b"PK\x03\x04 not gzip";
-            assert!(extract("p", &mut &not_gzip[..], 1 << 20, whole, &scratch).is_err());
+            member.extend_from_slice(&deflated);
+            member.extend_from_slice(&crc.sum().to_le_bytes());
+            member.extend_from_slice(&(tar.len() as u32).to_le_bytes());
+            member
+        };
+        let mut whole = Vec::new();
+        assert!(
+            crate::inflate::gzip_into(&member_of(false), tar.len(), &mut whole) && whole == tar,
+            "the member inflates whole"
+        );
+        let (_tmp, _root, scratch) = scratch();
+        for member in [member_of(false), member_of(true)] {
+            // Streamed, and inflated whole (falling back to streaming when the trailer
+            // lies about the size, or the limit is below it): the same entries or errors.
+            let mut lying_small = member.clone();
+            let at = lying_small.len() - 4;
+            lying_small[at..].copy_from_slice(&10u32.to_le_bytes());
+            let mut lying_large = member.clone();
+            lying_large[at..].copy_from_slice(&u32::MAX.to_le_bytes());
+            for whole in [false, true] {
+                for member in [&member, &lying_small, &lying_large] {
+                    let entries =
+                        extract("p", &mut &member[..], 1 << 20, whole, &scratch).expect("extract");
+                    assert_eq!(entries.len(), 1);
+                    assert_eq!(contents(&scratch, &entries[0]), text);
+                    assert!(matches!(
+                        extract("p", &mut &member[..], 1000, whole, &scratch),
+                        Err(InstallError::TooLarge { .. })
+                    ));
+                }
+                assert!(
+                    extract("p", &mut &member[..12], 1 << 20, whole, &scratch).is_err(),
+                    "truncated header accepted"
+                );
+                let half = &member[..member.len() / 2];
+                assert!(
+                    extract("p", &mut &half[..], 1 << 20, whole, &scratch).is_err(),
+                    "truncated stream accepted"
+                );
+                let not_gzip = b"PK\x03\x04 not gzip";
+                assert!(extract("p", &mut &not_gzip[..], 1 << 20, whole, &scratch).is_err());
+            }
         }
     }
 
