@@ -239,7 +239,7 @@ impl TrustedKey {
 }
 
 /// What signatures are checked over.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub(crate) enum Message<'a> {
     /// The signed bytes, with their SHA-1 when the caller has it already (a SHA-1
     /// signature that ring would not check is then checked against it rather than
@@ -690,22 +690,20 @@ mod tests {
                         key.verify(&signature, &changed),
                         Err(TrustError::BadSignature { .. })
                     ));
-                    // With the SHA-1 of the bytes handed in (as the index loader does), the
-                    // same verdicts.
                     // The same verdicts with the SHA-1 handed in (as the index loader
                     // does), and from the digests alone (a local index hashed as read).
                     let sha1_of = |b: &[u8]| -> [u8; 20] { Sha1::digest(b).into() };
                     let sha256_of = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
                     for (bytes, good) in [(data, true), (&changed, false)] {
                         let (sha1, sha256) = (sha1_of(bytes), sha256_of(bytes));
-                        for message in [
-                            Message::Bytes(bytes, Some(&sha1)),
-                            Message::Digests(&sha1, Some(&sha256)),
+                        for (form, message) in [
+                            ("bytes", Message::Bytes(bytes, Some(&sha1))),
+                            ("digests", Message::Digests(&sha1, Some(&sha256))),
                         ] {
                             assert_eq!(
                                 key.verify_message(&signature, message).is_ok(),
                                 good,
-                                "{name} {algorithm:?} {message:?}"
+                                "{name} {algorithm:?} {form}"
                             );
                         }
                     }

@@ -90,13 +90,11 @@ impl<'a> Directory<'a> {
     fn new(source: &'a Source<'a>) -> Directory<'a> {
         let mut ids: FxHashMap<&'a str, u32> = FxHashMap::default();
         let mut texts = Vec::new();
-        let (names, count) = match numbered(source) {
+        let indexed = numbered(source).and_then(|index| Some((index.directory()?, index)));
+        let (names, count) = match indexed {
             // An index numbers its names as it is parsed, in the order met, and keeps
             // its directory.
-            Some(index) => match index.directory() {
-                Some(names) => (Cow::Borrowed(names), index.name_count()),
-                None => (Cow::Owned(NameDirectory::default()), 0),
-            },
+            Some((names, index)) => (Cow::Borrowed(names), index.name_count()),
             // Owned packages name theirs here, as they are met.
             None => {
                 let mut providers = Vec::with_capacity(source.len() * 2);
