@@ -29,7 +29,7 @@ use crate::repository::Repository;
 use crate::transport::{Transport, TransportError, TransportOptions};
 use base64::Engine;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek};
+use std::io::{BufReader, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -615,19 +615,20 @@ impl Fetcher<'_> {
                 discarded: download,
             });
         }
-        file.rewind().map_err(io_err)?;
-        let mut bytes = Vec::with_capacity(size.min(crate::package::MAX_PACKAGE_FILE) as usize);
-        file.take(crate::package::MAX_PACKAGE_FILE)
-            .read_to_end(&mut bytes)
-            .map_err(io_err)?;
         let verify_err = |source| FetchError::Verify {
             package: name.clone(),
             repo: repo.clone(),
             discarded: download,
             source: Box::new(source),
         };
-        let verified =
-            crate::package::VerifiedPackage::from_bytes(package, bytes).map_err(verify_err)?;
+        // Streamed through a small buffer, not read whole: up to 16 download threads
+        // verify at once. The package keeps its signature and control members only,
+        // all that the signed stanza is checked against.
+        let own = file.try_clone().map_err(io_err)?;
+        let (verified, data) =
+            crate::package::VerifiedPackage::streaming_from(package, own, path, None)
+                .map_err(verify_err)?;
+        data.finish().map_err(verify_err)?;
         if let Some(signers) = self.signers {
             crate::package::verify_signed_stanza(
                 package,

@@ -109,7 +109,7 @@ pub fn gzip_members(gz: &[u8], limit: usize) -> Option<Vec<u8>> {
 /// keeps its memory for the next call.
 pub fn gzip_into(gz: &[u8], capacity: usize, out: &mut Vec<u8>) -> bool {
     out.clear();
-    if out.try_reserve(capacity).is_err() {
+    if out.try_reserve_exact(capacity).is_err() {
         return false;
     }
     let Some(decompressor) = Decompressor::new() else {

@@ -69,33 +69,52 @@ impl VerifiedPackage {
         path: &Path,
         verified: Option<FileStamp>,
     ) -> Result<(VerifiedPackage, DataStream), PackageError> {
+        let file = std::fs::File::open(path).map_err(|source| PackageError::Read {
+            package: expected.name_version(),
+            path: path.display().to_string(),
+            source,
+        })?;
+        VerifiedPackage::streaming_from(expected, file, path, verified)
+    }
+
+    /// [`open_streaming`](Self::open_streaming) of a file already open, read from its
+    /// start; `path` names it in messages.
+    pub fn streaming_from(
+        expected: &Package,
+        mut file: std::fs::File,
+        path: &Path,
+        verified: Option<FileStamp>,
+    ) -> Result<(VerifiedPackage, DataStream), PackageError> {
+        use std::io::{Seek, SeekFrom};
         let read_err = |source| PackageError::Read {
             package: expected.name_version(),
             path: path.display().to_string(),
             source,
         };
-        let file = std::fs::File::open(path).map_err(read_err)?;
+        file.seek(SeekFrom::Start(0)).map_err(read_err)?;
         // Stamped before reading: a change while reading shows in a later stamp.
-        let mut unchanged = verified.is_some() && verified == FileStamp::of(&file).ok();
+        let unchanged = verified.is_some() && verified == FileStamp::of(&file).ok();
         let mut reader = BufReader::with_capacity(64 * 1024, file.take(MAX_PACKAGE_FILE));
-        let package = match read_head(&mut reader) {
-            Ok(head) => VerifiedPackage::check(expected, head, false)?,
+        let (package, unchanged) = match read_head(&mut reader) {
+            Ok(head) => (VerifiedPackage::check(expected, head, false)?, unchanged),
             // Not the members a package starts with: the whole-file checks say what is
             // wrong in the words they always use, or, should they find nothing wrong,
-            // where the data member starts.
+            // where the data member starts (its data then hashed once more below).
             Err(_) => {
-                let mut whole = VerifiedPackage::open(expected, path)?;
+                let mut file = reader.into_inner().into_inner();
+                let mut bytes = Vec::new();
+                file.seek(SeekFrom::Start(0))
+                    .and_then(|_| (&mut file).take(MAX_PACKAGE_FILE).read_to_end(&mut bytes))
+                    .map_err(read_err)?;
+                let mut whole = VerifiedPackage::check(expected, bytes, true)?;
                 whole.bytes.truncate(whole.data_start);
-                // Another open may find another file: its data is hashed whatever the stamp.
-                unchanged = false;
-                let file = std::fs::File::open(path).map_err(read_err)?;
-                reader = BufReader::with_capacity(64 * 1024, file.take(MAX_PACKAGE_FILE));
-                io::copy(
-                    &mut (&mut reader).take(whole.data_start as u64),
-                    &mut io::sink(),
-                )
-                .map_err(read_err)?;
-                whole
+                let start = whole.data_start as u64;
+                file.seek(SeekFrom::Start(start)).map_err(read_err)?;
+                reader = BufReader::with_capacity(
+                    64 * 1024,
+                    file.take(MAX_PACKAGE_FILE.saturating_sub(start)),
+                );
+                (whole, false)
             }
         };
         let stream = DataStream {
