@@ -212,4 +212,8 @@ fi
 
 echo
 cat "$summary"
-[ -f "$work/counts.txt" ] && { echo; cat "$work/counts.txt"; }
+# An `if`, not `&&`: without an HTTP case the script must still exit 0.
+if [ -f "$work/counts.txt" ]; then
+    echo
+    cat "$work/counts.txt"
+fi
