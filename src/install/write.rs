@@ -35,20 +35,28 @@ impl Installer {
             depths.sort_unstable();
             depths.dedup();
             for depth in depths {
+                let level = |d: &&super::merge::NewDir| d.path.matches('/').count() == depth;
+                // One handle per parent for the level, not an open per directory.
+                let parents = self.root.open_dirs(
+                    plan.dirs
+                        .iter()
+                        .filter(level)
+                        .map(|d| parent_and_name(&d.path).0),
+                );
                 self.placing.each(
                     &plan.dirs,
-                    |_, d| d.path.matches('/').count() == depth,
+                    |_, d| level(&d),
                     |_, d| {
-                        self.root
-                            .mkdir(&d.path, self.owner(&d.acl), d.acl.mode)
-                            .map_err(|source| {
-                                self.io_err(
-                                    &by_index(d.package),
-                                    "create directory",
-                                    &d.path,
-                                    source,
-                                )
-                            })
+                        let owner = self.owner(&d.acl);
+                        let (parent, name) = parent_and_name(&d.path);
+                        match parents.get(parent) {
+                            Some(parent) => parent.mkdir(name, owner, d.acl.mode),
+                            // Says why the parent cannot be opened.
+                            None => self.root.mkdir(&d.path, owner, d.acl.mode),
+                        }
+                        .map_err(|source| {
+                            self.io_err(&by_index(d.package), "create directory", &d.path, source)
+                        })
                     },
                 )?;
                 if depth == 0 {
@@ -279,4 +287,9 @@ impl Fresh {
             gid: rustix::process::getegid().as_raw(),
         }
     }
+}
+
+/// A directory's parent and its name in it (`""`: the root).
+fn parent_and_name(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
 }
