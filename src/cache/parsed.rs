@@ -103,8 +103,17 @@ impl ParsedStore {
     /// whole (which the caller treats alike: it parses). A hit is marked used now, for
     /// `cache prune --max-age`.
     pub fn read(&self, key: &str) -> Option<(String, ParsedIndex)> {
-        let bucket = self.existing_bucket()?;
-        let file = bucket.open(key).ok()??;
+        self.read_open(self.open(key)?)
+    }
+
+    /// The entry kept under `key`, opened but not read: a miss is known at the cost of
+    /// an open. [`ParsedStore::read_open`] reads it.
+    pub fn open(&self, key: &str) -> Option<std::fs::File> {
+        self.existing_bucket()?.open(key).ok()?
+    }
+
+    /// [`ParsedStore::read`] of an entry [`ParsedStore::open`] opened.
+    pub fn read_open(&self, file: std::fs::File) -> Option<(String, ParsedIndex)> {
         let hit = read_entry(&file)?;
         if self.writable {
             let _ = file.set_modified(std::time::SystemTime::now());

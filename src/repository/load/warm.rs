@@ -46,10 +46,15 @@ impl Loader<'_> {
             alternatives: hashed.alternatives,
             rest: &[],
         };
+        // Without an entry the whole read checks the signature from its own bytes: it
+        // is not checked here first as well.
+        let Some(entry) = store.open(&ParsedStore::key(&hashed.sha1)) else {
+            return Ok(None);
+        };
         let message = Message::Digests(&hashed.sha1, hashed.sha256.as_ref());
         let (key, hit) = rayon::join(
             || self.check_trust(url, &signed, message),
-            || store.read(&ParsedStore::key(&hashed.sha1)),
+            || store.read_open(entry),
         );
         let key = key?;
         let Some((description, index)) = hit else {
