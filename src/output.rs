@@ -221,6 +221,8 @@ impl Staging {
                     };
                     std::fs::set_permissions(&staging.path, std::fs::Permissions::from_mode(0o755))
                         .map_err(io_err("set the mode of", &staging.path))?;
+                    drop_inherited_acls(&staging.path)
+                        .map_err(io_err("remove the inherited ACLs of", &staging.path))?;
                     return Ok(staging);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -410,6 +412,23 @@ fn lock_dir(path: &Path, wait: bool) -> io::Result<Option<std::fs::File>> {
 
 /// Removes the staging directories of `name` in `parent` that no live build holds
 /// locked: what a SIGKILLed build left. Best effort; a failure leaves them for later.
+/// Removes the POSIX ACLs a staging directory took from its parent's default ACL. With a
+/// default ACL, new files and directories get their mode bits through it rather than
+/// through the umask, and inherit it: the packages' modes (a file's 0644 under a parent
+/// whose default ACL gives others nothing) would come out cut, and every inode would
+/// carry ACLs that apk's tree does not have.
+fn drop_inherited_acls(path: &Path) -> io::Result<()> {
+    for name in ["system.posix_acl_default", "system.posix_acl_access"] {
+        match rustix::fs::removexattr(path, name) {
+            Ok(()) => {}
+            // None there, or a filesystem without ACLs.
+            Err(rustix::io::Errno::NODATA | rustix::io::Errno::OPNOTSUPP) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 fn remove_stale(parent: &Path, name: &str) {
     let prefix = format!(".{name}{STAGING_INFIX}");
     let Ok(entries) = std::fs::read_dir(parent) else {

@@ -179,3 +179,52 @@ fn summary_reads_like_apks() {
         "2 errors; 10 MiB in 25 packages, 3.5 MiB downloaded, 0.21 s"
     );
 }
+
+/// A default ACL holding group `r-x` and nothing for others, as
+/// `setfacl -d -m u::rwx,g::rx,o::-` writes it (`system.posix_acl_default`).
+fn default_acl_others_nothing() -> Vec<u8> {
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm) in [(0x01u16, 7u16), (0x04, 5), (0x20, 0)] {
+        acl.extend(tag.to_le_bytes());
+        acl.extend(perm.to_le_bytes());
+        acl.extend(u32::MAX.to_le_bytes());
+    }
+    acl
+}
+
+#[test]
+fn a_parents_default_acl_does_not_cut_the_modes_of_the_tree() {
+    let parent = tempfile::tempdir().unwrap();
+    let acl = default_acl_others_nothing();
+    if let Err(e) = rustix::fs::setxattr(
+        parent.path(),
+        "system.posix_acl_default",
+        &acl,
+        rustix::fs::XattrFlags::empty(),
+    ) {
+        eprintln!("skipped: this filesystem takes no default ACL ({e})");
+        return;
+    }
+    let dest = parent.path().join("out");
+    let staging = Staging::create(&dest, false).unwrap();
+    let names = rustix::fs::listxattr(staging.path(), &mut [0u8; 256][..]).unwrap();
+    assert_eq!(names, 0, "the staging directory kept ACLs");
+    // Files and directories come out as they do where no ACL is (through the umask).
+    let plain = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let make = |dir: &Path| {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(dir.join("file"))
+            .unwrap();
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(dir.join("dir"))
+            .unwrap();
+        ["file", "dir"]
+            .map(|name| fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o7777)
+    };
+    assert_eq!(make(staging.path()), make(plain.path()));
+}
