@@ -192,6 +192,30 @@ fn created_entries_get_exactly_their_mode() {
 }
 
 #[test]
+fn new_directories_get_their_mode_and_owner_under_a_setgid_parent_too() {
+    let s = scratch();
+    let r = RootDir::open(&s.root).unwrap();
+    // Plain bits, the caller's owner: made at once.
+    r.mkdir("plain", None, 0o750).unwrap();
+    let ids = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
+    r.mkdir("mine", Some(ids), 0o755).unwrap();
+    assert_eq!(mode(&s.root.join("plain")), 0o750);
+    assert_eq!(mode(&s.root.join("mine")), 0o755);
+    // A setgid parent passes its setgid bit (and group) on: not what was asked.
+    r.mkdir("sgid", None, 0o2775).unwrap();
+    assert_eq!(mode(&s.root.join("sgid")), 0o2775);
+    r.mkdir("sgid/child", None, 0o755).unwrap();
+    r.mkdir("sgid/owned", Some(ids), 0o750).unwrap();
+    assert_eq!(mode(&s.root.join("sgid/child")), 0o755);
+    assert_eq!(mode(&s.root.join("sgid/owned")), 0o750);
+    let meta = fs::metadata(s.root.join("sgid/owned")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), ids);
+}
+
+#[test]
 fn install_writes_replace_stale_entries_and_keep_header_data() {
     let s = scratch();
     let r = RootDir::open(&s.root).unwrap();
