@@ -274,10 +274,17 @@ pub(super) fn install_plan(
 /// most; they are on disk, not in memory, so this only bounds how far ahead it goes.
 const PREFETCH_BUDGET: u64 = 256 * 1024 * 1024;
 
-/// Extracts the plan batch by batch with the install scripts between batches; returns,
-/// per package, whether one of its scripts failed (apk's `f:s`). `verified(i)` gives
-/// package `i` once it passed verification; `announce_scripts` is called before each
-/// script that runs.
+/// Extracts the plan in plan order with the install scripts between extractions;
+/// returns, per package, whether one of its scripts failed (apk's `f:s`). `verified(i)`
+/// gives package `i` once it passed verification; `announce_scripts` is called before
+/// each script that runs.
+///
+/// apk runs a package's pre-install script just before its files land and its
+/// post-install script just after, and scripts may add the users that later packages'
+/// files belong to; so an extraction never spans a script. Between scripts, packages
+/// are placed together (in parallel) as they come: what is verified and inflated goes
+/// in while the next package is still being read, instead of waiting for the end of
+/// its batch to be known (which needs the next package's control member).
 #[allow(clippy::too_many_arguments)]
 fn extract_all<'v>(
     root: &std::path::Path,
@@ -292,48 +299,52 @@ fn extract_all<'v>(
     let run_scripts = runner.runs();
     let mut broken_scripts = vec![false; packages.len()];
     let mut pairs: Vec<(&Package, &package::VerifiedPackage)> = Vec::with_capacity(packages.len());
-    let mut start = 0;
-    while start < packages.len() {
-        // The batch ends after a package with a post-install script or before one with a
-        // pre-install script, so packages are verified one beyond the batch.
-        let mut end = start + 1;
-        loop {
-            while pairs.len() < (end + 1).min(packages.len()) {
-                let i = pairs.len();
-                pairs.push((&packages[i], verified(i)?));
-            }
-            if !extends_batch(&pairs, end, run_scripts) {
-                break;
-            }
-            end += 1;
+    // Packages `placed..pairs.len()` are verified, have no script before them, and wait
+    // to be placed.
+    let mut placed = 0;
+    let place = |pairs: &[(&Package, &package::VerifiedPackage)],
+                 placed: &mut usize,
+                 installer: &mut install::Installer|
+     -> Result<(), BuildError> {
+        if *placed < pairs.len() {
+            installer.extract_prefetched(&pairs[*placed..], *placed, prefetch, reporter)?;
+            *placed = pairs.len();
+            check_interrupted()?;
         }
-        if run_scripts && runs_script(pairs[start], ScriptAction::PreInstall) {
+        Ok(())
+    };
+    for i in 0..packages.len() {
+        if placed < i && !prefetch.is_verified(i) && prefetch.is_ready(placed) {
+            place(&pairs, &mut placed, installer)?;
+        }
+        let pair = (&packages[i], verified(i)?);
+        if run_scripts && runs_script(pair, ScriptAction::PreInstall) {
+            place(&pairs, &mut placed, installer)?;
             announce_scripts();
-            broken_scripts[start] |= run_package_script(
+            broken_scripts[i] |= run_package_script(
                 runner,
                 root,
-                pairs[start],
+                pair,
                 ScriptAction::PreInstall,
                 installer,
                 reporter,
             )?;
         }
-        installer.extract_prefetched(&pairs[start..end], start, prefetch, reporter)?;
-        check_interrupted()?;
-        let last = end - 1;
-        if run_scripts && runs_script(pairs[last], ScriptAction::PostInstall) {
+        pairs.push(pair);
+        if run_scripts && runs_script(pair, ScriptAction::PostInstall) {
+            place(&pairs, &mut placed, installer)?;
             announce_scripts();
-            broken_scripts[last] |= run_package_script(
+            broken_scripts[i] |= run_package_script(
                 runner,
                 root,
-                pairs[last],
+                pair,
                 ScriptAction::PostInstall,
                 installer,
                 reporter,
             )?;
         }
-        start = end;
     }
+    place(&pairs, &mut placed, installer)?;
     if !run_scripts {
         // Recorded, not run: the same requests in the same order as a run would make.
         for pair in &pairs {
@@ -343,26 +354,6 @@ fn extract_all<'v>(
         }
     }
     Ok(broken_scripts)
-}
-
-/// Whether package `end` joins the batch that currently ends before it. apk runs a
-/// package's pre-install script just before its files land and its post-install script
-/// just after, and scripts may add the users that later packages' files belong to; so a
-/// batch never spans a script: it ends after a package with a post-install script and
-/// before one with a pre-install script. Between scripts, packages extract in parallel.
-fn extends_batch(
-    pairs: &[(&Package, &package::VerifiedPackage)],
-    end: usize,
-    run_scripts: bool,
-) -> bool {
-    if end >= pairs.len() {
-        return false;
-    }
-    if !run_scripts {
-        return true;
-    }
-    !runs_script(pairs[end - 1], ScriptAction::PostInstall)
-        && !runs_script(pairs[end], ScriptAction::PreInstall)
 }
 
 /// Whether the package has the script and it is run: apk does not open packages with

@@ -352,7 +352,9 @@ impl Installer {
     }
 
     /// [`Installer::extract_batch`] for `batch = plan[first..first + batch.len()]`, taking
-    /// the inflated tars from `prefetch` (made for the whole `plan`).
+    /// the inflated tars from `prefetch` (made for the whole `plan`). Packages go in by
+    /// runs of those already inflated: the first ones are placed while the later ones
+    /// are still being read.
     pub fn extract_prefetched(
         &mut self,
         batch: &[(&Package, &VerifiedPackage)],
@@ -361,10 +363,21 @@ impl Installer {
         reporter: &dyn Reporter,
     ) -> Result<(), InstallError> {
         for (start, end) in self.chunks(batch) {
-            let loaded = (start..end)
-                .map(|i| prefetch.take(first + i))
-                .collect::<Result<Vec<_>, _>>()?;
-            self.extract_chunk(&batch[start..end], loaded, reporter)?;
+            // What is ready goes in while the rest is still inflated: the first package
+            // is waited for, the ones after it join only if they are there already.
+            let mut at = start;
+            while at < end {
+                let mut loaded = vec![prefetch.take(first + at)?];
+                while at + loaded.len() < end {
+                    match prefetch.try_take(first + at + loaded.len()) {
+                        Some(next) => loaded.push(next?),
+                        None => break,
+                    }
+                }
+                let stop = at + loaded.len();
+                self.extract_chunk(&batch[at..stop], loaded, reporter)?;
+                at = stop;
+            }
         }
         Ok(())
     }

@@ -257,6 +257,30 @@ impl<'a> Prefetch<'a> {
         }
     }
 
+    /// Whether package `index` passed verification already ([`Prefetch::verified`]
+    /// would not wait).
+    pub fn is_verified(&self, index: usize) -> bool {
+        self.verified
+            .get(index)
+            .is_some_and(|cell| cell.get().is_some())
+    }
+
+    /// Whether the files of package `index` are written (or its failure known), so that
+    /// taking it would not wait.
+    pub fn is_ready(&self, index: usize) -> bool {
+        self.lock().slots.get(index).is_some_and(Option::is_some)
+    }
+
+    /// [`Prefetch::take`] without waiting: `None` while package `index` is not ready.
+    pub(super) fn try_take(&self, index: usize) -> Option<Result<Loaded, InstallError>> {
+        let mut state = self.lock();
+        let loaded = state.slots.get_mut(index).and_then(Option::take)?;
+        state.held = state.held.saturating_sub(estimate(&self.packages[index]));
+        state.wanted = state.wanted.max(index);
+        self.changed.notify_all();
+        Some(loaded)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
