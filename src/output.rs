@@ -410,8 +410,6 @@ fn lock_dir(path: &Path, wait: bool) -> io::Result<Option<std::fs::File>> {
     }
 }
 
-/// Removes the staging directories of `name` in `parent` that no live build holds
-/// locked: what a SIGKILLed build left. Best effort; a failure leaves them for later.
 /// Removes the POSIX ACLs a staging directory took from its parent's default ACL. With a
 /// default ACL, new files and directories get their mode bits through it rather than
 /// through the umask, and inherit it: the packages' modes (a file's 0644 under a parent
@@ -429,6 +427,8 @@ fn drop_inherited_acls(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Removes the staging directories of `name` in `parent` that no live build holds
+/// locked: what a SIGKILLed build left. Best effort; a failure leaves them for later.
 fn remove_stale(parent: &Path, name: &str) {
     let prefix = format!(".{name}{STAGING_INFIX}");
     let Ok(entries) = std::fs::read_dir(parent) else {

@@ -282,9 +282,9 @@ const PREFETCH_BUDGET: u64 = 256 * 1024 * 1024;
 /// apk runs a package's pre-install script just before its files land and its
 /// post-install script just after, and scripts may add the users that later packages'
 /// files belong to; so an extraction never spans a script. Between scripts, packages
-/// are placed together (in parallel) as they come: what is verified and inflated goes
-/// in while the next package is still being read, instead of waiting for the end of
-/// its batch to be known (which needs the next package's control member).
+/// are placed together as they come: what is verified and inflated goes in while the
+/// next package is still being read, instead of waiting for the end of its batch to be
+/// known (which needs the next package's control member).
 #[allow(clippy::too_many_arguments)]
 fn extract_all<'v>(
     root: &std::path::Path,
