@@ -242,9 +242,7 @@ impl<'a> Prefetch<'a> {
         state.wanted = state.wanted.max(index);
         self.changed.notify_all();
         loop {
-            if let Some(loaded) = state.slots.get_mut(index).and_then(Option::take) {
-                state.held = state.held.saturating_sub(estimate(&self.packages[index]));
-                self.changed.notify_all();
+            if let Some(loaded) = self.take_slot(&mut state, index) {
                 return loaded;
             }
             if index >= state.slots.len() {
@@ -274,9 +272,16 @@ impl<'a> Prefetch<'a> {
     /// [`Prefetch::take`] without waiting: `None` while package `index` is not ready.
     pub(super) fn try_take(&self, index: usize) -> Option<Result<Loaded, InstallError>> {
         let mut state = self.lock();
+        let loaded = self.take_slot(&mut state, index)?;
+        state.wanted = state.wanted.max(index);
+        Some(loaded)
+    }
+
+    /// Empties the slot of package `index` if it is filled, giving its share of the
+    /// budget back to the workers.
+    fn take_slot(&self, state: &mut State, index: usize) -> Option<Result<Loaded, InstallError>> {
         let loaded = state.slots.get_mut(index).and_then(Option::take)?;
         state.held = state.held.saturating_sub(estimate(&self.packages[index]));
-        state.wanted = state.wanted.max(index);
         self.changed.notify_all();
         Some(loaded)
     }
@@ -407,6 +412,32 @@ mod tests {
             "{verified:?}"
         );
         assert!(taken.is_err(), "{taken:?}");
+    }
+
+    #[test]
+    fn readiness_is_answered_without_waiting_and_a_package_is_taken_once() {
+        let Some((packages, files)) = alpine_base() else {
+            return;
+        };
+        let (packages, files) = (&packages[..3], &files[..3]);
+        let (_tmp, scratch) = scratch();
+        let prefetch = Prefetch::new(packages, files, u64::MAX, scratch);
+        // Nothing read yet: every answer is "not yet", and nothing waits for it.
+        assert!(!prefetch.is_verified(0));
+        assert!(!prefetch.is_ready(0));
+        assert!(prefetch.try_take(0).is_none());
+        // One worker on this thread reads them all, then returns.
+        prefetch.work();
+        for i in 0..packages.len() {
+            assert!(prefetch.is_verified(i), "{i}");
+            assert!(prefetch.is_ready(i), "{i}");
+        }
+        let busybox = prefetch.try_take(2).expect("ready").expect("inflated");
+        assert!(busybox.entries.iter().any(|e| e.path == "bin/busybox"));
+        assert!(!prefetch.is_ready(2), "taken, so no longer there");
+        assert!(prefetch.try_take(2).is_none(), "taken twice");
+        assert!(prefetch.take(0).is_ok(), "the others are still there");
+        assert!(!prefetch.is_verified(packages.len()), "beyond the plan");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use crate::index::Package;
 use crate::package::VerifiedPackage;
 use crate::report::Reporter;
-use crate::rootfs::Dir;
+use crate::rootfs::{split, Dir};
 use std::os::fd::AsFd as _;
 
 use super::merge::{ChunkPlan, What, Write};
@@ -37,18 +37,15 @@ impl Installer {
             for depth in depths {
                 let level = |d: &&super::merge::NewDir| d.path.matches('/').count() == depth;
                 // One handle per parent for the level, not an open per directory.
-                let parents = self.root.open_dirs(
-                    plan.dirs
-                        .iter()
-                        .filter(level)
-                        .map(|d| parent_and_name(&d.path).0),
-                );
+                let parents = self
+                    .root
+                    .open_dirs(plan.dirs.iter().filter(level).map(|d| split(&d.path).0));
                 self.placing.each(
                     &plan.dirs,
                     |_, d| level(&d),
                     |_, d| {
                         let owner = self.owner(&d.acl);
-                        let (parent, name) = parent_and_name(&d.path);
+                        let (parent, name) = split(&d.path);
                         match parents.get(parent) {
                             Some(parent) => parent.mkdir(name, owner, d.acl.mode),
                             // Says why the parent cannot be opened.
@@ -287,9 +284,4 @@ impl Fresh {
             gid: rustix::process::getegid().as_raw(),
         }
     }
-}
-
-/// A directory's parent and its name in it (`""`: the root).
-fn parent_and_name(path: &str) -> (&str, &str) {
-    path.rsplit_once('/').unwrap_or(("", path))
 }
