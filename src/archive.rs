@@ -299,6 +299,60 @@ impl<R: BufRead, S: Sink> BufRead for Tap<R, S> {
     }
 }
 
+/// A tar archive over `data` whose entries (`entries_with_seek`) are skipped over
+/// without the `tar` crate's own skipping, which zeroes a 32 KiB buffer for every entry
+/// (1,300 times per alpine-base build, ~1.5% of its CPU); what is skipped is still read
+/// and dropped.
+pub(crate) fn tar_archive<R: Read>(data: R) -> tar::Archive<Forward<R>> {
+    tar::Archive::new(Forward {
+        inner: data,
+        pos: 0,
+    })
+}
+
+/// A reader that can "seek" forward only, by reading and dropping, so that
+/// `tar::Archive::entries_with_seek` works on a stream. Skipping past the end is an
+/// error, as the `tar` crate's own skipping makes it.
+pub(crate) struct Forward<R> {
+    inner: R,
+    pos: u64,
+}
+
+impl<R: Read> Read for Forward<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read> io::Seek for Forward<R> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            io::SeekFrom::Start(at) => Some(at),
+            io::SeekFrom::Current(by) => self.pos.checked_add_signed(by),
+            io::SeekFrom::End(_) => None,
+        };
+        let Some(skip) = target.and_then(|t| t.checked_sub(self.pos)) else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a tar stream is only read forward",
+            ));
+        };
+        if skip > 0 {
+            let skipped = io::copy(&mut (&mut self.inner).take(skip), &mut io::sink())?;
+            self.pos += skipped;
+            if skipped < skip {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "unexpected EOF during skip",
+                ));
+            }
+        }
+        Ok(self.pos)
+    }
+}
+
 /// The algorithm and key name of a signature entry name, or `None` for other files.
 fn signature_kind(name: &str) -> Option<(SignatureAlgorithm, &str)> {
     if let Some(key) = name.strip_prefix(SIGN_SHA256) {
@@ -329,9 +383,9 @@ pub fn apk_sees(header: &tar::Header) -> io::Result<bool> {
 /// buffer is only a prefix of the member: only the first entry's name is read and
 /// its content is left empty.
 fn read_entries(data: &[u8], complete: bool) -> Result<Vec<(String, Vec<u8>)>, ArchiveError> {
-    let mut archive = tar::Archive::new(data);
+    let mut archive = tar_archive(data);
     let mut out = Vec::new();
-    for entry in archive.entries().map_err(ArchiveError::Tar)? {
+    for entry in archive.entries_with_seek().map_err(ArchiveError::Tar)? {
         let mut entry = entry.map_err(ArchiveError::Tar)?;
         if !apk_sees(entry.header()).map_err(ArchiveError::Tar)? {
             continue;
@@ -378,6 +432,53 @@ mod tests {
         let mut enc = GzEncoder::new(Vec::new(), Compression::default());
         enc.write_all(data).unwrap();
         enc.finish().unwrap()
+    }
+
+    #[test]
+    fn a_forward_reader_skips_ahead_only_and_not_past_the_end() {
+        use std::io::{Seek, SeekFrom};
+        let data: Vec<u8> = (0..100u8).collect();
+        let mut f = Forward {
+            inner: &data[..],
+            pos: 0,
+        };
+        let mut two = [0u8; 2];
+        f.read_exact(&mut two).unwrap();
+        assert_eq!(f.stream_position().unwrap(), 2);
+        assert_eq!(f.seek(SeekFrom::Current(8)).unwrap(), 10);
+        f.read_exact(&mut two).unwrap();
+        assert_eq!(two, [10, 11]);
+        assert_eq!(f.seek(SeekFrom::Start(50)).unwrap(), 50);
+        f.read_exact(&mut two).unwrap();
+        assert_eq!(two, [50, 51]);
+        for back in [SeekFrom::Current(-1), SeekFrom::Start(0), SeekFrom::End(0)] {
+            assert_eq!(f.seek(back).unwrap_err().kind(), io::ErrorKind::Unsupported);
+        }
+        assert_eq!(
+            f.seek(SeekFrom::Current(100)).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+    }
+
+    #[test]
+    fn entries_read_through_a_forward_reader_are_those_of_the_tar_crate() {
+        let tar = cut_tar(&[("a", b"first"), ("b", &[7u8; 70_000]), ("c", b"")]);
+        // Entries whose data is left unread are skipped; a cut entry is an error.
+        let names = |bytes: &[u8]| -> io::Result<Vec<String>> {
+            let mut archive = tar_archive(bytes);
+            let mut names = Vec::new();
+            for entry in archive.entries_with_seek()? {
+                names.push(String::from_utf8_lossy(&entry?.path_bytes()).into_owned());
+            }
+            Ok(names)
+        };
+        assert_eq!(names(&tar).unwrap(), ["a", "b", "c"]);
+        let mut plain = tar::Archive::new(&tar[..]);
+        assert_eq!(plain.entries().unwrap().count(), 3);
+        assert!(
+            names(&tar[..1024 + 512 + 30_000]).is_err(),
+            "cut in b's data"
+        );
     }
 
     #[test]

@@ -583,8 +583,10 @@ fn read_control(package: &str, tar_bytes: &[u8]) -> Result<(PkgInfo, Vec<Script>
     };
     let mut info = None;
     let mut scripts = Vec::new();
-    let mut archive = tar::Archive::new(tar_bytes);
-    let entries = archive.entries().map_err(|e| control_err(e.to_string()))?;
+    let mut archive = crate::archive::tar_archive(tar_bytes);
+    let entries = archive
+        .entries_with_seek()
+        .map_err(|e| control_err(e.to_string()))?;
     for entry in entries {
         use std::io::Read;
         let mut entry = entry.map_err(|e| control_err(e.to_string()))?;

@@ -210,9 +210,9 @@ pub(crate) fn read_entries(
         package: package.to_owned(),
         source,
     };
-    let mut archive = tar::Archive::new(data);
+    let mut archive = crate::archive::tar_archive(data);
     let mut entries = Vec::new();
-    for entry in archive.entries().map_err(archive_err)? {
+    for entry in archive.entries_with_seek().map_err(archive_err)? {
         let mut entry = entry.map_err(archive_err)?;
         let header = entry.header().clone();
         if !crate::archive::apk_sees(&header).map_err(archive_err)? {

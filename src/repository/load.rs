@@ -650,9 +650,9 @@ fn read_index_tar(rest: &[u8], url: &str) -> Result<(String, String), Repository
     let mut description = String::new();
     let mut text: Option<Result<std::ops::Range<usize>, Vec<u8>>> = None;
     let mut seen = Vec::new();
-    let mut tar = tar::Archive::new(&tar_bytes[..]);
+    let mut tar = archive::tar_archive(&tar_bytes[..]);
     let entries = tar
-        .entries()
+        .entries_with_seek()
         .map_err(|e| archive_err(archive::ArchiveError::Tar(e)))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| archive_err(archive::ArchiveError::Tar(e)))?;
