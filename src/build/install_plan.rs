@@ -321,6 +321,7 @@ fn extract_all<'v>(
         if run_scripts && runs_script(pair, ScriptAction::PreInstall) {
             place(&pairs, &mut placed, installer)?;
             announce_scripts();
+            let _first = prefetch.script_first();
             broken_scripts[i] |= run_package_script(
                 runner,
                 root,
@@ -334,6 +335,7 @@ fn extract_all<'v>(
         if run_scripts && runs_script(pair, ScriptAction::PostInstall) {
             place(&pairs, &mut placed, installer)?;
             announce_scripts();
+            let _first = prefetch.script_first();
             broken_scripts[i] |= run_package_script(
                 runner,
                 root,

@@ -25,6 +25,7 @@
 //! let installed: Vec<InstalledPackage> = inst.finish()?; // plan order, for the db writers
 //! ```
 
+mod background;
 mod entries;
 mod merge;
 mod owners;
@@ -33,6 +34,7 @@ mod scratch;
 mod workers;
 mod write;
 
+pub use background::StepBack;
 pub(crate) use merge::is_protected;
 pub use prefetch::Prefetch;
 

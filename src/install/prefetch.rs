@@ -20,6 +20,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use crate::index::Package;
 use crate::package::{FileStamp, PackageError, VerifiedPackage};
 
+use super::background::{Background, StepBack};
 use super::scratch::Scratch;
 use super::{entries, InstallError, Loaded};
 
@@ -47,6 +48,8 @@ pub struct Prefetch<'a> {
     verified: Vec<OnceLock<VerifiedPackage>>,
     state: Mutex<State>,
     changed: Condvar,
+    /// The threads running [`Prefetch::work`], which step back while a script runs.
+    background: Background,
 }
 
 struct State {
@@ -91,6 +94,7 @@ impl<'a> Prefetch<'a> {
                 crashed: false,
             }),
             changed: Condvar::new(),
+            background: Background::for_this_process(),
         }
     }
 
@@ -129,6 +133,7 @@ impl<'a> Prefetch<'a> {
             }
         }
         let _crash = Crash(self);
+        let _registered = self.background.register_current();
         loop {
             let index = self.next.fetch_add(1, Ordering::Relaxed);
             let (Some(pkg), Some(file)) = (self.packages.get(index), self.files.get(index)) else {
@@ -205,6 +210,12 @@ impl<'a> Prefetch<'a> {
     pub fn stop(&self) {
         self.lock().stopped = true;
         self.changed.notify_all();
+    }
+
+    /// Lets a package script have the CPU until the guard is dropped: the background
+    /// threads step back (see [`super::background`]).
+    pub(crate) fn script_first(&self) -> StepBack<'_> {
+        self.background.step_back()
     }
 
     /// Package `index` of the plan once verified, waiting for it if needed; the reason
