@@ -62,8 +62,8 @@ impl Background {
     fn set_policy(&self, policy: libc::c_int) {
         let param = libc::sched_param { sched_priority: 0 };
         for &tid in self.lock().iter() {
-            // SAFETY: plain system call on a thread id and a valid parameter block; a
-            // thread that already ended is ESRCH, which changes nothing.
+            // SAFETY: plain system call on a valid parameter block; the id is that of a
+            // live thread of this process (threads leave the set before they end).
             unsafe { libc::sched_setscheduler(tid, policy, &param) };
         }
     }
