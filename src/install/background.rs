@@ -83,7 +83,8 @@ impl Drop for Registered<'_> {
     }
 }
 
-/// Gives the threads of a [`Background`] their normal policy back when dropped.
+/// Gives the inflating threads their normal policy back when dropped (the guard of
+/// `Prefetch::script_first`).
 #[must_use = "the threads come back when this is dropped"]
 pub struct StepBack<'b>(&'b Background);
 
