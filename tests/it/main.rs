@@ -53,6 +53,7 @@ mod safety_force;
 mod safety_interrupt;
 mod safety_lenient;
 mod safety_output;
+mod scripts_cpu;
 mod scripts_everywhere;
 mod scripts_oracle;
 mod trust;
