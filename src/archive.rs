@@ -310,6 +310,61 @@ pub(crate) fn tar_archive<R: Read>(data: R) -> tar::Archive<Forward<R>> {
     })
 }
 
+/// A tar archive over `data`, held in memory: skipping an entry moves past its bytes
+/// without reading them, so a caller may take a file's contents from `data` itself (at
+/// `tar::Entry::raw_file_position`) instead of copying them out of the entry. Seeking
+/// follows [`Forward`]'s rules.
+pub(crate) fn tar_in_memory(data: &[u8]) -> tar::Archive<InMemory<'_>> {
+    tar::Archive::new(InMemory { data, pos: 0 })
+}
+
+/// The reader of [`tar_in_memory`].
+pub(crate) struct InMemory<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl Read for InMemory<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let rest = self.data.get(self.pos..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl io::Seek for InMemory<'_> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let pos = self.pos as u64;
+        let target = match to {
+            io::SeekFrom::Start(at) => Some(at),
+            io::SeekFrom::Current(by) => pos.checked_add_signed(by),
+            io::SeekFrom::End(_) => None,
+        };
+        let Some(target) = target.filter(|&t| t >= pos) else {
+            return Err(backward());
+        };
+        if target > self.data.len() as u64 {
+            self.pos = self.data.len();
+            return Err(short_skip());
+        }
+        self.pos = target as usize;
+        Ok(target)
+    }
+}
+
+fn backward() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "a tar stream is only read forward",
+    )
+}
+
+fn short_skip() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "unexpected EOF during skip")
+}
+
 /// A reader that can "seek" forward only, by reading and dropping, so that
 /// `tar::Archive::entries_with_seek` works on a stream. Skipping past the end is an
 /// error, as the `tar` crate's own skipping makes it.
@@ -334,19 +389,13 @@ impl<R: Read> io::Seek for Forward<R> {
             io::SeekFrom::End(_) => None,
         };
         let Some(skip) = target.and_then(|t| t.checked_sub(self.pos)) else {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "a tar stream is only read forward",
-            ));
+            return Err(backward());
         };
         if skip > 0 {
             let skipped = io::copy(&mut (&mut self.inner).take(skip), &mut io::sink())?;
             self.pos += skipped;
             if skipped < skip {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "unexpected EOF during skip",
-                ));
+                return Err(short_skip());
             }
         }
         Ok(self.pos)
@@ -383,7 +432,7 @@ pub fn apk_sees(header: &tar::Header) -> io::Result<bool> {
 /// buffer is only a prefix of the member: only the first entry's name is read and
 /// its content is left empty.
 fn read_entries(data: &[u8], complete: bool) -> Result<Vec<(String, Vec<u8>)>, ArchiveError> {
-    let mut archive = tar_archive(data);
+    let mut archive = tar_in_memory(data);
     let mut out = Vec::new();
     for entry in archive.entries_with_seek().map_err(ArchiveError::Tar)? {
         let mut entry = entry.map_err(ArchiveError::Tar)?;
@@ -435,13 +484,21 @@ mod tests {
     }
 
     #[test]
-    fn a_forward_reader_skips_ahead_only_and_not_past_the_end() {
-        use std::io::{Seek, SeekFrom};
+    fn forward_and_in_memory_readers_skip_ahead_only_and_not_past_the_end() {
         let data: Vec<u8> = (0..100u8).collect();
-        let mut f = Forward {
+        skips_ahead_only(Forward {
             inner: &data[..],
             pos: 0,
-        };
+        });
+        skips_ahead_only(InMemory {
+            data: &data,
+            pos: 0,
+        });
+    }
+
+    /// `f` reads 0, 1, ... 99.
+    fn skips_ahead_only(mut f: impl Read + io::Seek) {
+        use std::io::SeekFrom;
         let mut two = [0u8; 2];
         f.read_exact(&mut two).unwrap();
         assert_eq!(f.stream_position().unwrap(), 2);
@@ -461,24 +518,23 @@ mod tests {
     }
 
     #[test]
-    fn entries_read_through_a_forward_reader_are_those_of_the_tar_crate() {
+    fn entries_read_forward_or_in_memory_are_those_of_the_tar_crate() {
         let tar = cut_tar(&[("a", b"first"), ("b", &[7u8; 70_000]), ("c", b"")]);
         // Entries whose data is left unread are skipped; a cut entry is an error.
-        let names = |bytes: &[u8]| -> io::Result<Vec<String>> {
-            let mut archive = tar_archive(bytes);
+        fn names<R: Read + io::Seek>(mut archive: tar::Archive<R>) -> io::Result<Vec<String>> {
             let mut names = Vec::new();
             for entry in archive.entries_with_seek()? {
                 names.push(String::from_utf8_lossy(&entry?.path_bytes()).into_owned());
             }
             Ok(names)
-        };
-        assert_eq!(names(&tar).unwrap(), ["a", "b", "c"]);
+        }
         let mut plain = tar::Archive::new(&tar[..]);
         assert_eq!(plain.entries().unwrap().count(), 3);
-        assert!(
-            names(&tar[..1024 + 512 + 30_000]).is_err(),
-            "cut in b's data"
-        );
+        let cut = &tar[..1024 + 512 + 30_000];
+        assert_eq!(names(tar_archive(&tar[..])).unwrap(), ["a", "b", "c"]);
+        assert!(names(tar_archive(cut)).is_err(), "cut in b's data");
+        assert_eq!(names(tar_in_memory(&tar)).unwrap(), ["a", "b", "c"]);
+        assert!(names(tar_in_memory(cut)).is_err(), "cut in b's data");
     }
 
     #[test]

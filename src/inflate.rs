@@ -101,27 +101,22 @@ pub fn gzip_members(gz: &[u8], limit: usize) -> Option<Vec<u8>> {
 }
 
 /// Inflates the gzip member at the start of `gz` (what follows is ignored, as a
-/// streaming decoder reading one member stops there too) into `out`, replacing its
-/// contents, if it inflates to at most `capacity` bytes and its trailer's CRC-32 and
-/// size check: `out` then holds exactly the inflated bytes. `false` otherwise (too
-/// large, damaged, or a header CRC, which libdeflate would skip unchecked), `out` then
-/// being garbage: the caller inflates by streaming, which reports any error. `out`
-/// keeps its memory for the next call.
-pub fn gzip_into(gz: &[u8], capacity: usize, out: &mut Vec<u8>) -> bool {
-    out.clear();
-    if out.try_reserve_exact(capacity).is_err() {
-        return false;
-    }
-    let Some(decompressor) = Decompressor::new() else {
-        return false;
+/// streaming decoder reading one member stops there too) into the front of `out`, if
+/// it fits and its trailer's CRC-32 and size check: how many bytes it wrote. `None`
+/// otherwise (too large, damaged, or a header CRC, which libdeflate would skip
+/// unchecked), `out` then being garbage: the caller inflates by streaming, which
+/// reports any error.
+pub fn gzip_into(gz: &[u8], out: &mut [u8]) -> Option<usize> {
+    let decompressor = Decompressor::new()?;
+    // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout, and libdeflate only
+    // writes initialised bytes into it.
+    let out = unsafe {
+        std::slice::from_raw_parts_mut(
+            out.as_mut_ptr().cast::<std::mem::MaybeUninit<u8>>(),
+            out.len(),
+        )
     };
-    let Some((_, written)) = decompressor.member(gz, &mut out.spare_capacity_mut()[..capacity])
-    else {
-        return false;
-    };
-    // SAFETY: libdeflate initialised the first `written` bytes of the spare capacity.
-    unsafe { out.set_len(written) };
-    true
+    decompressor.member(gz, out).map(|(_, written)| written)
 }
 
 #[cfg(test)]
@@ -161,21 +156,23 @@ mod tests {
         let mut gz = gzip(&data);
         // What follows the member (another one, say) is not read.
         gz.extend(gzip(b"second"));
-        let mut out = vec![1, 2, 3];
-        assert!(gzip_into(&gz, data.len(), &mut out));
-        assert_eq!(out, data);
-        assert!(gzip_into(&gz, data.len() * 2, &mut out));
-        assert_eq!(out, data);
-        assert!(!gzip_into(&gz, data.len() - 1, &mut out), "a byte short");
-        assert!(!gzip_into(&gz[..gz.len() / 2], data.len(), &mut out), "cut");
+        let mut out = vec![1; data.len() * 2];
+        assert_eq!(gzip_into(&gz, &mut out[..data.len()]), Some(data.len()));
+        assert_eq!(out[..data.len()], data);
+        out.fill(1);
+        assert_eq!(gzip_into(&gz, &mut out), Some(data.len()));
+        assert_eq!(out[..data.len()], data);
+        let short = data.len() - 1;
+        assert_eq!(gzip_into(&gz, &mut out[..short]), None, "a byte short");
+        assert_eq!(gzip_into(&gz[..gz.len() / 2], &mut out), None, "cut");
         // The trailer's CRC is checked: a changed byte of it is refused.
         let mut wrong = gzip(&data);
         let crc_at = wrong.len() - 8;
         wrong[crc_at] ^= 1;
-        assert!(!gzip_into(&wrong, data.len(), &mut out), "a wrong CRC");
+        assert_eq!(gzip_into(&wrong, &mut out), None, "a wrong CRC");
         let mut fhcrc = gzip(&data);
         fhcrc[3] |= GZIP_FHCRC;
-        assert!(!gzip_into(&fhcrc, data.len(), &mut out), "a header CRC");
+        assert_eq!(gzip_into(&fhcrc, &mut out), None, "a header CRC");
     }
 
     #[test]

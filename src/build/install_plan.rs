@@ -92,7 +92,9 @@ pub(super) fn install_plan(
         (Some(fetched), _) => {
             prefetch = prefetch.trusting(fetched.iter().map(|f| f.verified).collect())
         }
-        (None, Some(_)) => prefetch = prefetch.after(&ready),
+        (None, Some(downloads)) => {
+            prefetch = prefetch.after(&ready).huge_pages(!downloads.uses_network())
+        }
         (None, None) => {}
     }
     // The scripts' total, for the progress display (when there is one), is read from the

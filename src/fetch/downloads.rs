@@ -38,6 +38,8 @@ pub struct Downloads<'a> {
     order: Vec<usize>,
     next: AtomicUsize,
     jobs: usize,
+    /// Some package may come over the network.
+    network: bool,
     done: Vec<OnceLock<FetchedPackage>>,
     state: Mutex<State>,
     changed: Condvar,
@@ -130,6 +132,7 @@ impl<'a> Downloads<'a> {
             order,
             next: AtomicUsize::new(0),
             jobs: jobs.clamp(1, packages.len().max(1)),
+            network: any_remote && !options.offline,
             done: packages.iter().map(|_| OnceLock::new()).collect(),
             state: Mutex::new(State {
                 errors: packages.iter().map(|_| None).collect(),
@@ -143,6 +146,12 @@ impl<'a> Downloads<'a> {
     /// How many threads should run [`Downloads::work`].
     pub fn jobs(&self) -> usize {
         self.jobs
+    }
+
+    /// Whether some package may be downloaded (it is not all local files or, offline,
+    /// the cache's), which takes memory for the connections' buffers while it runs.
+    pub fn uses_network(&self) -> bool {
+        self.network
     }
 
     /// Where each package's file will be once fetched (same order as the packages).

@@ -255,7 +255,7 @@ impl Installer {
             self.workers.run(chunk.len(), |i| {
                 let (pkg, verified) = chunk[i];
                 let mut member = verified.data_member();
-                let loaded = prefetch::load(pkg, verified, &mut member, &self.scratch)?;
+                let loaded = prefetch::load(pkg, verified, &mut member, &self.scratch, true)?;
                 *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(loaded);
                 Ok(())
             })?;

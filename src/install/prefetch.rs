@@ -50,6 +50,8 @@ pub struct Prefetch<'a> {
     changed: Condvar,
     /// The threads running [`Prefetch::work`], which step back while a script runs.
     background: Background,
+    /// See [`Prefetch::huge_pages`].
+    huge_pages: bool,
 }
 
 struct State {
@@ -95,7 +97,17 @@ impl<'a> Prefetch<'a> {
             }),
             changed: Condvar::new(),
             background: Background::for_this_process(),
+            huge_pages: true,
         }
+    }
+
+    /// Whether each thread's buffer for members inflated whole is a huge page (see
+    /// [`entries::extract`]); yes unless said otherwise. Downloads running alongside
+    /// hold ~3 MB of connection buffers over HTTP: a huge page per thread on top of
+    /// them would take the peak RSS of an alpine-base build past 16 MB.
+    pub fn huge_pages(mut self, huge_pages: bool) -> Prefetch<'a> {
+        self.huge_pages = huge_pages;
+        self
     }
 
     /// Files that were verified whole under these stamps (same order as the files) and
@@ -184,7 +196,7 @@ impl<'a> Prefetch<'a> {
             // Its control member is verified: scripts and `.PKGINFO` may be used now.
             let verified = self.verified[index].get_or_init(|| verified);
             self.changed.notify_all();
-            let loaded = load(pkg, verified, &mut data, &self.scratch);
+            let loaded = load(pkg, verified, &mut data, &self.scratch, self.huge_pages);
             // A tar that cannot be read may be a file that is not the signed one: the
             // hash says which, so it is checked either way.
             let loaded = match (loaded, data.finish()) {
@@ -312,12 +324,14 @@ fn estimate(pkg: &Package) -> u64 {
 }
 
 /// Inflates a package's data member, read from `data_member`, into `scratch` and returns
-/// its entries (nothing for `I:0` packages, which apk does not open).
+/// its entries (nothing for `I:0` packages, which apk does not open). `huge_pages`: see
+/// [`entries::extract`].
 pub(super) fn load(
     pkg: &Package,
     verified: &VerifiedPackage,
     data_member: &mut dyn std::io::Read,
     scratch: &Scratch,
+    huge_pages: bool,
 ) -> Result<Loaded, InstallError> {
     if !super::opened(pkg) {
         return Ok(Loaded {
@@ -331,7 +345,7 @@ pub(super) fn load(
         .saturating_mul(4)
         .max(256 * 1024 * 1024);
     let whole = verified.info().size <= entries::WHOLE_MAX;
-    let entries = entries::extract(&name, data_member, limit, whole, scratch)?;
+    let entries = entries::extract(&name, data_member, limit, whole, huge_pages, scratch)?;
     Ok(Loaded { entries })
 }
 

@@ -3,20 +3,21 @@
 //! A package's place in the tree (owners, conflicts, overwrites) can only be decided in
 //! plan order, after the scripts of the packages before it ran; its file contents do not
 //! depend on any of that. So the background threads that verify packages also inflate
-//! each data tar straight into files here, a fixed buffer at a time, and planning later
-//! moves each file into place with one rename. No inflated package is ever held in
-//! memory, and the contents are written while earlier packages' scripts run.
+//! each data tar straight into files here (a small one whole, into a buffer each thread
+//! keeps; a large one a fixed buffer at a time), and planning later moves each file into
+//! place with one rename. No large inflated package is ever held in memory, and the
+//! contents are written while earlier packages' scripts run.
 //!
 //! The folder is a fresh, private (0700) directory at the top of the root, on the same
 //! filesystem as every target (renames cannot cross filesystems). Its name starts with a
 //! dot, which no package can claim: apk ignores top-level dot entries of data tars.
 //! [`Scratch::remove`] deletes it with whatever was not moved out.
 
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::AsFd as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::rootfs::{Dir, RootDir};
+use crate::rootfs::{Content, Dir, RootDir};
 
 /// The start of the folder's name in the root.
 pub(crate) const PREFIX: &str = ".sysroot-mk-extract-";
@@ -57,18 +58,12 @@ impl Scratch {
         })
     }
 
-    /// Writes the next `len` bytes of `content` as a new file with `mode` and `mtime`;
-    /// returns its id for [`Scratch::file_name`].
-    pub(crate) fn write(
-        &self,
-        content: &mut dyn Read,
-        len: u64,
-        mode: u32,
-        mtime: u64,
-    ) -> io::Result<u64> {
+    /// Writes `content` as a new file with `mode` and `mtime`; returns its id for
+    /// [`Scratch::file_name`].
+    pub(crate) fn write(&self, content: Content<'_>, mode: u32, mtime: u64) -> io::Result<u64> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.dir
-            .write_file(Self::file_name(id), content, len, None, mode, mtime, &[])?;
+            .write_file(Self::file_name(id), content, None, mode, mtime, &[])?;
         Ok(id)
     }
 
@@ -108,7 +103,11 @@ mod tests {
         let scratch = Scratch::create(&root).expect("scratch");
         let second = Scratch::create(&root).expect("a second one beside it");
         let id = scratch
-            .write(&mut &b"hello world"[..], 5, 0o4755, 1_000_000)
+            .write(
+                Content::Read(&mut &b"hello world"[..], 5),
+                0o4755,
+                1_000_000,
+            )
             .expect("write");
         let path = tmp.path().join(&scratch.name).join(Scratch::file_name(id));
         let meta = std::fs::metadata(&path).expect("written");
@@ -117,11 +116,13 @@ mod tests {
         assert_eq!(meta.mode() & 0o7777, 0o4755);
         assert_eq!(meta.mtime(), 1_000_000);
         assert!(
-            scratch.write(&mut &b"ab"[..], 3, 0o644, 0).is_err(),
+            scratch
+                .write(Content::Read(&mut &b"ab"[..], 3), 0o644, 0)
+                .is_err(),
             "short content accepted"
         );
         scratch
-            .write(&mut &b"left"[..], 4, 0o644, 0)
+            .write(Content::Bytes(b"left"), 0o644, 0)
             .expect("write");
         scratch.remove(&root).expect("remove");
         second.remove(&root).expect("remove");

@@ -11,6 +11,15 @@ use rustix::io::Errno;
 
 use super::{absent_ok, check_name, Owner};
 
+/// What [`Dir::write_file`] writes a file from.
+pub enum Content<'a> {
+    /// The next this many bytes of a reader; the write fails with `UnexpectedEof` when
+    /// it ends early.
+    Read(&'a mut dyn Read, u64),
+    /// These bytes, already in memory (no copy through a buffer).
+    Bytes(&'a [u8]),
+}
+
 /// A directory inside a [`RootDir`](super::RootDir), from [`RootDir::dir`](super::RootDir::dir).
 #[derive(Debug)]
 pub struct Dir {
@@ -128,15 +137,12 @@ impl Dir {
         result
     }
 
-    /// Writes the regular file `name` (a stale one in the way is replaced) from the next
-    /// `len` bytes of `content`, with its owner, mode, extended attributes and
-    /// modification time. Fails with `UnexpectedEof` when `content` ends early.
-    #[allow(clippy::too_many_arguments)]
+    /// Writes the regular file `name` (a stale one in the way is replaced) from
+    /// `content`, with its owner, mode, extended attributes and modification time.
     pub fn write_file(
         &self,
         name: impl AsRef<OsStr>,
-        content: &mut dyn Read,
-        len: u64,
+        content: Content<'_>,
         owner: Owner,
         mode: u32,
         mtime: u64,
@@ -152,7 +158,10 @@ impl Dir {
             rfs::openat(&self.fd, name, flags, Mode::from_raw_mode(mode & 0o777))
         })?;
         let mut file = std::fs::File::from(fd);
-        copy_exact(content, &mut file, len)?;
+        match content {
+            Content::Read(from, len) => copy_exact(from, &mut file, len)?,
+            Content::Bytes(bytes) => file.write_all(bytes)?,
+        }
         let chmod = mode & 0o7000 != 0 || mode & super::process_umask() != 0;
         give(&file, owner, chmod.then_some(mode), xattrs)?;
         rfs::futimens(&file, &times(mtime))?;

@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags, ResolveFlags, Stat};
 use rustix::io::Errno;
 
-pub use dir::Dir;
+pub use dir::{Content, Dir};
 
 /// The owner to give an inode, or `None` to leave it to whoever creates it (not root).
 pub type Owner = Option<(u32, u32)>;

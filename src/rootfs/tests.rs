@@ -71,7 +71,7 @@ fn absolute_symlinks_resolve_inside_the_root() {
     let dirs = r.open_dirs(["var/run", "missing"].into_iter());
     assert!(!dirs.contains_key("missing"));
     dirs["var/run"]
-        .write_file("x", &mut &b"y"[..], 1, None, 0o600, 0, &[])
+        .write_file("x", Content::Read(&mut &b"y"[..], 1), None, 0o600, 0, &[])
         .unwrap();
     assert!(s.root.join("run/x").is_file());
 }
@@ -107,8 +107,15 @@ fn last_component_is_never_followed() {
     r.write_new("f", b"new", 0o644).unwrap();
     assert_eq!(fs::read(&secret).unwrap(), b"host\n");
     let top = r.dir("").unwrap();
-    top.write_file("f", &mut &b"file"[..], 4, None, 0o644, 0, &[])
-        .unwrap();
+    top.write_file(
+        "f",
+        Content::Read(&mut &b"file"[..], 4),
+        None,
+        0o644,
+        0,
+        &[],
+    )
+    .unwrap();
     assert_eq!(fs::read(&secret).unwrap(), b"host\n");
     assert_eq!(fs::read(s.root.join("f")).unwrap(), b"file");
     symlink(&secret, s.root.join("g")).unwrap();
@@ -221,8 +228,15 @@ fn install_writes_replace_stale_entries_and_keep_header_data() {
     let r = RootDir::open(&s.root).unwrap();
     fs::write(s.root.join("stale"), "old").unwrap();
     let top = r.dir("").unwrap();
-    top.write_file("stale", &mut &b"data"[..], 4, None, 0o4755, 1_000_000, &[])
-        .unwrap();
+    top.write_file(
+        "stale",
+        Content::Read(&mut &b"data"[..], 4),
+        None,
+        0o4755,
+        1_000_000,
+        &[],
+    )
+    .unwrap();
     let meta = fs::metadata(s.root.join("stale")).unwrap();
     assert_eq!(meta.mode() & 0o7777, 0o4755);
     assert_eq!(meta.mtime(), 1_000_000);
@@ -270,8 +284,15 @@ fn owners_are_set_when_asked() {
         (7, 8, 0o700)
     );
     let top = r.dir("").unwrap();
-    top.write_file("suid", &mut &b""[..], 0, Some((5, 6)), 0o4711, 0, &[])
-        .unwrap();
+    top.write_file(
+        "suid",
+        Content::Read(&mut &b""[..], 0),
+        Some((5, 6)),
+        0o4711,
+        0,
+        &[],
+    )
+    .unwrap();
     let meta = fs::metadata(s.root.join("suid")).unwrap();
     assert_eq!(
         (meta.uid(), meta.gid(), meta.mode() & 0o7777),
@@ -313,7 +334,14 @@ fn an_adopted_file_takes_its_owner_then_setuid_bits_and_file_capabilities() {
     let ahead = r.dir("ahead").unwrap();
     let bin = r.dir("bin").unwrap();
     ahead
-        .write_file("0", &mut &b"elf"[..], 3, None, 0o4755, 1_000_000, &[])
+        .write_file(
+            "0",
+            Content::Read(&mut &b"elf"[..], 3),
+            None,
+            0o4755,
+            1_000_000,
+            &[],
+        )
         .unwrap();
     // `security.capability`, version 2: cap_net_raw (13) permitted and effective.
     let mut caps = vec![0u8; 20];
