@@ -133,11 +133,14 @@ pub fn load_indexes_with(
         bucket: bucket.as_ref(),
         reporter,
     };
-    let results: Vec<_> = repos
-        .par_iter()
-        .enumerate()
-        .map(|(i, repo)| loader.load_or_skip(i, repo))
-        .collect();
+    let load = |(i, repo)| loader.load_or_skip(i, repo);
+    // One repository is loaded on this thread: the rayon pool would cost two thread
+    // starts and a hand-off for nothing to run beside it.
+    let results: Vec<_> = if repos.len() > 1 {
+        repos.par_iter().enumerate().map(load).collect()
+    } else {
+        repos.iter().enumerate().map(load).collect()
+    };
     let mut loaded = Vec::with_capacity(results.len());
     let mut missing = Vec::new();
     for (result, repo) in results.into_iter().zip(repos) {
@@ -285,20 +288,19 @@ impl Loader<'_> {
             use sha1::Digest;
             sha1::Sha1::digest(signed.rest).into()
         });
-        let (key, (digest, hit)) = rayon::join(
-            || {
-                let message = Message::Bytes(signed.rest, sha1.as_ref());
-                self.check_trust(&url, &signed, message)
-            },
-            || match (self.parsed, &sha1) {
-                (Some(store), Some(sha1)) => {
-                    let digest = ParsedStore::key(sha1);
-                    let hit = store.read(&digest);
-                    (Some(digest), hit)
-                }
-                _ => (None, None),
-            },
-        );
+        let check = || {
+            let message = Message::Bytes(signed.rest, sha1.as_ref());
+            self.check_trust(&url, &signed, message)
+        };
+        let (key, (digest, hit)) = match (self.parsed, &sha1) {
+            (Some(store), Some(sha1)) => rayon::join(check, || {
+                let digest = ParsedStore::key(sha1);
+                let hit = store.read(&digest);
+                (Some(digest), hit)
+            }),
+            // Nothing to read beside the check: no hand-off to the pool.
+            _ => (check(), (None, None)),
+        };
         let key = key?;
         self.said_verified(&url, key.as_ref());
         let (description, index) = match hit {

@@ -190,7 +190,12 @@ impl<'a> Pruned<'a> {
     /// set resolves exactly.
     pub fn new(sources: &'a [Source<'a>], world: &[&str]) -> Option<Pruned<'a>> {
         use rayon::prelude::*;
-        let directories: Vec<Directory<'a>> = sources.par_iter().map(Directory::new).collect();
+        // One source is read on this thread: no pool to start for it.
+        let directories: Vec<Directory<'a>> = if sources.len() > 1 {
+            sources.par_iter().map(Directory::new).collect()
+        } else {
+            sources.iter().map(Directory::new).collect()
+        };
         if directories.iter().any(|d| d.names.duplicates()) {
             return None;
         }
