@@ -110,8 +110,12 @@ impl<'a> Downloads<'a> {
             .collect::<Result<Vec<_>, _>>()?;
         let mut order: Vec<usize> = (0..packages.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(packages[i].size));
-        // Without the network there is only verifying to do: one thread per core.
-        let jobs = if !any_remote || options.offline {
+        let verifying = fetcher.verify_local;
+        // Without the network there is only verifying to do: one thread per core; and
+        // without that, a look at each file, which one thread does in microseconds.
+        let jobs = if !any_remote && !verifying {
+            1
+        } else if !any_remote || options.offline {
             let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
             options.jobs.min(cores)
         } else if packages
