@@ -52,8 +52,8 @@ fn advise<T>(v: &mut Vec<T>) {
 pub(crate) struct HugeRegion(std::ptr::NonNull<u8>);
 
 impl HugeRegion {
-    /// A fresh region, advised for a huge page when `huge`; `None` when the memory
-    /// cannot be had.
+    /// A fresh region, advised for a huge page when `huge` and against one otherwise;
+    /// `None` when the memory cannot be had.
     pub(crate) fn new(huge: bool) -> Option<HugeRegion> {
         // Twice the size is mapped so that an aligned region lies inside; the rest is
         // given back.
@@ -82,9 +82,14 @@ impl HugeRegion {
             if tail > 0 {
                 libc::munmap((region + HUGE) as *mut libc::c_void, tail);
             }
-            if huge {
-                libc::madvise(region as *mut libc::c_void, HUGE, libc::MADV_HUGEPAGE);
-            }
+            // Not huge is said too: where huge pages are the default (`always`), the
+            // aligned region would get one anyway.
+            let advice = if huge {
+                libc::MADV_HUGEPAGE
+            } else {
+                libc::MADV_NOHUGEPAGE
+            };
+            libc::madvise(region as *mut libc::c_void, HUGE, advice);
             std::ptr::NonNull::new(region as *mut u8).map(HugeRegion)
         }
     }

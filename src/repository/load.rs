@@ -1,9 +1,9 @@
 //! Loading the indexes of all repositories: fetch (or revalidate the cached copy),
 //! verify the signature, parse.
 //!
-//! Repositories load in parallel, one rayon task each: fetching is I/O bound and
-//! parsing the larger indexes is CPU bound, and there are only a handful of them, so
-//! one task per repository keeps both cores busy without a pool of its own.
+//! Several repositories load in parallel, one rayon task each: fetching is I/O bound
+//! and parsing the larger indexes is CPU bound, and there are only a handful of them,
+//! so one task per repository keeps both cores busy without a pool of its own.
 
 use super::{Mirror, Repository, RepositoryError, DEFAULT_KEY_URL};
 use crate::archive::{self, Signed};
