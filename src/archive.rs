@@ -336,15 +336,7 @@ impl Read for InMemory<'_> {
 
 impl io::Seek for InMemory<'_> {
     fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
-        let pos = self.pos as u64;
-        let target = match to {
-            io::SeekFrom::Start(at) => Some(at),
-            io::SeekFrom::Current(by) => pos.checked_add_signed(by),
-            io::SeekFrom::End(_) => None,
-        };
-        let Some(target) = target.filter(|&t| t >= pos) else {
-            return Err(backward());
-        };
+        let target = forward_target(self.pos as u64, to)?;
         if target > self.data.len() as u64 {
             self.pos = self.data.len();
             return Err(short_skip());
@@ -354,11 +346,20 @@ impl io::Seek for InMemory<'_> {
     }
 }
 
-fn backward() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Unsupported,
-        "a tar stream is only read forward",
-    )
+/// Where a seek from `pos` goes, if it goes forward (or nowhere): the rule both
+/// readers of a tar stream share.
+fn forward_target(pos: u64, to: io::SeekFrom) -> io::Result<u64> {
+    let target = match to {
+        io::SeekFrom::Start(at) => Some(at),
+        io::SeekFrom::Current(by) => pos.checked_add_signed(by),
+        io::SeekFrom::End(_) => None,
+    };
+    target.filter(|&t| t >= pos).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a tar stream is only read forward",
+        )
+    })
 }
 
 fn short_skip() -> io::Error {
@@ -383,14 +384,7 @@ impl<R: Read> Read for Forward<R> {
 
 impl<R: Read> io::Seek for Forward<R> {
     fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
-        let target = match to {
-            io::SeekFrom::Start(at) => Some(at),
-            io::SeekFrom::Current(by) => self.pos.checked_add_signed(by),
-            io::SeekFrom::End(_) => None,
-        };
-        let Some(skip) = target.and_then(|t| t.checked_sub(self.pos)) else {
-            return Err(backward());
-        };
+        let skip = forward_target(self.pos, to)? - self.pos;
         if skip > 0 {
             let skipped = io::copy(&mut (&mut self.inner).take(skip), &mut io::sink())?;
             self.pos += skipped;

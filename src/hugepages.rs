@@ -8,11 +8,11 @@
 //! (warm `plan gnome`: ~5 ms less CPU). Where it does not (THP off, no huge page free),
 //! the advice changes nothing.
 
-/// Below this a buffer spans no whole huge page worth asking for.
-const WORTH: usize = 2 << 20;
-
 /// The size of a huge page on x86-64 and of most on aarch64 (4 KiB base pages).
 pub(crate) const HUGE: usize = 2 << 20;
+
+/// Below this a buffer spans no whole huge page worth asking for.
+const WORTH: usize = HUGE;
 
 /// A vector with room for `capacity` elements (exactly), whose spare room is advised
 /// for huge pages when it is large; `None` when the memory cannot be had.
