@@ -274,6 +274,49 @@ mod tests {
     }
 
     #[test]
+    fn threads_and_network_follow_where_the_packages_come_from() {
+        let packages: Vec<Package> = (0..20)
+            .map(|i| Package {
+                name: format!("p{i}"),
+                version: crate::version::Version::new("1-r0"),
+                ..Package::default()
+            })
+            .collect();
+        let local = tempfile::tempdir().expect("tempdir");
+        let temp = tempfile::tempdir().expect("tempdir");
+        let transport = Transport::new(TransportOptions::default());
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let plan = |url: &str, verify_local: bool, offline: bool| {
+            let repos = vec![Repository::parse(url).expect("repo")];
+            let options = FetchOptions {
+                verify_local,
+                offline,
+                temp_dir: Some(temp.path().to_path_buf()),
+                ..FetchOptions::default()
+            };
+            let d = Downloads::new(
+                &transport,
+                &packages,
+                &repos,
+                "x86_64",
+                &options,
+                &crate::report::Silent,
+            )
+            .expect("downloads");
+            (d.jobs(), d.uses_network())
+        };
+        let local = local.path().display().to_string();
+        // Local files taken as they are: a stat each, on one thread.
+        assert_eq!(plan(&local, false, false), (1, false));
+        // Hashed ahead: one thread per core.
+        assert_eq!(plan(&local, true, false), (16.min(cores), false));
+        let remote = "http://127.0.0.1:9/alpine/v3.19/main";
+        assert_eq!(plan(remote, false, false), (16, true));
+        // Offline, remote packages come from the cache or not at all.
+        assert!(!plan(remote, false, true).1);
+    }
+
+    #[test]
     fn a_worker_that_panics_fails_the_waits_instead_of_hanging_them() {
         let repo_dir = tempfile::tempdir().expect("tempdir");
         let package = Package {
